@@ -1,0 +1,48 @@
+"""regnet-space: RegNet design-space parameters to exact networks, counts and studies.
+
+The design-space side (spec, plan, count) never imports torch; `build_model` does, lazily.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .complexity import Complexity, count
+from .errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
+from .generator import Plan, plan, to_explicit
+from .spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, load_spec
+
+if TYPE_CHECKING:
+    from torch import nn
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "BuildError",
+    "Complexity",
+    "ExplicitSpec",
+    "OutputError",
+    "ParametricSpec",
+    "Plan",
+    "PlanError",
+    "RegNetSpaceError",
+    "Spec",
+    "SpecError",
+    "build_model",
+    "count",
+    "dump_spec",
+    "load_spec",
+    "plan",
+    "to_explicit",
+]
+
+
+def build_model(spec: Spec | Plan, with_head: bool = True, **options: Any) -> nn.Module:
+    """Build the PyTorch model of a spec or plan (imports torch on first use).
+
+    Options are those of `regnet_space.model.build_model` (zero_init_last_bn, problem_type,
+    force).
+    """
+    from .model import build_model as _build
+
+    return _build(spec, with_head, **options)

@@ -1,0 +1,63 @@
+"""Writing outputs: atomically (temp file + rename), never silently overwriting."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import IO
+
+from .errors import OutputError
+
+
+def check_target(path: str | Path, force: bool) -> Path:
+    """Refuse an existing output without force, a directory, or a missing parent folder."""
+    p = Path(path)
+    if p.is_dir():
+        raise OutputError(f"{p}: is a directory, expected a file name")
+    if p.exists() and not force:
+        raise OutputError(f"{p}: already exists (use --force to overwrite)")
+    if not p.parent.is_dir():
+        raise OutputError(f"{p.parent}: no such directory")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_open(path: str | Path, mode: str = "w", force: bool = False) -> Iterator[IO]:
+    """Open a temp file beside `path`; rename it onto `path` only if the block succeeds."""
+    p = check_target(path, force)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    try:
+        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_text(path: str | Path, text: str, force: bool = False) -> Path:
+    """Write text to `path` atomically."""
+    with atomic_open(path, "w", force) as fh:
+        fh.write(text)
+    return Path(path)
+
+
+def atomic_write_with(path: str | Path, writer: Callable[[str], None], force: bool = False) -> Path:
+    """Let `writer(tmp_path)` write a file (e.g. torch.save), then rename it onto `path`."""
+    p = check_target(path, force)
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    try:
+        writer(tmp)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return p
