@@ -5,7 +5,7 @@ The design-space side (spec, plan, count) never imports torch; `build_model` doe
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .complexity import Complexity, count
 from .errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
@@ -37,12 +37,24 @@ __all__ = [
 ]
 
 
-def build_model(spec: Spec | Plan, with_head: bool = True, **options: Any) -> nn.Module:
+def build_model(
+    spec: Spec | Plan,
+    with_head: bool = True,
+    *,
+    zero_init_last_bn: bool = False,
+    problem_type: str | None = None,
+    force: bool = False,
+) -> nn.Module:
     """Build the PyTorch model of a spec or plan (imports torch on first use).
 
-    Options are those of `regnet_space.model.build_model` (zero_init_last_bn, problem_type,
-    force).
+    See `regnet_space.model.build_model`; `force` skips the too-large-to-allocate guard.
     """
     from .model import build_model as _build
 
-    return _build(spec, with_head, **options)
+    return _build(
+        spec,
+        with_head,
+        zero_init_last_bn=zero_init_last_bn,
+        problem_type=problem_type,
+        force=force,
+    )
