@@ -1,0 +1,303 @@
+"""The `regnet-space` command: a thin layer over the Python API.
+
+Every user error is one line on stderr and exit status 2; nothing partial is written.
+Torch is imported only by `build` (the design-space commands start fast).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from .complexity import CONVENTIONS, count_plan
+from .errors import BuildError, RegNetSpaceError
+from .generator import MAX_INPUT_SIZE, Plan, to_explicit
+from .io import atomic_write_text, atomic_write_with, check_target
+from .report import FORMATS, SpecSummary, render_report, render_table, summarize, summarize_paths
+from .spec import dump_spec, load_spec_file, spec_json_schema
+
+PROG = "regnet-space"
+CONVENTION_HELP = (
+    "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
+    "free), fvcore (fvcore's default FlopCountAnalysis in eval mode: no bias, BN 2/element, "
+    "pooling 1/element) or torchvision (multiply-adds only)"
+)
+
+
+class _Parser(argparse.ArgumentParser):
+    """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+def _input_size(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 1 <= value <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_INPUT_SIZE}, got {value}")
+    return value
+
+
+# ---------------------------------------------------------------------------------------------
+# build
+
+
+def _stage_rows(p: Plan) -> tuple[list[str], list[list[str]]]:
+    c = count_plan(p, "paper")
+    headers = ["stage", "width", "depth", "group w", "groups", "bottleneck", "SE w", "stride"]
+    headers += ["out", "flops %", "params %"]
+
+    def share(part: Any) -> list[str]:
+        return [f"{100 * part.flops / c.flops:.1f}", f"{100 * part.params / c.params:.1f}"]
+
+    parts = {part.name: part for part in c.parts}
+    rows = [["stem", str(p.stem_width), "1", "", "", "", "", "2", str(p.stem_size)]]
+    rows[0] += share(parts["stem"])
+    for s in p.stages:
+        se = f"{s.se_width_first}/{s.se_width}" if s.se_width else "-"
+        rows.append(
+            [str(s.index + 1), str(s.width), str(s.depth), str(s.group_width), str(s.groups)]
+            + [str(s.bottleneck_width), se, str(s.stride), str(s.out_size)]
+            + share(parts[f"stage{s.index + 1}"])
+        )
+    head = parts["head"]
+    rows.append(["head", str(p.num_classes), "", "", "", "", "", "", "1", *share(head)])
+    return headers, rows
+
+
+def _design_line(source: str) -> str:
+    spec = load_spec_file(source)
+    fields = spec.model_dump(exclude={"name", "stages"})
+    return ", ".join(f"{k}={v}" for k, v in fields.items())
+
+
+def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
+    p, c = summary.plan, summary.counts
+    headers, rows = _stage_rows(p)
+    lines = [
+        f"{p.name}  ({summary.source})",
+        f"design: {_design_line(summary.source)}",
+        f"input: 1x{p.num_channels}x{p.input_size}x{p.input_size}  ->  last hidden state "
+        f"{output_shape}",
+        "",
+        render_table(headers, rows, markdown=False).rstrip(),
+        "(SE w: first block / other blocks; the first block's SE width comes from its input)",
+        "",
+        f"total: {c.flops / 1e9:.2f} GF, {c.params / 1e6:.1f} M params, {c.acts / 1e6:.1f} M acts"
+        f"  ({c.flops:,} flops, {c.params:,} params, {c.acts:,} acts; paper convention)",
+    ]
+    if verification is not None:
+        m, a = verification.measured, verification.analytic_fvcore
+        status = (
+            "OK, exact" if verification.ok else "MISMATCH: " + "; ".join(verification.mismatches())
+        )
+        lines += [
+            "",
+            "fvcore cross-check (fvcore convention: no bias adds, BN 2/element, pooling 1/element):",
+            f"  flops   analytic {a.flops:>16,}   fvcore {m.flops:>16,}",
+            f"  acts    analytic {a.acts:>16,}   fvcore {m.acts:>16,}",
+            f"  params  analytic {a.params:>16,}   fvcore {m.params:>16,}   module {m.module_params:,}",
+            f"  {status}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
+    weights = Path(save)
+    if weights.suffix in (".yaml", ".yml"):
+        raise BuildError(f"{weights}: --save names the weights file (.pt, .pth or .safetensors)")
+    spec_path = weights.with_suffix(".yaml")
+    return check_target(weights, force), check_target(spec_path, force)
+
+
+def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, force: bool) -> None:
+    import torch
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if weights.suffix == ".safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise BuildError("saving .safetensors needs the safetensors package") from None
+        atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
+    else:
+        atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
+    resolved = to_explicit(load_spec_file(summary.source))
+    atomic_write_text(spec_path, dump_spec(resolved), force)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the model of one spec and describe it."""
+    spec = load_spec_file(args.spec)
+    summary = summarize(spec, args.spec, args.input_size, "paper")
+    targets = _save_targets(args.save, args.force) if args.save else None
+    from .model import build_model  # torch is imported here, and only here
+
+    import torch
+
+    model = build_model(summary.plan, True, force=args.force)
+    model.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, spec.num_channels, args.input_size, args.input_size)
+        out = model.regnet(x, return_dict=True).last_hidden_state
+    output_shape = list(out.shape)
+    verification = None
+    if args.verify:
+        from .verify import verify
+
+        verification = verify(model, summary.plan)
+    if targets is not None:
+        _save(model, summary, *targets, args.force)
+    if args.json:
+        data = summary.as_dict() | {"output_shape": output_shape}
+        if verification is not None:
+            m = verification.measured
+            data["verify"] = {
+                "ok": verification.ok,
+                "fvcore": {"flops": m.flops, "acts": m.acts, "params": m.params},
+                "analytic_fvcore": {
+                    "flops": verification.analytic_fvcore.flops,
+                    "acts": verification.analytic_fvcore.acts,
+                    "params": verification.analytic_fvcore.params,
+                },
+                "module_params": m.module_params,
+            }
+        if targets is not None:
+            data["saved"] = [str(t) for t in targets]
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(_build_text(summary, output_shape, verification))
+        if targets is not None:
+            sys.stdout.write(
+                f"saved weights to {targets[0]} and the resolved spec to {targets[1]}\n"
+            )
+    return 1 if verification is not None and not verification.ok else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report and schema
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One row per spec, analytic counts only."""
+    summaries = summarize_paths(args.specs, args.input_size, args.convention)
+    sys.stdout.write(render_report(summaries, args.format))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the spec format."""
+    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands build, report, schema, sample)."""
+    parser = _Parser(
+        prog=PROG,
+        description="Turn RegNet design-space parameters into exact networks and numbers.",
+        epilog="Examples:\n  regnet-space build specs/y040.yaml\n  regnet-space report specs/\n"
+        "  regnet-space report specs/ --format json --convention fvcore",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    b = sub.add_parser(
+        "build",
+        help="build the PyTorch model of a spec and describe it",
+        description="Build the model of SPEC, run one image through it and print the design, "
+        "a per-stage table, the totals (paper convention) and the output shape.",
+    )
+    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    b.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=224,
+        metavar="N",
+        help="square input side (default 224)",
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    b.add_argument(
+        "--verify",
+        action="store_true",
+        help="cross-check the counts with fvcore on the built model (exit 1 on a mismatch)",
+    )
+    b.add_argument(
+        "--save",
+        metavar="FILE",
+        help="write the weights (.pt/.pth: torch.save of the state dict, loadable with weights_only=True; .safetensors) and the resolved spec beside it (FILE with .yaml)",
+    )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite --save outputs; build designs too large for the default memory guard",
+    )
+    b.set_defaults(func=cmd_build)
+
+    r = sub.add_parser(
+        "report",
+        help="counts of specs or folders of specs, without building models",
+        description="Flops, params and activations of each spec (folders: their *.yaml files), "
+        "counted analytically.",
+    )
+    r.add_argument("specs", nargs="+", metavar="SPEC_OR_DIR")
+    r.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default table)"
+    )
+    r.add_argument(
+        "--input-size",
+        type=_input_size,
+        default=224,
+        metavar="N",
+        help="square input side (default 224)",
+    )
+    r.add_argument("--convention", choices=CONVENTIONS, default="paper", help=CONVENTION_HELP)
+    r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    s.set_defaults(func=cmd_schema)
+
+    try:
+        from . import cli_sample
+    except ImportError:  # sampling lands separately
+        cli_sample = None
+    if cli_sample is not None:
+        cli_sample.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand, turning user errors into one line and exit status 2."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RegNetSpaceError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: out of memory; the design is too large for this machine", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
