@@ -64,9 +64,11 @@ def _stage_rows(p: Plan) -> tuple[list[str], list[list[str]]]:
     for s in p.stages:
         se = f"{s.se_width_first}/{s.se_width}" if s.se_width else "-"
         rows.append(
-            [str(s.index + 1), str(s.width), str(s.depth), str(s.group_width), str(s.groups)]
-            + [str(s.bottleneck_width), se, str(s.stride), str(s.out_size)]
-            + share(parts[f"stage{s.index + 1}"])
+            [
+                *map(str, (s.index + 1, s.width, s.depth, s.group_width, s.groups)),
+                *(str(s.bottleneck_width), se, str(s.stride), str(s.out_size)),
+                *share(parts[f"stage{s.index + 1}"]),
+            ]
         )
     head = parts["head"]
     rows.append(["head", str(p.num_classes), "", "", "", "", "", "", "1", *share(head)])
@@ -101,10 +103,11 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
         )
         lines += [
             "",
-            "fvcore cross-check (fvcore convention: no bias adds, BN 2/element, pooling 1/element):",
+            "fvcore cross-check (fvcore convention: no bias adds, BN 2/element, pool 1/element):",
             f"  flops   analytic {a.flops:>16,}   fvcore {m.flops:>16,}",
             f"  acts    analytic {a.acts:>16,}   fvcore {m.acts:>16,}",
-            f"  params  analytic {a.params:>16,}   fvcore {m.params:>16,}   module {m.module_params:,}",
+            f"  params  analytic {a.params:>16,}   fvcore {m.params:>16,}",
+            f"  params  module's own count {m.module_params:,}",
             f"  {status}",
         ]
     return "\n".join(lines) + "\n"
@@ -139,9 +142,9 @@ def cmd_build(args: argparse.Namespace) -> int:
     spec = load_spec_file(args.spec)
     summary = summarize(spec, args.spec, args.input_size, "paper")
     targets = _save_targets(args.save, args.force) if args.save else None
-    from .model import build_model  # torch is imported here, and only here
+    import torch  # torch is imported here, and only here
 
-    import torch
+    from .model import build_model
 
     model = build_model(summary.plan, True, force=args.force)
     model.eval()
@@ -237,7 +240,8 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument(
         "--save",
         metavar="FILE",
-        help="write the weights (.pt/.pth: torch.save of the state dict, loadable with weights_only=True; .safetensors) and the resolved spec beside it (FILE with .yaml)",
+        help="write the weights (.pt/.pth: torch.save of the state dict, loadable with "
+        "weights_only=True; or .safetensors) and the resolved spec beside them (FILE with .yaml)",
     )
     b.add_argument(
         "--force",

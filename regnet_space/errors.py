@@ -12,7 +12,7 @@ class SpecError(RegNetSpaceError, ValueError):
 
 
 class PlanError(RegNetSpaceError, ValueError):
-    """A valid-looking spec whose generated design is impossible (for example, incompatible widths)."""
+    """A valid spec whose generated design is impossible (for example, incompatible widths)."""
 
 
 class BuildError(RegNetSpaceError):

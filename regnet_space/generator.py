@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import PlanError
-from .spec import MAX_WIDTH, ExplicitSpec, ParametricSpec, Rounding, Spec, StageSpec
+from .spec import MAX_WIDTH, ExplicitSpec, ParametricSpec, Spec, StageSpec
 
 MAX_INPUT_SIZE = 1 << 16
 
@@ -216,7 +216,9 @@ def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation
     for i, (w, d) in enumerate(zip(widths.tolist(), counts.tolist(), strict=True)):
         width, g = adjust(int(w), spec.bottleneck_multiplier, spec.group_width)
         if width < 1:
-            raise PlanError(f"stage {i}: width rounds to {width}; raise w0 or bottleneck_multiplier")
+            raise PlanError(
+                f"stage {i}: width rounds to {width}; raise w0 or bottleneck_multiplier"
+            )
         stride = (2 if spec.downsample_in_first_stage else 1) if i == 0 else 2
         stages.append(
             StageSpec(
@@ -251,7 +253,7 @@ def plan(spec: Spec, input_size: int = 224) -> Plan:
     stages: list[StagePlan] = []
     in_width, size = spec.stem_width, stem_size
     for i, (st, stride) in enumerate(zip(stage_list, strides, strict=True)):
-        wb = int(round(st.width * st.bottleneck_multiplier))
+        wb = round(st.width * st.bottleneck_multiplier)
         g = min(st.group_width, wb)
         if wb < 1 or wb % g:
             raise PlanError(
@@ -269,8 +271,8 @@ def plan(spec: Spec, input_size: int = 224) -> Plan:
                 bottleneck_width=wb,
                 bottleneck_multiplier=st.bottleneck_multiplier,
                 stride=stride,
-                se_width_first=int(round(spec.se_ratio * in_width)),
-                se_width=int(round(spec.se_ratio * st.width)),
+                se_width_first=round(spec.se_ratio * in_width),
+                se_width=round(spec.se_ratio * st.width),
                 in_size=size,
                 out_size=out,
             )

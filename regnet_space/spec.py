@@ -115,7 +115,8 @@ class StageSpec(BaseModel):
     group_width: Width
     bottleneck_multiplier: BottleneckMultiplier = 1.0
     stride: Literal[1, 2] | None = Field(
-        None, description="Stride of the first block; default 2 (stage 0: downsample_in_first_stage)."
+        None,
+        description="Stride of the first block; default 2 (stage 0: downsample_in_first_stage).",
     )
 
 
@@ -136,7 +137,8 @@ class ExplicitSpec(_SpecBase):
             g = min(st.group_width, wb)
             if wb % g:
                 raise ValueError(
-                    f"stages[{i}].width: bottleneck width {wb} must be a multiple of group_width {g}"
+                    f"stages[{i}].width: bottleneck width {wb} "
+                    f"must be a multiple of group width {g}"
                 )
         first = self.stages[0].stride
         if (
@@ -237,7 +239,7 @@ def spec_from_text(text: str, source: str = "<string>") -> Spec:
     if not text.strip():
         raise SpecError(f"{source}: the spec is empty")
     try:
-        data = yaml.load(text, Loader=_SpecLoader)  # noqa: S506 - _SpecLoader is a SafeLoader
+        data = yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader subclass
     except SpecError as exc:
         raise SpecError(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
