@@ -117,7 +117,8 @@ def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
     weights = Path(save)
     if weights.suffix in (".yaml", ".yml"):
         raise BuildError(f"{weights}: --save names the weights file (.pt, .pth or .safetensors)")
-    spec_path = weights.with_suffix(".yaml")
+    # Not FILE.yaml: beside a spec's own folder that name could be the source spec itself.
+    spec_path = weights.with_suffix(".resolved.yaml")
     return check_target(weights, force), check_target(spec_path, force)
 
 
@@ -241,7 +242,8 @@ def make_parser() -> argparse.ArgumentParser:
         "--save",
         metavar="FILE",
         help="write the weights (.pt/.pth: torch.save of the state dict, loadable with "
-        "weights_only=True; or .safetensors) and the resolved spec beside them (FILE with .yaml)",
+        "weights_only=True; or .safetensors) and the resolved spec beside them "
+        "(FILE with .resolved.yaml)",
     )
     b.add_argument(
         "--force",

@@ -123,7 +123,8 @@ class StageSpec(BaseModel):
 class ExplicitSpec(_SpecBase):
     """A RegNet given stage by stage (the Hugging Face config form)."""
 
-    stages: tuple[StageSpec, ...] = Field(min_length=1, max_length=MAX_STAGES)
+    # Lax only for the container (YAML gives lists); each stage stays strict.
+    stages: tuple[StageSpec, ...] = Field(min_length=1, max_length=MAX_STAGES, strict=False)
 
     @model_validator(mode="after")
     def _check_stages(self) -> ExplicitSpec:
@@ -230,7 +231,14 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
         fields = set(cls.model_fields) | set(StageSpec.model_fields)
-        lines = [_format_error(e, fields) for e in exc.errors(include_url=False)]
+        errors = exc.errors(include_url=False)
+        # A container whose items failed also reports itself too short: noise, drop it.
+        deeper = {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
+        lines = [
+            _format_error(e, fields)
+            for e in errors
+            if not (e["type"] == "too_short" and tuple(e["loc"]) in deeper)
+        ]
         raise SpecError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
 
 

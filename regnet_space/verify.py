@@ -53,20 +53,34 @@ class Verification:
         return [f"{n}: fvcore {x} != analytic {y}" for n, x, y in pairs if x != y]
 
 
+class _TupleOutput(nn.Module):
+    """Wraps a model so that it returns tuples: TorchScript tracing rejects dataclass outputs."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.model(x, return_dict=False)
+
+
 def fvcore_counts(model: nn.Module, num_channels: int, input_size: int) -> FvcoreCounts:
     """Run fvcore's flop, activation and parameter counters on one image (batch 1)."""
-    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # fvcore's import uses deprecated torch.jit.script
+        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
 
     was_training = model.training
     model.eval()
+    traced = _TupleOutput(model)
     x = torch.zeros(1, num_channels, input_size, input_size)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("fvcore").setLevel(logging.ERROR)
-            flops = FlopCountAnalysis(model, x)
+            flops = FlopCountAnalysis(traced, x)
             flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            acts = ActivationCountAnalysis(model, x)
+            acts = ActivationCountAnalysis(traced, x)
             acts.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
             total_flops, total_acts = int(flops.total()), int(acts.total())
     finally:
