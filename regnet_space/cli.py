@@ -78,7 +78,11 @@ def _stage_rows(p: Plan) -> tuple[list[str], list[list[str]]]:
 def _design_line(source: str) -> str:
     spec = load_spec_file(source)
     fields = spec.model_dump(exclude={"name", "stages"})
-    return ", ".join(f"{k}={v}" for k, v in fields.items())
+    # The design parameters first, in the paper's order; stem/head/input fields after.
+    first = ["block", "depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier"]
+    first += ["se_ratio", "q", "rounding"]
+    keys = [k for k in first if k in fields] + [k for k in fields if k not in first]
+    return ", ".join(f"{k}={fields[k]}" for k in keys)
 
 
 def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
@@ -93,8 +97,9 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
         render_table(headers, rows, markdown=False).rstrip(),
         "(SE w: first block / other blocks; the first block's SE width comes from its input)",
         "",
-        f"total: {c.flops / 1e9:.2f} GF, {c.params / 1e6:.1f} M params, {c.acts / 1e6:.1f} M acts"
-        f"  ({c.flops:,} flops, {c.params:,} params, {c.acts:,} acts; paper convention)",
+        f"total: {c.flops / 1e9:.1f} GF, {c.params / 1e6:.1f} M params, {c.acts / 1e6:.1f} M acts"
+        " (paper convention: 1 flop = 1 multiply-add)",
+        f"exact: {c.flops:,} flops, {c.params:,} params, {c.acts:,} acts",
     ]
     if verification is not None:
         m, a = verification.measured, verification.analytic_fvcore

@@ -41,7 +41,7 @@ def test_build_y040_shows_the_published_numbers(capsys: pytest.CaptureFixture[st
     status, out, err = run(capsys, "build", Y040)
     assert status == 0, err
     assert "[1, 1088, 7, 7]" in out
-    assert "4.0" in out and "GF" in out
+    assert "4.0 GF" in out
     assert "20.6 M params" in out
     # one row per stage plus stem and head, with the SE widths of first/other blocks
     assert "8/32" in out  # stage 1: first block from the 32-wide stem, others from 128
