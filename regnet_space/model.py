@@ -17,6 +17,7 @@ from typing import Any, Literal
 import torch
 from torch import Tensor, nn
 
+from .complexity import count_plan
 from .errors import BuildError
 from .generator import BlockPlan, Plan, StagePlan
 from .generator import plan as make_plan
@@ -424,29 +425,10 @@ class RegNetForImageClassification(nn.Module):
 # Parameter count from the plan (no allocation)
 
 
-def _conv_bn_params(c_in: int, c_out: int, kernel: int, groups: int = 1) -> int:
-    return kernel * kernel * (c_in // groups) * c_out + 2 * c_out
-
-
-def _block_params(block: BlockPlan, block_type: str) -> int:
-    wb = block.bottleneck_width
-    n = _conv_bn_params(block.in_width, wb, 1)
-    n += _conv_bn_params(wb, wb, 3, block.groups)
-    if block_type == "y":
-        n += wb * block.se_width + block.se_width + block.se_width * wb + wb
-    n += _conv_bn_params(wb, block.out_width, 1)
-    if block.has_projection:
-        n += _conv_bn_params(block.in_width, block.out_width, 1)
-    return n
-
-
 def _plan_param_count(plan: Plan, with_head: bool = True) -> int:
-    """Trainable parameters of the model `build_model` would build (BN running stats excluded)."""
-    n = _conv_bn_params(plan.num_channels, plan.stem_width, 3)
-    n += sum(_block_params(b, plan.block) for b in plan.blocks)
-    if with_head and plan.num_classes > 0:
-        n += plan.out_width * plan.num_classes + plan.num_classes
-    return n
+    """Trainable parameters of the model `build_model` would build, from the analytic count."""
+    parts = count_plan(plan).parts
+    return sum(part.params for part in parts if with_head or part.name != "head")
 
 
 # ---------------------------------------------------------------------------------------------
