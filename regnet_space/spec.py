@@ -176,8 +176,12 @@ def spec_json_schema() -> dict[str, Any]:
 # Loading
 
 
+class _TooLong:
+    """Stands for an integer literal too long for Python to convert (over 4300 digits)."""
+
+
 class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses aliases: specs never need them and they enable alias bombs."""
+    """Safe YAML loader that refuses aliases (alias bombs) and duplicate keys."""
 
     def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
         if self.check_event(yaml.AliasEvent):
@@ -185,8 +189,31 @@ class _SpecLoader(yaml.SafeLoader):
             raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in specs")
         return super().compose_node(parent, index)
 
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+        # PyYAML keeps the last of two equal keys; in a spec that hides a mistake.
+        seen: set[str] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode):
+                raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be plain names")
+            if key_node.value in seen:
+                line = key_node.start_mark.line + 1
+                raise SpecError(f"line {line}: duplicate key {_short(key_node.value)}")
+            seen.add(key_node.value)
+        return super().construct_mapping(node, deep)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except ValueError:  # left to validation, which names the field
+            return _TooLong()
+
+
+_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
+
 
 def _short(value: Any) -> str:
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a very large integer"
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -194,22 +221,30 @@ def _short(value: Any) -> str:
 def _loc(loc: tuple[int | str, ...]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if isinstance(part, int):
+            out += f"[{part}]"
+            continue
+        # Unknown keys come from the user: quote anything that is not a plain name.
+        name = part if part.isidentifier() else _short(part)
+        out += f".{name}" if out else name
     return out
 
 
-def _format_error(err: Mapping[str, Any], fields: set[str]) -> str:
+def _format_error(err: Mapping[str, Any], fields: Mapping[str, set[str]]) -> str:
     loc = _loc(tuple(err["loc"]))
     kind = err["type"]
     msg = str(err["msg"]).removeprefix("Value error, ")
     if kind == "extra_forbidden":
         key = str(err["loc"][-1])
-        close = difflib.get_close_matches(key, sorted(fields), n=1)
+        known = fields["stage" if err["loc"][0] == "stages" else "spec"]
+        close = difflib.get_close_matches(key, sorted(known), n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"{loc}: unknown field{hint}"
     if kind == "missing":
         return f"{loc}: required field is missing"
     value = err.get("input")
+    if isinstance(value, _TooLong):
+        return f"{loc}: number too long to read"
     got = ""
     if isinstance(value, (int, float, str, bool)) or value is None:
         got = f", got {_short(value)}"
@@ -230,7 +265,7 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
     try:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
-        fields = set(cls.model_fields) | set(StageSpec.model_fields)
+        fields = {"spec": set(cls.model_fields), "stage": set(StageSpec.model_fields)}
         errors = exc.errors(include_url=False)
         # A container whose items failed also reports itself too short: noise, drop it.
         deeper = {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
@@ -257,6 +292,8 @@ def spec_from_text(text: str, source: str = "<string>") -> Spec:
         raise SpecError(f"{source}: {where}invalid YAML: {problem}") from None
     except RecursionError:
         raise SpecError(f"{source}: YAML nested too deeply") from None
+    except ValueError:  # e.g. an integer literal longer than Python converts (4300 digits)
+        raise SpecError(f"{source}: a value is too long to read as a number") from None
     return spec_from_dict(data, source)
 
 
@@ -301,9 +338,11 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     if isinstance(source, Path):
         return load_spec_file(source)
     if isinstance(source, str):
-        looks_like_text = "\n" in source or (":" in source and not Path(source).exists())
+        looks_like_text = (
+            not source.strip() or "\n" in source or (":" in source and not Path(source).exists())
+        )
         return spec_from_text(source) if looks_like_text else load_spec_file(source)
-    raise SpecError(f"cannot load a spec from {type(source).__name__}")
+    raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
 
 
 def dump_spec(spec: Spec) -> str:

@@ -198,6 +198,8 @@ BAD_SPECS: dict[str, bytes] = {
     ),
     "binary": bytes(range(256)) * 4,
     "latin1": "name: caf\xe9\n".encode("latin-1"),
+    "duplicate_key": SMALL.encode() + b"depth: 5\n",
+    "huge_literal": SMALL.replace("depth: 4", "depth: " + "9" * 5000).encode(),
     "deep": b"a: " + b"[" * 5000 + b"]" * 5000 + b"\n",
 }
 
