@@ -18,8 +18,10 @@ null or an empty side for no bound.
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
+import typing
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -45,7 +47,6 @@ from .spec import (
     ExplicitSpec,
     ParametricSpec,
     StageSpec,
-    _format_error,
     _SpecLoader,
     read_text_file,
 )
@@ -75,7 +76,7 @@ STAGE_FIELDS: tuple[StageField, ...] = ("width", "depth", "group_width", "bottle
 INT_FIELDS = frozenset({"depth", "w0", "group_width", "width"})
 MAX_VALUES = 4096
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
-_COUNT_RE = re.compile(r"\s*([0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*")
+_COUNT_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -129,7 +130,10 @@ class Bounds(BaseModel):
             sides = [data, data]
         else:
             raise ValueError(f'expected [lo, hi] or "LO:HI", got {type(data).__name__}')
-        lo, hi = (None if s is None else parse_count(s) for s in sides)
+        try:
+            lo, hi = (None if s is None else parse_count(s) for s in sides)
+        except ValueError as exc:
+            raise ValueError(str(exc).split(", got ")[0]) from None
         # A count is an integer: round the range inwards.
         return {
             "lo": None if lo is None else math.ceil(lo),
@@ -147,7 +151,22 @@ class Bounds(BaseModel):
         return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
 
     def __str__(self) -> str:
-        return f"{'' if self.lo is None else self.lo}:{'' if self.hi is None else self.hi}"
+        side = {None: ""}
+        return (
+            f"{side.get(self.lo, format_count(self.lo))}:{side.get(self.hi, format_count(self.hi))}"
+        )
+
+
+def format_count(value: int | None) -> str:
+    """A count the way parse_count reads it: 396M, 1.58G, 12345 (exact, never rounded)."""
+    if value is None:
+        return ""
+    for suffix, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= scale:
+            if value * 100 % scale:  # more than two decimals: the plain number reads better
+                break
+            return f"{Decimal(value) / scale:f}".rstrip("0").rstrip(".") + suffix
+    return str(value)
 
 
 def parse_bounds(value: Bounds | str | int | tuple[Any, Any] | list[Any] | None) -> Bounds | None:
@@ -157,7 +176,7 @@ def parse_bounds(value: Bounds | str | int | tuple[Any, Any] | list[Any] | None)
     try:
         return Bounds.model_validate(value)
     except ValidationError as exc:
-        raise SpaceError(_errors(exc, set())) from None
+        raise SpaceError(_errors(exc, Bounds)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -302,7 +321,7 @@ class _SpaceBase(BaseModel):
     space: str = Field(min_length=1, max_length=200, description="Name of the design space.")
     description: str = Field("", max_length=10_000)
     input_size: int = Field(224, ge=1, le=MAX_INPUT_SIZE)
-    spec: dict[str, bool | int | float | str] = Field(
+    spec: dict[str, Any] = Field(
         default_factory=dict, description="Spec fields shared by every design (passed through)."
     )
     constraints: Constraints = Constraints()
@@ -341,10 +360,11 @@ class RegNetSpace(_SpaceBase):
         for name, p in sampled.items():
             _check_int_param(name, p)
         low = {f: p.min_value for f, p in sampled.items()}
-        base = _validated(ParametricSpec, {"name": self.space, **self.spec, **low}, "spec")
+        where = {f: f"sample.{f}" for f in sampled}
+        base = _validated(ParametricSpec, {"name": self.space, **self.spec, **low}, where)
         for name, p in sampled.items():
             for v in _probe_values(p):
-                _validated(ParametricSpec, {**base.model_dump(), name: v}, f"sample.{name}")
+                _validated(ParametricSpec, {**base.model_dump(), name: v}, where)
         w0 = self.sample.w0
         if isinstance(w0, QuantizedDist) and w0.dist != "power2_uniform" and w0.quantum % base.q:
             # Every drawn w0 must be a multiple of q, so its quantum must be one.
@@ -393,19 +413,22 @@ class AnyNetSpace(_SpaceBase):
         _check_fixed_keys(self.spec, set(ExplicitSpec.model_fields), {})
         if self.constraints.allow_skipped_exponents:
             raise ValueError("constraints.allow_skipped_exponents: only for regnet spaces")
-        _validated(ExplicitSpec, self.fixed_spec().model_dump(), "spec")
+        _validated(ExplicitSpec, self._fixed_data(), {})
         for name, p in self.per_stage.items():
             _check_int_param(name, p)
         low = {f: p.min_value for f, p in self.per_stage.items()}
         for name, p in self.per_stage.items():
             for v in _probe_values(p):
-                _validated(StageSpec, {**low, name: v}, f"per_stage.{name}")
+                _validated(StageSpec, {**low, name: v}, {f: f"per_stage.{f}" for f in low})
         return self
+
+    def _fixed_data(self) -> dict[str, Any]:
+        stage = {"width": 8, "depth": 1, "group_width": 8}
+        return {"name": self.space, **self.spec, "stages": [stage]}
 
     def fixed_spec(self) -> ExplicitSpec:
         """A valid spec with the fixed fields and defaults (one placeholder stage)."""
-        stage = {"width": 8, "depth": 1, "group_width": 8}
-        return ExplicitSpec.model_validate({"name": self.space, **self.spec, "stages": [stage]})
+        return ExplicitSpec.model_validate(self._fixed_data())
 
 
 Space = RegNetSpace | AnyNetSpace
@@ -416,16 +439,24 @@ def _check_fixed_keys(fixed: Mapping[str, Any], allowed: set[str], sampled: Mapp
         if key == "name":
             raise ValueError("spec.name: designs are named after the space and their sample id")
         if key == "stages" or key not in allowed:
-            raise ValueError(f"spec.{key}: not a spec field this space can fix")
+            close = difflib.get_close_matches(key, sorted(allowed - {"name", "stages"}), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"spec.{key}: not a spec field this space can fix{hint}")
         if key in sampled:
             raise ValueError(f"spec.{key}: both fixed and sampled; keep one")
 
 
-def _validated(cls: type[BaseModel], data: dict[str, Any], where: str) -> Any:
+def _validated(cls: type[BaseModel], data: dict[str, Any], where: Mapping[str, str]) -> Any:
+    """Validate `data` as `cls`; errors name the space field (`where`, default spec.FIELD)."""
     try:
         return cls.model_validate(data)
     except ValidationError as exc:
-        raise ValueError(f"{where}: {_errors(exc, set(cls.model_fields))}") from None
+        lines = []
+        for err in exc.errors(include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else ""
+            prefix = where.get(field, f"spec.{field}" if field else "spec")
+            lines.append(f"{prefix}: {_format_error({**err, 'loc': err['loc'][1:]}, cls)}")
+        raise ValueError("; ".join(dict.fromkeys(lines))) from None
 
 
 def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
@@ -447,13 +478,66 @@ def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
 # Loading
 
 
-def _errors(exc: ValidationError, fields: set[str]) -> str:
-    lines = []
-    for err in exc.errors(include_url=False):
-        # Drop the union tags from the location: "sample.depth.range.low" -> "sample.depth.low".
-        loc = tuple(p for p in err["loc"] if p not in ("range", "choice", "function-after"))
-        lines.append(_format_error({**err, "loc": loc}, fields))
-    return "; ".join(dict.fromkeys(lines))
+_TAGS = ("range", "choice", "function-after", "int", "float", "bool", "str")
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The pydantic models an annotation can hold (through unions, Annotated, tuples)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> set[str]:
+    """Field names valid at `path` inside `model` (for did-you-mean hints)."""
+    models = [model]
+    for part in path:
+        if isinstance(part, int):
+            continue
+        models = [
+            m
+            for cls in models
+            if part in cls.model_fields
+            for m in _models_in(cls.model_fields[part].annotation)
+        ]
+    return {f for cls in models for f in cls.model_fields}
+
+
+def _format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
+    """One pydantic error as `location: message, got value`."""
+    loc = tuple(p for p in err["loc"] if p not in _TAGS)
+    where = _loc(loc)
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] == "extra_forbidden":
+        known = sorted(_fields_at(model, loc[:-1]))
+        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+        return f"{where}: unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+    if err["type"] == "missing":
+        return f"{where}: required field is missing"
+    value = err.get("input")
+    if isinstance(value, float) and not math.isfinite(value):
+        msg = "must be a finite number"
+    elif isinstance(value, (int, float, str, bool)) and "got " not in msg:
+        text = repr(value)
+        msg += f", got {text if len(text) <= 40 else text[:37] + '...'}"
+    return f"{where}: {msg}" if where else msg
+
+
+def _errors(exc: ValidationError, model: type[BaseModel]) -> str:
+    # A value failing every member of a union (int | float) gives one error per member: keep
+    # the last one of each location, the most general.
+    by_loc = {
+        tuple(p for p in err["loc"] if p not in _TAGS): _format_error(err, model)
+        for err in exc.errors(include_url=False)
+    }
+    return "; ".join(dict.fromkeys(by_loc.values()))
 
 
 _FAMILIES: dict[str, type[RegNetSpace] | type[AnyNetSpace]] = {
@@ -477,9 +561,7 @@ def space_from_dict(data: Any, source: str = "<dict>") -> Space:
     try:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
-        fields = set(cls.model_fields) | set(Constraints.model_fields)
-        fields |= set(RegNetSample.model_fields) | set(AnyNetStage.model_fields)
-        raise SpaceError(f"{source}: {_errors(exc, fields)}") from None
+        raise SpaceError(f"{source}: {_errors(exc, cls)}") from None
 
 
 def space_from_text(text: str, source: str = "<string>") -> Space:
