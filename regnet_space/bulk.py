@@ -56,6 +56,15 @@ class StageParams:
     group_width: np.ndarray  # int64 (as in the spec, before clipping to the bottleneck)
     bottleneck_multiplier: np.ndarray  # float64
 
+    def take(self, index: np.ndarray) -> StageParams:
+        """The designs at `index` (an index array or a boolean mask)."""
+        return StageParams(
+            width=self.width[index],
+            depth=self.depth[index],
+            group_width=self.group_width[index],
+            bottleneck_multiplier=self.bottleneck_multiplier[index],
+        )
+
 
 @dataclass(frozen=True)
 class Body:
@@ -106,12 +115,12 @@ class Counts:
 def _exponent(j: np.ndarray, w0: np.ndarray, wa: np.ndarray, log_wm: np.ndarray) -> np.ndarray:
     """s_j = round(log(u_j / w0) / log(wm)) with generator.quantized_linear's float operations."""
     u = j * wa + w0
-    return np.round(np.log(u / w0) / log_wm).astype(np.int64)
+    return np.round(np.log(u / w0) / log_wm)
 
 
 def last_exponent(p: RegNetParams) -> np.ndarray:
     """Exponent of the last block, s_(d-1); it is the largest since widths never decrease."""
-    return _exponent(p.depth - 1, p.w0, p.wa, np.log(p.wm))
+    return _exponent(p.depth - 1, p.w0, p.wa, np.log(p.wm)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -141,21 +150,24 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     np.cumsum(num_k, out=first[1:])
     # Per-entry copies of the design's parameters (np.repeat is cheaper than gathers).
     row = np.repeat(np.arange(n), num_k)
-    k = np.arange(len(row)) - np.repeat(first[:-1], num_k)
+    k = (np.arange(len(row)) - np.repeat(first[:-1], num_k)).astype(np.float64)
     w0, wa, wm = np.repeat(p.w0, num_k), np.repeat(p.wa, num_k), np.repeat(p.wm, num_k)
     lw, d = np.repeat(log_wm, num_k), np.repeat(p.depth, num_k)
-    power = np.power(wm, k.astype(np.float64))  # as in generator: np.power(wm, s)
+    power = np.power(wm, k)  # as in generator: np.power(wm, s), s a float
 
-    with np.errstate(divide="ignore"):  # wa = 0 only where k = 0, which is set below
+    zero = first[:-1]  # the k = 0 entries: exponent 0 starts at block 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # k = 0 entries are set apart
         guess = np.ceil(w0 * (power / np.sqrt(wm) - 1) / wa)
-    # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1]; exponent 0 starts at 0.
-    start = np.minimum(np.maximum(guess, 1), d - 1).astype(np.int64)
-    start[first[:-1]] = 0
-    later = _exponent(start, w0, wa, lw) < k
-    earlier = (_exponent(np.maximum(start - 1, 0), w0, wa, lw) >= k) & (k > 0)
+        # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
+        start = np.minimum(np.maximum(guess, 1), d - 1).astype(np.int64)
+        start[zero] = 0
+        later = _exponent(start, w0, wa, lw) < k
+        earlier = _exponent(start - 1, w0, wa, lw) >= k
+    earlier[zero] = False
     start += later
     start -= earlier
-    odd = [row[later & earlier]]
+    both = later & earlier
+    odd = [row[both]] if both.any() else []
     todo = np.flatnonzero(later ^ earlier)
     while todo.size:
         j, kk, e0, ea, el = start[todo], k[todo], w0[todo], wa[todo], lw[todo]
@@ -169,7 +181,7 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     blocks[first[1:] - 1] = p.depth - start[first[1:] - 1]
 
     steep = (p.wa > 0) & (num_k > 1) & (p.wa * 1e9 < p.w0 + p.wa * (p.depth - 1))
-    for i in np.union1d(np.flatnonzero(steep), np.concatenate(odd)).tolist():
+    for i in np.union1d(np.flatnonzero(steep), np.concatenate([[], *odd])).astype(int).tolist():
         gen = quantized_linear(int(p.depth[i]), int(p.w0[i]), float(p.wa[i]), float(p.wm[i]), p.q)
         exact = np.bincount(np.asarray(gen.exponents), minlength=int(num_k[i]))
         if len(exact) != num_k[i]:
@@ -326,26 +338,34 @@ def check_overflow(stages: Stages, body: Body) -> None:
     bound = count_bound(
         int(stages.width.max()),
         int(stages.bottleneck_width.max()),
-        int(_segment_sums(stages.depth, stages.offsets).max()),
+        int(stages.depth.max()) * int(stages.num_stages.max()),  # blocks of a design, at most
         body,
     )
     if not fits_int64(bound):
         raise PlanError("designs this large could overflow 64-bit counts; narrow the ranges")
 
 
-def _segment_sums(values: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Sum of values[offsets[i]:offsets[i + 1]] for each i (no empty segments)."""
+def _segment_sums(values: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Sums of values[last[i - 1] + 1 : last[i] + 1] (the stages of each design)."""
     # An int64 cumsum may wrap around; the differences are still exact (modulo 2**64).
-    ends = np.cumsum(values)[offsets[1:] - 1]
-    ends[1:] -= ends[:-1].copy()
-    return ends
+    return np.diff(np.cumsum(values)[last], prepend=0)
+
+
+def _se_costs(se: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flops (= params) and acts of the SE convs of width se on wb channels (0 if se = 0)."""
+    cost, acts = wb * (2 * se + 1) + se, se + wb  # wb -> se -> wb, 1x1 convs with bias
+    if se.min() < 1:
+        on = se > 0
+        cost, acts = cost * on, acts * on
+    return cost, acts
 
 
 def count_stages(stages: Stages, body: Body) -> Counts:
     """Paper-convention flops, params and acts of every design, as complexity.count_plan.
 
-    Per stage in closed form: its first block (input width and side of the previous stage,
-    projection shortcut when the width or side changes) plus depth - 1 identical blocks.
+    Per stage in closed form: depth x the cost of a later block (stride 1, identity shortcut)
+    plus what the first block costs more (input width and side of the previous stage,
+    projection shortcut); then per design, the stages plus stem and head.
     """
     n = len(stages)
     check_overflow(stages, body)
@@ -353,41 +373,45 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         z = np.zeros(0, dtype=np.int64)
         return Counts(z, z, z)
     offsets, num = stages.offsets, stages.num_stages
+    starts, last = offsets[:-1], offsets[1:] - 1
     first_stride = 2 if body.downsample_in_first_stage else 1
     hi2_of, ho2_of, stem_side = _squared_sides(body.input_size, first_stride, int(num.max()))
-    pos = np.arange(len(stages.width)) - np.repeat(offsets[:-1], num)
+    pos = np.arange(len(stages.width)) - np.repeat(starts, num)
     hi2, ho2 = hi2_of[pos], ho2_of[pos]
     w, d, g, wb = stages.width, stages.depth, stages.group_width, stages.bottleneck_width
     w_in = np.empty_like(w)
     w_in[1:] = w[:-1]
-    w_in[offsets[:-1]] = body.stem_width
-    # The first block of a stage has stride 2 except stage 0 without downsampling.
-    proj = (w_in != w) | (pos > 0) if first_stride == 1 else np.ones(len(w), dtype=bool)
+    w_in[starts] = body.stem_width
 
-    wbo, wo, conv3 = wb * ho2, w * ho2, 9 * g  # 3x3 grouped: 9 * g multiply-adds per channel
-    f_rest = wbo * (2 * w + conv3)  # 1x1 in, 3x3, 1x1 out
-    p_rest = wb * (2 * w + conv3 + 4) + 2 * w  # + 2 per BN channel
-    a_rest = 2 * wbo + wo
-    f_first = w_in * wb * hi2 + wbo * (conv3 + w) + proj * (w_in * wo)
-    p_first = wb * (w_in + w + conv3 + 4) + 2 * w + proj * (w_in * w + 2 * w)
-    a_first = wb * hi2 + wbo + wo + proj * wo
+    wbo, wo = wb * ho2, w * ho2
+    inner = 2 * w + 9 * g  # per bottleneck channel: 1x1 in, 3x3 grouped (9 * g), 1x1 out
+    # A later block, times depth, plus what the first block costs more.
+    flops = wbo * inner * d + wb * (w_in * hi2 - wo)
+    params = (wb * (inner + 4) + 2 * w) * d + wb * (w_in - w)  # weights, 2 per BN channel
+    acts = (2 * wbo + wo) * d + wb * (hi2 - ho2)
+    # Projection shortcut (1x1 conv + BN): every first block has one when it has stride 2.
+    proj = 1 if first_stride == 2 else ((w_in != w) | (pos > 0))
+    flops += proj * (w_in * wo)
+    params += proj * (w * (w_in + 2))
+    acts += proj * wo
     if body.se_ratio:
-        # int(round(se_ratio * width)) from the block's input width, as generator.plan.
-        for width, f, p, a in ((w_in, f_first, p_first, a_first), (w, f_rest, p_rest, a_rest)):
-            se = np.round(body.se_ratio * width).astype(np.int64)
-            on = se > 0
-            # Two 1x1 convs with bias on a 1x1 map: flops and params are the same number.
-            cost = on * (2 * wb * se + se + wb)
-            f += cost
-            p += cost
-            a += on * (se + wb)
+        # SE width int(round(se_ratio * input width)), as generator.plan: a later block's
+        # from its own width, a first block's from the previous stage's (or the stem's).
+        se = np.round(body.se_ratio * w).astype(np.int64)
+        se1 = np.empty_like(se)
+        se1[1:] = se[:-1]
+        se1[starts] = round(body.se_ratio * body.stem_width)
+        (cost, se_acts), (cost1, se_acts1) = _se_costs(se, wb), _se_costs(se1, wb)
+        d1 = d - 1
+        flops += cost * d1 + cost1
+        params += cost * d1 + cost1
+        acts += se_acts * d1 + se_acts1
 
     c, k, nc = body.num_channels, body.stem_width, body.num_classes
-    stem_side2 = stem_side * stem_side
-    head = stages.width[offsets[1:] - 1] * nc + nc  # linear layer with bias (none if nc = 0)
-    d1 = d - 1
+    stem_side2 = int(stem_side) ** 2
+    head = w[last] * nc + nc  # linear layer with bias (none if nc = 0)
     return Counts(
-        flops=_segment_sums(f_first + d1 * f_rest, offsets) + 9 * c * k * stem_side2 + head,
-        params=_segment_sums(p_first + d1 * p_rest, offsets) + 9 * c * k + 2 * k + head,
-        acts=_segment_sums(a_first + d1 * a_rest, offsets) + k * stem_side2 + nc,
+        flops=_segment_sums(flops, last) + 9 * c * k * stem_side2 + head,
+        params=_segment_sums(params, last) + 9 * c * k + 2 * k + head,
+        acts=_segment_sums(acts, last) + k * stem_side2 + nc,
     )
