@@ -14,7 +14,7 @@ import json
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
@@ -55,7 +55,7 @@ from .space import (
 )
 from .spec import MAX_WIDTH, Spec, spec_from_dict
 
-BATCH = 8192  # draws per batch: fixed, so that the accepted designs never depend on timing
+BATCH = 4096  # draws per batch: fixed, so that the accepted designs never depend on timing
 MIN_MAX_TRIES = 10_000_000  # default tries: max(this, TRIES_PER_DESIGN * n)
 TRIES_PER_DESIGN = 50_000
 MAX_DESIGNS = 10_000_000
@@ -166,44 +166,106 @@ def _fraction(x: int | float) -> Fraction:
     return Fraction(Decimal(str(x)))
 
 
-def _on_grid(k: np.ndarray, q: Fraction, integer: bool) -> np.ndarray:
-    """k * q; a float is the double nearest the decimal (k * q reads back as the same value)."""
-    if integer:
-        return k * int(q)
-    return (k * q.numerator) / q.denominator
+@dataclass(frozen=True)
+class _Grid:
+    """Multiples k * q of a quantum q = num / den for k in [lo, hi] (exact, from decimals)."""
+
+    num: int
+    den: int
+    lo: int
+    hi: int
+    integer: bool
+
+    @classmethod
+    def of(cls, low: Fraction, high: Fraction, q: Fraction, integer: bool) -> _Grid:
+        return cls(q.numerator, q.denominator, math.ceil(low / q), math.floor(high / q), integer)
+
+    def values(self, k: np.ndarray) -> np.ndarray:
+        """k * q; a float is the double nearest the decimal, so it reads back as itself."""
+        if self.integer:
+            return k * (self.num // self.den)
+        return (k * self.num) / self.den
 
 
-def _log_uniform(
-    rng: np.random.Generator, low: Fraction, high: Fraction, q: Fraction, n: int
-) -> np.ndarray:
-    """pycls's log_uniform as multiples k of q: a draw in (low - min(q, low/2), high], ceil."""
-    floor = float(low - min(q, low / 2))
-    top = math.log(float(high))
-    f = np.exp(top - rng.random(n) * (top - math.log(floor)))
-    k = np.ceil(f * q.denominator / q.numerator).astype(np.int64)
-    return np.clip(k, math.ceil(low / q), math.floor(high / q))
+@dataclass(frozen=True)
+class _LogUniform:
+    """pycls's log_uniform: a log-uniform draw in (low - min(q, low/2), high], rounded up to q."""
+
+    grid: _Grid
+    log_high: float
+    log_span: float
+
+    @classmethod
+    def of(cls, low: Fraction, high: Fraction, q: Fraction, integer: bool) -> _LogUniform:
+        floor = float(low - min(q, low / 2))
+        top = math.log(float(high))
+        return cls(_Grid.of(low, high, q, integer), top, top - math.log(floor))
+
+    def multiples(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        g = self.grid
+        f = np.exp(self.log_high - rng.random(n) * self.log_span)
+        k = np.ceil(f * g.den / g.num).astype(np.int64)
+        # Float rounding at the very ends must not step outside [low, high].
+        return np.minimum(np.maximum(k, g.lo, out=k), g.hi, out=k)
+
+
+@dataclass(frozen=True)
+class Drawer:
+    """Draws one distribution's values: int64 for integer fields, else float64 decimals.
+
+    Every kind consumes a fixed amount of the random stream per value, so a batch's draws
+    never depend on the values drawn.
+    """
+
+    dist: QuantizedDist | ValuesDist
+    integer: bool
+    grid: _Grid | None  # uniform
+    log: _LogUniform | None  # log_uniform; the log-uniform part of power2_or_log_uniform
+    exponents: tuple[int, int]  # power2 kinds: exponents of low and high
+    quantum: float  # power2_or_log_uniform: powers of two below it are kept
+
+    @classmethod
+    def of(cls, dist: QuantizedDist | ValuesDist, integer: bool) -> Drawer:
+        if isinstance(dist, ValuesDist):
+            return cls(dist, integer, None, None, (0, 0), 0.0)
+        low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
+        log = None
+        if dist.dist == "log_uniform":
+            log = _LogUniform.of(low, high, q, integer)
+        elif dist.dist == "power2_or_log_uniform":
+            log = _LogUniform.of(max(low, q), high, min(high, q), integer)
+        # Powers of two: low and high are powers of two, so their exponents are integers.
+        exponents = (round(math.log2(low)), round(math.log2(high)))
+        return cls(dist, integer, _Grid.of(low, high, q, integer), log, exponents, float(q))
+
+    def __call__(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n values."""
+        dist = self.dist
+        if isinstance(dist, ValuesDist):
+            values = np.asarray(dist.values, dtype=np.int64 if self.integer else np.float64)
+            return values[rng.integers(0, len(values), n)]
+        if dist.dist == "uniform":
+            assert self.grid is not None
+            return self.grid.values(rng.integers(self.grid.lo, self.grid.hi + 1, n))
+        if dist.dist == "log_uniform":
+            assert self.log is not None
+            return self.log.grid.values(self.log.multiples(rng, n))
+        e = rng.integers(self.exponents[0], self.exponents[1] + 1, n)
+        power = (np.int64(1) << e) if self.integer else np.ldexp(1.0, e)
+        if dist.dist == "power2_uniform":
+            return power
+        # power2_or_log_uniform: powers below q keep their power2 share, the rest is log-uniform.
+        assert self.log is not None
+        return np.where(
+            power < self.quantum, power, self.log.grid.values(self.log.multiples(rng, n))
+        )
 
 
 def draw(
     rng: np.random.Generator, dist: QuantizedDist | ValuesDist, n: int, integer: bool
 ) -> np.ndarray:
-    """n values of one distribution; every kind consumes a fixed amount of the stream."""
-    if isinstance(dist, ValuesDist):
-        values = np.asarray(dist.values, dtype=np.int64 if integer else np.float64)
-        return values[rng.integers(0, len(values), n)]
-    low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
-    if dist.dist == "uniform":
-        return _on_grid(rng.integers(math.ceil(low / q), math.floor(high / q) + 1, n), q, integer)
-    if dist.dist == "log_uniform":
-        return _on_grid(_log_uniform(rng, low, high, q, n), q, integer)
-    # Powers of two: low and high are powers of two, so their exponents are integers.
-    e = rng.integers(round(math.log2(low)), round(math.log2(high)) + 1, n)
-    power = (np.int64(1) << e) if integer else np.ldexp(1.0, e)
-    if dist.dist == "power2_uniform":
-        return power
-    # power2_or_log_uniform: powers below q keep their power2 share, the rest is log-uniform.
-    k = _log_uniform(rng, max(low, q), high, min(high, q), n)
-    return np.where(power < float(q), power, _on_grid(k, min(high, q), integer))
+    """n values of one distribution (int64 for an integer field, else float64)."""
+    return Drawer.of(dist, integer)(rng, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,41 +298,50 @@ def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str
     reason[hit[reason[hit] == 0]] = _CODE[name]
 
 
+def body_of(space: Space, input_size: int | None = None) -> Body:
+    """What the bulk counts need from a space's fixed fields (input size: the space's)."""
+    fixed = space.fixed_spec()
+    return Body(
+        stem_width=fixed.stem_width,
+        num_channels=fixed.num_channels,
+        num_classes=fixed.num_classes,
+        se_ratio=fixed.se_ratio,
+        downsample_in_first_stage=fixed.downsample_in_first_stage,
+        input_size=space.input_size if input_size is None else input_size,
+    )
+
+
+def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams | StageParams]:
+    """Bulk-path inputs of n designs, before any constraint, in batches drawn as sample() does."""
+    sampler = _Sampler(space, space.constraints, space.input_size)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, BATCH):
+        params = sampler.params(sampler.draw(rng, BATCH), BATCH)
+        yield params if n - start >= BATCH else params.take(np.arange(n - start))
+
+
 class _Sampler:
     """Everything fixed for one sample() call: the space, body, constraints and record format."""
 
     def __init__(self, space: Space, constraints: Constraints, input_size: int) -> None:
         self.space = space
         self.constraints = constraints
-        fixed = space.fixed_spec()
-        self.body = Body(
-            stem_width=fixed.stem_width,
-            num_channels=fixed.num_channels,
-            num_classes=fixed.num_classes,
-            se_ratio=fixed.se_ratio,
-            downsample_in_first_stage=fixed.downsample_in_first_stage,
-            input_size=input_size,
-        )
-        self.fixed = fixed
+        self.body = body_of(space, input_size)
+        self.fixed = space.fixed_spec()
         self.fields = spec_fields_of(space)
-        if isinstance(space, RegNetSpace):
-            self.dists = dict(space.sample.items())
-        else:
-            self.dists = dict(space.per_stage.items())
+        items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
+        self.drawers = {name: Drawer.of(dist, name in INT_FIELDS) for name, dist in items}
 
     def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         """Sampled values of n designs, field by field in a fixed order."""
-        out = {}
-        for name, dist in self.dists.items():
-            integer = name in INT_FIELDS
-            if isinstance(self.space, RegNetSpace):
-                out[name] = draw(rng, dist, n, integer)
-                continue
-            s = self.space.num_stages
+        if isinstance(self.space, RegNetSpace):
+            return {name: drawer(rng, n) for name, drawer in self.drawers.items()}
+        s, out = self.space.num_stages, {}
+        for name, drawer in self.drawers.items():
             if name in self.space.shared:
-                out[name] = np.repeat(draw(rng, dist, n, integer)[:, None], s, axis=1)
+                out[name] = np.repeat(drawer(rng, n)[:, None], s, axis=1)
             else:
-                out[name] = draw(rng, dist, n * s, integer).reshape(n, s)
+                out[name] = drawer(rng, n * s).reshape(n, s)
         return out
 
     def evaluate(self, sampled: dict[str, np.ndarray], n: int) -> _Batch:
@@ -279,7 +350,8 @@ class _Sampler:
         reason = np.zeros(n, dtype=np.int8)
         everyone = np.arange(n)
         if isinstance(self.space, RegNetSpace):
-            params = self._regnet_params(sampled, n)
+            params = self.params(sampled, n)
+            assert isinstance(params, RegNetParams)
             index = everyone
             if not c.allow_skipped_exponents and c.stages is not None:
                 # Without skipping, stage count = max exponent + 1: check that before generating.
@@ -294,9 +366,9 @@ class _Sampler:
                 monotone &= (np.diff(sampled[name], axis=1) >= 0).all(axis=1)
             _reject(reason, everyone, ~monotone, "not_monotone")
             index = np.flatnonzero(monotone)
-            stages = explicit_stages(
-                StageParams(**{f: sampled[f][index] for f in self.dists})  # type: ignore[arg-type]
-            )
+            params = self.params({f: v[index] for f, v in sampled.items()}, len(index))
+            assert isinstance(params, StageParams)
+            stages = explicit_stages(params)
         counts = count_stages(stages, self.body)
         _reject(reason, index, ~stages.valid, "invalid")
         _reject(reason, index, ~_in(c.stages, stages.num_stages), "stages")
@@ -306,7 +378,10 @@ class _Sampler:
             _reject(reason, index, ~_in(getattr(c, metric), getattr(counts, metric)), metric)
         return _Batch(sampled, index, stages, counts, reason)
 
-    def _regnet_params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams:
+    def params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams | StageParams:
+        """Bulk-path inputs: RegNetParams (regnet, fixed fields filled in) or StageParams."""
+        if isinstance(self.space, AnyNetSpace):
+            return StageParams(**sampled)
         fixed = self.fixed
         cols = {
             f: sampled[f] if f in sampled else np.full(n, getattr(fixed, f))
@@ -336,7 +411,7 @@ class _Sampler:
                 spec[f] = self.fixed.block
             elif f == "stages":
                 spec[f] = tuple(
-                    MappingProxyType({g: values[g][s] for g in self.dists})
+                    MappingProxyType({g: values[g][s] for g in self.drawers})
                     for s in range(self.space.num_stages)  # type: ignore[union-attr]
                 )
             else:
@@ -396,7 +471,7 @@ def _check_bounds(space: Space, sampler: _Sampler) -> None:
         u = val["w0"] + val["wa"] * (val["depth"] - 1)
         quantized = min(u * math.sqrt(val["wm"]) + fixed.q, MAX_WIDTH)
         width = quantized + 2 * val["group_width"] * max(1.0, bm_hi) / bm_lo + 2
-        blocks = val["depth"]
+        blocks = val["depth"] ** 2  # as check_overflow bounds it: depth x stages <= depth**2
     else:
         ps = dict(space.per_stage.items())
         width = float(ps["width"].max_value)
