@@ -165,7 +165,8 @@ def format_count(value: int | None) -> str:
         if value >= scale:
             if value * 100 % scale:  # more than two decimals: the plain number reads better
                 break
-            return f"{Decimal(value) / scale:f}".rstrip("0").rstrip(".") + suffix
+            text = f"{Decimal(value) / scale:f}"
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
     return str(value)
 
 

@@ -234,10 +234,15 @@ def test_counts_with_suffixes() -> None:
     assert Bounds.model_validate("0.5K:") == Bounds(lo=500, hi=None)
     assert Bounds.model_validate("1.0005K:1.0015K") == Bounds(lo=1001, hi=1001)
     assert Bounds.model_validate([None, "2M"]) == Bounds(lo=None, hi=2_000_000)
-    assert [format_count(v) for v in (396_000_000, 1_580_000_000, 12345, 5)] == [
+    values = (396_000_000, 1_580_000_000, 10_000_000, 100_000, 12345, 5, 2_500)
+    assert [format_count(v) for v in values] == [
         "396M",
         "1.58G",
+        "10M",
+        "100K",
         "12345",
         "5",
+        "2.5K",
     ]
+    assert all(parse_count(format_count(v)) == v for v in values)
     assert str(Bounds(lo=396_000_000, hi=None)) == "396M:"
