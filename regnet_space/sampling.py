@@ -58,7 +58,7 @@ from .spec import MAX_WIDTH, Spec, spec_from_dict
 BATCH = 4096  # draws per batch: fixed, so that the accepted designs never depend on timing
 MIN_MAX_TRIES = 10_000_000  # default tries: max(this, TRIES_PER_DESIGN * n)
 TRIES_PER_DESIGN = 50_000
-MAX_DESIGNS = 10_000_000
+MAX_DESIGNS = 1_000_000
 CLOSEST = 5  # designs kept to show when the constraints cannot be met
 
 # Rejection reasons, in the order they are checked (0 = meets every constraint).
@@ -447,6 +447,16 @@ class _Sampler:
 # The sampling loop
 
 
+@dataclass(frozen=True)
+class _Near:
+    """A design rejected for its complexity only, and how far it is from the bounds."""
+
+    distance: float
+    draw: int  # overall draw number (ties go to the earlier draw)
+    key: tuple[Any, ...]
+    record: DesignRecord
+
+
 def _resolve_constraints(
     space: Space, overrides: Mapping[str, Bounds | str | Any | None]
 ) -> Constraints:
@@ -523,7 +533,7 @@ def sample(
     rng = np.random.default_rng(seed)
     records: list[DesignRecord] = []
     seen: set[tuple[Any, ...]] = set()
-    closest: list[tuple[float, int, DesignRecord]] = []
+    closest: list[_Near] = []
     rejected = dict.fromkeys((*REASONS, "duplicate"), 0)
     tries, t0 = 0, time.perf_counter()
     while len(records) < n and tries < max_tries:
@@ -547,7 +557,8 @@ def sample(
         closest = _update_closest(sampler, batch, cut, tries, closest)
         tries += cut
         if progress is not None:
-            progress(SampleProgress(tries, len(records), n, max_tries, time.perf_counter() - t0))
+            elapsed = time.perf_counter() - t0
+            progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
     result = SampleResult(
         space=sp.space,
         seed=seed,
@@ -557,7 +568,7 @@ def sample(
         records=tuple(records),
         tries=tries,
         rejected=MappingProxyType(rejected),
-        closest=tuple(r for _, _, r in closest),
+        closest=tuple(near.record for near in closest),
     )
     if not result.complete:
         raise SampleError(
@@ -568,10 +579,13 @@ def sample(
     return result
 
 
+def _slug(space_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", space_name).strip("._") or "design"
+
+
 def design_name(space_name: str, n: int, sample_id: int) -> str:
     """Name of design `sample_id` of n from a space: the space's name and a padded id."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", space_name).strip("._") or "design"
-    return f"{slug}-{sample_id:0{max(4, len(str(n - 1)))}d}"
+    return f"{_slug(space_name)}-{sample_id:0{max(4, len(str(n - 1)))}d}"
 
 
 def spec_file_names(space_name: str, n: int) -> list[str]:
@@ -605,26 +619,25 @@ def default_max_tries(n: int) -> int:
 
 
 def _update_closest(
-    sampler: _Sampler,
-    batch: _Batch,
-    cut: int,
-    tries: int,
-    closest: list[tuple[float, int, DesignRecord]],
-) -> list[tuple[float, int, DesignRecord]]:
+    sampler: _Sampler, batch: _Batch, cut: int, tries: int, closest: list[_Near]
+) -> list[_Near]:
     """Keep the CLOSEST designs rejected only for their complexity, nearest first."""
     codes = [_CODE[m] for m in _METRICS]
-    reason = batch.reason[batch.index]
-    mine = np.flatnonzero(np.isin(reason, codes) & (batch.index < cut))
+    mine = np.flatnonzero(np.isin(batch.reason[batch.index], codes) & (batch.index < cut))
     if mine.size == 0:
         return closest
-    dist = sampler.distance(batch)
+    dist = sampler.distance(batch)[mine]
+    if len(closest) == CLOSEST:  # only designs nearer than the farthest kept can enter
+        nearer = dist < closest[-1].distance
+        mine, dist = mine[nearer], dist[nearer]
     merged = list(closest)
-    for j in mine[np.lexsort((mine, dist[mine]))[:CLOSEST]].tolist():
+    for j, d in sorted(zip(mine.tolist(), dist.tolist(), strict=True), key=lambda t: t[1])[
+        :CLOSEST
+    ]:
         i = int(batch.index[j])
-        rec = sampler.record(
-            batch, i, -1, f"{design_name(sampler.space.space, 1, 0)}-try{tries + i}"
-        )
-        if all(rec.spec != r.spec for _, _, r in merged):  # a design drawn twice shows once
-            merged.append((float(dist[j]), tries + i, rec))
-    merged.sort(key=lambda t: (t[0], t[1]))
+        key = sampler.key(batch, i)
+        if all(key != near.key for near in merged):  # a design drawn twice shows once
+            name = f"{_slug(sampler.space.space)}-try{tries + i}"
+            merged.append(_Near(d, tries + i, key, sampler.record(batch, i, -1, name)))
+    merged.sort(key=lambda near: (near.distance, near.draw))
     return merged[:CLOSEST]
