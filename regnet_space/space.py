@@ -96,11 +96,16 @@ def parse_count(text: str | int | float) -> Fraction:
         if not m:
             raise ValueError(f"expected a number like 400M, 3.2G or 5e6, got {text!r}")
         try:
-            value = Fraction(Decimal(m.group(1))) * _SUFFIXES[m.group(2).lower()]
+            number = Decimal(m.group(1))
         except InvalidOperation:
             raise ValueError(f"expected a number, got {text!r}") from None
+        if abs(number.adjusted()) > 30:  # refuse before building a huge exact number
+            raise ValueError(f"expected a count below 1e30, got {text!r}")
+        value = Fraction(number) * _SUFFIXES[m.group(2).lower()]
     if value < 0:
         raise ValueError(f"expected a non-negative number, got {text!r}")
+    if value > 10**30:
+        raise ValueError(f"expected a count below 1e30, got {text!r}")
     return value
 
 

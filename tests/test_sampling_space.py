@@ -173,6 +173,8 @@ def test_anynet_and_regnet_minimal() -> None:
         (REGNET + "constraints: {flops: [1M]}\n", "expected [lo, hi]"),
         (REGNET + "constraints: {flops: '-1:5'}\n", "non-negative"),
         (REGNET + "constraints: {flops: '5Q:'}\n", "expected a number"),
+        (REGNET + "constraints: {flops: '1e999999999:'}\n", "below 1e30"),
+        (REGNET + "constraints: {flops: [0, 1000000000000000000000000000000000]}\n", "below 1e30"),
         (REGNET + "constraints: {flopz: [1, 2]}\n", "did you mean 'flops'"),
         (ANYNET + "shared: [widht]\n", "shared"),
         (ANYNET + "constraints: {allow_skipped_exponents: true}\n", "only for regnet"),
