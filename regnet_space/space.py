@@ -231,6 +231,10 @@ class QuantizedDist(BaseModel):
             for side, v in (("low", lo), ("high", hi)):
                 if _decimal(v) % _decimal(q):
                     raise ValueError(f"{side}: {v} is not a multiple of quantum {q}")
+        quantum = Fraction(_decimal(q))
+        if Fraction(_decimal(hi)) / quantum * quantum.numerator >= 2**53:
+            # Values are k * quantum with exact integer arithmetic on k (and exact floats).
+            raise ValueError(f"high / quantum is too large for exact values ({hi} / {q})")
         return self
 
     @property

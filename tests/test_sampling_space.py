@@ -111,6 +111,7 @@ def test_anynet_and_regnet_minimal() -> None:
         (REGNET.replace("high: 28", "high: 8"), "low 12 is above high 8"),
         (REGNET.replace("quantum: 0.001", "quantum: 0"), "quantum: must be positive"),
         (REGNET.replace("quantum: 0.001", "quantum: -1"), "quantum: must be positive"),
+        (REGNET.replace("high: 3, quantum: 0.001", "high: 3, quantum: 1.0e-300"), "too large"),
         (REGNET.replace("low: 2,", "low: 2.0005,"), "not a multiple of quantum"),
         (REGNET.replace("low: 2,", "low: 1,"), "sample.wm: Input should be greater than 1, got 1"),
         (REGNET.replace("low: 2,", "low: .nan,"), "finite"),
