@@ -227,14 +227,14 @@ class QuantizedDist(BaseModel):
             raise ValueError(f"low: {d} needs low > 0, got {lo}")
         if d.startswith("power2") and not all(_is_power2(v) for v in (lo, hi, q)):
             raise ValueError(f"{d}: low, high and quantum must be powers of two")
-        if d != "power2_or_log_uniform":
-            for side, v in (("low", lo), ("high", hi)):
-                if _decimal(v) % _decimal(q):
-                    raise ValueError(f"{side}: {v} is not a multiple of quantum {q}")
         quantum = Fraction(_decimal(q))
         if Fraction(_decimal(hi)) / quantum * quantum.numerator >= 2**53:
             # Values are k * quantum with exact integer arithmetic on k (and exact floats).
             raise ValueError(f"high / quantum is too large for exact values ({hi} / {q})")
+        if d != "power2_or_log_uniform":
+            for side, v in (("low", lo), ("high", hi)):
+                if Fraction(_decimal(v)) % quantum:
+                    raise ValueError(f"{side}: {v} is not a multiple of quantum {q}")
         return self
 
     @property
