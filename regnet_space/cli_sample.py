@@ -147,8 +147,6 @@ class _Progress:
     def __call__(self, p: SampleProgress) -> None:
         if not self.enabled or p.elapsed - self.last < (0.1 if self.tty else 5.0):
             return
-        if not self.tty and p.elapsed < 5.0:
-            return
         self.last = p.elapsed
         line = (
             f"sample: {p.accepted:,}/{p.requested:,} designs, {p.tries:,} tries "
@@ -197,7 +195,7 @@ def _report_failure(err: SampleError, stream: IO[str]) -> None:
     )
     stream.write(
         f"sample: {result.accepted} of {result.requested} designs found in {result.tries:,} "
-        f"tries ({wanted or 'no complexity constraints'}).\n"
+        f"tries ({wanted or 'no constraints'}).\n"
     )
     stream.write(f"rejected: {_reasons(result)}\n")
     if result.closest:
@@ -307,7 +305,7 @@ def _summary(
         "output": str(out),
         "specs_dir": None if folder is None else str(folder),
         "seconds": round(elapsed, 3),
-        "designs_per_second": math.floor(result.tries / elapsed) if elapsed > 0 else None,
+        "draws_per_second": math.floor(result.tries / elapsed) if elapsed > 0 else None,
     }
 
 
