@@ -89,7 +89,7 @@ class Stages:
     bottleneck_width: np.ndarray  # flat int64
     bottleneck_multiplier: np.ndarray  # flat float64
     total_stages: np.ndarray  # (n,) max exponent + 1 (regnet); the stage count (explicit)
-    valid: np.ndarray  # (n,) False where the one-design path raises PlanError
+    valid: np.ndarray  # (n,) False where the one-design path refuses it (PlanError, SpecError)
 
     @property
     def num_stages(self) -> np.ndarray:
