@@ -209,63 +209,49 @@ class _LogUniform:
         return np.minimum(np.maximum(k, g.lo, out=k), g.hi, out=k)
 
 
-@dataclass(frozen=True)
-class Drawer:
-    """Draws one distribution's values: int64 for integer fields, else float64 decimals.
+Drawer = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def drawer(dist: QuantizedDist | ValuesDist, integer: bool) -> Drawer:
+    """A function drawing n values of `dist`: int64 for integer fields, else float64 decimals.
 
     Every kind consumes a fixed amount of the random stream per value, so a batch's draws
     never depend on the values drawn.
     """
+    if isinstance(dist, ValuesDist):
+        values = np.asarray(dist.values, dtype=np.int64 if integer else np.float64)
+        return lambda rng, n: values[rng.integers(0, len(values), n)]
+    low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
+    if dist.dist == "uniform":
+        grid = _Grid.of(low, high, q, integer)
+        return lambda rng, n: grid.values(rng.integers(grid.lo, grid.hi + 1, n))
+    if dist.dist == "log_uniform":
+        log = _LogUniform.of(low, high, q, integer)
+        return lambda rng, n: log.grid.values(log.multiples(rng, n))
+    # Powers of two: low and high are powers of two, so their exponents are integers.
+    e_low, e_high = round(math.log2(low)), round(math.log2(high))
 
-    dist: QuantizedDist | ValuesDist
-    integer: bool
-    grid: _Grid | None  # uniform
-    log: _LogUniform | None  # log_uniform; the log-uniform part of power2_or_log_uniform
-    exponents: tuple[int, int]  # power2 kinds: exponents of low and high
-    quantum: float  # power2_or_log_uniform: powers of two below it are kept
+    def power2(rng: np.random.Generator, n: int) -> np.ndarray:
+        e = rng.integers(e_low, e_high + 1, n)
+        return (np.int64(1) << e) if integer else np.ldexp(1.0, e)
 
-    @classmethod
-    def of(cls, dist: QuantizedDist | ValuesDist, integer: bool) -> Drawer:
-        if isinstance(dist, ValuesDist):
-            return cls(dist, integer, None, None, (0, 0), 0.0)
-        low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
-        log = None
-        if dist.dist == "log_uniform":
-            log = _LogUniform.of(low, high, q, integer)
-        elif dist.dist == "power2_or_log_uniform":
-            log = _LogUniform.of(max(low, q), high, min(high, q), integer)
-        # Powers of two: low and high are powers of two, so their exponents are integers.
-        exponents = (round(math.log2(low)), round(math.log2(high)))
-        return cls(dist, integer, _Grid.of(low, high, q, integer), log, exponents, float(q))
+    if dist.dist == "power2_uniform":
+        return power2
+    # power2_or_log_uniform: powers below q keep their power2 share, the rest is log-uniform.
+    rest, below = _LogUniform.of(max(low, q), high, min(high, q), integer), float(q)
 
-    def __call__(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n values."""
-        dist = self.dist
-        if isinstance(dist, ValuesDist):
-            values = np.asarray(dist.values, dtype=np.int64 if self.integer else np.float64)
-            return values[rng.integers(0, len(values), n)]
-        if dist.dist == "uniform":
-            assert self.grid is not None
-            return self.grid.values(rng.integers(self.grid.lo, self.grid.hi + 1, n))
-        if dist.dist == "log_uniform":
-            assert self.log is not None
-            return self.log.grid.values(self.log.multiples(rng, n))
-        e = rng.integers(self.exponents[0], self.exponents[1] + 1, n)
-        power = (np.int64(1) << e) if self.integer else np.ldexp(1.0, e)
-        if dist.dist == "power2_uniform":
-            return power
-        # power2_or_log_uniform: powers below q keep their power2 share, the rest is log-uniform.
-        assert self.log is not None
-        return np.where(
-            power < self.quantum, power, self.log.grid.values(self.log.multiples(rng, n))
-        )
+    def power2_or_log(rng: np.random.Generator, n: int) -> np.ndarray:
+        power = power2(rng, n)
+        return np.where(power < below, power, rest.grid.values(rest.multiples(rng, n)))
+
+    return power2_or_log
 
 
 def draw(
     rng: np.random.Generator, dist: QuantizedDist | ValuesDist, n: int, integer: bool
 ) -> np.ndarray:
     """n values of one distribution (int64 for an integer field, else float64)."""
-    return Drawer.of(dist, integer)(rng, n)
+    return drawer(dist, integer)(rng, n)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -330,7 +316,7 @@ class _Sampler:
         self.fixed = space.fixed_spec()
         self.fields = spec_fields_of(space)
         items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
-        self.drawers = {name: Drawer.of(dist, name in INT_FIELDS) for name, dist in items}
+        self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}
 
     def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
         """Sampled values of n designs, field by field in a fixed order."""
@@ -350,8 +336,7 @@ class _Sampler:
         reason = np.zeros(n, dtype=np.int8)
         everyone = np.arange(n)
         if isinstance(self.space, RegNetSpace):
-            params = self.params(sampled, n)
-            assert isinstance(params, RegNetParams)
+            params = self._regnet_params(sampled, n)
             index = everyone
             if not c.allow_skipped_exponents and c.stages is not None:
                 # Without skipping, stage count = max exponent + 1: check that before generating.
@@ -366,9 +351,7 @@ class _Sampler:
                 monotone &= (np.diff(sampled[name], axis=1) >= 0).all(axis=1)
             _reject(reason, everyone, ~monotone, "not_monotone")
             index = np.flatnonzero(monotone)
-            params = self.params({f: v[index] for f, v in sampled.items()}, len(index))
-            assert isinstance(params, StageParams)
-            stages = explicit_stages(params)
+            stages = explicit_stages(StageParams(**{f: v[index] for f, v in sampled.items()}))
         counts = count_stages(stages, self.body)
         _reject(reason, index, ~stages.valid, "invalid")
         _reject(reason, index, ~_in(c.stages, stages.num_stages), "stages")
@@ -382,6 +365,9 @@ class _Sampler:
         """Bulk-path inputs: RegNetParams (regnet, fixed fields filled in) or StageParams."""
         if isinstance(self.space, AnyNetSpace):
             return StageParams(**sampled)
+        return self._regnet_params(sampled, n)
+
+    def _regnet_params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams:
         fixed = self.fixed
         cols = {
             f: sampled[f] if f in sampled else np.full(n, getattr(fixed, f))

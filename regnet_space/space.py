@@ -589,6 +589,8 @@ def space_from_text(text: str, source: str = "<string>") -> Space:
         raise SpaceError(f"{source}: {where}invalid YAML: {problem}") from None
     except RecursionError:
         raise SpaceError(f"{source}: YAML nested too deeply") from None
+    except ValueError:  # as spec_from_text: a literal too long to convert
+        raise SpaceError(f"{source}: a value is too long to read as a number") from None
     return space_from_dict(data, source)
 
 
