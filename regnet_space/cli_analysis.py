@@ -30,7 +30,7 @@ joined with the sample file given by --samples.
 Computes per space: the metric's EDF, plain and complexity-normalized (models weighted so
 that every space has the same flops distribution: uniform over log-spaced bins of the shared
 range, "On Network Design Spaces for Visual Recognition"); bootstrap good ranges of each
-design parameter (the best model of 2,500 resamples of 25 %%, 2.5/50/97.5 percentiles); and
+design parameter (the best model of 2,500 resamples of 25 %, 2.5/50/97.5 percentiles); and
 Spearman rank correlations of the metric with each parameter and with flops, params, acts.
 Spaces are the --space-label values (one per RESULTS), else a `space` column, else file names.
 
