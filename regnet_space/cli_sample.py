@@ -96,12 +96,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("space", metavar="SPACE", help="design-space file (YAML, specs/spaces/)")
     p.add_argument("--n", type=_count, required=True, metavar="N", help="designs to draw")
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
-    for metric, what in (("flops", "flops"), ("params", "parameters"), ("acts", "activations")):
+    for metric, what, example in (
+        ("flops", "flops", "396M:404M"),
+        ("params", "parameters", ":5M"),
+        ("acts", "activations", ":6.5M"),
+    ):
         p.add_argument(
             f"--{metric}",
             type=_bounds,
             metavar="LO:HI",
-            help=f"range of {what} (paper convention), e.g. 396M:404M",
+            help=f"range of {what} (paper convention), e.g. {example}",
         )
     p.add_argument("--stages", type=_bounds, metavar="LO:HI", help="range of the stage count")
     p.add_argument(
