@@ -104,10 +104,11 @@ def edf_png(a: Analysis) -> bytes:
             ax.step(x, y, where="post", color=_color(i), lw=2, label=label)
         if not a.lower_is_better:
             ax.invert_xaxis()
+        _x_axis(ax, np.array([]))
         ax.set_xlabel(_metric_label(a))
         ax.set_ylim(0, 1.02)
         ax.grid(alpha=0.3)
-        ax.legend(loc="lower right" if a.lower_is_better else "lower left", fontsize=9)
+        ax.legend(loc="best", fontsize=9)
         what = f"normalized by {a.normalize_by}" if normalized else "plain"
         ax.set_title(f"{a.metric} EDF, {what}")
     sign = "<=" if a.lower_is_better else ">="
