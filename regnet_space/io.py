@@ -12,6 +12,13 @@ from typing import IO
 from .errors import OutputError
 
 
+def _umask_mode() -> int:
+    # mkstemp creates files 0600; outputs should get the usual mode (0666 less the umask).
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def check_target(path: str | Path, force: bool) -> Path:
     """Refuse an existing output without force, a directory, or a missing parent folder."""
     p = Path(path)
@@ -34,6 +41,7 @@ def atomic_open(path: str | Path, mode: str = "w", force: bool = False) -> Itera
             yield fh
             fh.flush()
             os.fsync(fh.fileno())
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -55,6 +63,7 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None], force: bo
     os.close(fd)
     try:
         writer(tmp)
+        os.chmod(tmp, _umask_mode())
         os.replace(tmp, p)
     except BaseException:
         with contextlib.suppress(OSError):
