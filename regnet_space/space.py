@@ -21,14 +21,12 @@ from __future__ import annotations
 import difflib
 import math
 import re
-import typing
 from collections.abc import Mapping
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -42,14 +40,8 @@ from pydantic import (
 
 from .errors import SpecError
 from .generator import MAX_INPUT_SIZE
-from .spec import (
-    MAX_STAGES,
-    ExplicitSpec,
-    ParametricSpec,
-    StageSpec,
-    _SpecLoader,
-    read_text_file,
-)
+from .loading import format_error, format_errors, parse_yaml, read_text_file
+from .spec import MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
 
 
 class SpaceError(SpecError):
@@ -182,7 +174,7 @@ def parse_bounds(value: Bounds | str | int | tuple[Any, Any] | list[Any] | None)
     try:
         return Bounds.model_validate(value)
     except ValidationError as exc:
-        raise SpaceError(_errors(exc, Bounds)) from None
+        raise SpaceError(format_errors(exc, Bounds)) from None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -465,7 +457,7 @@ def _validated(cls: type[BaseModel], data: dict[str, Any], where: Mapping[str, s
         for err in exc.errors(include_url=False):
             field = str(err["loc"][0]) if err["loc"] else ""
             prefix = where.get(field, f"spec.{field}" if field else "spec")
-            lines.append(f"{prefix}: {_format_error({**err, 'loc': err['loc'][1:]}, cls)}")
+            lines.append(f"{prefix}: {format_error({**err, 'loc': err['loc'][1:]}, cls)}")
         raise ValueError("; ".join(dict.fromkeys(lines))) from None
 
 
@@ -486,68 +478,6 @@ def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-_TAGS = ("range", "choice", "function-after", "int", "float", "bool", "str")
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _models_in(annotation: Any) -> list[type[BaseModel]]:
-    """The pydantic models an annotation can hold (through unions, Annotated, tuples)."""
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return [annotation]
-    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
-
-
-def _fields_at(model: type[BaseModel], path: tuple[int | str, ...]) -> set[str]:
-    """Field names valid at `path` inside `model` (for did-you-mean hints)."""
-    models = [model]
-    for part in path:
-        if isinstance(part, int):
-            continue
-        models = [
-            m
-            for cls in models
-            if part in cls.model_fields
-            for m in _models_in(cls.model_fields[part].annotation)
-        ]
-    return {f for cls in models for f in cls.model_fields}
-
-
-def _format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
-    """One pydantic error as `location: message, got value`."""
-    loc = tuple(p for p in err["loc"] if p not in _TAGS)
-    where = _loc(loc)
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        known = sorted(_fields_at(model, loc[:-1]))
-        close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        return f"{where}: unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
-    if err["type"] == "missing":
-        return f"{where}: required field is missing"
-    value = err.get("input")
-    if isinstance(value, float) and not math.isfinite(value):
-        msg = "must be a finite number"
-    elif isinstance(value, (int, float, str, bool)) and "got " not in msg:
-        text = repr(value)
-        msg += f", got {text if len(text) <= 40 else text[:37] + '...'}"
-    return f"{where}: {msg}" if where else msg
-
-
-def _errors(exc: ValidationError, model: type[BaseModel]) -> str:
-    # A value failing every member of a union (int | float) gives one error per member: keep
-    # the last one of each location, the most general.
-    by_loc = {
-        tuple(p for p in err["loc"] if p not in _TAGS): _format_error(err, model)
-        for err in exc.errors(include_url=False)
-    }
-    return "; ".join(dict.fromkeys(by_loc.values()))
 
 
 _FAMILIES: dict[str, type[RegNetSpace] | type[AnyNetSpace]] = {
@@ -571,27 +501,12 @@ def space_from_dict(data: Any, source: str = "<dict>") -> Space:
     try:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
-        raise SpaceError(f"{source}: {_errors(exc, cls)}") from None
+        raise SpaceError(f"{source}: {format_errors(exc, cls)}") from None
 
 
 def space_from_text(text: str, source: str = "<string>") -> Space:
-    """Parse YAML text (safely, without aliases) and validate it as a design space."""
-    if not text.strip():
-        raise SpaceError(f"{source}: the space file is empty")
-    try:
-        data = yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader without aliases
-    except SpecError as exc:
-        raise SpaceError(f"{source}: {exc}".replace(" in specs", " in space files")) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SpaceError(f"{source}: {where}invalid YAML: {problem}") from None
-    except RecursionError:
-        raise SpaceError(f"{source}: YAML nested too deeply") from None
-    except ValueError:  # as spec_from_text: a literal too long to convert
-        raise SpaceError(f"{source}: a value is too long to read as a number") from None
-    return space_from_dict(data, source)
+    """Parse YAML text (safely: no objects, aliases or duplicate keys) as a design space."""
+    return space_from_dict(parse_yaml(text, source, "space file", SpaceError), source)
 
 
 def load_space_file(path: str | Path) -> Space:

@@ -16,8 +16,6 @@ Field names are the public file format. Paper names and their meaning:
 
 from __future__ import annotations
 
-import difflib
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -26,12 +24,12 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import SpecError
+from .loading import format_errors, parse_yaml, read_text_file
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
 MAX_WIDTH = 1 << 20
 MAX_STAGES = 64
-MAX_SPEC_BYTES = 1 << 20
 
 Rounding = Literal["pycls", "torchvision"]
 Activation = Literal["relu", "silu", "gelu"]
@@ -176,83 +174,6 @@ def spec_json_schema() -> dict[str, Any]:
 # Loading
 
 
-class _TooLong:
-    """Stands for an integer literal too long for Python to convert (over 4300 digits)."""
-
-
-class _SpecLoader(yaml.SafeLoader):
-    """Safe YAML loader that refuses aliases (alias bombs) and duplicate keys."""
-
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed in specs")
-        return super().compose_node(parent, index)
-
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
-        # PyYAML keeps the last of two equal keys; in a spec that hides a mistake.
-        seen: set[str] = set()
-        for key_node, _ in node.value:
-            if not isinstance(key_node, yaml.ScalarNode):
-                raise SpecError(f"line {key_node.start_mark.line + 1}: keys must be plain names")
-            if key_node.value in seen:
-                line = key_node.start_mark.line + 1
-                raise SpecError(f"line {line}: duplicate key {_short(key_node.value)}")
-            seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
-
-    def construct_yaml_int(self, node: Any) -> Any:
-        try:
-            return super().construct_yaml_int(node)
-        except ValueError:  # left to validation, which names the field
-            return _TooLong()
-
-
-_SpecLoader.add_constructor("tag:yaml.org,2002:int", _SpecLoader.construct_yaml_int)
-
-
-def _short(value: Any) -> str:
-    if isinstance(value, int) and value.bit_length() > 64:
-        return "a very large integer"
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
-
-
-def _loc(loc: tuple[int | str, ...]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-            continue
-        # Unknown keys come from the user: quote anything that is not a plain name.
-        name = part if part.isidentifier() else _short(part)
-        out += f".{name}" if out else name
-    return out
-
-
-def _format_error(err: Mapping[str, Any], fields: Mapping[str, set[str]]) -> str:
-    loc = _loc(tuple(err["loc"]))
-    kind = err["type"]
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    if kind == "extra_forbidden":
-        key = str(err["loc"][-1])
-        known = fields["stage" if err["loc"][0] == "stages" else "spec"]
-        close = difflib.get_close_matches(key, sorted(known), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        return f"{loc}: unknown field{hint}"
-    if kind == "missing":
-        return f"{loc}: required field is missing"
-    value = err.get("input")
-    if isinstance(value, _TooLong):
-        return f"{loc}: number too long to read"
-    got = ""
-    if isinstance(value, (int, float, str, bool)) or value is None:
-        got = f", got {_short(value)}"
-    if isinstance(value, float) and not math.isfinite(value):
-        msg = "must be a finite number"
-    return f"{loc}: {msg}{got}" if loc else msg
-
-
 def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
     """Validate a mapping as a spec; explicit when it has `stages`, parametric otherwise."""
     if not isinstance(data, Mapping):
@@ -265,59 +186,12 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
     try:
         return cls.model_validate(dict(data))
     except ValidationError as exc:
-        fields = {"spec": set(cls.model_fields), "stage": set(StageSpec.model_fields)}
-        errors = exc.errors(include_url=False)
-        # A container whose items failed also reports itself too short: noise, drop it.
-        deeper = {tuple(e["loc"][:i]) for e in errors for i in range(1, len(e["loc"]))}
-        lines = [
-            _format_error(e, fields)
-            for e in errors
-            if not (e["type"] == "too_short" and tuple(e["loc"]) in deeper)
-        ]
-        raise SpecError(f"{source}: " + "; ".join(dict.fromkeys(lines))) from None
+        raise SpecError(f"{source}: {format_errors(exc, cls)}") from None
 
 
 def spec_from_text(text: str, source: str = "<string>") -> Spec:
-    """Parse YAML text (safely, without aliases) and validate it as a spec."""
-    if not text.strip():
-        raise SpecError(f"{source}: the spec is empty")
-    try:
-        data = yaml.load(text, Loader=_SpecLoader)  # _SpecLoader is a SafeLoader subclass
-    except SpecError as exc:
-        raise SpecError(f"{source}: {exc}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        problem = getattr(exc, "problem", None) or "malformed YAML"
-        raise SpecError(f"{source}: {where}invalid YAML: {problem}") from None
-    except RecursionError:
-        raise SpecError(f"{source}: YAML nested too deeply") from None
-    except ValueError:  # e.g. an integer literal longer than Python converts (4300 digits)
-        raise SpecError(f"{source}: a value is too long to read as a number") from None
-    return spec_from_dict(data, source)
-
-
-def read_text_file(path: Path, what: str = "spec") -> str:
-    """Read a small UTF-8 text file, turning every OS problem into a one-line SpecError."""
-    try:
-        if path.is_dir():
-            raise SpecError(f"{path}: is a directory, expected a {what} file")
-        with path.open("rb") as fh:
-            raw = fh.read(MAX_SPEC_BYTES + 1)
-    except SpecError:
-        raise
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    if len(raw) > MAX_SPEC_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_SPEC_BYTES} bytes, not a {what} file")
-    if b"\0" in raw:
-        raise SpecError(f"{path}: binary data, expected a YAML {what} file")
-    try:
-        return raw.decode("utf-8")
-    except UnicodeDecodeError:
-        raise SpecError(f"{path}: not UTF-8 text, expected a YAML {what} file") from None
+    """Parse YAML text (safely: no objects, aliases or duplicate keys) and validate it."""
+    return spec_from_dict(parse_yaml(text, source, "spec"), source)
 
 
 def load_spec_file(path: str | Path) -> Spec:
