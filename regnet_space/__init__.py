@@ -1,11 +1,14 @@
 """regnet-space: RegNet design-space parameters to exact networks, counts and studies.
 
 The design-space side (spec, plan, count) never imports torch; `build_model` does, lazily.
+The study tools (sampling, analysis, scaling, fitting) load on first use, keeping
+`import regnet_space` and the command line's start-up fast.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from .complexity import Complexity, count
 from .errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
@@ -17,7 +20,35 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
+# Public names that live in modules loaded on first access: name -> module.
+_LAZY = {
+    "DesignRecord": "sampling",
+    "SampleError": "sampling",
+    "SampleResult": "sampling",
+    "sample": "sampling",
+    "SpaceError": "space",
+    "load_space": "space",
+    "Analysis": "analysis",
+    "analyze": "analysis",
+    "Study": "results",
+    "load_study": "results",
+    "Fit": "fitting",
+    "fit_spec": "fitting",
+    "fit_widths": "fitting",
+    "Scaled": "scaling",
+    "scale_spec": "scaling",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'regnet_space' has no attribute {name!r}")
+    return getattr(importlib.import_module(f".{module}", __name__), name)
+
+
 __all__ = [
+    *_LAZY,
     "BuildError",
     "Complexity",
     "ExplicitSpec",

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import cli_analysis, cli_sample
 from .complexity import CONVENTIONS, count_plan
 from .errors import BuildError, RegNetSpaceError
 from .generator import MAX_INPUT_SIZE, Plan, to_explicit
@@ -212,12 +213,15 @@ def cmd_schema(args: argparse.Namespace) -> int:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The full argument parser (subcommands build, report, schema, sample)."""
+    """The full argument parser (build, report, schema, sample, analyze, scale, fit)."""
     parser = _Parser(
         prog=PROG,
         description="Turn RegNet design-space parameters into exact networks and numbers.",
         epilog="Examples:\n  regnet-space build specs/y040.yaml\n  regnet-space report specs/\n"
-        "  regnet-space report specs/ --format json --convention fvcore",
+        "  regnet-space report specs/ --format json --convention fvcore\n"
+        "  regnet-space sample specs/spaces/regnety.yaml --n 100 --flops 396M:404M -o s.jsonl\n"
+        "  regnet-space analyze examples/zoo_errors.csv -o zoo_report\n\n"
+        "Run `regnet-space COMMAND --help` for each command's options.",
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
@@ -280,12 +284,9 @@ def make_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
     s.set_defaults(func=cmd_schema)
 
-    try:
-        from . import cli_sample
-    except ImportError:  # sampling lands separately
-        cli_sample = None
-    if cli_sample is not None:
-        cli_sample.register(sub)
+    # Each study command registers itself; none of these modules imports torch.
+    cli_sample.register(sub)
+    cli_analysis.register(sub)
     return parser
 
 

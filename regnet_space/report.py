@@ -13,6 +13,7 @@ from typing import Any, Literal
 from .complexity import Complexity, Convention, count_plan
 from .errors import SpecError
 from .generator import Plan, plan
+from .space import is_space_file
 from .spec import Spec, load_spec_file
 
 Format = Literal["table", "csv", "json", "markdown"]
@@ -54,17 +55,11 @@ def summarize(spec: Spec, source: str, input_size: int, convention: Convention) 
     return SpecSummary(source, p, count_plan(p, convention))
 
 
-def _is_space_file(path: Path) -> bool:
-    # Design-space files live beside specs; they are not specs and are left out of reports.
-    try:
-        from .space import is_space_file
-    except ImportError:  # the sampling module is optional for reports
-        return False
-    return is_space_file(path)
-
-
 def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand folders to their *.yaml/*.yml files (not recursive, sorted), skipping spaces."""
+    """Expand folders to their *.yaml/*.yml files (not recursive, sorted).
+
+    Design-space files are skipped: they live beside specs but are not specs.
+    """
     out: list[Path] = []
     for item in inputs:
         p = Path(item)
@@ -72,7 +67,7 @@ def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
             found = sorted(
                 c
                 for c in p.iterdir()
-                if c.suffix in SPEC_SUFFIXES and c.is_file() and not _is_space_file(c)
+                if c.suffix in SPEC_SUFFIXES and c.is_file() and not is_space_file(c)
             )
             if not found:
                 raise SpecError(f"{p}: no spec files (*.yaml, *.yml) in this folder")
