@@ -20,14 +20,8 @@ import yaml
 from .errors import RegNetSpaceError
 from .generator import plan as make_plan
 from .generator import to_explicit
-from .spec import (
-    ExplicitSpec,
-    ParametricSpec,
-    Spec,
-    read_text_file,
-    spec_from_dict,
-    spec_from_text,
-)
+from .loading import read_text_file
+from .spec import ExplicitSpec, ParametricSpec, Spec, spec_from_dict, spec_from_text
 
 __all__ = [
     "HfRegNetConfig",

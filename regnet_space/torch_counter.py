@@ -13,11 +13,12 @@ from dataclasses import dataclass
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from .complexity import Complexity, count_plan
 from .generator import Plan
 from .generator import plan as make_plan
 from .spec import ExplicitSpec, ParametricSpec
 
-__all__ = ["TorchFlops", "torch_flop_counts", "torch_flops"]
+__all__ = ["TorchCheck", "TorchFlops", "torch_check", "torch_flop_counts", "torch_flops"]
 
 
 @dataclass(frozen=True)
@@ -62,3 +63,48 @@ def _module_total(by_module: dict[str, dict[object, int]], name: str) -> int:
 def torch_flops(spec_or_plan: ParametricSpec | ExplicitSpec | Plan) -> int:
     """FlopCounterMode's total for one image (2 per multiply-add), counted on the meta device."""
     return torch_flop_counts(spec_or_plan).total
+
+
+@dataclass(frozen=True)
+class TorchCheck:
+    """FlopCounterMode's counts beside the analytic `torchvision` counts (x2 is expected)."""
+
+    measured: TorchFlops
+    analytic: Complexity  # torchvision convention
+
+    @property
+    def ok(self) -> bool:
+        expected = tuple((p.name, 2 * p.flops) for p in self.analytic.parts)
+        return self.measured.parts == expected and self.measured.total == 2 * self.analytic.flops
+
+    def summary_line(self) -> str:
+        """One line for people: the total, the analytic figure and the verdict."""
+        verdict = "OK, exact" if self.ok else "MISMATCH: " + "; ".join(self.mismatches())
+        return (
+            f"FlopCounterMode (meta device, 2 flops per multiply-add): {self.measured.total:,}"
+            f" = 2 x {self.analytic.flops:,} (torchvision convention): {verdict}"
+        )
+
+    def as_dict(self) -> dict[str, object]:
+        """For JSON output: FlopCounterMode's total and parts, the analytic total, ok."""
+        return {
+            "ok": self.ok,
+            "flop_counter_mode": self.measured.total,
+            "parts": dict(self.measured.parts),
+            "analytic_torchvision_x2": 2 * self.analytic.flops,
+        }
+
+    def mismatches(self) -> list[str]:
+        """One line per part whose counts disagree (empty when ok)."""
+        got = dict(self.measured.parts)
+        return [
+            f"{p.name}: FlopCounterMode {got.get(p.name)} != 2 x analytic {p.flops}"
+            for p in self.analytic.parts
+            if got.get(p.name) != 2 * p.flops
+        ]
+
+
+def torch_check(spec_or_plan: ParametricSpec | ExplicitSpec | Plan) -> TorchCheck:
+    """Count with FlopCounterMode (meta device) and pair it with the analytic counts."""
+    p = _plan(spec_or_plan)
+    return TorchCheck(torch_flop_counts(p), count_plan(p, "torchvision"))

@@ -10,7 +10,13 @@ import torch
 
 from regnet_space import count, load_spec, plan
 from regnet_space.spec import spec_from_dict
-from regnet_space.torch_counter import torch_flop_counts, torch_flops
+from regnet_space.torch_counter import (
+    TorchCheck,
+    TorchFlops,
+    torch_check,
+    torch_flop_counts,
+    torch_flops,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))
@@ -60,3 +66,15 @@ def test_nothing_is_left_on_the_meta_device_context() -> None:
     load = ROOT / "specs" / "x002.yaml"
     torch_flops(load_spec(load))
     assert torch.empty(1).device.type == "cpu"
+
+
+def test_torch_check_reports_agreement_and_names_a_mismatching_part() -> None:
+    check = torch_check(load_spec(ROOT / "specs" / "y040.yaml"))
+    assert check.ok and not check.mismatches()
+    assert "7,946,576,896 = 2 x 3,973,288,448" in check.summary_line()
+    assert check.as_dict()["ok"] is True
+    parts = tuple((n, f + 2 if n == "stage2" else f) for n, f in check.measured.parts)
+    bad = TorchCheck(TorchFlops(check.measured.total + 2, parts), check.analytic)
+    assert not bad.ok
+    assert len(bad.mismatches()) == 1 and bad.mismatches()[0].startswith("stage2:")
+    assert "MISMATCH: stage2" in bad.summary_line()
