@@ -140,9 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     eager_ratio, fast_ratio = results[1].median / base, results[2].median / base
     ok_eager, ok_fast = eager_ratio >= GOAL_EAGER, fast_ratio >= GOAL_INFERENCE
     print(
-        f"goals: eager >= {GOAL_EAGER:.2f}x HF: {eager_ratio:.2f}x "
+        f"goals: eager >= {GOAL_EAGER:.2f}x HF: {eager_ratio:.3f}x "
         f"{'met' if ok_eager else 'NOT met'}; inference form >= {GOAL_INFERENCE:.2f}x HF: "
-        f"{fast_ratio:.2f}x {'met' if ok_fast else 'NOT met'}"
+        f"{fast_ratio:.3f}x {'met' if ok_fast else 'NOT met'}"
     )
     return 0 if (ok_eager and ok_fast) or not args.check else 1
 
