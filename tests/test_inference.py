@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -112,8 +113,6 @@ def test_other_activations_and_a_stride_one_first_stage(activation: str) -> None
 
 
 def test_the_shipped_y002_with_224_inputs() -> None:
-    from pathlib import Path
-
     from regnet_space import load_spec
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "specs" / "y002.yaml")
@@ -157,3 +156,26 @@ def test_bad_inputs() -> None:
         fast(torch.randn(1, 4, 32, 32))
     with pytest.raises(BuildError, match="expected a RegNet model"):
         inference_model(nn.Linear(2, 2))  # type: ignore[arg-type]
+
+
+def test_forward_benchmark_runs_and_prints_the_ratios(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("transformers")
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_forward.py"
+    module_spec = importlib.util.spec_from_file_location("bench_forward", path)
+    assert module_spec is not None and module_spec.loader is not None
+    bench = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(bench)
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(
+        "name: tiny\nblock: y\nstages:\n  - {width: 16, depth: 1, group_width: 8}\n"
+        "  - {width: 32, depth: 2, group_width: 8}\n"
+    )
+    argv = ["--spec", str(spec), "--batch", "2", "--input-size", "32", "--rounds", "2"]
+    assert bench.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "hugging face eager" in out and "ours inference form" in out
+    assert "goals: eager >= 1.00x HF" in out
