@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,7 @@ def test_bad_inputs() -> None:
 
 
 def test_forward_benchmark_runs_and_prints_the_ratios(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     pytest.importorskip("transformers")
     import importlib.util
@@ -168,6 +169,7 @@ def test_forward_benchmark_runs_and_prints_the_ratios(
     module_spec = importlib.util.spec_from_file_location("bench_forward", path)
     assert module_spec is not None and module_spec.loader is not None
     bench = importlib.util.module_from_spec(module_spec)
+    monkeypatch.setitem(sys.modules, "bench_forward", bench)  # its dataclasses look it up
     module_spec.loader.exec_module(bench)
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
