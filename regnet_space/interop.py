@@ -1,9 +1,10 @@
-"""Config round trips: spec <-> Hugging Face `RegNetConfig`, timm `RegNetCfg`, pycls YAML.
+"""Config round trips: spec <-> Hugging Face `RegNetConfig` and timm `RegNetCfg` kwargs.
 
-Each peer format is a frozen dataclass here (`HfRegNetConfig`, `TimmRegNetCfg`) or YAML text
-(pycls); `as_kwargs()` gives the keyword arguments of the peer's own class. What a peer
-cannot express (another rounding rule, q != 8, a non-RegNet pycls model) is refused with one
-line naming the field. No peer library is imported unless a function says so.
+Each peer format is a frozen dataclass (`HfRegNetConfig`, `TimmRegNetCfg`); `as_kwargs()`
+gives the keyword arguments of the peer's own class. What a peer cannot express (another
+rounding rule, q != 8, five stages for timm) is refused with one line naming the field. No
+peer library is imported unless a function says so. pycls YAML lives in pycls_config.py;
+`load_any_spec` reads all three file kinds.
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ import yaml
 
 from .errors import RegNetSpaceError
 from .generator import plan as make_plan
-from .generator import to_explicit
 from .loading import read_text_file
 from .spec import ExplicitSpec, ParametricSpec, Spec, spec_from_dict, spec_from_text
 
@@ -30,12 +30,10 @@ __all__ = [
     "hf_config_from_spec",
     "load_any_spec",
     "load_hf_config",
-    "load_pycls_yaml",
-    "pycls_yaml_from_spec",
     "spec_from_hf_config",
-    "spec_from_pycls_yaml",
     "spec_from_timm_cfg",
     "timm_cfg_from_spec",
+    "validated_spec",
 ]
 
 
@@ -156,13 +154,14 @@ def spec_from_hf_config(
 
 
 def _explicit(fields: dict[str, Any], source: str) -> ExplicitSpec:
-    spec = _validated(fields, source)
+    spec = validated_spec(fields, source)
     if not isinstance(spec, ExplicitSpec):  # pragma: no cover - `stages` is always given
         raise InteropError(f"{source}: expected explicit stages")
     return spec
 
 
-def _validated(fields: dict[str, Any], source: str) -> Spec:
+def validated_spec(fields: dict[str, Any], source: str) -> Spec:
+    """Validate spec fields built from a peer config; errors become one-line InteropErrors."""
     try:
         return spec_from_dict(fields, source)
     except RegNetSpaceError as exc:
@@ -306,244 +305,10 @@ def spec_from_timm_cfg(
         "num_classes": merged["num_classes"] if num_classes is None else num_classes,
         "num_channels": merged["in_chans"] if num_channels is None else num_channels,
     }
-    spec = _validated(fields, "timm RegNetCfg")
+    spec = validated_spec(fields, "timm RegNetCfg")
     if not isinstance(spec, ParametricSpec):  # pragma: no cover - no `stages` field is given
         raise InteropError("timm RegNetCfg: expected a parametric design")
     return spec
-
-
-# ---------------------------------------------------------------------------------------------
-# pycls YAML (yacs config files of pycls's model zoo)
-
-# pycls's defaults (pycls/core/config.py) for the fields read here.
-_PYCLS_REGNET = {
-    "STEM_TYPE": "simple_stem_in",
-    "STEM_W": 32,
-    "BLOCK_TYPE": "res_bottleneck_block",
-    "STRIDE": 2,
-    "SE_ON": False,
-    "SE_R": 0.25,
-    "DEPTH": 10,
-    "W0": 32,
-    "WA": 5.0,
-    "WM": 2.5,
-    "GROUP_W": 16,
-    "BOT_MUL": 1.0,
-    "HEAD_W": 0,
-}
-_PYCLS_ANYNET = {
-    "STEM_TYPE": "simple_stem_in",
-    "STEM_W": 32,
-    "BLOCK_TYPE": "res_bottleneck_block",
-    "DEPTHS": [],
-    "WIDTHS": [],
-    "STRIDES": [],
-    "BOT_MULS": [],
-    "GROUP_WS": [],
-    "SE_ON": False,
-    "SE_R": 0.25,
-    "HEAD_W": 0,
-}
-_PYCLS_ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu", "gelu": "gelu"}
-_PYCLS_DEFAULT_CLASSES = 10  # pycls's MODEL.NUM_CLASSES default
-
-
-class _Section:
-    """One pycls config section with typed, named access (errors name SECTION.KEY)."""
-
-    def __init__(self, data: Any, section: str, defaults: Mapping[str, Any], source: str):
-        if data is None:
-            data = {}
-        if not isinstance(data, Mapping):
-            raise InteropError(f"{source}: {section}: expected a mapping")
-        unknown = [k for k in data if k not in defaults]
-        if unknown:
-            raise InteropError(f"{source}: {section}.{unknown[0]}: unknown or unsupported key")
-        self.values = {**defaults, **data}
-        self.section, self.source = section, source
-
-    def _bad(self, key: str, what: str) -> InteropError:
-        value = self.values[key]
-        return InteropError(f"{self.source}: {self.section}.{key}: expected {what}, got {value!r}")
-
-    def integer(self, key: str) -> int:
-        value = self.values[key]
-        if not _is_int(value):
-            raise self._bad(key, "an integer")
-        return value
-
-    def number(self, key: str) -> float:
-        value = self.values[key]
-        if not _is_number(value):
-            raise self._bad(key, "a number")
-        return float(value)
-
-    def flag(self, key: str) -> bool:
-        value = self.values[key]
-        if not isinstance(value, bool):
-            raise self._bad(key, "True or False")
-        return value
-
-    def fixed(self, key: str, allowed: Any) -> None:
-        """Refuse any value but `allowed` (what this package's model builds)."""
-        if self.values[key] != allowed:
-            raise InteropError(
-                f"{self.source}: {self.section}.{key}: {self.values[key]!r} is not supported "
-                f"(only {allowed!r})"
-            )
-
-    def numbers(self, key: str, floats: bool = False) -> list[Any]:
-        value = self.values[key]
-        check = _is_number if floats else _is_int
-        if not isinstance(value, list) or not all(check(v) for v in value):
-            raise self._bad(key, "a list of numbers" if floats else "a list of integers")
-        return [float(v) for v in value] if floats else list(value)
-
-
-_MODEL_KEYS = {
-    "TYPE": "",
-    "NUM_CLASSES": _PYCLS_DEFAULT_CLASSES,
-    "DEPTH": 0,
-    "LOSS_FUN": "cross_entropy",
-    "ACTIVATION_FUN": "relu",
-    "ACTIVATION_INPLACE": True,
-    "SCALING_TYPE": "",
-    "SCALING_FACTOR": 1.0,
-}
-
-
-def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
-    """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise InteropError(f"{source}: {where}invalid YAML") from None
-    if not isinstance(data, Mapping) or "MODEL" not in data:
-        raise InteropError(f"{source}: not a pycls config (no MODEL section)")
-    model = _Section(data["MODEL"], "MODEL", _MODEL_KEYS, source)
-    kind = str(model.values["TYPE"]).lower()
-    if kind not in ("regnet", "anynet"):
-        raise InteropError(
-            f"{source}: MODEL.TYPE: {model.values['TYPE']!r} is not a RegNet "
-            "(only regnet and anynet configs import)"
-        )
-    act = _PYCLS_ACTIVATIONS.get(str(model.values["ACTIVATION_FUN"]).lower())
-    if act is None:
-        raise InteropError(
-            f"{source}: MODEL.ACTIVATION_FUN: {model.values['ACTIVATION_FUN']!r} is not supported"
-        )
-    bn = data.get("BN") or {}
-    if isinstance(bn, Mapping) and bn.get("EPS", 1e-5) != 1e-5:
-        raise InteropError(f"{source}: BN.EPS: only the default 1e-5 is supported")
-    common: dict[str, Any] = {
-        "name": name or ("pycls-regnet" if source.startswith("<") else Path(source).stem),
-        "num_classes": model.integer("NUM_CLASSES"),
-        "activation": act,
-    }
-    if kind == "regnet":
-        return _pycls_regnet(_Section(data.get("REGNET"), "REGNET", _PYCLS_REGNET, source), common)
-    return _pycls_anynet(_Section(data.get("ANYNET"), "ANYNET", _PYCLS_ANYNET, source), common)
-
-
-def _pycls_common(sec: _Section, fields: dict[str, Any]) -> dict[str, Any]:
-    sec.fixed("STEM_TYPE", "simple_stem_in")
-    sec.fixed("BLOCK_TYPE", "res_bottleneck_block")
-    sec.fixed("HEAD_W", 0)
-    se_on = sec.flag("SE_ON")
-    return {
-        **fields,
-        "block": "y" if se_on else "x",
-        "se_ratio": sec.number("SE_R") if se_on else 0.0,
-        "stem_width": sec.integer("STEM_W"),
-    }
-
-
-def _pycls_regnet(sec: _Section, common: dict[str, Any]) -> Spec:
-    sec.fixed("STRIDE", 2)
-    fields = _pycls_common(sec, common) | {
-        "depth": sec.integer("DEPTH"),
-        "w0": sec.integer("W0"),
-        "wa": sec.number("WA"),
-        "wm": sec.number("WM"),
-        "group_width": sec.integer("GROUP_W"),
-        "bottleneck_multiplier": sec.number("BOT_MUL"),
-    }
-    return _validated(fields, sec.source)
-
-
-def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
-    depths, widths = sec.numbers("DEPTHS"), sec.numbers("WIDTHS")
-    n = len(depths)
-    strides = sec.numbers("STRIDES") or [2] * n
-    bms = sec.numbers("BOT_MULS", floats=True) or [1.0] * n
-    gws = sec.numbers("GROUP_WS") or [1] * n
-    for key, values in (("WIDTHS", widths), ("STRIDES", strides)):
-        if len(values) != n:
-            raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
-    for key, values in (("BOT_MULS", bms), ("GROUP_WS", gws)):
-        if len(values) != n:
-            raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
-    stages = [
-        {"width": w, "depth": d, "group_width": g, "bottleneck_multiplier": b, "stride": s}
-        for d, w, s, b, g in zip(depths, widths, strides, bms, gws, strict=True)
-    ]
-    return _validated(_pycls_common(sec, common) | {"stages": stages}, sec.source)
-
-
-def load_pycls_yaml(path: str | Path, name: str | None = None) -> Spec:
-    """The spec of a pycls config file (the model zoo's YAML files); named after the file."""
-    p = Path(path)
-    return spec_from_pycls_yaml(read_text_file(p, what="pycls config"), str(p), name)
-
-
-def pycls_yaml_from_spec(spec: Spec) -> str:
-    """pycls config text (REGNET for parametric specs, ANYNET for explicit ones)."""
-    if spec.num_channels != 3:
-        raise InteropError(f"{spec.name}: num_channels: pycls builds 3-channel stems only")
-    model: dict[str, Any] = {"TYPE": "regnet", "NUM_CLASSES": spec.num_classes}
-    if spec.activation != "relu":
-        model["ACTIVATION_FUN"] = spec.activation
-    se: dict[str, Any] = {"SE_ON": spec.block == "y"}
-    if spec.block == "y" and spec.se_ratio != 0.25:
-        se["SE_R"] = spec.se_ratio
-    if isinstance(spec, ParametricSpec):
-        if spec.rounding != "pycls":
-            raise InteropError(f"{spec.name}: rounding: pycls has only its own rounding rule")
-        if spec.q != 8:
-            raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
-        if not spec.downsample_in_first_stage:
-            raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
-        regnet: dict[str, Any] = {
-            **se,
-            "DEPTH": spec.depth,
-            "W0": spec.w0,
-            "WA": spec.wa,
-            "WM": spec.wm,
-            "GROUP_W": spec.group_width,
-        }
-        if spec.bottleneck_multiplier != 1:
-            regnet["BOT_MUL"] = spec.bottleneck_multiplier
-        if spec.stem_width != 32:
-            regnet["STEM_W"] = spec.stem_width
-        body = {"MODEL": model, "REGNET": regnet}
-    else:
-        explicit = to_explicit(spec)
-        model["TYPE"] = "anynet"
-        anynet = {
-            "STEM_TYPE": "simple_stem_in",
-            "STEM_W": explicit.stem_width,
-            "BLOCK_TYPE": "res_bottleneck_block",
-            "DEPTHS": [s.depth for s in explicit.stages],
-            "WIDTHS": [s.width for s in explicit.stages],
-            "STRIDES": list(explicit.strides()),
-            "BOT_MULS": [s.bottleneck_multiplier for s in explicit.stages],
-            "GROUP_WS": [s.group_width for s in explicit.stages],
-            **se,
-        }
-        body = {"MODEL": model, "ANYNET": anynet}
-    return f"# {spec.name}\n" + yaml.safe_dump(body, sort_keys=False)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -561,5 +326,7 @@ def load_any_spec(path: str | Path) -> Spec:
     except yaml.YAMLError:
         data = None  # spec_from_text reports the YAML error
     if isinstance(data, Mapping) and "MODEL" in data:
+        from .pycls_config import spec_from_pycls_yaml
+
         return spec_from_pycls_yaml(text, str(p))
     return spec_from_text(text, str(p))

@@ -18,13 +18,11 @@ from regnet_space.interop import (
     hf_config_from_spec,
     load_any_spec,
     load_hf_config,
-    load_pycls_yaml,
-    pycls_yaml_from_spec,
     spec_from_hf_config,
-    spec_from_pycls_yaml,
     spec_from_timm_cfg,
     timm_cfg_from_spec,
 )
+from regnet_space.pycls_config import load_pycls_yaml, pycls_yaml_from_spec, spec_from_pycls_yaml
 from regnet_space.spec import ExplicitSpec, ParametricSpec, spec_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -12,13 +12,9 @@ from torch import nn
 
 from regnet_space import count, load_spec, plan
 from regnet_space.convert import Library, convert_state_dict
-from regnet_space.interop import (
-    InteropError,
-    load_pycls_yaml,
-    spec_from_timm_cfg,
-    timm_cfg_from_spec,
-)
+from regnet_space.interop import InteropError, spec_from_timm_cfg, timm_cfg_from_spec
 from regnet_space.model import build_model
+from regnet_space.pycls_config import load_pycls_yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
