@@ -37,6 +37,24 @@ _LAZY = {
     "fit_widths": "fitting",
     "Scaled": "scaling",
     "scale_spec": "scaling",
+    # torch-side tools (import torch when first used)
+    "ConvertError": "convert",
+    "convert_state_dict": "convert",
+    "load_converted": "convert",
+    "read_checkpoint": "convert",
+    "build_backbone": "backbone",
+    "feature_info": "backbone",
+    "inference_model": "inference",
+    "export_onnx": "export",
+    "export_program": "export",
+    "torch_flops": "torch_counter",
+    "load_any_spec": "interop",
+    "hf_config_from_spec": "interop",
+    "spec_from_hf_config": "interop",
+    "timm_cfg_from_spec": "interop",
+    "spec_from_timm_cfg": "interop",
+    "load_pycls_yaml": "pycls_config",
+    "pycls_yaml_from_spec": "pycls_config",
 }
 
 

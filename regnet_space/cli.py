@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from . import cli_analysis, cli_sample
+from . import cli_analysis, cli_interop, cli_sample
 from .complexity import CONVENTIONS, count_plan
 from .errors import BuildError, RegNetSpaceError
 from .generator import MAX_INPUT_SIZE, Plan, to_explicit
@@ -27,6 +27,13 @@ CONVENTION_HELP = (
     "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
     "free), fvcore (fvcore's default FlopCountAnalysis in eval mode: no bias, BN 2/element, "
     "pooling 1/element) or torchvision (multiply-adds only)"
+)
+
+COUNTERS = ("analytic", "torch")
+COUNTER_HELP = (
+    "torch: also count with PyTorch's FlopCounterMode on the meta device (2 flops per "
+    "multiply-add, no bias; no weights are allocated, so y10b works) and check it against "
+    "2 x the torchvision convention (exit 1 on a mismatch)"
 )
 
 
@@ -164,6 +171,11 @@ def cmd_build(args: argparse.Namespace) -> int:
         from .verify import verify
 
         verification = verify(model, summary.plan)
+    torch_checked = None
+    if args.counter == "torch":
+        from .torch_counter import torch_check
+
+        torch_checked = torch_check(summary.plan)
     if targets is not None:
         _save(model, summary, *targets, args.force)
     if args.json:
@@ -182,14 +194,21 @@ def cmd_build(args: argparse.Namespace) -> int:
             }
         if targets is not None:
             data["saved"] = [str(t) for t in targets]
+        if torch_checked is not None:
+            data["torch_counter"] = torch_checked.as_dict()
         sys.stdout.write(json.dumps(data, indent=2) + "\n")
     else:
         sys.stdout.write(_build_text(summary, output_shape, verification))
+        if torch_checked is not None:
+            sys.stdout.write(torch_checked.summary_line() + "\n")
         if targets is not None:
             sys.stdout.write(
                 f"saved weights to {targets[0]} and the resolved spec to {targets[1]}\n"
             )
-    return 1 if verification is not None and not verification.ok else 0
+    failed = (verification is not None and not verification.ok) or (
+        torch_checked is not None and not torch_checked.ok
+    )
+    return 1 if failed else 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -197,10 +216,32 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """One row per spec, analytic counts only."""
+    """One row per spec, analytic counts (and FlopCounterMode's with --counter torch)."""
     summaries = summarize_paths(args.specs, args.input_size, args.convention)
-    sys.stdout.write(render_report(summaries, args.format))
-    return 0
+    if args.counter != "torch":
+        sys.stdout.write(render_report(summaries, args.format))
+        return 0
+    from .torch_counter import torch_check
+
+    checks = [torch_check(s.plan) for s in summaries]
+    if args.format == "json":
+        rows = [
+            s.as_dict() | {"torch_counter": c.as_dict()}
+            for s, c in zip(summaries, checks, strict=True)
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_report(summaries, args.format))
+        if args.format != "csv":
+            agree = sum(c.ok for c in checks)
+            sys.stdout.write(
+                f"FlopCounterMode (meta device): {agree}/{len(checks)} agree with "
+                "2 x the torchvision convention\n"
+            )
+            for s, c in zip(summaries, checks, strict=True):
+                if not c.ok:
+                    sys.stdout.write(f"  {s.source}: {c.summary_line()}\n")
+    return 0 if all(c.ok for c in checks) else 1
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
@@ -247,6 +288,7 @@ def make_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="cross-check the counts with fvcore on the built model (exit 1 on a mismatch)",
     )
+    b.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
     b.add_argument(
         "--save",
         metavar="FILE",
@@ -279,6 +321,7 @@ def make_parser() -> argparse.ArgumentParser:
         help="square input side (default 224)",
     )
     r.add_argument("--convention", choices=CONVENTIONS, default="paper", help=CONVENTION_HELP)
+    r.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
     r.set_defaults(func=cmd_report)
 
     s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
@@ -287,6 +330,8 @@ def make_parser() -> argparse.ArgumentParser:
     # Each study command registers itself; none of these modules imports torch.
     cli_sample.register(sub)
     cli_analysis.register(sub)
+    # convert and export import torch in their handlers only
+    cli_interop.register(sub)
     return parser
 
 

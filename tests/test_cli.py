@@ -267,3 +267,16 @@ def test_real_process_no_traceback_and_no_torch_for_report(tmp_path: Path) -> No
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
     assert proc.returncode == 0, proc.stderr
     assert len(json.loads(proc.stdout)) == len(list(SPECS.glob("*.yaml")))
+
+
+def test_counter_torch_report_and_build(capsys: pytest.CaptureFixture[str]) -> None:
+    # FlopCounterMode on the meta device: y10b is counted without allocating its weights.
+    status, out, _ = run(capsys, "report", str(SPECS / "y10b.yaml"), Y040, "--counter", "torch")
+    assert status == 0 and "2/2 agree" in out
+    status, out, _ = run(capsys, "report", Y040, "--counter", "torch", "--format", "json")
+    row = json.loads(out)[0]
+    tv = count(load_spec(Y040), convention="torchvision").flops
+    assert row["torch_counter"]["ok"] is True
+    assert row["torch_counter"]["flop_counter_mode"] == 2 * tv
+    status, out, _ = run(capsys, "build", str(SPECS / "x002.yaml"), "--counter", "torch")
+    assert status == 0 and "OK, exact" in out.splitlines()[-1]
