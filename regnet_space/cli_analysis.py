@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from .complexity import count
-from .errors import RegNetSpaceError
 from .generator import MAX_INPUT_SIZE, plan
 from .io import atomic_write_text, check_target
 from .report import render_table
@@ -470,19 +469,3 @@ def _fit_text(fit: Any, source: str, notes: list[str], output: str | None) -> st
     if output is not None:
         lines.append(f"wrote {output}")
     return "\n".join(lines) + "\n"
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run these subcommands on their own (python -m regnet_space.cli_analysis ...)."""
-    parser = argparse.ArgumentParser(prog="regnet-space")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except RegNetSpaceError as exc:
-        print(f"regnet-space: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -11,7 +11,6 @@ import json
 import math
 import sys
 import time
-from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -311,19 +310,3 @@ def _summary(
         "seconds": round(elapsed, 3),
         "draws_per_second": math.floor(result.tries / elapsed) if elapsed > 0 else None,
     }
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run `sample` on its own (python -m regnet_space.cli_sample ...)."""
-    parser = argparse.ArgumentParser(prog="regnet-space")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["sample", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return int(args.func(args))
-    except RegNetSpaceError as exc:
-        print(f"regnet-space: {exc}", file=sys.stderr)
-        return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -21,7 +21,7 @@ from regnet_space.analysis import (
     rankdata,
     spearman,
 )
-from regnet_space.cli_analysis import main
+from regnet_space.cli import main
 from regnet_space.results import AnalysisError, load_study, study_from_records
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -288,7 +288,7 @@ def test_cli_analyze_errors_are_one_line(
 def test_analysis_tools_never_import_torch() -> None:
     code = (
         "import sys\n"
-        "from regnet_space.cli_analysis import main\n"
+        "from regnet_space.cli import main\n"
         f"assert main(['analyze', {str(ZOO_CSV)!r}, '--json', '--resamples', '10']) == 0\n"
         f"assert main(['scale', {str(ROOT / 'specs/x002.yaml')!r}, '--flops-factor', '2']) == 0\n"
         f"assert main(['fit', {str(ROOT / 'specs/x002.yaml')!r}]) == 0\n"

@@ -130,7 +130,7 @@ def test_bad_widths(bad: list[object]) -> None:
 
 
 def test_cli_fit_spec_and_widths(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from regnet_space.cli_analysis import main
+    from regnet_space.cli import main
 
     out = tmp_path / "fit.yaml"
     assert main(["fit", str(SPECS / "y040.yaml"), "-o", str(out)]) == 0
@@ -147,7 +147,7 @@ def test_cli_fit_spec_and_widths(capsys: pytest.CaptureFixture[str], tmp_path: P
 
 
 def test_cli_fit_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from regnet_space.cli_analysis import main
+    from regnet_space.cli import main
 
     for argv in (["fit"], ["fit", str(SPECS / "x002.yaml"), "--widths", "8"]):
         assert main(argv) == 2

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -23,16 +22,6 @@ from regnet_space.spec import spec_from_dict
 transformers = pytest.importorskip("transformers")
 
 ATOL = 1e-6
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # tiny convolutions: a second intra-op thread only adds OpenMP waits on 2-core machines
-    # (50-100x slower when another process keeps the other core busy)
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 
 def explicit(stages: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:

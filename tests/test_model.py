@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -28,16 +27,6 @@ from regnet_space.model import (
     hf_config_kwargs,
 )
 from regnet_space.spec import spec_from_dict
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    # tiny convolutions: a second intra-op thread only adds OpenMP waits on 2-core machines
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 
 Y040 = {
     "name": "RegNetY-4.0GF",

@@ -22,14 +22,6 @@ ATOL = 1e-5
 SIZE = 64
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
     """Random BN affine parameters and statistics (timm zero-inits the last BN of blocks)."""
     g = torch.Generator().manual_seed(seed)

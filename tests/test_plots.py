@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from regnet_space.analysis import analyze
-from regnet_space.cli_analysis import main
+from regnet_space.cli import main
 from regnet_space.plots import PlotDependencyError, draw_all, require_matplotlib, write_report
 from regnet_space.results import load_study
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from regnet_space import cli_sample
+from regnet_space.cli import main as cli_main
 from regnet_space.complexity import count
 from regnet_space.errors import OutputError, RegNetSpaceError
 from regnet_space.sampling import SampleError
@@ -102,12 +103,12 @@ def test_unmet_constraints(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -
 
 def test_main_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = str(tmp_path / "s.jsonl")
-    assert cli_sample.main([REGNETY, "--n", "2", "-o", out, "--quiet"]) == 0
-    assert cli_sample.main([REGNETY, "--n", "2", "-o", out]) == 2
+    assert cli_main(["sample", REGNETY, "--n", "2", "-o", out, "--quiet"]) == 0
+    assert cli_main(["sample", REGNETY, "--n", "2", "-o", out]) == 2
     assert "regnet-space: " in capsys.readouterr().err
     failing = [REGNETY, "--n", "2", "--flops", "1M:2M", "--max-tries", "9000"]
-    assert cli_sample.main([*failing, "-o", str(tmp_path / "f.jsonl")]) == 2
-    assert cli_sample.main([str(ROOT / "specs" / "y040.yaml"), "--n", "2", "-o", out]) == 2
+    assert cli_main(["sample", *failing, "-o", str(tmp_path / "f.jsonl")]) == 2
+    assert cli_main(["sample", str(ROOT / "specs" / "y040.yaml"), "--n", "2", "-o", out]) == 2
     assert "not a design-space file" in capsys.readouterr().err
 
 
@@ -145,8 +146,8 @@ def test_sampling_never_imports_torch(tmp_path: Path) -> None:
     out = str(tmp_path / "a.csv")
     code = (
         "import sys\n"
-        "from regnet_space.cli_sample import main\n"
-        f"assert main([{REGNETY!r}, '--n', '3', '-o', {out!r}, '--quiet']) == 0\n"
+        "from regnet_space.cli import main\n"
+        f"assert main(['sample', {REGNETY!r}, '--n', '3', '-o', {out!r}, '--quiet']) == 0\n"
         "import regnet_space.sampling, regnet_space.bulk, regnet_space.space\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
@@ -154,7 +155,6 @@ def test_sampling_never_imports_torch(tmp_path: Path) -> None:
 
 
 def test_registered_in_the_main_cli(tmp_path: Path) -> None:
-    cli = pytest.importorskip("regnet_space.cli")
     out = tmp_path / "s.jsonl"
-    assert cli.main(["sample", REGNETY, "--n", "2", "-o", str(out), "--quiet"]) == 0
+    assert cli_main(["sample", REGNETY, "--n", "2", "-o", str(out), "--quiet"]) == 0
     assert len(out.read_text().splitlines()) == 2

@@ -150,15 +150,14 @@ def test_scaled_zoo_models_build_and_run() -> None:
 def test_cli_scale_writes_a_spec_the_other_commands_accept(
     capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
-    from regnet_space.cli import main as core_main
-    from regnet_space.cli_analysis import main
+    from regnet_space.cli import main
 
     out = tmp_path / "y040x4.yaml"
     assert main(["scale", str(SPECS / "y040.yaml"), "--flops-factor", "4", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "achieved x3.928" in text and "input size: 240" in text and str(out) in text
     assert "# input_size: 240 " in out.read_text()
-    assert core_main(["report", str(out), "--input-size", "240", "--format", "json"]) == 0
+    assert main(["report", str(out), "--input-size", "240", "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["flops"] == scale_spec(load_spec(SPECS / "y040.yaml"), 4).flops
     # No overwrite without --force; one line, exit 2.
@@ -173,7 +172,7 @@ def test_cli_scale_writes_a_spec_the_other_commands_accept(
 
 
 def test_cli_scale_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from regnet_space.cli_analysis import main
+    from regnet_space.cli import main
 
     spec = str(SPECS / "x002.yaml")
     assert main(["scale", spec, "--flops-factor", "2", "--weights", "q9"]) == 2
