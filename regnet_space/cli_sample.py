@@ -73,7 +73,8 @@ def _bounds(text: str) -> Bounds:
         parsed = parse_bounds(text if ":" in text else [text, text])
     except RegNetSpaceError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
-    assert parsed is not None
+    if parsed is None:  # parse_bounds gives None only for "no bound at all"
+        raise argparse.ArgumentTypeError(f"expected a range LO:HI, got {text!r}")
     return parsed
 
 
