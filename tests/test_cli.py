@@ -280,3 +280,14 @@ def test_counter_torch_report_and_build(capsys: pytest.CaptureFixture[str]) -> N
     assert row["torch_counter"]["flop_counter_mode"] == 2 * tv
     status, out, _ = run(capsys, "build", str(SPECS / "x002.yaml"), "--counter", "torch")
     assert status == 0 and "OK, exact" in out.splitlines()[-1]
+
+
+def test_space_file_named_as_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
+    space = str(SPECS / "spaces" / "regnety.yaml")
+    for argv in (["report", space], ["build", space]):
+        status, out, err = run(capsys, *argv)
+        assert status == 2 and out == ""
+        assert err == (
+            f"regnet-space: {space}: a design-space file, not a spec; draw designs "
+            "from it with `regnet-space sample`\n"
+        )

@@ -67,7 +67,7 @@ def test_shipped_spaces() -> None:
 def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
     for path in SPACES.glob("*.yaml"):
         assert is_space_file(path)
-        with pytest.raises(SpecError, match="unknown field"):
+        with pytest.raises(SpecError, match="a design-space file, not a spec"):
             from regnet_space.spec import load_spec_file
 
             load_spec_file(path)
