@@ -180,7 +180,7 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
         raise SpecError(f"{source}: expected a mapping of spec fields, got {type(data).__name__}")
     if any(not isinstance(k, str) for k in data):
         raise SpecError(f"{source}: every key must be a string")
-    if "space" in data and "sample" in data:
+    if "space" in data and "family" in data:
         raise SpecError(
             f"{source}: a design-space file, not a spec; draw designs from it with "
             "`regnet-space sample`"
