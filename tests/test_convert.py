@@ -12,7 +12,7 @@ import pytest
 import torch
 from torch import Tensor, nn
 
-from regnet_space.cli_interop import register
+from regnet_space.cli import main as run
 from regnet_space.convert import (
     LIBRARIES,
     ConvertError,
@@ -24,7 +24,7 @@ from regnet_space.convert import (
     read_checkpoint,
     save_state_dict,
 )
-from regnet_space.errors import OutputError, RegNetSpaceError
+from regnet_space.errors import OutputError
 from regnet_space.generator import Plan, plan
 from regnet_space.model import build_model
 from regnet_space.spec import spec_from_dict
@@ -378,18 +378,6 @@ def test_outputs_are_atomic_and_never_overwritten(tmp_path: Path) -> None:
 # The convert command
 
 
-def run(argv: list[str]) -> int:
-    """Parse with the registered subcommands and run the handler as the CLI does."""
-    parser = argparse.ArgumentParser(prog="regnet-space")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except RegNetSpaceError as exc:
-        print(f"regnet-space: {exc}")
-        return 2
-
-
 SPEC_Y = """name: tiny
 block: y
 num_classes: 5
@@ -414,12 +402,12 @@ def test_convert_command(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     model.load_state_dict(read_checkpoint(out), strict=True)
     assert all(torch.equal(model.state_dict()[k], ours[k]) for k in ours)
     assert run([*argv, "-o", str(out)]) == 2
-    assert "already exists" in capsys.readouterr().out
+    assert "already exists" in capsys.readouterr().err
     assert run([*argv, "-o", str(out), "--force", "--to", "pycls", "--no-head"]) == 0
     assert "head.fc.weight" not in read_checkpoint(out)
     wrong = ["convert", str(tmp_path / "tv.pth"), "--from", "timm", "--spec", str(spec)]
     assert run([*wrong, "-o", str(tmp_path / "b.pt")]) == 2
-    assert "use --from torchvision" in capsys.readouterr().out
+    assert "use --from torchvision" in capsys.readouterr().err
 
 
 def test_convert_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 from typing import Any
 
@@ -10,8 +9,8 @@ import pytest
 import torch
 from torch import nn
 
-from regnet_space.cli_interop import register
-from regnet_space.errors import OutputError, RegNetSpaceError
+from regnet_space.cli import main as run
+from regnet_space.errors import OutputError
 from regnet_space.export import (
     ExportError,
     export_onnx,
@@ -117,17 +116,6 @@ def test_onnx_file_runs_in_onnxruntime_with_equal_outputs(tmp_path: Path) -> Non
 # The export command
 
 
-def run(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="regnet-space")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args))
-    except RegNetSpaceError as exc:
-        print(f"regnet-space: {exc}")
-        return 2
-
-
 def test_export_command_pt2_with_converted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -146,7 +134,7 @@ def test_export_command_pt2_with_converted_weights(
     program = torch.export.load(str(out))
     assert program_max_abs_diff(program, model, torch.randn(2, 3, SIZE, SIZE)) <= 1e-4
     assert run(argv) == 2
-    assert "already exists" in capsys.readouterr().out
+    assert "already exists" in capsys.readouterr().err
 
 
 def test_export_command_onnx_default_output(
@@ -166,9 +154,9 @@ def test_export_command_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)
     assert run(["export", str(spec), "--format", "onnx", "-o", str(tmp_path / "a.pt2")]) == 2
-    assert "--format onnx writes a .onnx file" in capsys.readouterr().out
+    assert "--format onnx writes a .onnx file" in capsys.readouterr().err
     assert run(["export", str(tmp_path / "none.yaml"), "--format", "pt2"]) == 2
-    assert "no such file" in capsys.readouterr().out
+    assert "no such file" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         run(["export", str(spec), "--format", "tflite"])
     with pytest.raises(SystemExit):
