@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from . import cli_analysis, cli_interop, cli_sample
+from .cli_args import input_size
 from .complexity import CONVENTIONS, count_plan
 from .errors import BuildError, RegNetSpaceError
-from .generator import MAX_INPUT_SIZE, Plan, to_explicit
+from .generator import Plan, to_explicit
 from .io import atomic_write_text, atomic_write_with, check_target
 from .report import FORMATS, SpecSummary, render_report, render_table, summarize, summarize_paths
 from .spec import dump_spec, load_spec_file, spec_json_schema
@@ -42,16 +43,6 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
-
-
-def _input_size(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 1 <= value <= MAX_INPUT_SIZE:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_INPUT_SIZE}, got {value}")
-    return value
 
 
 # ---------------------------------------------------------------------------------------------
@@ -277,7 +268,7 @@ def make_parser() -> argparse.ArgumentParser:
     b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
     b.add_argument(
         "--input-size",
-        type=_input_size,
+        type=input_size,
         default=224,
         metavar="N",
         help="square input side (default 224)",
@@ -315,7 +306,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     r.add_argument(
         "--input-size",
-        type=_input_size,
+        type=input_size,
         default=224,
         metavar="N",
         help="square input side (default 224)",

@@ -13,8 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from .cli_args import input_size
 from .complexity import count
-from .generator import MAX_INPUT_SIZE, plan
+from .generator import plan
 from .io import atomic_write_text, check_target
 from .report import render_table
 from .spec import ParametricSpec, Spec, dump_spec, load_spec_file, spec_from_dict
@@ -181,7 +182,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     how.add_argument("--alpha", type=_unit_float, metavar="A", help="width share e_w (0..1)")
     s.add_argument(
         "--input-size",
-        type=_int_in(1, MAX_INPUT_SIZE),
+        type=input_size,
         default=224,
         metavar="N",
         help="input size of the source (default 224)",

@@ -13,6 +13,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_args import input_size
 from .errors import BuildError
 
 CONVERT_EXAMPLES = """\
@@ -103,7 +104,7 @@ def register(subparsers: Any) -> None:
     )
     e.add_argument("--bgr-to-rgb", action="store_true", help="flip the stem (pycls weights)")
     e.add_argument(
-        "--input-size", type=int, default=224, metavar="N", help="square input side (224)"
+        "--input-size", type=input_size, default=224, metavar="N", help="square input side (224)"
     )
     e.add_argument("--no-head", action="store_true", help="export the backbone (no classifier)")
     e.add_argument(
@@ -154,13 +155,10 @@ def _default_output(spec_path: str, fmt: str) -> Path:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one model; compare its outputs with the eager model's unless --no-check."""
-    from .generator import MAX_INPUT_SIZE
     from .generator import plan as make_plan
     from .interop import load_any_spec
     from .io import check_target
 
-    if not 1 <= args.input_size <= MAX_INPUT_SIZE:
-        raise BuildError(f"--input-size must be between 1 and {MAX_INPUT_SIZE}")
     out = Path(args.output) if args.output else _default_output(args.spec, args.format)
     if out.suffix != f".{args.format}":
         raise BuildError(f"{out}: --format {args.format} writes a .{args.format} file")

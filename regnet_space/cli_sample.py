@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+from .cli_args import input_size
 from .errors import OutputError, RegNetSpaceError
-from .generator import MAX_INPUT_SIZE
 from .io import atomic_write_text, check_target
 from .spec import dump_spec
 
@@ -78,12 +78,6 @@ def _bounds(text: str) -> Bounds:
     return parsed
 
 
-def _input_size(text: str) -> int:
-    if not text.isdigit() or not 1 <= int(text) <= MAX_INPUT_SIZE:
-        raise argparse.ArgumentTypeError(f"expected an integer from 1 to {MAX_INPUT_SIZE}")
-    return int(text)
-
-
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `sample` subcommand to a CLI's subparsers."""
     p = subparsers.add_parser(
@@ -110,7 +104,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--stages", type=_bounds, metavar="LO:HI", help="range of the stage count")
     p.add_argument(
         "--input-size",
-        type=_input_size,
+        type=input_size,
         metavar="N",
         help="square input side for the counts (default: the space's, 224)",
     )

@@ -1,0 +1,18 @@
+"""Argument types shared by every subcommand (one rule, one message)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .generator import MAX_INPUT_SIZE
+
+
+def input_size(text: str) -> int:
+    """--input-size: a square input side from 1 to MAX_INPUT_SIZE."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
+    if not 1 <= value <= MAX_INPUT_SIZE:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_INPUT_SIZE}, got {value}")
+    return value
