@@ -65,6 +65,14 @@ class SafeLoader(yaml.SafeLoader):
 SafeLoader.add_constructor("tag:yaml.org,2002:int", SafeLoader.construct_yaml_int)
 
 
+def is_yaml_text(source: str) -> bool:
+    """Whether a string argument is YAML text rather than a path.
+
+    Text when it is blank, holds a newline, or holds a `key:` and names no existing file.
+    """
+    return not source.strip() or "\n" in source or (":" in source and not Path(source).exists())
+
+
 def parse_yaml(
     text: str, source: str, what: str = "spec", error: type[SpecError] = SpecError
 ) -> Any:

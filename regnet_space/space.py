@@ -40,7 +40,7 @@ from pydantic import (
 
 from .errors import SpecError
 from .generator import MAX_INPUT_SIZE
-from .loading import format_error, format_errors, parse_yaml, read_text_file
+from .loading import format_error, format_errors, is_yaml_text, parse_yaml, read_text_file
 from .spec import MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
 
 
@@ -530,8 +530,7 @@ def load_space(source: str | Path | Mapping[str, Any] | Space) -> Space:
     if isinstance(source, Path):
         return load_space_file(source)
     if isinstance(source, str):
-        looks_like_text = "\n" in source or (":" in source and not Path(source).exists())
-        return space_from_text(source) if looks_like_text else load_space_file(source)
+        return space_from_text(source) if is_yaml_text(source) else load_space_file(source)
     raise SpaceError(f"cannot load a design space from {type(source).__name__}")
 
 

@@ -24,7 +24,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import SpecError
-from .loading import format_errors, parse_yaml, read_text_file
+from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
@@ -208,7 +208,7 @@ def load_spec_file(path: str | Path) -> Spec:
 def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     """Load a spec from a path, YAML text, a mapping, or pass a spec through.
 
-    A string is read as a path unless it holds a newline or a `key:` and names no file.
+    A string is YAML text or a path as `loading.is_yaml_text` tells.
     """
     if isinstance(source, (ParametricSpec, ExplicitSpec)):
         return source
@@ -217,10 +217,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     if isinstance(source, Path):
         return load_spec_file(source)
     if isinstance(source, str):
-        looks_like_text = (
-            not source.strip() or "\n" in source or (":" in source and not Path(source).exists())
-        )
-        return spec_from_text(source) if looks_like_text else load_spec_file(source)
+        return spec_from_text(source) if is_yaml_text(source) else load_spec_file(source)
     raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
 
 
