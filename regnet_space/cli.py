@@ -21,7 +21,7 @@ from .errors import BuildError, RegNetSpaceError
 from .generator import Plan, to_explicit
 from .io import atomic_write_text, atomic_write_with, check_target
 from .report import FORMATS, SpecSummary, render_report, render_table, summarize, summarize_paths
-from .spec import dump_spec, load_spec_file, spec_json_schema
+from .spec import Spec, dump_spec, load_spec_file, spec_json_schema
 
 PROG = "regnet-space"
 CONVENTION_HELP = (
@@ -74,8 +74,7 @@ def _stage_rows(p: Plan) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
-def _design_line(source: str) -> str:
-    spec = load_spec_file(source)
+def _design_line(spec: Spec) -> str:
     fields = spec.model_dump(exclude={"name", "stages"})
     # The design parameters first, in the paper's order; stem/head/input fields after.
     first = ["block", "depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier"]
@@ -89,7 +88,7 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
     headers, rows = _stage_rows(p)
     lines = [
         f"{p.name}  ({summary.source})",
-        f"design: {_design_line(summary.source)}",
+        f"design: {_design_line(summary.spec)}",
         f"input: 1x{p.num_channels}x{p.input_size}x{p.input_size}  ->  last hidden state "
         f"{output_shape}",
         "",
@@ -138,7 +137,7 @@ def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, forc
         atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
     else:
         atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
-    resolved = to_explicit(load_spec_file(summary.source))
+    resolved = to_explicit(summary.spec)
     atomic_write_text(spec_path, dump_spec(resolved), force)
 
 

@@ -26,6 +26,7 @@ class SpecSummary:
     """One spec resolved and counted: what a report row and `build --json` are made of."""
 
     source: str
+    spec: Spec
     plan: Plan
     counts: Complexity
 
@@ -52,7 +53,7 @@ class SpecSummary:
 def summarize(spec: Spec, source: str, input_size: int, convention: Convention) -> SpecSummary:
     """Resolve and count one spec."""
     p = plan(spec, input_size)
-    return SpecSummary(source, p, count_plan(p, convention))
+    return SpecSummary(source, spec, p, count_plan(p, convention))
 
 
 def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
