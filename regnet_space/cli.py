@@ -16,7 +16,7 @@ from typing import Any, NoReturn
 
 from . import cli_analysis, cli_interop, cli_sample
 from .cli_args import input_size
-from .complexity import CONVENTIONS, count_plan
+from .complexity import CONVENTIONS, Complexity
 from .errors import BuildError, RegNetSpaceError
 from .generator import Plan, to_explicit
 from .io import atomic_write_text, atomic_write_with, check_target
@@ -49,8 +49,7 @@ class _Parser(argparse.ArgumentParser):
 # build
 
 
-def _stage_rows(p: Plan) -> tuple[list[str], list[list[str]]]:
-    c = count_plan(p, "paper")
+def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
     headers = ["stage", "width", "depth", "group w", "groups", "bottleneck", "SE w", "stride"]
     headers += ["out", "flops %", "params %"]
 
@@ -85,7 +84,7 @@ def _design_line(spec: Spec) -> str:
 
 def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
     p, c = summary.plan, summary.counts
-    headers, rows = _stage_rows(p)
+    headers, rows = _stage_rows(p, c)
     lines = [
         f"{p.name}  ({summary.source})",
         f"design: {_design_line(summary.spec)}",

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .complexity import Complexity, Convention, count_plan
+from .complexity import Complexity, count_plan
 from .generator import Plan
 
 
@@ -96,5 +96,4 @@ def fvcore_counts(model: nn.Module, num_channels: int, input_size: int) -> Fvcor
 def verify(model: nn.Module, p: Plan) -> Verification:
     """Cross-check a model built from plan `p` (with its head) against the analytic counts."""
     measured = fvcore_counts(model, p.num_channels, p.input_size)
-    conv: Convention = "fvcore"
-    return Verification(measured, count_plan(p, conv), count_plan(p, "paper"))
+    return Verification(measured, count_plan(p, "fvcore"), count_plan(p, "paper"))
