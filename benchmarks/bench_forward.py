@@ -23,10 +23,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
-from regnet_space.generator import plan as make_plan
-from regnet_space.inference import inference_model
-from regnet_space.model import RegNetForImageClassification, build_model, hf_config_kwargs
-from regnet_space.spec import load_spec_file
+from regnet_space.core.generator import plan as make_plan
+from regnet_space.core.spec import load_spec_file
+from regnet_space.nn.inference import inference_model
+from regnet_space.nn.model import RegNetForImageClassification, build_model, hf_config_kwargs
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_EAGER = 1.0

@@ -3,13 +3,13 @@
     python benchmarks/bench_sample.py [--space specs/spaces/regnety.yaml] [--rounds 7]
 
 Bulk path: draw N designs from the space, generate their stage plans and count them
-(regnet_space.bulk), every design, no constraint, in batches as `sample` runs it.
+(regnet_space.space.bulk), every design, no constraint, in batches as `sample` runs it.
 One-design path: for M of the same designs, spec_from_dict + generator.plan +
 complexity.count_plan, one by one. Rounds alternate between the two so that machine load hits
 both alike; each figure is the median over rounds, in wall-clock time and in CPU time of this
 process (the one-core figure when other processes share the machine). Both paths are checked
 to agree on the designs timed. Then the headline use: 1,000 designs in the +-1 % band around
-400 MF, through regnet_space.sampling.sample.
+400 MF, through regnet_space.space.sampling.sample.
 """
 
 from __future__ import annotations
@@ -21,12 +21,12 @@ from pathlib import Path
 
 import numpy as np
 
-from regnet_space.bulk import RegNetParams, count_stages, regnet_stages
-from regnet_space.complexity import count_plan
-from regnet_space.generator import plan
-from regnet_space.sampling import BATCH, body_of, iter_designs, sample
-from regnet_space.space import RegNetSpace, load_space
-from regnet_space.spec import spec_from_dict
+from regnet_space.core.complexity import count_plan
+from regnet_space.core.generator import plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
+from regnet_space.space.sampling import BATCH, body_of, iter_designs, sample
+from regnet_space.space.space import RegNetSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
 

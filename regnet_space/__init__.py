@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .complexity import Complexity, count
-from .errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
-from .generator import Plan, plan, to_explicit
-from .spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, load_spec
+from .core.complexity import Complexity, count
+from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
+from .core.generator import Plan, plan, to_explicit
+from .core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, load_spec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,39 +22,39 @@ __version__ = "0.1.0"
 
 # Public names that live in modules loaded on first access: name -> module.
 _LAZY = {
-    "DesignRecord": "sampling",
-    "SampleError": "sampling",
-    "SampleResult": "sampling",
-    "sample": "sampling",
-    "SpaceError": "space",
-    "load_space": "space",
-    "Analysis": "analysis",
-    "analyze": "analysis",
-    "Study": "results",
-    "load_study": "results",
-    "Fit": "fitting",
-    "fit_spec": "fitting",
-    "fit_widths": "fitting",
-    "Scaled": "scaling",
-    "scale_spec": "scaling",
+    "DesignRecord": "space.sampling",
+    "SampleError": "space.sampling",
+    "SampleResult": "space.sampling",
+    "sample": "space.sampling",
+    "SpaceError": "space.space",
+    "load_space": "space.space",
+    "Analysis": "analysis.stats",
+    "analyze": "analysis.stats",
+    "Study": "analysis.results",
+    "load_study": "analysis.results",
+    "Fit": "space.fitting",
+    "fit_spec": "space.fitting",
+    "fit_widths": "space.fitting",
+    "Scaled": "space.scaling",
+    "scale_spec": "space.scaling",
     # torch-side tools (import torch when first used)
-    "ConvertError": "convert",
-    "convert_state_dict": "convert",
-    "load_converted": "convert",
-    "read_checkpoint": "convert",
-    "build_backbone": "backbone",
-    "feature_info": "backbone",
-    "inference_model": "inference",
-    "export_onnx": "export",
-    "export_program": "export",
-    "torch_flops": "torch_counter",
-    "load_any_spec": "interop",
-    "hf_config_from_spec": "interop",
-    "spec_from_hf_config": "interop",
-    "timm_cfg_from_spec": "interop",
-    "spec_from_timm_cfg": "interop",
-    "load_pycls_yaml": "pycls_config",
-    "pycls_yaml_from_spec": "pycls_config",
+    "ConvertError": "interop.checkpoints",
+    "convert_state_dict": "interop.checkpoints",
+    "load_converted": "interop.checkpoints",
+    "read_checkpoint": "interop.checkpoints",
+    "build_backbone": "nn.backbone",
+    "feature_info": "nn.backbone",
+    "inference_model": "nn.inference",
+    "export_onnx": "nn.export",
+    "export_program": "nn.export",
+    "torch_flops": "nn.counters",
+    "load_any_spec": "interop.configs",
+    "hf_config_from_spec": "interop.hf",
+    "spec_from_hf_config": "interop.hf",
+    "timm_cfg_from_spec": "interop.timm",
+    "spec_from_timm_cfg": "interop.timm",
+    "load_pycls_yaml": "interop.pycls",
+    "pycls_yaml_from_spec": "interop.pycls",
 }
 
 
@@ -98,7 +98,7 @@ def build_model(
 
     See `regnet_space.model.build_model`; `force` skips the too-large-to-allocate guard.
     """
-    from .model import build_model as _build
+    from .nn.model import build_model as _build
 
     return _build(
         spec,

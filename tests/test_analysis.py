@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from regnet_space import count, load_spec
-from regnet_space.analysis import (
+from regnet_space.analysis.results import AnalysisError, load_study, study_from_records
+from regnet_space.analysis.stats import (
     analyze,
     bootstrap_best,
     complexity_weights,
@@ -22,7 +23,6 @@ from regnet_space.analysis import (
     spearman,
 )
 from regnet_space.cli import main
-from regnet_space.results import AnalysisError, load_study, study_from_records
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_CSV = ROOT / "examples" / "zoo_errors.csv"
@@ -292,7 +292,8 @@ def test_analysis_tools_never_import_torch() -> None:
         f"assert main(['analyze', {str(ZOO_CSV)!r}, '--json', '--resamples', '10']) == 0\n"
         f"assert main(['scale', {str(ROOT / 'specs/x002.yaml')!r}, '--flops-factor', '2']) == 0\n"
         f"assert main(['fit', {str(ROOT / 'specs/x002.yaml')!r}]) == 0\n"
-        "import regnet_space.plots, regnet_space.fitting, regnet_space.scaling\n"
+        "import regnet_space.analysis.plots, regnet_space.space.fitting\n"
+        "import regnet_space.space.scaling\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)

@@ -9,16 +9,16 @@ import pytest
 import torch
 
 from regnet_space import load_spec, plan
-from regnet_space.backbone import (
+from regnet_space.core.errors import BuildError
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn.backbone import (
     FeatureInfo,
     RegNetBackbone,
     backbone_from_model,
     build_backbone,
     feature_info,
 )
-from regnet_space.errors import BuildError
-from regnet_space.model import build_model
-from regnet_space.spec import spec_from_dict
+from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,7 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from regnet_space.bulk import (
+from regnet_space.core.complexity import count_plan
+from regnet_space.core.errors import PlanError, SpecError
+from regnet_space.core.generator import plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.space.bulk import (
     Body,
     RegNetParams,
     StageParams,
@@ -14,10 +18,6 @@ from regnet_space.bulk import (
     last_exponent,
     regnet_stages,
 )
-from regnet_space.complexity import count_plan
-from regnet_space.errors import PlanError, SpecError
-from regnet_space.generator import plan
-from regnet_space.spec import spec_from_dict
 
 BODY_FIELDS = ("stem_width", "num_channels", "num_classes", "downsample_in_first_stage")
 

@@ -252,7 +252,7 @@ def test_real_process_no_traceback_and_no_torch_for_report(tmp_path: Path) -> No
     bad = tmp_path / "bad.yaml"
     bad.write_bytes(b"\x00\x01garbage")
     proc = subprocess.run(
-        [sys.executable, "-m", "regnet_space.cli", "report", str(bad)],
+        [sys.executable, "-m", "regnet_space", "report", str(bad)],
         capture_output=True,
         text=True,
         check=False,

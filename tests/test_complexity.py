@@ -1,5 +1,5 @@
 """Analytic counting against an independent re-implementation of the counting rules
-(regnet-facts.md section 4), per part and in total, under the three conventions."""
+(pycls, fvcore, torchvision), per part and in total, under the three conventions."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from regnet_space import ParametricSpec, PlanError, count, load_spec, plan, to_explicit
-from regnet_space.complexity import CONVENTIONS
+from regnet_space.core.complexity import CONVENTIONS
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 BMS = (0.25, 0.5, 1.0, 2.0, 4.0)

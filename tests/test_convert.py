@@ -13,7 +13,10 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.cli import main as run
-from regnet_space.convert import (
+from regnet_space.core.errors import OutputError
+from regnet_space.core.generator import Plan, plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.interop.checkpoints import (
     LIBRARIES,
     ConvertError,
     convert_state_dict,
@@ -24,10 +27,7 @@ from regnet_space.convert import (
     read_checkpoint,
     save_state_dict,
 )
-from regnet_space.errors import OutputError
-from regnet_space.generator import Plan, plan
-from regnet_space.model import build_model
-from regnet_space.spec import spec_from_dict
+from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -59,7 +59,7 @@ def our_state(p: Plan, head: bool = True) -> dict[str, Tensor]:
 # ---------------------------------------------------------------------------------------------
 # Key layouts
 
-# The tiny y design's keys, written out by hand from regnet-facts.md section 3 (not generated).
+# The tiny y design's keys, written out by hand from the Hugging Face module tree (not generated).
 TIMM_TINY = [
     "stem.conv.weight",
     *[f"stem.bn.{t}" for t in ("weight", "bias", "running_mean", "running_var")],
@@ -267,7 +267,7 @@ def test_bgr_to_rgb_flips_only_the_stem_input_channels() -> None:
 
 def test_a_hugging_face_model_converts_and_gives_equal_outputs() -> None:
     transformers = pytest.importorskip("transformers")
-    from regnet_space.model import hf_config_kwargs
+    from regnet_space.nn.model import hf_config_kwargs
 
     stages = [
         {"width": 16, "depth": 1, "group_width": 8},

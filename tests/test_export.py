@@ -10,8 +10,10 @@ import torch
 from torch import nn
 
 from regnet_space.cli import main as run
-from regnet_space.errors import OutputError
-from regnet_space.export import (
+from regnet_space.core.errors import OutputError
+from regnet_space.core.generator import Plan, plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn.export import (
     ExportError,
     export_onnx,
     export_program,
@@ -19,10 +21,8 @@ from regnet_space.export import (
     program_max_abs_diff,
     save_program,
 )
-from regnet_space.generator import Plan, plan
-from regnet_space.inference import fused_kernels_available, inference_model
-from regnet_space.model import build_model
-from regnet_space.spec import spec_from_dict
+from regnet_space.nn.inference import fused_kernels_available, inference_model
+from regnet_space.nn.model import build_model
 
 ATOL = 1e-5
 SIZE = 48
@@ -119,7 +119,7 @@ def test_onnx_file_runs_in_onnxruntime_with_equal_outputs(tmp_path: Path) -> Non
 def test_export_command_pt2_with_converted_weights(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from regnet_space.convert import convert_state_dict
+    from regnet_space.interop.checkpoints import convert_state_dict
 
     spec = tmp_path / "tiny.yaml"
     spec.write_text(SPEC)

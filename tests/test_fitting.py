@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from regnet_space import load_spec, plan, to_explicit
-from regnet_space.fitting import FitError, block_widths, fit_spec, fit_widths, parse_widths
-from regnet_space.spec import ParametricSpec
+from regnet_space.core.spec import ParametricSpec
+from regnet_space.space.fitting import FitError, block_widths, fit_spec, fit_widths, parse_widths
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ZOO = [f"{b}{m}" for b in "xy" for m in ("002", "004", "006", "008", "016", "032", "040")] + [

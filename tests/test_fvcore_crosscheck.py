@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from regnet_space import PlanError, build_model, count, load_spec, plan
-from regnet_space.spec import spec_from_dict
-from regnet_space.verify import fvcore_counts, verify
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn.counters import fvcore_counts, verify
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 # Up to y320 every shipped spec is built and measured; the larger ones are counted only.

@@ -29,7 +29,7 @@ SETTINGS = settings(
 
 
 # ---------------------------------------------------------------------------------------------
-# Independent reference: regnet-facts.md section 1, written from the text
+# Independent reference: the paper, section 3.3, and pycls's generate_regnet, written from the text
 
 
 def ref_quantized(d: int, w0: int, wa: float, wm: float, q: int):

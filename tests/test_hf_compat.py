@@ -10,14 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from regnet_space.generator import Plan, plan
-from regnet_space.model import (
+from regnet_space.core.generator import Plan, plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn.model import (
     RegNetForImageClassification,
     RegNetModel,
     build_model,
     hf_config_kwargs,
 )
-from regnet_space.spec import spec_from_dict
 
 transformers = pytest.importorskip("transformers")
 

@@ -11,17 +11,17 @@ import pytest
 import torch
 from torch import nn
 
-from regnet_space import inference as inference_mod
-from regnet_space.errors import BuildError
-from regnet_space.generator import Plan, plan
-from regnet_space.inference import (
+from regnet_space.core.errors import BuildError
+from regnet_space.core.generator import Plan, plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn import inference as inference_mod
+from regnet_space.nn.inference import (
     InferenceRegNet,
     fold_conv_bn,
     fused_kernels_available,
     inference_model,
 )
-from regnet_space.model import build_model
-from regnet_space.spec import spec_from_dict
+from regnet_space.nn.model import build_model
 
 ATOL = 1e-4
 

@@ -10,20 +10,18 @@ from typing import Any
 import pytest
 
 from regnet_space import count, load_spec, plan
-from regnet_space.errors import BuildError
-from regnet_space.interop import (
+from regnet_space.core.errors import BuildError
+from regnet_space.core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
+from regnet_space.interop.common import InteropError
+from regnet_space.interop.configs import load_any_spec
+from regnet_space.interop.hf import (
     HfRegNetConfig,
-    InteropError,
-    TimmRegNetCfg,
     hf_config_from_spec,
-    load_any_spec,
     load_hf_config,
     spec_from_hf_config,
-    spec_from_timm_cfg,
-    timm_cfg_from_spec,
 )
-from regnet_space.pycls_config import load_pycls_yaml, pycls_yaml_from_spec, spec_from_pycls_yaml
-from regnet_space.spec import ExplicitSpec, ParametricSpec, spec_from_dict
+from regnet_space.interop.pycls import load_pycls_yaml, pycls_yaml_from_spec, spec_from_pycls_yaml
+from regnet_space.interop.timm import TimmRegNetCfg, spec_from_timm_cfg, timm_cfg_from_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.yaml"))

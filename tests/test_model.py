@@ -10,10 +10,11 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from regnet_space import model as model_mod
-from regnet_space.errors import BuildError, PlanError, SpecError
-from regnet_space.generator import Plan, plan
-from regnet_space.model import (
+from regnet_space.core.errors import BuildError, PlanError, SpecError
+from regnet_space.core.generator import Plan, plan
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn import model as model_mod
+from regnet_space.nn.model import (
     MAX_BUILD_PARAMS,
     RegNetClassifierOutput,
     RegNetForImageClassification,
@@ -26,7 +27,6 @@ from regnet_space.model import (
     build_model,
     hf_config_kwargs,
 )
-from regnet_space.spec import spec_from_dict
 
 Y040 = {
     "name": "RegNetY-4.0GF",

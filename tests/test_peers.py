@@ -11,10 +11,11 @@ import torch
 from torch import nn
 
 from regnet_space import count, load_spec, plan
-from regnet_space.convert import Library, convert_state_dict
-from regnet_space.interop import InteropError, spec_from_timm_cfg, timm_cfg_from_spec
-from regnet_space.model import build_model
-from regnet_space.pycls_config import load_pycls_yaml
+from regnet_space.interop.checkpoints import Library, convert_state_dict
+from regnet_space.interop.common import InteropError
+from regnet_space.interop.pycls import load_pycls_yaml
+from regnet_space.interop.timm import spec_from_timm_cfg, timm_cfg_from_spec
+from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = ROOT / "specs"
@@ -55,7 +56,7 @@ def assert_same_outputs(peer: nn.Module, library: Library, spec_file: str) -> No
 # torchvision
 
 TORCHVISION = [
-    # the three torchvision-rounded designs (zoo.md), then two that equal pycls's
+    # the three torchvision-rounded designs (torchvision's own figures), then two equal to pycls's
     ("regnet_x_400mf", "x004_tv.yaml"),
     ("regnet_y_800mf", "y008_tv.yaml"),
     ("regnet_y_8gf", "y080_tv.yaml"),

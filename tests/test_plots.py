@@ -14,10 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regnet_space.analysis import analyze
+from regnet_space.analysis.plots import (
+    PlotDependencyError,
+    draw_all,
+    require_matplotlib,
+    write_report,
+)
+from regnet_space.analysis.results import load_study
+from regnet_space.analysis.stats import analyze
 from regnet_space.cli import main
-from regnet_space.plots import PlotDependencyError, draw_all, require_matplotlib, write_report
-from regnet_space.results import load_study
 
 ROOT = Path(__file__).resolve().parent.parent
 ZOO_CSV = ROOT / "examples" / "zoo_errors.csv"
@@ -85,7 +90,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
 
 
 def test_output_folder_rules(tmp_path: Path) -> None:
-    from regnet_space.errors import OutputError
+    from regnet_space.core.errors import OutputError
 
     study = load_study([ZOO_CSV])
     a = analyze(study, resamples=50)
@@ -126,7 +131,7 @@ def test_synthetic_study_shows_the_planted_dependence(
     # Sample two spaces, make up an error that is best at wm = 2.2 and 1 point lower for Y,
     # then analyze: the EDFs, the good range of wm and the correlations must show it.
     pytest.importorskip("matplotlib")
-    sampling = pytest.importorskip("regnet_space.sampling")
+    sampling = pytest.importorskip("regnet_space.space.sampling")
     rng = np.random.default_rng(0)
     files, options = [], []
     for name, offset in (("regnetx", 0.0), ("regnety", -1.0)):

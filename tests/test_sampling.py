@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from regnet_space.complexity import count
-from regnet_space.generator import plan
-from regnet_space.sampling import (
+from regnet_space.core.complexity import count
+from regnet_space.core.generator import plan
+from regnet_space.core.spec import ExplicitSpec, dump_spec, load_spec
+from regnet_space.space.sampling import (
     SampleError,
     SampleProgress,
     draw,
@@ -21,8 +22,7 @@ from regnet_space.sampling import (
     records_to_jsonl,
     sample,
 )
-from regnet_space.space import Bounds, QuantizedDist, SpaceError, ValuesDist, load_space
-from regnet_space.spec import ExplicitSpec, dump_spec, load_spec
+from regnet_space.space.space import Bounds, QuantizedDist, SpaceError, ValuesDist, load_space
 
 SPACES = Path(__file__).resolve().parents[1] / "specs" / "spaces"
 REGNETX, REGNETY = SPACES / "regnetx.yaml", SPACES / "regnety.yaml"

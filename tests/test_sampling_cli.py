@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from regnet_space import cli_sample
 from regnet_space.cli import main as cli_main
-from regnet_space.complexity import count
-from regnet_space.errors import OutputError, RegNetSpaceError
-from regnet_space.sampling import SampleError
-from regnet_space.spec import load_spec_file
+from regnet_space.cli import sample as cli_sample
+from regnet_space.core.complexity import count
+from regnet_space.core.errors import OutputError, RegNetSpaceError
+from regnet_space.core.spec import load_spec_file
+from regnet_space.space.sampling import SampleError
 
 ROOT = Path(__file__).resolve().parents[1]
 REGNETY = str(ROOT / "specs" / "spaces" / "regnety.yaml")
@@ -148,7 +148,7 @@ def test_sampling_never_imports_torch(tmp_path: Path) -> None:
         "import sys\n"
         "from regnet_space.cli import main\n"
         f"assert main(['sample', {REGNETY!r}, '--n', '3', '-o', {out!r}, '--quiet']) == 0\n"
-        "import regnet_space.sampling, regnet_space.bulk, regnet_space.space\n"
+        "import regnet_space.space.sampling, regnet_space.space.bulk, regnet_space.space.space\n"
         "assert 'torch' not in sys.modules, 'torch was imported'\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)

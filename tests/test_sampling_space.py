@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from regnet_space.errors import SpecError
-from regnet_space.space import (
+from regnet_space.core.errors import SpecError
+from regnet_space.space.space import (
     AnyNetSpace,
     Bounds,
     RegNetSpace,
@@ -68,7 +68,7 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
     for path in SPACES.glob("*.yaml"):
         assert is_space_file(path)
         with pytest.raises(SpecError, match="a design-space file, not a spec"):
-            from regnet_space.spec import load_spec_file
+            from regnet_space.core.spec import load_spec_file
 
             load_spec_file(path)
     for path in (ROOT / "specs").glob("*.yaml"):
@@ -81,7 +81,7 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
 
 def test_report_of_a_folder_skips_space_files(tmp_path: Path) -> None:
     """`regnet-space report DIR` keeps working when a space file sits among the specs."""
-    report = pytest.importorskip("regnet_space.report")
+    report = pytest.importorskip("regnet_space.core.report")
     (tmp_path / "a.yaml").write_text((ROOT / "specs" / "x004.yaml").read_text())
     (tmp_path / "space.yaml").write_text(REGNET)
     assert [p.name for p in report.collect_spec_paths([tmp_path])] == ["a.yaml"]
@@ -196,7 +196,7 @@ def test_hostile_space_text(text: str, message: str) -> None:
 
 
 def test_ranges_that_could_overflow_counts_are_refused() -> None:
-    from regnet_space.sampling import sample
+    from regnet_space.space.sampling import sample
 
     text = ANYNET.replace("high: 16, quantum: 1", "high: 1000, quantum: 1").replace(
         "high: 1024", "high: 1048576"

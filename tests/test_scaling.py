@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from regnet_space import count, load_spec, plan, to_explicit
-from regnet_space.scaling import (
+from regnet_space.core.spec import ExplicitSpec, ParametricSpec
+from regnet_space.space.scaling import (
     ScaleError,
     parse_weights,
     round_group_width,
@@ -18,7 +19,6 @@ from regnet_space.scaling import (
     scaled_spec_text,
     scaling_factors,
 )
-from regnet_space.spec import ExplicitSpec, ParametricSpec
 
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 ZOO = [f"{b}{m}" for b in "xy" for m in ("002", "004", "006", "008", "016", "032", "040")] + [

@@ -21,8 +21,8 @@ from regnet_space import (
     plan,
     to_explicit,
 )
-from regnet_space import errors as errors_module
-from regnet_space.spec import load_spec_file, spec_from_dict, spec_from_text
+from regnet_space.core import errors as errors_module
+from regnet_space.core.spec import load_spec_file, spec_from_dict, spec_from_text
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 FROZEN_ERRORS = (ValidationError, TypeError, AttributeError)

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from regnet_space import count, load_spec, plan
-from regnet_space.spec import spec_from_dict
-from regnet_space.torch_counter import (
+from regnet_space.core.spec import spec_from_dict
+from regnet_space.nn.counters import (
     TorchCheck,
     TorchFlops,
     torch_check,

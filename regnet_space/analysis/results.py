@@ -1,0 +1,401 @@
+"""Study inputs: result records (JSONL, CSV or a JSON list) joined with sample files, by space.
+
+A record carries a metric column and either the design (the spec fields of a sample record:
+depth, w0, wa, wm, ... or explicit ``stages``; with ``flops``, ``params``, ``acts`` or not)
+or a sample ``id`` (or ``name``) that a sample file supplies the design for. Counts missing
+from a record are computed from its design (paper convention, at its ``input_size`` or 224).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..core.complexity import count
+from ..core.errors import RegNetSpaceError
+from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
+
+REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
+STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
+COMPLEXITY = ("flops", "params", "acts")
+JOIN_KEYS = ("id", "name")
+MAX_STAGE_COLUMNS = 16
+
+
+class AnalysisError(RegNetSpaceError, ValueError):
+    """Analysis inputs that cannot be used: missing files or columns, bad or no values."""
+
+
+@dataclass(frozen=True)
+class SpaceModels:
+    """The models of one design space: metric, design parameters and complexity, in order."""
+
+    label: str
+    names: tuple[str, ...]
+    metric: tuple[float, ...]
+    parameters: Mapping[str, tuple[float, ...]]  # parameter -> value per model (nan: absent)
+    complexity: Mapping[str, tuple[float, ...]]  # flops, params, acts per model
+
+    @property
+    def n(self) -> int:
+        return len(self.metric)
+
+
+@dataclass(frozen=True)
+class Study:
+    """Models of one or more spaces and the metric compared (lower is better unless told)."""
+
+    metric: str
+    lower_is_better: bool
+    spaces: tuple[SpaceModels, ...]
+    parameters: tuple[str, ...]  # design parameters that vary within at least one space
+
+
+@dataclass(frozen=True)
+class Record:
+    """One input record and where it came from (for messages)."""
+
+    source: str  # "file: line N"
+    data: Mapping[str, Any]
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading files
+
+
+def _cell(text: str) -> Any:
+    """A CSV cell as a number, a JSON list/object, None (empty) or the text itself."""
+    t = text.strip()
+    if not t:
+        return None
+    if t[0] in "[{":
+        try:
+            return json.loads(t)
+        except json.JSONDecodeError:
+            return text
+    for kind in (int, float):
+        try:
+            return kind(t)
+        except ValueError:
+            pass
+    return text
+
+
+def read_records(path: str | Path) -> list[Record]:
+    """Records of a .jsonl, .csv or JSON-list file, each with its file and line for messages."""
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except FileNotFoundError:
+        raise AnalysisError(f"{p}: no such file") from None
+    except IsADirectoryError:
+        raise AnalysisError(f"{p}: is a directory, expected a results file") from None
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{p}: not UTF-8 text, expected JSONL or CSV") from None
+    except OSError as exc:
+        raise AnalysisError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    head = text.lstrip()[:1]
+    if p.suffix.lower() == ".csv" or head not in ("{", "["):
+        records = _read_csv(p, text)
+    elif head == "[":
+        records = _read_json_list(p, text)
+    else:
+        records = _read_jsonl(p, text)
+    if not records:
+        raise AnalysisError(f"{p}: no records")
+    return records
+
+
+def _read_jsonl(p: Path, text: str) -> list[Record]:
+    out = []
+    for i, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise AnalysisError(f"{p}: line {i}: invalid JSON: {exc.msg}") from None
+        if not isinstance(obj, dict):
+            raise AnalysisError(f"{p}: line {i}: expected a JSON object per line")
+        out.append(Record(f"{p}: line {i}", obj))
+    return out
+
+
+def _read_json_list(p: Path, text: str) -> list[Record]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise AnalysisError(f"{p}: invalid JSON: {exc.msg} (line {exc.lineno})") from None
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise AnalysisError(f"{p}: expected a JSON list of objects or one object per line")
+    return [Record(f"{p}: record {i + 1}", r) for i, r in enumerate(data)]
+
+
+def _read_csv(p: Path, text: str) -> list[Record]:
+    reader = csv.reader(io.StringIO(text))
+    try:
+        header = next(reader, None)
+        if header is None:
+            return []
+        names = [h.strip() for h in header]
+        if len(set(names)) != len(names) or not all(names):
+            raise AnalysisError(f"{p}: line 1: the CSV header has empty or repeated names")
+        out = []
+        for row in reader:
+            if not any(c.strip() for c in row):
+                continue
+            line = reader.line_num
+            if len(row) != len(names):
+                raise AnalysisError(
+                    f"{p}: line {line}: {len(row)} cells, the header has {len(names)}"
+                )
+            data = {k: _cell(v) for k, v in zip(names, row, strict=True)}
+            out.append(Record(f"{p}: line {line}", data))
+    except csv.Error as exc:
+        raise AnalysisError(f"{p}: line {reader.line_num}: malformed CSV: {exc}") from None
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# One record -> numbers
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return None
+    return None
+
+
+def has_design(data: Mapping[str, Any]) -> bool:
+    """True when a record carries a design (regnet parameters or explicit stages)."""
+    return isinstance(data.get("stages"), list) or all(k in data for k in REGNET_FIELDS[:4])
+
+
+def _metric(rec: Record, metric: str) -> float:
+    if metric not in rec.data:
+        raise AnalysisError(f"{rec.source}: no {metric!r} value")
+    raw = rec.data[metric]
+    value = _number(raw)
+    if value is None:
+        raise AnalysisError(f"{rec.source}: {metric}: not a number: {_short(raw)}")
+    if not math.isfinite(value):
+        raise AnalysisError(f"{rec.source}: {metric}: not a finite number: {_short(raw)}")
+    return value
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
+    explicit = isinstance(data.get("stages"), list)
+    fields = ExplicitSpec.model_fields if explicit else ParametricSpec.model_fields
+    spec = {k: v for k, v in data.items() if k in fields and v is not None}
+    spec.setdefault("name", str(data.get("name") or source))
+    spec.setdefault("block", "x")
+    return spec
+
+
+def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for f in REGNET_FIELDS:
+        v = _number(data.get(f))
+        if v is not None and not isinstance(data.get("stages"), list):
+            out[f] = v
+    stages = data.get("stages")
+    if isinstance(stages, list):
+        for i, st in enumerate(stages[:MAX_STAGE_COLUMNS]):
+            if isinstance(st, Mapping):
+                for short, key in STAGE_KEYS:
+                    v = _number(st.get(key))
+                    if v is not None:
+                        out[f"{short}{i + 1}"] = v
+    widths = data.get("widths")
+    if isinstance(widths, list):
+        out["num_stages"] = float(len(widths))
+    return out
+
+
+def _complexity(rec: Record) -> dict[str, float]:
+    data = rec.data
+    values = {k: _number(data.get(k)) for k in COMPLEXITY}
+    if all(v is not None for v in values.values()):
+        return values  # type: ignore[return-value]
+    size = data.get("input_size") or 224
+    try:
+        c = count(spec_from_dict(_spec_data(data, rec.source), rec.source), int(size))
+    except (RegNetSpaceError, TypeError, ValueError) as exc:
+        raise AnalysisError(f"{rec.source}: cannot count the design: {exc}") from None
+    counted = {"flops": c.flops, "params": c.params, "acts": c.acts}
+    return {k: float(counted[k]) if v is None else v for k, v in values.items()}
+
+
+# ---------------------------------------------------------------------------------------------
+# Files -> study
+
+
+def _join(results: list[Record], samples: list[Record], where: str) -> list[Record]:
+    key = next((k for k in JOIN_KEYS if k in results[0].data), None)
+    if key is None:
+        raise AnalysisError(
+            f"{where}: records carry neither a design nor an id or name to join with the samples"
+        )
+    index: dict[str, Record] = {}
+    for s in samples:
+        if key in s.data:
+            k = str(s.data[key])
+            if k in index:
+                raise AnalysisError(f"{s.source}: {key} {s.data[key]!r} appears twice")
+            index[k] = s
+    out = []
+    for r in results:
+        if key not in r.data:
+            raise AnalysisError(f"{r.source}: no {key!r} to join with the samples")
+        s = index.get(str(r.data[key]))
+        if s is None:
+            raise AnalysisError(f"{r.source}: {key} {r.data[key]!r} is not in the samples")
+        out.append(Record(r.source, {**s.data, **r.data}))
+    return out
+
+
+def _unique_labels(paths: Sequence[Path]) -> list[str]:
+    stems = [p.stem for p in paths]
+    return [p.stem if stems.count(p.stem) == 1 else str(p) for p in paths]
+
+
+def load_study(
+    results: Sequence[str | Path],
+    *,
+    metric: str = "error",
+    samples: Sequence[str | Path] = (),
+    labels: Sequence[str] = (),
+    lower_is_better: bool = True,
+) -> Study:
+    """Read result files (joined with sample files where needed) into a study, by space.
+
+    Spaces: the given labels (one per results file), else a `space` column, else file names.
+    Samples: none, one for every results file, or one per results file.
+    """
+    paths = [Path(r) for r in results]
+    if not paths:
+        raise AnalysisError("no results files given")
+    if labels and len(labels) != len(paths):
+        raise AnalysisError(f"{len(labels)} space labels for {len(paths)} results files")
+    if samples and len(samples) not in (1, len(paths)):
+        raise AnalysisError(f"{len(samples)} sample files for {len(paths)} results files")
+    sample_paths = [Path(s) for s in samples]
+    if len(sample_paths) == 1:
+        sample_paths *= len(paths)
+    cache: dict[Path, list[Record]] = {}
+    groups: dict[str, list[Record]] = {}
+    defaults = _unique_labels(paths)
+    for i, p in enumerate(paths):
+        recs = read_records(p)
+        if metric not in recs[0].data:
+            cols = ", ".join(list(recs[0].data)[:20])
+            raise AnalysisError(
+                f"{recs[0].source}: no column {metric!r} (columns: {cols}); name the metric "
+                "with --metric"
+            )
+        if not has_design(recs[0].data):
+            if not sample_paths:
+                raise AnalysisError(
+                    f"{p}: records carry no design (depth, w0, wa, wm or stages); give the "
+                    "sample file with --samples"
+                )
+            sp = sample_paths[i]
+            if sp not in cache:
+                cache[sp] = read_records(sp)
+            recs = _join(recs, cache[sp], str(p))
+        for rec in recs:
+            if labels:
+                label = labels[i]
+            elif rec.data.get("space") not in (None, ""):
+                label = str(rec.data["space"])
+            else:
+                label = defaults[i]
+            groups.setdefault(label, []).append(rec)
+    return study_from_records(groups, metric=metric, lower_is_better=lower_is_better)
+
+
+def study_from_records(
+    groups: Mapping[str, Sequence[Record | Mapping[str, Any]]],
+    *,
+    metric: str = "error",
+    lower_is_better: bool = True,
+) -> Study:
+    """A study from records (plain mappings or read records) grouped by space label."""
+    spaces = []
+    for label, recs in groups.items():
+        if not recs:
+            continue
+        rs = [r if isinstance(r, Record) else Record(f"{label}: record {i + 1}", r)
+              for i, r in enumerate(recs)]  # fmt: skip
+        for r in rs:
+            if not has_design(r.data):
+                raise AnalysisError(f"{r.source}: the record carries no design")
+        values = [_metric(r, metric) for r in rs]
+        params = [_parameters(r.data) for r in rs]
+        comps = [_complexity(r) for r in rs]
+        keys = list(dict.fromkeys(k for p in params for k in p))
+        columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
+        spaces.append(
+            SpaceModels(
+                label=label,
+                names=tuple(str(r.data.get("name") or r.source) for r in rs),
+                metric=tuple(values),
+                parameters=MappingProxyType(_collapse_shared(columns)),
+                complexity=MappingProxyType({k: tuple(c[k] for c in comps) for k in COMPLEXITY}),
+            )
+        )
+    if not spaces:
+        raise AnalysisError("no records to analyze")
+    return Study(metric, lower_is_better, tuple(spaces), _varying(spaces))
+
+
+def _collapse_shared(columns: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
+    """Per-stage columns equal across all stages of every model become one (g1..g4 -> g)."""
+    out = dict(columns)
+    for short, key in STAGE_KEYS:
+        names = [f"{short}{i}" for i in range(1, MAX_STAGE_COLUMNS + 1) if f"{short}{i}" in out]
+        if len(names) < 2 or key in out:
+            continue
+        table = np.array([out[n] for n in names], dtype=np.float64)
+        if np.isfinite(table).all() and (table == table[0]).all():
+            for n in names:
+                del out[n]
+            out[key] = tuple(table[0].tolist())
+    return out
+
+
+def _varying(spaces: Sequence[SpaceModels]) -> tuple[str, ...]:
+    """Parameters with at least two distinct values within some space, in a stable order."""
+    order = list(REGNET_FIELDS)
+    for short, _ in STAGE_KEYS:
+        order += [f"{short}{i}" for i in range(1, MAX_STAGE_COLUMNS + 1)]
+    order.append("num_stages")
+    found = set()
+    for s in spaces:
+        for k, v in s.parameters.items():
+            a = np.asarray(v, dtype=np.float64)
+            a = a[np.isfinite(a)]
+            if a.size > 1 and np.ptp(a) > 0:
+                found.add(k)
+    return tuple(k for k in order if k in found)

@@ -1,0 +1,434 @@
+"""Design-space statistics: EDFs (plain and complexity-normalized), good ranges, correlations.
+
+- EDF (Radosavovic et al., "On Network Design Spaces for Visual Recognition", 2019): the
+  fraction of a space's models whose metric is at least as good as e (error <= e).
+- Complexity normalization (same paper): spaces sampled with different complexity
+  distributions are compared after weighting each model so that every space's complexity
+  distribution becomes the same target. Here: log-spaced bins over the complexity range
+  all spaces share (flops by default); the target is uniform over the bins occupied by every
+  space; a model in bin b of a space with n_b models there gets weight 1 / (B n_b); models
+  outside the shared range or in bins some space lacks get weight 0 (they are counted in
+  the notes). With one space this flattens its own complexity distribution.
+- Good range (Radosavovic et al., CVPR 2020, section 4): draw 2,500 resamples of
+  25 % of a space's models with replacement (seeded numpy Generator), keep each resample's
+  best model, and report the 2.5 / 50 / 97.5 percentiles of its parameter values.
+- Rank correlation: Spearman's rho (Pearson's correlation of average ranks) of the metric
+  with each design parameter and with flops, params and acts; numpy only.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from .results import COMPLEXITY, AnalysisError, SpaceModels, Study
+
+Complexity = Literal["flops", "params", "acts"]
+RESAMPLES = 2500
+FRACTION = 0.25
+PERCENTILES = (2.5, 50.0, 97.5)
+MAX_BINS = 10
+
+
+@dataclass(frozen=True)
+class EDF:
+    """Sorted metric values (best first) and the weighted fraction at least as good as each."""
+
+    values: tuple[float, ...]
+    fractions: tuple[float, ...]
+
+    def at(self, x: float, lower_is_better: bool = True) -> float:
+        """Fraction of (weighted) models at least as good as x."""
+        v = np.asarray(self.values)
+        good = v <= x if lower_is_better else v >= x
+        idx = np.flatnonzero(good)
+        return float(self.fractions[idx[-1]]) if idx.size else 0.0
+
+
+@dataclass(frozen=True)
+class SpaceResult:
+    """One space: counts, metric statistics and its plain and normalized EDFs."""
+
+    label: str
+    n: int
+    best: float
+    median: float
+    mean: float
+    worst: float
+    normalized_n: int  # models with a positive weight in the normalized EDF
+    normalized_median: float  # weighted median
+    edf: EDF
+    normalized_edf: EDF
+
+
+@dataclass(frozen=True)
+class GoodRange:
+    """Percentiles of the best model's parameter value over bootstrap resamples."""
+
+    space: str
+    parameter: str
+    low: float  # 2.5 %
+    median: float  # 50 %
+    high: float  # 97.5 %
+    best: float  # the parameter of the space's best model
+    n: int  # models with a value of this parameter
+
+
+@dataclass(frozen=True)
+class Correlation:
+    """Spearman rank correlation of the metric with one variable in one space (or "all")."""
+
+    space: str
+    variable: str
+    rho: float | None  # None: fewer than 3 models or a constant variable
+    n: int
+
+
+@dataclass(frozen=True)
+class Analysis:
+    """Everything `analyze` reports, in display order."""
+
+    metric: str
+    lower_is_better: bool
+    normalize_by: Complexity
+    bin_edges: tuple[float, ...]  # complexity bin edges of the normalization
+    resamples: int
+    fraction: float
+    seed: int
+    parameters: tuple[str, ...]
+    spaces: tuple[SpaceResult, ...]
+    good_ranges: tuple[GoodRange, ...]
+    correlations: tuple[Correlation, ...]
+    notes: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready numbers."""
+        return {
+            "metric": self.metric,
+            "lower_is_better": self.lower_is_better,
+            "normalize_by": self.normalize_by,
+            "bin_edges": list(self.bin_edges),
+            "bootstrap": {
+                "resamples": self.resamples,
+                "fraction": self.fraction,
+                "seed": self.seed,
+                "percentiles": list(PERCENTILES),
+            },
+            "parameters": list(self.parameters),
+            "spaces": [
+                {
+                    "label": s.label,
+                    "n": s.n,
+                    "best": s.best,
+                    "median": s.median,
+                    "mean": s.mean,
+                    "worst": s.worst,
+                    "normalized_n": s.normalized_n,
+                    "normalized_median": s.normalized_median,
+                    "edf": {"values": list(s.edf.values), "fractions": list(s.edf.fractions)},
+                    "normalized_edf": {
+                        "values": list(s.normalized_edf.values),
+                        "fractions": list(s.normalized_edf.fractions),
+                    },
+                }
+                for s in self.spaces
+            ],
+            "good_ranges": [vars(g).copy() for g in self.good_ranges],
+            "correlations": [vars(c).copy() for c in self.correlations],
+            "notes": list(self.notes),
+        }
+
+
+# ---------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def edf(
+    values: Sequence[float] | np.ndarray,
+    weights: Sequence[float] | np.ndarray | None = None,
+    lower_is_better: bool = True,
+) -> EDF:
+    """Empirical distribution of a metric: the (weighted) fraction at least as good as each value.
+
+    Zero-weight models are left out; weights are normalized to sum to 1.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    w = np.ones_like(v) if weights is None else np.asarray(weights, dtype=np.float64)
+    keep = w > 0
+    v, w = v[keep], w[keep]
+    if v.size == 0:
+        return EDF((), ())
+    order = np.argsort(v if lower_is_better else -v, kind="stable")
+    frac = np.cumsum(w[order]) / w.sum()
+    frac[-1] = 1.0
+    return EDF(tuple(v[order].tolist()), tuple(frac.tolist()))
+
+
+def complexity_weights(
+    complexities: Sequence[np.ndarray], bins: int | None = None
+) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Per-model weights that give every space the same (uniform) complexity distribution.
+
+    Returns the weights per space (each summing to 1, or all zero), the log-spaced bin
+    edges and notes on what was left out.
+    """
+    logs = [np.log(np.maximum(np.asarray(c, dtype=np.float64), 1.0)) for c in complexities]
+    lo = max(float(x.min()) for x in logs)
+    hi = min(float(x.max()) for x in logs)
+    notes: list[str] = []
+    if lo > hi:
+        notes.append("the spaces' complexity ranges do not overlap: normalized EDFs are plain")
+        uniform = [np.full(len(x), 1.0 / len(x)) for x in logs]
+        return uniform, np.array([]), notes
+    if bins is None:
+        bins = int(min(MAX_BINS, max(1, round(math.sqrt(min(len(x) for x in logs))))))
+    edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo, hi])
+    nb = len(edges) - 1
+    tol = 1e-9 * max(1.0, abs(hi))
+    members = []
+    for x in logs:
+        inside = (x >= lo - tol) & (x <= hi + tol)
+        b = np.clip(np.searchsorted(edges, x, side="right") - 1, 0, nb - 1)
+        members.append((inside, b))
+    counts = np.array([np.bincount(b[inside], minlength=nb) for inside, b in members])
+    shared = (counts > 0).all(axis=0)
+    used = int(shared.sum())
+    weights = []
+    for (inside, b), n_b in zip(members, counts, strict=True):
+        ok = inside & shared[b]
+        w = np.zeros(len(b))
+        w[ok] = 1.0 / (used * n_b[b[ok]])
+        weights.append(w)
+    dropped = sum(int((w == 0).sum()) for w in weights)
+    if dropped:
+        notes.append(
+            f"{dropped} model(s) outside the shared complexity range or in bins not every "
+            "space occupies have weight 0 in the normalized EDFs"
+        )
+    return weights, np.exp(edges), notes
+
+
+def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
+    keep = weights > 0
+    if not keep.any():
+        return math.nan
+    v, w = values[keep], weights[keep]
+    order = np.argsort(v, kind="stable")
+    cum = np.cumsum(w[order]) / w.sum()
+    return float(v[order][np.searchsorted(cum, 0.5)])
+
+
+def bootstrap_best(
+    metric: np.ndarray,
+    rng: np.random.Generator,
+    resamples: int = RESAMPLES,
+    fraction: float = FRACTION,
+    lower_is_better: bool = True,
+) -> np.ndarray:
+    """Index of the best model in each of `resamples` draws of fraction x n models (replaced)."""
+    n = len(metric)
+    k = max(1, round(fraction * n))
+    idx = rng.integers(0, n, size=(resamples, k))
+    scores = metric[idx] if lower_is_better else -metric[idx]
+    return idx[np.arange(resamples), np.argmin(scores, axis=1)]
+
+
+def rankdata(x: np.ndarray) -> np.ndarray:
+    """Ranks 1..n, ties given their average rank."""
+    x = np.asarray(x, dtype=np.float64)
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    ranks[order] = np.arange(1, len(x) + 1)
+    _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+    sums = np.bincount(inverse, weights=ranks)
+    return sums[inverse] / counts[inverse]
+
+
+def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:
+    """Spearman's rho over the pairs where both are finite, and how many pairs that is."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = int(ok.sum())
+    if n < 3:
+        return None, n
+    rx, ry = rankdata(x[ok]), rankdata(y[ok])
+    rx -= rx.mean()
+    ry -= ry.mean()
+    denom = math.sqrt(float((rx * rx).sum() * (ry * ry).sum()))
+    if denom == 0:
+        return None, n
+    return float(np.clip((rx * ry).sum() / denom, -1, 1)), n
+
+
+# ---------------------------------------------------------------------------------------------
+# The analysis
+
+
+def _space_result(s: SpaceModels, weights: np.ndarray, lower: bool) -> SpaceResult:
+    m = np.asarray(s.metric)
+    return SpaceResult(
+        label=s.label,
+        n=s.n,
+        best=float(m.min() if lower else m.max()),
+        median=float(np.median(m)),
+        mean=float(m.mean()),
+        worst=float(m.max() if lower else m.min()),
+        normalized_n=int((weights > 0).sum()),
+        normalized_median=_weighted_median(m, weights),
+        edf=edf(m, None, lower),
+        normalized_edf=edf(m, weights, lower),
+    )
+
+
+def _good_ranges(
+    s: SpaceModels, parameters: Sequence[str], seed: tuple[int, ...], opts: tuple[int, float, bool]
+) -> list[GoodRange]:
+    """Good ranges of one space; one bootstrap shared by the parameters every model has."""
+    resamples, fraction, lower = opts
+    m = np.asarray(s.metric)
+    shared = bootstrap_best(m, np.random.default_rng(seed), resamples, fraction, lower)
+    out = []
+    for j, name in enumerate(parameters):
+        v = np.asarray(s.parameters.get(name, ()), dtype=np.float64)
+        ok = np.isfinite(v)
+        if not ok.any():
+            continue
+        if ok.all():
+            picks = v[shared]
+        else:  # only the models that have this parameter (e.g. a fifth stage) compete
+            rng = np.random.default_rng((*seed, j + 1))
+            sub = np.flatnonzero(ok)
+            picks = v[sub[bootstrap_best(m[sub], rng, resamples, fraction, lower)]]
+        low, med, high = np.percentile(picks, PERCENTILES)
+        mv = np.where(ok, m, np.inf if lower else -np.inf)
+        best = v[int(np.argmin(mv) if lower else np.argmax(mv))]
+        n = int(ok.sum())
+        out.append(GoodRange(s.label, name, float(low), float(med), float(high), float(best), n))
+    return out
+
+
+def _correlations(
+    label: str,
+    metric: np.ndarray,
+    columns: dict[str, np.ndarray],
+) -> list[Correlation]:
+    out = []
+    for name, values in columns.items():
+        rho, n = spearman(values, metric)
+        out.append(Correlation(label, name, rho, n))
+    return out
+
+
+def analyze(
+    study: Study,
+    *,
+    seed: int = 0,
+    resamples: int = RESAMPLES,
+    fraction: float = FRACTION,
+    bins: int | None = None,
+    normalize_by: Complexity = "flops",
+) -> Analysis:
+    """EDFs, complexity-normalized EDFs, bootstrap good ranges and rank correlations."""
+    if normalize_by not in COMPLEXITY:
+        raise AnalysisError(f"normalize by one of {', '.join(COMPLEXITY)}, got {normalize_by!r}")
+    if not isinstance(resamples, int) or not 1 <= resamples <= 1_000_000:
+        raise AnalysisError(f"resamples must be from 1 to 1,000,000, got {resamples!r}")
+    if not 0 < fraction <= 1:
+        raise AnalysisError(f"the resample fraction must be in (0, 1], got {fraction!r}")
+    if bins is not None and not 1 <= bins <= 1000:
+        raise AnalysisError(f"bins must be from 1 to 1000, got {bins!r}")
+    lower = study.lower_is_better
+    weights, edges, notes = complexity_weights(
+        [np.asarray(s.complexity[normalize_by]) for s in study.spaces], bins
+    )
+    spaces, ranges, corrs = [], [], []
+    for i, (s, w) in enumerate(zip(study.spaces, weights, strict=True)):
+        spaces.append(_space_result(s, w, lower))
+        ranges += _good_ranges(s, study.parameters, (seed, i), (resamples, fraction, lower))
+        corrs += _correlations(s.label, np.asarray(s.metric), _columns(s, study.parameters))
+    if len(study.spaces) > 1:
+        pooled = _pooled(study)
+        corrs += _correlations("all", pooled[0], pooled[1])
+    return Analysis(
+        metric=study.metric,
+        lower_is_better=lower,
+        normalize_by=normalize_by,
+        bin_edges=tuple(float(e) for e in edges),
+        resamples=resamples,
+        fraction=fraction,
+        seed=seed,
+        parameters=study.parameters,
+        spaces=tuple(spaces),
+        good_ranges=tuple(ranges),
+        correlations=tuple(corrs),
+        notes=tuple(notes),
+    )
+
+
+def _columns(s: SpaceModels, parameters: Sequence[str]) -> dict[str, np.ndarray]:
+    nan = np.full(s.n, np.nan)
+    cols = {p: np.asarray(s.parameters.get(p, nan), dtype=np.float64) for p in parameters}
+    cols.update({c: np.asarray(s.complexity[c], dtype=np.float64) for c in COMPLEXITY})
+    return cols
+
+
+def _pooled(study: Study) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    metric = np.concatenate([np.asarray(s.metric) for s in study.spaces])
+    parts = [_columns(s, study.parameters) for s in study.spaces]
+    return metric, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Tables (shared by the text output and the HTML report)
+
+
+def fmt(x: float | None, digits: int = 4) -> str:
+    """A number for people: 4 significant digits, K/M/G for large counts."""
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("K", 1e4)):
+        if abs(x) >= scale:
+            return f"{x / (scale if unit != 'K' else 1e3):.{digits}g}{unit}"
+    return f"{x:.{digits}g}"
+
+
+def space_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    """One row per space: n, best, median, mean, worst and the normalized median."""
+    headers = ["space", "n", "best", "median", "mean", "worst", "norm. n", "norm. median"]
+    rows = [
+        [
+            s.label,
+            str(s.n),
+            *(fmt(x) for x in (s.best, s.median, s.mean, s.worst)),
+            str(s.normalized_n),
+            fmt(s.normalized_median),
+        ]
+        for s in a.spaces
+    ]
+    return headers, rows
+
+
+def range_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    """One row per space and parameter: the good range and the best model's value."""
+    headers = ["space", "parameter", "2.5 %", "median", "97.5 %", "best model"]
+    rows = [
+        [g.space, g.parameter, fmt(g.low), fmt(g.median), fmt(g.high), fmt(g.best)]
+        for g in a.good_ranges
+    ]
+    return headers, rows
+
+
+def correlation_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    """One row per variable, one column per space: Spearman's rho with the metric."""
+    labels = list(dict.fromkeys(c.space for c in a.correlations))
+    variables = list(dict.fromkeys(c.variable for c in a.correlations))
+    rho = {(c.space, c.variable): c.rho for c in a.correlations}
+    rows = [
+        [v, *(fmt(rho.get((s, v)), 2) if rho.get((s, v)) is not None else "n/a" for s in labels)]
+        for v in variables
+    ]
+    return ["variable", *labels], rows

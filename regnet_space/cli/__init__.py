@@ -1,0 +1,65 @@
+"""The `regnet-space` command: one module per command group, a thin layer over the Python API.
+
+Every user error is one line on stderr and exit status 2; nothing partial is written.
+The cli side may import every other side; only `build`, `convert` and `export` import torch,
+and only inside their handlers, so the design-space commands start fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+from ..core.errors import RegNetSpaceError
+from . import analyze, build, interop, sample
+from .args import PROG, Parser
+
+
+def make_parser() -> argparse.ArgumentParser:
+    """The full argument parser (build, report, schema, sample, analyze, scale, fit)."""
+    parser = Parser(
+        prog=PROG,
+        description="Turn RegNet design-space parameters into exact networks and numbers.",
+        epilog="Examples:\n  regnet-space build specs/y040.yaml\n  regnet-space report specs/\n"
+        "  regnet-space report specs/ --format json --convention fvcore\n"
+        "  regnet-space sample specs/spaces/regnety.yaml --n 100 --flops 396M:404M -o s.jsonl\n"
+        "  regnet-space analyze examples/zoo_errors.csv -o zoo_report\n\n"
+        "Run `regnet-space COMMAND --help` for each command's options.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    sub.required = True
+
+    # Each command group registers itself; none of these modules imports torch at import time.
+    build.register(sub)
+    sample.register(sub)
+    analyze.register(sub)
+    interop.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: run a subcommand, turning user errors into one line and exit status 2."""
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except RegNetSpaceError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print(f"{PROG}: out of memory; the design is too large for this machine", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"{PROG}: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,472 @@
+"""`regnet-space analyze`, `scale` and `fit`: design-space analysis, model scaling, fitting.
+
+Never imports torch; matplotlib only when `analyze` draws pictures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..core.complexity import count
+from ..core.generator import plan
+from ..core.io import atomic_write_text, check_target
+from ..core.report import render_table
+from ..core.spec import ParametricSpec, Spec, dump_spec, load_spec_file, spec_from_dict
+from .args import input_size
+
+ANALYZE_DESCRIPTION = """\
+Compare design spaces from trained samples. Each RESULTS file (.jsonl, .csv or a JSON list)
+holds one record per model with a metric column (--metric, lower is better unless
+--higher-is-better) and either the design (the fields of a `regnet-space sample` record:
+depth, w0, wa, wm, ... or stages; flops/params/acts are counted when absent) or a sample id
+joined with the sample file given by --samples.
+
+Computes per space: the metric's EDF, plain and complexity-normalized (models weighted so
+that every space has the same flops distribution: uniform over log-spaced bins of the shared
+range, "On Network Design Spaces for Visual Recognition"); bootstrap good ranges of each
+design parameter (the best model of 2,500 resamples of 25 %, 2.5/50/97.5 percentiles); and
+Spearman rank correlations of the metric with each parameter and with flops, params, acts.
+Spaces are the --space-label values (one per RESULTS), else a `space` column, else file names.
+
+With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
+pictures need matplotlib (pip install 'regnet-space[plot]')."""
+
+ANALYZE_EPILOG = """\
+examples:
+  regnet-space analyze examples/zoo_errors.csv -o zoo_report
+  regnet-space analyze x.jsonl y.jsonl --space-label RegNetX --space-label RegNetY -o out
+  regnet-space analyze runs.csv --samples x.jsonl --metric top1_err --json
+  regnet-space analyze acc.csv --metric acc --higher-is-better --no-plots -o out"""
+
+SCALE_DESCRIPTION = """\
+Scale a spec's flops by S with the rules of "Fast and Accurate Model Scaling" (pycls's
+scaler): depth x S**e_d, width x S**(e_w/2), resolution x S**(e_r/2) with e_d + e_w + e_r = 1,
+then re-quantize (depth to an integer, widths to multiples of 8 or q, group width to 1, 2, 4
+or a multiple of 8, input size to a multiple of 4). A parametric spec stays parametric (d,
+w0, wa and the group width scaled, wm kept); an explicit one is scaled stage by stage. When
+rounding misses the flop factor by more than 2 %, nearby widths (+-15 %) and depths (+-1)
+are tried (--no-correct: pycls's rounding only). The spec has no input size: the new one is
+printed and written in a comment at the top of OUT; count and build with --input-size."""
+
+SCALE_EPILOG = """\
+examples:
+  regnet-space scale specs/y040.yaml --flops-factor 4 -o y040x4.yaml
+  regnet-space scale specs/x002.yaml --flops-factor 16 --weights dw -o x002x16.yaml
+  regnet-space scale specs/y040.yaml --flops-factor 2 --alpha 1.0 --json
+
+weights: d1_w8_g8_r1 (default: fast compound scaling, e_d = e_r = 0.1, e_w = 0.8, group width
+like width), or letters such as d, w, dw, dwr (equal shares); --alpha A: e_w = A,
+e_d = e_r = (1 - A) / 2."""
+
+FIT_DESCRIPTION = """\
+Fit the RegNet parameters d, w0, wa, wm to per-block widths: those of SPEC (parametric or
+explicit; its group width, bottleneck multiplier, q and rounding are used) or a --widths
+list. d is the number of blocks; w0, wa, wm minimize the paper's fitting error e_fit = mean
+over blocks of |log(w_fit / w)|, where w_fit are the widths the quantized linear rule and
+the block-compatibility rule generate. e_fit = 0 means the parameters regenerate every
+width. With -o, the fitted parametric spec is written."""
+
+FIT_EPILOG = """\
+examples:
+  regnet-space fit specs/y040.yaml
+  regnet-space fit --widths 24,56,152x4,368x7 -o fitted.yaml
+  regnet-space fit --widths 256x3,512x4,1024x6,2048x3 --bottleneck-multiplier 0.25 \\
+      --group-width 64 --json"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Argument types
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def _unit_float(text: str) -> float:
+    value = _positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+def _int_in(low: int, high: int) -> Any:
+    def parse(text: str) -> int:
+        if not text.strip().isdigit() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}")
+        return int(text)
+
+    return parse
+
+
+# ---------------------------------------------------------------------------------------------
+# Registration
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `analyze`, `scale` and `fit` subcommands to a CLI's subparsers."""
+    raw = argparse.RawDescriptionHelpFormatter
+    a = subparsers.add_parser(
+        "analyze",
+        help="compare design spaces: EDFs, good ranges, rank correlations, HTML report",
+        description=ANALYZE_DESCRIPTION,
+        epilog=ANALYZE_EPILOG,
+        formatter_class=raw,
+    )
+    a.add_argument("results", nargs="+", metavar="RESULTS", help="results files")
+    a.add_argument("--metric", default="error", help="metric column (default: error)")
+    a.add_argument("--higher-is-better", action="store_true", help="e.g. for accuracy")
+    a.add_argument(
+        "--space-label",
+        action="append",
+        default=[],
+        metavar="LABEL",
+        help="space name of each RESULTS file, in order (repeat once per file)",
+    )
+    a.add_argument(
+        "--samples",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="sample file(s) for results that carry only an id: one for all or one per file",
+    )
+    a.add_argument("-o", "--output", metavar="DIR", help="write report.html, PNGs, results.json")
+    a.add_argument("--force", action="store_true", help="write into a non-empty DIR")
+    a.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    a.add_argument("--no-plots", action="store_true", help="tables-only report, no matplotlib")
+    a.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="bootstrap seed (0)")
+    a.add_argument(
+        "--resamples", type=_int_in(1, 1_000_000), default=2500, help="bootstrap draws (2500)"
+    )
+    a.add_argument(
+        "--fraction", type=_unit_float, default=0.25, help="share of models per draw (0.25)"
+    )
+    a.add_argument(
+        "--bins",
+        type=_int_in(1, 1000),
+        default=None,
+        help="complexity bins of the normalization (default: sqrt of the smallest space, <= 10)",
+    )
+    a.add_argument(
+        "--normalize-by",
+        choices=("flops", "params", "acts"),
+        default="flops",
+        help="complexity the normalized EDFs equalize (default: flops)",
+    )
+    a.set_defaults(func=run_analyze)
+
+    s = subparsers.add_parser(
+        "scale",
+        help="scale a model's flops by the rules of 'Fast and Accurate Model Scaling'",
+        description=SCALE_DESCRIPTION,
+        epilog=SCALE_EPILOG,
+        formatter_class=raw,
+    )
+    s.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    s.add_argument(
+        "--flops-factor", type=_positive_float, required=True, metavar="S", help="flop factor"
+    )
+    how = s.add_mutually_exclusive_group()
+    how.add_argument("--weights", metavar="W", help="scaling weights (default d1_w8_g8_r1)")
+    how.add_argument("--alpha", type=_unit_float, metavar="A", help="width share e_w (0..1)")
+    s.add_argument(
+        "--input-size",
+        type=input_size,
+        default=224,
+        metavar="N",
+        help="input size of the source (default 224)",
+    )
+    s.add_argument("--no-correct", action="store_true", help="pycls's rounding only")
+    s.add_argument("-o", "--output", metavar="OUT", help="write the scaled spec (YAML)")
+    s.add_argument("--force", action="store_true", help="overwrite OUT")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=run_scale)
+
+    f = subparsers.add_parser(
+        "fit",
+        help="fit d, w0, wa, wm to per-block widths (a spec's or a list)",
+        description=FIT_DESCRIPTION,
+        epilog=FIT_EPILOG,
+        formatter_class=raw,
+    )
+    f.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (YAML)")
+    f.add_argument("--widths", metavar="LIST", help="per-block widths: 24,56,152x4,368x7")
+    f.add_argument("--group-width", type=_int_in(1, 1 << 20), metavar="G", help="default: q")
+    f.add_argument("--bottleneck-multiplier", type=_positive_float, metavar="BM", help="default: 1")
+    f.add_argument("--q", type=_int_in(1, 4096), metavar="Q", help="width quantum (default 8)")
+    f.add_argument("--rounding", choices=("pycls", "torchvision"), help="default: pycls")
+    f.add_argument("--block", choices=("x", "y"), default="x", help="block of --widths (x)")
+    f.add_argument("--name", default="fitted", help="name of the spec fitted to --widths")
+    f.add_argument("-o", "--output", metavar="OUT", help="write the fitted spec (YAML)")
+    f.add_argument("--force", action="store_true", help="overwrite OUT")
+    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.set_defaults(func=run_fit)
+
+
+# ---------------------------------------------------------------------------------------------
+# analyze
+
+
+def run_analyze(args: argparse.Namespace) -> int:
+    """Load, analyze, write the report and print the tables (or JSON)."""
+    from ..analysis.plots import prepare_dir, require_matplotlib, write_report
+    from ..analysis.results import load_study
+    from ..analysis.stats import analyze
+
+    plots = args.output is not None and not args.no_plots
+    if plots:
+        require_matplotlib()
+    if args.output is not None:
+        prepare_dir(args.output, args.force)
+    study = load_study(
+        args.results,
+        metric=args.metric,
+        samples=args.samples,
+        labels=args.space_label,
+        lower_is_better=not args.higher_is_better,
+    )
+    result = analyze(
+        study,
+        seed=args.seed,
+        resamples=args.resamples,
+        fraction=args.fraction,
+        bins=args.bins,
+        normalize_by=args.normalize_by,
+    )
+    data = result.to_dict()
+    written: list[Path] = []
+    if args.output is not None:
+        written = write_report(
+            study,
+            result,
+            args.output,
+            force=args.force,
+            plots=plots,
+            json_text=json.dumps(data, indent=1) + "\n",
+            sources=args.results,
+        )
+    if args.json:
+        sys.stdout.write(json.dumps(data | {"outputs": [str(p) for p in written]}) + "\n")
+    else:
+        sys.stdout.write(_analysis_text(result, study, args.results, written))
+    return 0
+
+
+def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: list[Path]) -> str:
+    from ..analysis.stats import correlation_table, fmt, range_table, space_table
+
+    a = result
+    better = "lower" if a.lower_is_better else "higher"
+    total = sum(s.n for s in study.spaces)
+    edges = a.bin_edges
+    norm = (
+        f"{len(edges) - 1} log-spaced {a.normalize_by} bin(s), {fmt(edges[0])} .. {fmt(edges[-1])}"
+        if edges
+        else "no shared complexity range"
+    )
+    lines = [
+        f"{a.metric} ({better} is better): {total} models in {len(study.spaces)} space(s) "
+        f"from {', '.join(sources)}",
+        "",
+        "EDF summary (norm.: weighted to a common complexity distribution over " + norm + ")",
+        render_table(*space_table(a), markdown=False),
+        f"good ranges: the best model of {a.resamples:,} resamples of {a.fraction:.0%} "
+        f"(seed {a.seed}), percentiles of its parameter",
+        render_table(*range_table(a), markdown=False) if a.good_ranges else "  (none vary)\n",
+        f"rank correlation (Spearman) of {a.metric} with",
+        render_table(*correlation_table(a), markdown=False),
+    ]
+    lines += [f"note: {n}" for n in a.notes]
+    if written:
+        pngs = sum(p.suffix == ".png" for p in written)
+        report = next(p for p in written if p.name == "report.html")
+        lines.append(f"wrote {report} ({pngs} PNG(s) embedded and beside it, results.json)")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+# ---------------------------------------------------------------------------------------------
+# scale
+
+
+def run_scale(args: argparse.Namespace) -> int:
+    """Scale a spec and write (or show) the new one."""
+    from ..space.scaling import scale_spec, scaled_spec_text
+
+    spec = load_spec_file(args.spec)
+    if args.output is not None:
+        check_target(args.output, args.force)
+    scaled = scale_spec(
+        spec,
+        args.flops_factor,
+        weights=args.weights,
+        alpha=args.alpha,
+        input_size=args.input_size,
+        correct=not args.no_correct,
+    )
+    text = scaled_spec_text(scaled)
+    if args.output is not None:
+        atomic_write_text(args.output, text, args.force)
+    if args.json:
+        out = scaled.as_dict() | {"output": args.output}
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
+    f = scaled.factors
+    rows = [
+        _spec_row("before", spec, scaled.input_size_before),
+        _spec_row("after", scaled.spec, scaled.input_size),
+    ]
+    headers = ["", "depths", "widths", "group widths", "input", "GF", "M params", "M acts"]
+    miss = 100 * (scaled.achieved / scaled.asked - 1)
+    lines = [
+        f"{spec.name} -> {scaled.spec.name}  (weights {scaled.weights})",
+        f"multipliers: depth x{f.depth:.3f}, width x{f.width:.3f}, group width "
+        f"x{f.group_width:.3f}, resolution x{f.resolution:.3f}",
+    ]
+    for label, s in (("before", spec), ("after", scaled.spec)):
+        if isinstance(s, ParametricSpec):
+            lines.append(
+                f"{label:>6}: d={s.depth} w0={s.w0} wa={s.wa:g} wm={s.wm:g} g={s.group_width}"
+            )
+    lines += [
+        "",
+        render_table(headers, rows, markdown=False).rstrip(),
+        "",
+        f"flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3f} ({miss:+.1f} %)",
+        f"input size: {scaled.input_size} (count and build with --input-size {scaled.input_size})",
+    ]
+    if args.output is not None:
+        lines.append(f"wrote {args.output} (input size in its header comment)")
+    else:
+        lines += ["", text.rstrip()]
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
+    p = plan(spec, size)
+    c = count(p)
+
+    def join(v: Sequence[int]) -> str:
+        return ",".join(map(str, v))
+
+    return [
+        label,
+        join(p.depths),
+        join(p.widths),
+        join(p.group_widths),
+        str(size),
+        f"{c.flops / 1e9:.3f}",
+        f"{c.params / 1e6:.2f}",
+        f"{c.acts / 1e6:.2f}",
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# fit
+
+
+def run_fit(args: argparse.Namespace) -> int:
+    """Fit d, w0, wa, wm and print (and write) the result."""
+    from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
+
+    if (args.spec is None) == (args.widths is None):
+        raise FitError("give a SPEC or --widths (one of them)")
+    if args.output is not None:
+        check_target(args.output, args.force)
+    notes: list[str] = []
+    base: dict[str, Any]
+    if args.spec is not None:
+        spec = load_spec_file(args.spec)
+        widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
+        if isinstance(spec, ParametricSpec):
+            q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
+        else:
+            q, rounding = 8, "pycls"
+            g, bm = shared_block_options(spec)
+            if g is None:
+                notes.append("stages differ in bottleneck multiplier: widths fitted as they are")
+            if any(stride != 2 for stride in spec.strides()[1:]):
+                notes.append("the spec has stride-1 stages; a parametric spec strides every stage")
+        base = _base_fields(spec)
+        source = f"{spec.name} ({args.spec})"
+    else:
+        widths = list(parse_widths(args.widths))
+        q, g, bm, rounding = 8, None, 1.0, "pycls"
+        base = {"name": args.name, "block": args.block}
+        source = "--widths"
+    q = args.q if args.q is not None else q
+    g = args.group_width if args.group_width is not None else g
+    bm = args.bottleneck_multiplier if args.bottleneck_multiplier is not None else bm
+    rounding = args.rounding or rounding
+    fit = fit_widths(widths, q=q, group_width=g, bottleneck_multiplier=bm, rounding=rounding)
+    fields = {
+        "depth": fit.depth,
+        "w0": fit.w0,
+        "wa": fit.wa,
+        "wm": fit.wm,
+        "group_width": fit.group_width,
+        "bottleneck_multiplier": fit.bottleneck_multiplier,
+        "q": fit.q,
+        "rounding": fit.rounding,
+    }
+    fitted_spec = spec_from_dict({**base, **fields}, "fitted spec")
+    if args.output is not None:
+        header = (
+            f"# fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
+            f"{' (exact)' if fit.exact else ''}\n"
+        )
+        atomic_write_text(args.output, header + dump_spec(fitted_spec), args.force)
+    if args.json:
+        out = fit.as_dict() | {"notes": notes, "output": args.output}
+        out["spec"] = fitted_spec.model_dump(mode="json")
+        sys.stdout.write(json.dumps(out) + "\n")
+        return 0
+    sys.stdout.write(_fit_text(fit, source, notes, args.output))
+    return 0
+
+
+def _base_fields(spec: Spec) -> dict[str, Any]:
+    keep = {"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
+    keep |= {"activation", "downsample_in_first_stage"}
+    return spec.model_dump(mode="json", include=keep)
+
+
+def _runs(widths: Sequence[int]) -> str:
+    out: list[list[int]] = []
+    for w in widths:
+        if out and out[-1][0] == w:
+            out[-1][1] += 1
+        else:
+            out.append([w, 1])
+    return ", ".join(f"{w}x{n}" if n > 1 else str(w) for w, n in out)
+
+
+def _fit_text(fit: Any, source: str, notes: list[str], output: str | None) -> str:
+    bm = f"{fit.bottleneck_multiplier:g}"
+    lines = [
+        f"fit to {fit.depth} per-block widths of {source}",
+        f"(group width {fit.group_width}, bottleneck multiplier {bm}, q {fit.q}, "
+        f"{fit.rounding} rounding)",
+        "",
+        f"  d = {fit.depth}   w0 = {fit.w0}   wa = {fit.wa:g}   wm = {fit.wm:g}",
+        "",
+        f"e_fit = {fit.error:.6g} (mean |log(w_fit / w)| over blocks)"
+        + (": exact, every width regenerated" if fit.exact else ""),
+        f"  given:  {_runs(fit.target)}",
+        f"  fitted: {_runs(fit.fitted)}",
+    ]
+    lines += [f"note: {n}" for n in notes]
+    if output is not None:
+        lines.append(f"wrote {output}")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,292 @@
+"""`build`, `report` and `schema`: one spec (or folder of specs) in, a model and its numbers out."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.complexity import CONVENTIONS, Complexity
+from ..core.errors import BuildError
+from ..core.generator import Plan, to_explicit
+from ..core.io import atomic_write_text, atomic_write_with, check_target
+from ..core.report import (
+    FORMATS,
+    SpecSummary,
+    render_report,
+    render_table,
+    summarize,
+    summarize_paths,
+)
+from ..core.spec import Spec, dump_spec, load_spec_file, spec_json_schema
+from .args import input_size
+
+CONVENTION_HELP = (
+    "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
+    "free), fvcore (fvcore's default FlopCountAnalysis in eval mode: no bias, BN 2/element, "
+    "pooling 1/element) or torchvision (multiply-adds only)"
+)
+
+COUNTERS = ("analytic", "torch")
+COUNTER_HELP = (
+    "torch: also count with PyTorch's FlopCounterMode on the meta device (2 flops per "
+    "multiply-add, no bias; no weights are allocated, so y10b works) and check it against "
+    "2 x the torchvision convention (exit 1 on a mismatch)"
+)
+
+# build
+
+
+def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
+    headers = ["stage", "width", "depth", "group w", "groups", "bottleneck", "SE w", "stride"]
+    headers += ["out", "flops %", "params %"]
+
+    def share(part: Any) -> list[str]:
+        return [f"{100 * part.flops / c.flops:.1f}", f"{100 * part.params / c.params:.1f}"]
+
+    parts = {part.name: part for part in c.parts}
+    rows = [["stem", str(p.stem_width), "1", "", "", "", "", "2", str(p.stem_size)]]
+    rows[0] += share(parts["stem"])
+    for s in p.stages:
+        se = f"{s.se_width_first}/{s.se_width}" if s.se_width else "-"
+        rows.append(
+            [
+                *map(str, (s.index + 1, s.width, s.depth, s.group_width, s.groups)),
+                *(str(s.bottleneck_width), se, str(s.stride), str(s.out_size)),
+                *share(parts[f"stage{s.index + 1}"]),
+            ]
+        )
+    head = parts["head"]
+    rows.append(["head", str(p.num_classes), "", "", "", "", "", "", "1", *share(head)])
+    return headers, rows
+
+
+def _design_line(spec: Spec) -> str:
+    fields = spec.model_dump(exclude={"name", "stages"})
+    # The design parameters first, in the paper's order; stem/head/input fields after.
+    first = ["block", "depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier"]
+    first += ["se_ratio", "q", "rounding"]
+    keys = [k for k in first if k in fields] + [k for k in fields if k not in first]
+    return ", ".join(f"{k}={fields[k]}" for k in keys)
+
+
+def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
+    p, c = summary.plan, summary.counts
+    headers, rows = _stage_rows(p, c)
+    lines = [
+        f"{p.name}  ({summary.source})",
+        f"design: {_design_line(summary.spec)}",
+        f"input: 1x{p.num_channels}x{p.input_size}x{p.input_size}  ->  last hidden state "
+        f"{output_shape}",
+        "",
+        render_table(headers, rows, markdown=False).rstrip(),
+        "(SE w: first block / other blocks; the first block's SE width comes from its input)",
+        "",
+        f"total: {c.flops / 1e9:.1f} GF, {c.params / 1e6:.1f} M params, {c.acts / 1e6:.1f} M acts"
+        " (paper convention: 1 flop = 1 multiply-add)",
+        f"exact: {c.flops:,} flops, {c.params:,} params, {c.acts:,} acts",
+    ]
+    if verification is not None:
+        m, a = verification.measured, verification.analytic_fvcore
+        status = (
+            "OK, exact" if verification.ok else "MISMATCH: " + "; ".join(verification.mismatches())
+        )
+        lines += [
+            "",
+            "fvcore cross-check (fvcore convention: no bias adds, BN 2/element, pool 1/element):",
+            f"  flops   analytic {a.flops:>16,}   fvcore {m.flops:>16,}",
+            f"  acts    analytic {a.acts:>16,}   fvcore {m.acts:>16,}",
+            f"  params  analytic {a.params:>16,}   fvcore {m.params:>16,}",
+            f"  params  module's own count {m.module_params:,}",
+            f"  {status}",
+        ]
+    return "\n".join(lines) + "\n"
+
+
+def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
+    weights = Path(save)
+    if weights.suffix in (".yaml", ".yml"):
+        raise BuildError(f"{weights}: --save names the weights file (.pt, .pth or .safetensors)")
+    # Not FILE.yaml: beside a spec's own folder that name could be the source spec itself.
+    spec_path = weights.with_suffix(".resolved.yaml")
+    return check_target(weights, force), check_target(spec_path, force)
+
+
+def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, force: bool) -> None:
+    import torch
+
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    if weights.suffix == ".safetensors":
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise BuildError("saving .safetensors needs the safetensors package") from None
+        atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
+    else:
+        atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
+    resolved = to_explicit(summary.spec)
+    atomic_write_text(spec_path, dump_spec(resolved), force)
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the model of one spec and describe it."""
+    spec = load_spec_file(args.spec)
+    summary = summarize(spec, args.spec, args.input_size, "paper")
+    targets = _save_targets(args.save, args.force) if args.save else None
+    import torch  # torch is imported here, and only here
+
+    from ..nn.model import build_model
+
+    model = build_model(summary.plan, True, force=args.force)
+    model.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, spec.num_channels, args.input_size, args.input_size)
+        out = model.regnet(x, return_dict=True).last_hidden_state
+    output_shape = list(out.shape)
+    verification = None
+    if args.verify:
+        from ..nn.counters import verify
+
+        verification = verify(model, summary.plan)
+    torch_checked = None
+    if args.counter == "torch":
+        from ..nn.counters import torch_check
+
+        torch_checked = torch_check(summary.plan)
+    if targets is not None:
+        _save(model, summary, *targets, args.force)
+    if args.json:
+        data = summary.as_dict() | {"output_shape": output_shape}
+        if verification is not None:
+            m = verification.measured
+            data["verify"] = {
+                "ok": verification.ok,
+                "fvcore": {"flops": m.flops, "acts": m.acts, "params": m.params},
+                "analytic_fvcore": {
+                    "flops": verification.analytic_fvcore.flops,
+                    "acts": verification.analytic_fvcore.acts,
+                    "params": verification.analytic_fvcore.params,
+                },
+                "module_params": m.module_params,
+            }
+        if targets is not None:
+            data["saved"] = [str(t) for t in targets]
+        if torch_checked is not None:
+            data["torch_counter"] = torch_checked.as_dict()
+        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+    else:
+        sys.stdout.write(_build_text(summary, output_shape, verification))
+        if torch_checked is not None:
+            sys.stdout.write(torch_checked.summary_line() + "\n")
+        if targets is not None:
+            sys.stdout.write(
+                f"saved weights to {targets[0]} and the resolved spec to {targets[1]}\n"
+            )
+    failed = (verification is not None and not verification.ok) or (
+        torch_checked is not None and not torch_checked.ok
+    )
+    return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------------------------
+# report and schema
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One row per spec, analytic counts (and FlopCounterMode's with --counter torch)."""
+    summaries = summarize_paths(args.specs, args.input_size, args.convention)
+    if args.counter != "torch":
+        sys.stdout.write(render_report(summaries, args.format))
+        return 0
+    from ..nn.counters import torch_check
+
+    checks = [torch_check(s.plan) for s in summaries]
+    if args.format == "json":
+        rows = [
+            s.as_dict() | {"torch_counter": c.as_dict()}
+            for s, c in zip(summaries, checks, strict=True)
+        ]
+        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
+    else:
+        sys.stdout.write(render_report(summaries, args.format))
+        if args.format != "csv":
+            agree = sum(c.ok for c in checks)
+            sys.stdout.write(
+                f"FlopCounterMode (meta device): {agree}/{len(checks)} agree with "
+                "2 x the torchvision convention\n"
+            )
+            for s, c in zip(summaries, checks, strict=True):
+                if not c.ok:
+                    sys.stdout.write(f"  {s.source}: {c.summary_line()}\n")
+    return 0 if all(c.ok for c in checks) else 1
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of the spec format."""
+    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
+    return 0
+
+
+def register(sub: Any) -> None:
+    """Add build, report and schema to the command's subparsers."""
+
+    b = sub.add_parser(
+        "build",
+        help="build the PyTorch model of a spec and describe it",
+        description="Build the model of SPEC, run one image through it and print the design, "
+        "a per-stage table, the totals (paper convention) and the output shape.",
+    )
+    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    b.add_argument(
+        "--input-size",
+        type=input_size,
+        default=224,
+        metavar="N",
+        help="square input side (default 224)",
+    )
+    b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    b.add_argument(
+        "--verify",
+        action="store_true",
+        help="cross-check the counts with fvcore on the built model (exit 1 on a mismatch)",
+    )
+    b.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
+    b.add_argument(
+        "--save",
+        metavar="FILE",
+        help="write the weights (.pt/.pth: torch.save of the state dict, loadable with "
+        "weights_only=True; or .safetensors) and the resolved spec beside them "
+        "(FILE with .resolved.yaml)",
+    )
+    b.add_argument(
+        "--force",
+        action="store_true",
+        help="overwrite --save outputs; build designs too large for the default memory guard",
+    )
+    b.set_defaults(func=cmd_build)
+
+    r = sub.add_parser(
+        "report",
+        help="counts of specs or folders of specs, without building models",
+        description="Flops, params and activations of each spec (folders: their *.yaml files), "
+        "counted analytically.",
+    )
+    r.add_argument("specs", nargs="+", metavar="SPEC_OR_DIR")
+    r.add_argument(
+        "--format", choices=FORMATS, default="table", help="output format (default table)"
+    )
+    r.add_argument(
+        "--input-size",
+        type=input_size,
+        default=224,
+        metavar="N",
+        help="square input side (default 224)",
+    )
+    r.add_argument("--convention", choices=CONVENTIONS, default="paper", help=CONVENTION_HELP)
+    r.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
+    r.set_defaults(func=cmd_report)
+
+    s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    s.set_defaults(func=cmd_schema)

@@ -1,0 +1,222 @@
+"""The `convert` and `export` subcommands; `register(subparsers)` adds them to the CLI.
+
+Handlers return an exit status and raise `RegNetSpaceError` subclasses for bad input (the
+main CLI prints those as one line, exit 2). SPEC may be a regnet-space spec, a pycls config
+(YAML with a MODEL section) or a Hugging Face config.json. Torch is imported by the handlers
+only, so registering the commands keeps `regnet-space --help` fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.errors import BuildError
+from .args import input_size
+
+CONVERT_EXAMPLES = """\
+examples:
+  regnet-space convert regnety_040.pth --from timm --spec specs/y040.yaml -o y040.safetensors
+  regnet-space convert regnet_y_800mf.pth --from torchvision --spec specs/y008_tv.yaml -o y008.pt
+  regnet-space convert RegNetY-4.0GF_dds_8gpu.pyth --from pycls --bgr-to-rgb \\
+      --spec RegNetY-4.0GF_dds_8gpu.yaml -o y040.pt
+  regnet-space convert y040.pt --from hf --to timm --spec specs/y040.yaml -o y040_timm.pth
+
+Keys are mapped by name and every shape is checked against the model SPEC builds; the first
+key that does not fit is named. Checkpoints are read with weights_only=True (.pth, .pyth,
+.pt, .bin; wrappers such as pycls's model_state are unwrapped) or as .safetensors.
+The output loads into `regnet_space.build_model(spec)` with strict=True (--to hf)."""
+
+EXPORT_EXAMPLES = """\
+examples:
+  regnet-space export specs/y040.yaml --format onnx                  # -> y040.onnx
+  regnet-space export specs/y040.yaml --format onnx --weights y040.safetensors -o y040.onnx
+  regnet-space export specs/x016.yaml --format pt2 --input-size 256 --fold-bn
+  regnet-space export specs/y040.yaml --format onnx --weights regnety_040.pth --from timm
+
+The exported model takes `pixel_values` (N x C x S x S float32, any batch size N) and returns
+`logits` (or `last_hidden_state` with --no-head). It is checked against the eager model on a
+random batch (onnxruntime for ONNX, where installed) unless --no-check."""
+
+CHECK_TOLERANCE = 1e-4
+
+
+def _libraries() -> tuple[str, ...]:
+    return ("hf", "timm", "torchvision", "pycls")
+
+
+def register(subparsers: Any) -> None:
+    """Add `convert` and `export` to the CLI's subparsers."""
+    raw = argparse.RawDescriptionHelpFormatter
+    c = subparsers.add_parser(
+        "convert",
+        help="convert a timm / torchvision / pycls / Hugging Face checkpoint to another layout",
+        description="Re-key a RegNet checkpoint from one library's layout to another's "
+        "(default: this package's, which is Hugging Face's), checking every key and shape "
+        "against the model SPEC describes.",
+        epilog=CONVERT_EXAMPLES,
+        formatter_class=raw,
+    )
+    c.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pyth/.pt/.bin/.safetensors")
+    c.add_argument(
+        "--from", dest="source", required=True, choices=_libraries(), help="checkpoint's layout"
+    )
+    c.add_argument(
+        "--to", dest="target", default="hf", choices=_libraries(), help="output layout (hf)"
+    )
+    c.add_argument("--spec", required=True, metavar="SPEC", help="spec, pycls YAML or config.json")
+    c.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output (.safetensors, .pt, .pth)"
+    )
+    c.add_argument(
+        "--no-head", action="store_true", help="drop the classifier; keep the backbone only"
+    )
+    c.add_argument(
+        "--bgr-to-rgb",
+        action="store_true",
+        help="flip the stem conv's input channels (pycls checkpoints were trained on BGR)",
+    )
+    c.add_argument("--force", action="store_true", help="overwrite OUT")
+    c.set_defaults(func=cmd_convert)
+
+    e = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX or a torch.export program",
+        description="Build the model of SPEC (optionally with converted weights) and export it "
+        "as ONNX (.onnx) or a torch.export program (.pt2), checked for equal outputs.",
+        epilog=EXPORT_EXAMPLES,
+        formatter_class=raw,
+    )
+    e.add_argument("spec", metavar="SPEC", help="spec, pycls YAML or config.json")
+    e.add_argument("--format", required=True, choices=("onnx", "pt2"), help="output format")
+    e.add_argument(
+        "-o", "--output", metavar="OUT", help="output file (default: SPEC's name + .onnx/.pt2)"
+    )
+    e.add_argument("--weights", metavar="CHECKPOINT", help="weights to load (default: random)")
+    e.add_argument(
+        "--from",
+        dest="source",
+        default="hf",
+        choices=_libraries(),
+        help="layout of --weights (default hf: this package's)",
+    )
+    e.add_argument("--bgr-to-rgb", action="store_true", help="flip the stem (pycls weights)")
+    e.add_argument(
+        "--input-size", type=input_size, default=224, metavar="N", help="square input side (224)"
+    )
+    e.add_argument("--no-head", action="store_true", help="export the backbone (no classifier)")
+    e.add_argument(
+        "--fold-bn", action="store_true", help="export the inference form (BatchNorm folded)"
+    )
+    e.add_argument(
+        "--static-batch", action="store_true", help="fix the batch size to the example's (2)"
+    )
+    e.add_argument("--no-check", action="store_true", help="skip the output comparison")
+    e.add_argument("--force", action="store_true", help="overwrite OUT; build very large designs")
+    e.set_defaults(func=cmd_export)
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert one checkpoint and write it atomically."""
+    from ..core.generator import plan as make_plan
+    from ..interop.checkpoints import (
+        check_output,
+        convert_state_dict,
+        read_checkpoint,
+        save_state_dict,
+    )
+    from ..interop.configs import load_any_spec
+
+    spec = load_any_spec(args.spec)
+    p = make_plan(spec)
+    check_output(args.output, args.force)
+    state = convert_state_dict(
+        read_checkpoint(args.checkpoint),
+        p,
+        args.source,
+        args.target,
+        head=not args.no_head,
+        bgr_to_rgb=args.bgr_to_rgb,
+        origin=args.checkpoint,
+    )
+    out = save_state_dict(state, args.output, args.force)
+    n_params = sum(v.numel() for k, v in state.items() if "running_" not in k and "num_b" not in k)
+    flip = ", stem flipped BGR -> RGB" if args.bgr_to_rgb else ""
+    sys.stdout.write(
+        f"{p.name}: {args.checkpoint} ({args.source}) -> {out} ({args.target}): "
+        f"{len(state)} tensors, {n_params:,} parameters{flip}\n"
+    )
+    return 0
+
+
+def _default_output(spec_path: str, fmt: str) -> Path:
+    return Path(Path(spec_path).stem + "." + fmt)
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    """Export one model; compare its outputs with the eager model's unless --no-check."""
+    from ..core.generator import plan as make_plan
+    from ..core.io import check_target
+    from ..interop.configs import load_any_spec
+
+    out = Path(args.output) if args.output else _default_output(args.spec, args.format)
+    if out.suffix != f".{args.format}":
+        raise BuildError(f"{out}: --format {args.format} writes a .{args.format} file")
+    spec = load_any_spec(args.spec)
+    p = make_plan(spec, args.input_size)
+    check_target(out, args.force)
+
+    import torch
+
+    from ..interop.checkpoints import load_converted
+    from ..nn.export import (
+        export_onnx,
+        export_program,
+        onnx_max_abs_diff,
+        program_max_abs_diff,
+        save_program,
+    )
+    from ..nn.inference import inference_model
+    from ..nn.model import build_model
+
+    head = not args.no_head
+    if args.weights:
+        model = load_converted(
+            p, args.weights, args.source, head=head, bgr_to_rgb=args.bgr_to_rgb, force=args.force
+        )
+    else:
+        model = build_model(p, head, force=args.force).eval()
+    target = (
+        inference_model(model, channels_last=False, fused_kernels=False) if args.fold_bn else model
+    )
+    dynamic = not args.static_batch
+    x = torch.randn(2, p.num_channels, args.input_size, args.input_size)
+    if args.format == "onnx":
+        export_onnx(
+            target, out, input_size=args.input_size, dynamic_batch=dynamic, force=args.force
+        )
+    else:
+        program = export_program(target, input_size=args.input_size, dynamic_batch=dynamic)
+        save_program(program, out, args.force)
+    weights = args.weights or "random weights"
+    sys.stdout.write(f"{p.name}: exported {out} ({args.format}, {weights})\n")
+    if args.no_check:
+        return 0
+    if args.format == "onnx":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError:
+            sys.stdout.write("not checked: onnxruntime is not installed\n")
+            return 0
+        diff, runner = onnx_max_abs_diff(out, model, x), "onnxruntime"
+    else:
+        diff, runner = program_max_abs_diff(torch.export.load(str(out)), model, x), "torch.export"
+    ok = diff <= CHECK_TOLERANCE
+    verdict = "OK" if ok else f"MISMATCH (tolerance {CHECK_TOLERANCE})"
+    sys.stdout.write(f"checked with {runner} on a random batch: max |diff| {diff:.2e} {verdict}\n")
+    return 0 if ok else 1

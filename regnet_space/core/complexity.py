@@ -1,0 +1,157 @@
+"""Analytic flops, params and activations of a plan, without building the model.
+
+Counting conventions (named options; pycls, fvcore and torchvision):
+
+- ``paper`` (default, pycls): one flop = one multiply-add of a conv or linear layer, plus one
+  per output channel for a bias; BN, activations, pooling, the SE multiply and the residual
+  add count 0.
+- ``fvcore``: what fvcore's default ``FlopCountAnalysis`` reports for the model in eval mode:
+  conv and linear multiply-adds without bias, plus 2 per element for every (affine) BN and
+  1 per input element for every adaptive average pool.
+- ``torchvision``: conv and linear multiply-adds only, no bias adds (torchvision's published
+  "GFLOPS" metadata). PyTorch's FlopCounterMode reports exactly twice this.
+
+In both: params = weights + biases + 2 per BN channel (running stats are buffers); acts =
+output elements of every conv and linear layer (the SE 1x1 convs included).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from .errors import PlanError
+from .generator import BlockPlan, Plan, plan
+from .spec import Spec
+
+Convention = Literal["paper", "fvcore", "torchvision"]
+CONVENTIONS: tuple[Convention, ...] = ("paper", "fvcore", "torchvision")
+
+
+@dataclass(frozen=True)
+class PartCount:
+    """Counts of one part of the network: the stem, one stage, or the head."""
+
+    name: str
+    flops: int
+    params: int
+    acts: int
+
+
+@dataclass(frozen=True)
+class Complexity:
+    """Totals and per-part rows (stem, stage1..N, head) under one convention."""
+
+    convention: Convention
+    input_size: int
+    parts: tuple[PartCount, ...]
+
+    @property
+    def flops(self) -> int:
+        return sum(p.flops for p in self.parts)
+
+    @property
+    def params(self) -> int:
+        return sum(p.params for p in self.parts)
+
+    @property
+    def acts(self) -> int:
+        return sum(p.acts for p in self.parts)
+
+    @property
+    def stages(self) -> tuple[PartCount, ...]:
+        """Only the stage rows, in order."""
+        return tuple(p for p in self.parts if p.name.startswith("stage"))
+
+
+class _Tally:
+    """Accumulates one part's counts layer by layer under a convention."""
+
+    def __init__(self, convention: Convention) -> None:
+        self.fvcore = convention == "fvcore"
+        self.bias_flops = convention == "paper"
+        self.flops = 0
+        self.params = 0
+        self.acts = 0
+
+    def conv(
+        self, c_in: int, c_out: int, k: int, h_out: int, groups: int = 1, bias: bool = False
+    ) -> None:
+        """k x k conv producing c_out x h_out x h_out."""
+        macs = k * k * c_in * c_out * h_out * h_out // groups
+        self.flops += macs + (c_out if bias and self.bias_flops else 0)
+        self.params += k * k * c_in * c_out // groups + (c_out if bias else 0)
+        self.acts += c_out * h_out * h_out
+
+    def bn(self, c: int, h: int) -> None:
+        """BatchNorm2d over c x h x h: 2 params per channel; fvcore counts 2 per element."""
+        self.params += 2 * c
+        if self.fvcore:
+            self.flops += 2 * c * h * h
+
+    def pool(self, c: int, h: int) -> None:
+        """Global average pool of c x h x h; fvcore counts 1 per input element."""
+        if self.fvcore:
+            self.flops += c * h * h
+
+    def linear(self, c_in: int, c_out: int) -> None:
+        """Linear layer with bias on a vector."""
+        self.flops += c_in * c_out + (c_out if self.bias_flops else 0)
+        self.params += c_in * c_out + c_out
+        self.acts += c_out
+
+    def part(self, name: str) -> PartCount:
+        return PartCount(name, self.flops, self.params, self.acts)
+
+
+def _block(t: _Tally, b: BlockPlan) -> None:
+    """1x1 (in -> wb), 3x3 grouped stride s, [SE: pool, 1x1 wb -> se, 1x1 se -> wb], 1x1 -> out."""
+    wb, h_in, h_out = b.bottleneck_width, b.in_size, b.out_size
+    t.conv(b.in_width, wb, 1, h_in)
+    t.bn(wb, h_in)
+    t.conv(wb, wb, 3, h_out, groups=b.groups)
+    t.bn(wb, h_out)
+    if b.se_width:
+        t.pool(wb, h_out)
+        t.conv(wb, b.se_width, 1, 1, bias=True)
+        t.conv(b.se_width, wb, 1, 1, bias=True)
+    t.conv(wb, b.out_width, 1, h_out)
+    t.bn(b.out_width, h_out)
+    if b.has_projection:
+        t.conv(b.in_width, b.out_width, 1, h_out)
+        t.bn(b.out_width, h_out)
+
+
+def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
+    """Counts of a resolved plan (its own input size) under `convention`."""
+    if convention not in CONVENTIONS:
+        raise PlanError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
+    parts = []
+    stem = _Tally(convention)
+    stem.conv(p.num_channels, p.stem_width, 3, p.stem_size)
+    stem.bn(p.stem_width, p.stem_size)
+    parts.append(stem.part("stem"))
+    for s in p.stages:
+        t = _Tally(convention)
+        for b in s.blocks():
+            _block(t, b)
+        parts.append(t.part(f"stage{s.index + 1}"))
+    head = _Tally(convention)
+    head.pool(p.out_width, p.stages[-1].out_size)
+    if p.num_classes:
+        head.linear(p.out_width, p.num_classes)
+    parts.append(head.part("head"))
+    return Complexity(convention, p.input_size, tuple(parts))
+
+
+def count(
+    spec: Spec | Plan, input_size: int | None = None, convention: Convention = "paper"
+) -> Complexity:
+    """Analytic flops, params and acts of a spec (at input_size, default 224) or of a plan."""
+    if isinstance(spec, Plan):
+        if input_size is not None and input_size != spec.input_size:
+            raise PlanError(
+                f"the plan was resolved at input size {spec.input_size}, not {input_size}"
+            )
+        return count_plan(spec, convention)
+    return count_plan(plan(spec, 224 if input_size is None else input_size), convention)

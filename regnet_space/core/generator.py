@@ -1,0 +1,305 @@
+"""The generator: spec -> frozen stage plan (paper section 3.3; pycls and torchvision rounding).
+
+Pure functions of numbers; numpy only (no torch), so design-space tools start fast.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+
+from .errors import PlanError
+from .spec import MAX_WIDTH, ExplicitSpec, ParametricSpec, Spec, StageSpec
+
+MAX_INPUT_SIZE = 1 << 16
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Steps 1-4 of the quantized linear rule, kept for diagnostics (parametric specs only)."""
+
+    continuous_widths: tuple[float, ...]  # u_j = w0 + wa * j
+    exponents: tuple[int, ...]  # s_j = round(log(u_j / w0) / log(wm))
+    quantized_widths: tuple[int, ...]  # w_j = round(w0 * wm**s_j / q) * q
+    num_stages: int  # distinct quantized widths
+    total_stages: int  # max(s_j) + 1
+
+    @property
+    def skipped_exponents(self) -> bool:
+        """True when an exponent was skipped (the stage count differs from max(s) + 1)."""
+        return self.num_stages != self.total_stages
+
+
+@dataclass(frozen=True)
+class BlockPlan:
+    """One block: 1x1 (in -> bottleneck), 3x3 grouped (stride) [+SE], 1x1 (-> out)."""
+
+    stage: int
+    index: int
+    in_width: int
+    out_width: int
+    bottleneck_width: int
+    group_width: int
+    groups: int
+    stride: int
+    se_width: int  # round(se_ratio * in_width); 0 for X blocks
+    in_size: int
+    out_size: int
+
+    @property
+    def has_projection(self) -> bool:
+        """Shortcut is a 1x1 conv + BN when width or resolution changes, identity otherwise."""
+        return self.in_width != self.out_width or self.stride != 1
+
+
+@dataclass(frozen=True)
+class StagePlan:
+    """One stage: `depth` blocks of width `width`; the first one has stride `stride`."""
+
+    index: int
+    in_width: int
+    width: int
+    depth: int
+    group_width: int  # effective group width (clipped to the bottleneck width)
+    groups: int
+    bottleneck_width: int
+    bottleneck_multiplier: float
+    stride: int
+    se_width_first: int  # SE width of the first block (from the previous stage's width)
+    se_width: int  # SE width of the other blocks
+    in_size: int
+    out_size: int
+
+    def blocks(self) -> tuple[BlockPlan, ...]:
+        """The stage's blocks, first (strided, from in_width) to last."""
+        out = []
+        for j in range(self.depth):
+            first = j == 0
+            out.append(
+                BlockPlan(
+                    stage=self.index,
+                    index=j,
+                    in_width=self.in_width if first else self.width,
+                    out_width=self.width,
+                    bottleneck_width=self.bottleneck_width,
+                    group_width=self.group_width,
+                    groups=self.groups,
+                    stride=self.stride if first else 1,
+                    se_width=self.se_width_first if first else self.se_width,
+                    in_size=self.in_size if first else self.out_size,
+                    out_size=self.out_size,
+                )
+            )
+        return tuple(out)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The resolved network: stem, stages and head, at one input resolution."""
+
+    name: str
+    block: str
+    se_ratio: float
+    activation: str
+    num_channels: int
+    num_classes: int
+    stem_width: int
+    input_size: int
+    stem_size: int
+    stages: tuple[StagePlan, ...]
+    generation: Generation | None
+
+    @property
+    def widths(self) -> tuple[int, ...]:
+        return tuple(s.width for s in self.stages)
+
+    @property
+    def depths(self) -> tuple[int, ...]:
+        return tuple(s.depth for s in self.stages)
+
+    @property
+    def group_widths(self) -> tuple[int, ...]:
+        return tuple(s.group_width for s in self.stages)
+
+    @property
+    def bottleneck_widths(self) -> tuple[int, ...]:
+        return tuple(s.bottleneck_width for s in self.stages)
+
+    @property
+    def strides(self) -> tuple[int, ...]:
+        return tuple(s.stride for s in self.stages)
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.stages)
+
+    @property
+    def depth(self) -> int:
+        return sum(self.depths)
+
+    @cached_property
+    def blocks(self) -> tuple[BlockPlan, ...]:
+        return tuple(b for s in self.stages for b in s.blocks())
+
+    @property
+    def out_width(self) -> int:
+        return self.stages[-1].width
+
+    @property
+    def output_shape(self) -> tuple[int, int, int, int]:
+        """Shape of the last hidden state for one square image of side input_size."""
+        side = self.stages[-1].out_size
+        return (1, self.out_width, side, side)
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps 1-4: the quantized linear rule
+
+
+def quantized_linear(depth: int, w0: int, wa: float, wm: float, q: int) -> Generation:
+    """Per-block continuous widths, exponents and quantized widths (numpy float64, half-even)."""
+    u = np.arange(depth) * wa + w0
+    s = np.round(np.log(u / w0) / np.log(wm))
+    w = np.round(w0 * np.power(wm, s) / q) * q
+    if not np.all(np.isfinite(w)) or w.max() > MAX_WIDTH:
+        raise PlanError(f"the width rule gives widths above {MAX_WIDTH}; lower wa or wm")
+    widths = w.astype(np.int64)
+    if widths.min() < 1:
+        raise PlanError("the width rule gives a zero width; raise w0 or q")
+    exps = s.astype(np.int64)
+    return Generation(
+        continuous_widths=tuple(float(x) for x in u),
+        exponents=tuple(int(x) for x in exps),
+        quantized_widths=tuple(int(x) for x in widths),
+        num_stages=len(np.unique(widths)),
+        total_stages=int(exps.max()) + 1,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 5/6: make each stage's width compatible with its group width and bottleneck
+
+
+def adjust_pycls(width: int, bm: float, group_width: int) -> tuple[int, int]:
+    """pycls rule: round the bottleneck width to a multiple of g (lcm with bm when bm > 1)."""
+    v = int(max(1, width * bm))
+    g = int(min(group_width, v))
+    m = math.lcm(g, int(bm)) if bm > 1 else g
+    v = max(m, int(round(v / m) * m))
+    return int(v / bm), g
+
+
+def adjust_torchvision(width: int, bm: float, group_width: int) -> tuple[int, int]:
+    """torchvision rule ("make divisible"): round half up to g, then add g if it lost > 10 %."""
+    v = int(width * bm)
+    g = min(group_width, v)
+    if g < 1:
+        raise PlanError(f"bottleneck width int({width} * {bm}) is 0")
+    new_v = max(g, int(v + g / 2) // g * g)
+    if new_v < 0.9 * v:
+        new_v += g
+    return int(new_v / bm), g
+
+
+_ADJUST = {"pycls": adjust_pycls, "torchvision": adjust_torchvision}
+
+
+def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation]:
+    """Stages of a parametric spec after the width rule and block compatibility."""
+    gen = quantized_linear(spec.depth, spec.w0, spec.wa, spec.wm, spec.q)
+    widths, counts = np.unique(np.asarray(gen.quantized_widths), return_counts=True)
+    adjust = _ADJUST[spec.rounding]
+    stages = []
+    for i, (w, d) in enumerate(zip(widths.tolist(), counts.tolist(), strict=True)):
+        width, g = adjust(int(w), spec.bottleneck_multiplier, spec.group_width)
+        if width < 1:
+            raise PlanError(
+                f"stage {i}: width rounds to {width}; raise w0 or bottleneck_multiplier"
+            )
+        stride = (2 if spec.downsample_in_first_stage else 1) if i == 0 else 2
+        stages.append(
+            StageSpec(
+                width=width,
+                depth=int(d),
+                group_width=g,
+                bottleneck_multiplier=spec.bottleneck_multiplier,
+                stride=stride,
+            )
+        )
+    return tuple(stages), gen
+
+
+def _out_size(size: int, stride: int) -> int:
+    # 3x3 conv, padding 1 (and 1x1, padding 0): (h - 1) // stride + 1
+    return (size - 1) // stride + 1
+
+
+def plan(spec: Spec, input_size: int = 224) -> Plan:
+    """Resolve a spec to its frozen stage plan at a square input of side `input_size`."""
+    if not isinstance(input_size, int) or isinstance(input_size, bool):
+        raise PlanError(f"input size must be an integer, got {input_size!r}")
+    if not 1 <= input_size <= MAX_INPUT_SIZE:
+        raise PlanError(f"input size must be between 1 and {MAX_INPUT_SIZE}, got {input_size}")
+    if isinstance(spec, ParametricSpec):
+        stage_list, generation = stage_specs(spec)
+        strides = tuple(st.stride or 2 for st in stage_list)
+    else:
+        stage_list, generation = spec.stages, None
+        strides = spec.strides()
+    stem_size = _out_size(input_size, 2)
+    stages: list[StagePlan] = []
+    in_width, size = spec.stem_width, stem_size
+    for i, (st, stride) in enumerate(zip(stage_list, strides, strict=True)):
+        wb = round(st.width * st.bottleneck_multiplier)
+        g = min(st.group_width, wb)
+        if wb < 1 or wb % g:
+            raise PlanError(
+                f"stage {i}: bottleneck width {wb} is not a positive multiple of group width {g}"
+            )
+        out = _out_size(size, stride)
+        stages.append(
+            StagePlan(
+                index=i,
+                in_width=in_width,
+                width=st.width,
+                depth=st.depth,
+                group_width=g,
+                groups=wb // g,
+                bottleneck_width=wb,
+                bottleneck_multiplier=st.bottleneck_multiplier,
+                stride=stride,
+                se_width_first=round(spec.se_ratio * in_width),
+                se_width=round(spec.se_ratio * st.width),
+                in_size=size,
+                out_size=out,
+            )
+        )
+        in_width, size = st.width, out
+    return Plan(
+        name=spec.name,
+        block=spec.block,
+        se_ratio=spec.se_ratio,
+        activation=spec.activation,
+        num_channels=spec.num_channels,
+        num_classes=spec.num_classes,
+        stem_width=spec.stem_width,
+        input_size=input_size,
+        stem_size=stem_size,
+        stages=tuple(stages),
+        generation=generation,
+    )
+
+
+def to_explicit(spec: Spec) -> ExplicitSpec:
+    """The explicit-stage spec that builds the same network (the resolved spec)."""
+    if isinstance(spec, ExplicitSpec):
+        return spec
+    stage_list, _ = stage_specs(spec)
+    data = spec.model_dump(
+        include={"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
+        | {"activation", "downsample_in_first_stage"}
+    )
+    return ExplicitSpec.model_validate({**data, "stages": stage_list})

@@ -1,0 +1,157 @@
+"""Reports: summaries of specs (analytic, no model built) as table, CSV, JSON or Markdown."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from .complexity import Complexity, Convention, count_plan
+from .errors import SpecError
+from .generator import Plan, plan
+from .loading import is_space_file
+from .spec import Spec, load_spec_file
+
+Format = Literal["table", "csv", "json", "markdown"]
+FORMATS: tuple[Format, ...] = ("table", "csv", "json", "markdown")
+SPEC_SUFFIXES = (".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class SpecSummary:
+    """One spec resolved and counted: what a report row and `build --json` are made of."""
+
+    source: str
+    spec: Spec
+    plan: Plan
+    counts: Complexity
+
+    def as_dict(self) -> dict[str, Any]:
+        """Machine-readable summary (counts are integers, in the counts' convention)."""
+        p = self.plan
+        return {
+            "name": p.name,
+            "spec": self.source,
+            "block": p.block,
+            "widths": list(p.widths),
+            "depths": list(p.depths),
+            "group_widths": list(p.group_widths),
+            "bottleneck_widths": list(p.bottleneck_widths),
+            "strides": list(p.strides),
+            "flops": self.counts.flops,
+            "params": self.counts.params,
+            "acts": self.counts.acts,
+            "convention": self.counts.convention,
+            "input_size": p.input_size,
+        }
+
+
+def summarize(spec: Spec, source: str, input_size: int, convention: Convention) -> SpecSummary:
+    """Resolve and count one spec."""
+    p = plan(spec, input_size)
+    return SpecSummary(source, spec, p, count_plan(p, convention))
+
+
+def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand folders to their *.yaml/*.yml files (not recursive, sorted).
+
+    Design-space files are skipped: they live beside specs but are not specs.
+    """
+    out: list[Path] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir():
+            found = sorted(
+                c
+                for c in p.iterdir()
+                if c.suffix in SPEC_SUFFIXES and c.is_file() and not is_space_file(c)
+            )
+            if not found:
+                raise SpecError(f"{p}: no spec files (*.yaml, *.yml) in this folder")
+            out.extend(found)
+        elif p.exists():
+            out.append(p)
+        else:
+            raise SpecError(f"{p}: no such file or folder")
+    return out
+
+
+def summarize_paths(
+    inputs: Iterable[str | Path], input_size: int, convention: Convention
+) -> list[SpecSummary]:
+    """Load, resolve and count every spec named by `inputs` (files or folders)."""
+    return [
+        summarize(load_spec_file(p), str(p), input_size, convention)
+        for p in collect_spec_paths(inputs)
+    ]
+
+
+# ---------------------------------------------------------------------------------------------
+# Rendering
+
+
+def _join(values: Sequence[int]) -> str:
+    return ",".join(str(v) for v in values)
+
+
+def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
+    """Aligned text table (numbers right-aligned) or a GitHub Markdown table."""
+    numeric = [
+        all(r[i].replace(".", "", 1).replace("-", "", 1).isdigit() for r in rows if r[i])
+        for i in range(len(headers))
+    ]
+    if markdown:
+        sep = ["---:" if n else "---" for n in numeric]
+        lines = [headers, sep, *rows]
+        return "\n".join("| " + " | ".join(r) + " |" for r in lines) + "\n"
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+
+    def fmt(r: Sequence[str]) -> str:
+        cells = [
+            c.rjust(w) if n else c.ljust(w) for c, w, n in zip(r, widths, numeric, strict=True)
+        ]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join([fmt(headers), "  ".join("-" * w for w in widths), *map(fmt, rows)]) + "\n"
+
+
+def render_report(summaries: Sequence[SpecSummary], fmt: Format) -> str:
+    """One row per spec in the chosen format."""
+    if fmt == "json":
+        return json.dumps([s.as_dict() for s in summaries], indent=2) + "\n"
+    if fmt == "csv":
+        buf = io.StringIO()
+        keys = list(summaries[0].as_dict()) if summaries else ["name"]
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for s in summaries:
+            writer.writerow(
+                {k: _join(v) if isinstance(v, list) else v for k, v in s.as_dict().items()}
+            )
+        return buf.getvalue()
+    conv = summaries[0].counts.convention if summaries else "paper"
+    headers = ["spec", "name", "block", "widths", "depths", "group widths", "GF", "M params"]
+    headers.append("M acts")
+    rows = [
+        [
+            s.source,
+            s.plan.name,
+            s.plan.block,
+            _join(s.plan.widths),
+            _join(s.plan.depths),
+            _join(s.plan.group_widths),
+            f"{s.counts.flops / 1e9:.3f}",
+            f"{s.counts.params / 1e6:.2f}",
+            f"{s.counts.acts / 1e6:.2f}",
+        ]
+        for s in summaries
+    ]
+    size = summaries[0].plan.input_size if summaries else 224
+    note = f"{len(rows)} spec(s) at {size}x{size}, {conv} convention (1 flop = 1 multiply-add)\n"
+    if fmt == "markdown":
+        return render_table(headers, rows, markdown=True) + "\n" + note
+    return render_table(headers, rows, markdown=False) + note

@@ -1,0 +1,447 @@
+"""Checkpoint conversion between timm, torchvision, pycls and Hugging Face RegNet key layouts.
+
+Keys are mapped by name from the plan (each library's own module names), never by position (timm
+registers `downsample` after `conv3`); every tensor's shape is checked against the model the
+spec builds, and the first offending key is named in a one-line `ConvertError`. Checkpoints
+are read with `torch.load(..., weights_only=True)` or safetensors only.
+"""
+
+from __future__ import annotations
+
+import pickle
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+import torch
+from torch import Tensor
+
+from ..core.errors import RegNetSpaceError
+from ..core.generator import Plan
+from ..core.io import atomic_write_with, check_target
+
+__all__ = [
+    "LIBRARIES",
+    "ConvertError",
+    "KeyPair",
+    "Library",
+    "check_output",
+    "convert_state_dict",
+    "detect_library",
+    "expected_shapes",
+    "key_pairs",
+    "load_converted",
+    "read_checkpoint",
+    "save_state_dict",
+]
+
+Library = Literal["hf", "timm", "torchvision", "pycls"]
+LIBRARIES: tuple[Library, ...] = get_args(Library)
+
+TORCH_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
+SAFETENSORS_SUFFIX = ".safetensors"
+# Wrappers around the state dict: pycls, training scripts (timm, Lightning), torchvision refs.
+_WRAPPER_KEYS = ("model_state", "state_dict", "model", "module")
+
+
+class ConvertError(RegNetSpaceError, ValueError):
+    """A checkpoint that cannot be read, or whose keys or shapes do not fit the spec."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Key layouts
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Module-path templates of one library; {i}/{j} count from 1, {s}/{b} from 0, {c} is the
+    index of the last 1x1 conv in the Hugging Face `layer` Sequential (3 with SE, 2 without)."""
+
+    stem_conv: str
+    stem_bn: str
+    block: str
+    conv_a: str
+    bn_a: str
+    conv_b: str
+    bn_b: str
+    se_reduce: str
+    se_expand: str
+    conv_c: str
+    bn_c: str
+    proj_conv: str
+    proj_bn: str
+    classifier: str
+
+
+_HF = _Layout(
+    stem_conv="embedder.embedder.convolution",
+    stem_bn="embedder.embedder.normalization",
+    block="encoder.stages.{s}.layers.{b}.",
+    conv_a="layer.0.convolution",
+    bn_a="layer.0.normalization",
+    conv_b="layer.1.convolution",
+    bn_b="layer.1.normalization",
+    se_reduce="layer.2.attention.0",
+    se_expand="layer.2.attention.2",
+    conv_c="layer.{c}.convolution",
+    bn_c="layer.{c}.normalization",
+    proj_conv="shortcut.convolution",
+    proj_bn="shortcut.normalization",
+    classifier="classifier.1",
+)
+
+_LAYOUTS: dict[str, _Layout] = {
+    "hf": _HF,
+    "timm": _Layout(
+        stem_conv="stem.conv",
+        stem_bn="stem.bn",
+        block="s{i}.b{j}.",
+        conv_a="conv1.conv",
+        bn_a="conv1.bn",
+        conv_b="conv2.conv",
+        bn_b="conv2.bn",
+        se_reduce="se.fc1",
+        se_expand="se.fc2",
+        conv_c="conv3.conv",
+        bn_c="conv3.bn",
+        proj_conv="downsample.conv",
+        proj_bn="downsample.bn",
+        classifier="head.fc",
+    ),
+    "torchvision": _Layout(
+        stem_conv="stem.0",
+        stem_bn="stem.1",
+        block="trunk_output.block{i}.block{i}-{b}.",
+        conv_a="f.a.0",
+        bn_a="f.a.1",
+        conv_b="f.b.0",
+        bn_b="f.b.1",
+        se_reduce="f.se.fc1",
+        se_expand="f.se.fc2",
+        conv_c="f.c.0",
+        bn_c="f.c.1",
+        proj_conv="proj.0",
+        proj_bn="proj.1",
+        classifier="fc",
+    ),
+    "pycls": _Layout(
+        stem_conv="stem.conv",
+        stem_bn="stem.bn",
+        block="s{i}.b{j}.",
+        conv_a="f.a",
+        bn_a="f.a_bn",
+        conv_b="f.b",
+        bn_b="f.b_bn",
+        se_reduce="f.se.f_ex.0",
+        se_expand="f.se.f_ex.2",
+        conv_c="f.c",
+        bn_c="f.c_bn",
+        proj_conv="proj",
+        proj_bn="bn",
+        classifier="head.fc",
+    ),
+}
+
+_TENSORS = {
+    "conv": ("weight",),
+    "conv_bias": ("weight", "bias"),
+    "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    "linear": ("weight", "bias"),
+}
+
+
+@dataclass(frozen=True)
+class KeyPair:
+    """One tensor: its key in our (Hugging Face) layout and in a peer library's layout."""
+
+    ours: str
+    theirs: str
+
+
+def _modules(plan: Plan, layout: _Layout, head: bool) -> list[tuple[str, str]]:
+    """(module path, tensor kind) of every stateful module, in our model's order."""
+    out = [(layout.stem_conv, "conv"), (layout.stem_bn, "bn")]
+    has_se = plan.block == "y"
+    for blk in plan.blocks:
+        names = {"i": blk.stage + 1, "j": blk.index + 1, "s": blk.stage, "b": blk.index}
+        prefix = layout.block.format(**names)
+        c = {"c": 3 if has_se else 2}
+        parts = []
+        if blk.has_projection:
+            parts += [(layout.proj_conv, "conv"), (layout.proj_bn, "bn")]
+        parts += [(layout.conv_a, "conv"), (layout.bn_a, "bn")]
+        parts += [(layout.conv_b, "conv"), (layout.bn_b, "bn")]
+        if has_se:
+            parts += [(layout.se_reduce, "conv_bias"), (layout.se_expand, "conv_bias")]
+        parts += [(layout.conv_c.format(**c), "conv"), (layout.bn_c.format(**c), "bn")]
+        out += [(prefix + name, kind) for name, kind in parts]
+    if head and plan.num_classes > 0:
+        out.append((layout.classifier, "linear"))
+    return out
+
+
+def _hf_key(path: str, prefixed: bool) -> str:
+    """A Hugging Face key: under `regnet.` in the classification model, bare in RegNetModel."""
+    if path.startswith("classifier.") or not prefixed:
+        return path
+    return "regnet." + path
+
+
+def key_pairs(
+    plan: Plan, library: Library, *, head: bool = True, hf_prefixed: bool | None = None
+) -> tuple[KeyPair, ...]:
+    """Every tensor key of the model `build_model(plan, with_head=head)` and its peer key.
+
+    `head=False` pairs the bare RegNetModel (no `regnet.` prefix, no classifier). For a
+    Hugging Face peer, `hf_prefixed` says whether its keys carry the `regnet.` prefix
+    (default: as ours do).
+    """
+    layout = _layout(library)
+    theirs_prefixed = head if hf_prefixed is None else hf_prefixed
+    ours_mods = _modules(plan, _HF, head)
+    theirs_mods = _modules(plan, layout, head)
+    pairs = []
+    for (ours, kind), (theirs, _) in zip(ours_mods, theirs_mods, strict=True):
+        ours_key = _hf_key(ours, head)
+        theirs_key = _hf_key(theirs, theirs_prefixed) if library == "hf" else theirs
+        for tensor in _TENSORS[kind]:
+            pairs.append(KeyPair(f"{ours_key}.{tensor}", f"{theirs_key}.{tensor}"))
+    return tuple(pairs)
+
+
+def _layout(library: str) -> _Layout:
+    try:
+        return _LAYOUTS[library]
+    except KeyError:
+        raise ConvertError(
+            f"unknown library {library!r}; expected one of {', '.join(LIBRARIES)}"
+        ) from None
+
+
+# Marker substrings of each layout, for a hint when keys do not fit the named library.
+_MARKERS: tuple[tuple[Library, str], ...] = (
+    ("torchvision", "trunk_output."),
+    ("hf", "embedder.embedder."),
+    ("timm", ".conv1.conv."),
+    ("pycls", ".f.a_bn."),
+)
+
+
+def detect_library(keys: list[str]) -> Library | None:
+    """The library whose key layout these keys follow, or None if none is recognisable."""
+    for library, marker in _MARKERS:
+        if any(marker in k for k in keys):
+            return library
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Shapes and conversion
+
+
+def expected_shapes(plan: Plan, *, head: bool = True) -> dict[str, tuple[int, ...]]:
+    """Shape of every state-dict entry of the model the plan builds (meta device: no memory)."""
+    from ..nn.model import build_model
+
+    with torch.device("meta"):
+        model = build_model(plan, head, force=True)
+    return {k: tuple(v.shape) for k, v in model.state_dict().items()}
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "[" + ", ".join(map(str, shape)) + "]"
+
+
+def convert_state_dict(
+    state: Mapping[str, Tensor],
+    plan: Plan,
+    source: Library,
+    target: Library = "hf",
+    *,
+    head: bool = True,
+    bgr_to_rgb: bool = False,
+    origin: str = "<state dict>",
+) -> dict[str, Tensor]:
+    """A `source`-layout state dict re-keyed to the `target` layout, every key and shape checked.
+
+    `head=False` drops the classifier (present or not) and gives the backbone keys only.
+    `bgr_to_rgb` flips the stem conv's input channels (pycls checkpoints were trained on BGR).
+    A missing `num_batches_tracked` buffer is filled with 0; anything else missing, extra or
+    of the wrong shape raises ConvertError naming `origin` and the first offending key.
+    """
+    prefixed = any(k.startswith("regnet.") for k in state)
+    src_pairs = key_pairs(plan, source, head=head, hf_prefixed=prefixed)
+    dst_pairs = {p.ours: p.theirs for p in key_pairs(plan, target, head=head)}
+    shapes = expected_shapes(plan, head=head)
+    if set(shapes) != {p.ours for p in src_pairs}:  # the layout tables and model.py disagree
+        raise RuntimeError(f"{plan.name}: internal key layout does not match the built model")
+    hint = _library_hint(list(state), source)
+    out: dict[str, Tensor] = {}
+    for pair in src_pairs:
+        value = state.get(pair.theirs)
+        want = shapes[pair.ours]
+        if value is None and pair.theirs.endswith(".num_batches_tracked"):
+            value = torch.zeros((), dtype=torch.long)
+        if value is None:
+            why = ""
+            if pair.ours.startswith("classifier."):
+                why = " (a checkpoint without a classifier: convert without the head)"
+            raise ConvertError(f"{origin}: missing key {pair.theirs!r} for {plan.name}{why}{hint}")
+        if not isinstance(value, Tensor):
+            raise ConvertError(f"{origin}: {pair.theirs}: not a tensor ({type(value).__name__})")
+        if tuple(value.shape) != want:
+            raise ConvertError(
+                f"{origin}: {pair.theirs}: shape {_shape(tuple(value.shape))} does not fit "
+                f"{plan.name}, which needs {_shape(want)}"
+            )
+        out[dst_pairs[pair.ours]] = value
+    used = {p.theirs for p in src_pairs}
+    head_keys = _layout(source).classifier + "."
+    for key in state:
+        if key not in used and not (not head and key.startswith(head_keys)):
+            raise ConvertError(
+                f"{origin}: unexpected key {key!r} for a {source} checkpoint of {plan.name}{hint}"
+            )
+    if bgr_to_rgb:
+        stem = key_pairs(plan, target, head=head)[0].theirs
+        if out[stem].shape[1] != 3:
+            raise ConvertError(f"{origin}: --bgr-to-rgb needs 3 input channels")
+        out[stem] = out[stem].flip(1).contiguous()
+    return out
+
+
+def _library_hint(keys: list[str], source: Library) -> str:
+    found = detect_library(keys)
+    if found is not None and found != source:
+        return f" (the keys look like a {found} checkpoint; use --from {found})"
+    return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Files
+
+
+def _unwrap(obj: object, origin: str) -> dict[str, Tensor]:
+    """The state dict inside a checkpoint: bare, or under model_state / state_dict / model."""
+    if not isinstance(obj, Mapping):
+        raise ConvertError(f"{origin}: expected a state dict, got {type(obj).__name__}")
+    if obj and all(isinstance(v, Tensor) for v in obj.values()):
+        state = {str(k): v for k, v in obj.items()}
+        if all(k.startswith("module.") for k in state):  # saved from DistributedDataParallel
+            state = {k.removeprefix("module."): v for k, v in state.items()}
+        return state
+    for key in _WRAPPER_KEYS:
+        inner = obj.get(key)
+        if isinstance(inner, Mapping) and inner:
+            return _unwrap(inner, origin)
+    shown = ", ".join(map(str, list(obj)[:6])) or "none"
+    raise ConvertError(f"{origin}: no state dict of tensors found (top-level keys: {shown})")
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
+    """Read a state dict from .pth/.pyth/.pt/.bin (weights_only=True) or .safetensors.
+
+    A directory is searched for `model.safetensors` or `pytorch_model.bin` (a Hugging Face
+    snapshot). Every problem is a one-line ConvertError naming the file.
+    """
+    p = Path(path)
+    if p.is_dir():
+        found = [p / n for n in ("model.safetensors", "pytorch_model.bin") if (p / n).is_file()]
+        if not found:
+            raise ConvertError(f"{p}: a directory without model.safetensors or pytorch_model.bin")
+        p = found[0]
+    if not p.is_file():
+        raise ConvertError(f"{p}: no such file")
+    if p.suffix == SAFETENSORS_SUFFIX:
+        return _read_safetensors(p)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
+            obj = torch.load(p, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        if "Unsupported global" in str(exc):
+            raise ConvertError(
+                f"{p}: holds Python objects other than tensors (refused: weights_only=True)"
+            ) from None
+        raise ConvertError(f"{p}: not a PyTorch checkpoint ({_unpickler_reason(exc)})") from None
+    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertError(f"{p}: not a PyTorch checkpoint ({what[:120]})") from None
+    return _unwrap(obj, str(p))
+
+
+def _unpickler_reason(exc: Exception) -> str:
+    """The weights-only unpickler's own reason, without its long advice."""
+    text = str(exc)
+    marker = "WeightsUnpickler error:"
+    if marker in text:
+        reason = text.split(marker, 1)[1].strip().splitlines()
+        if reason:
+            return reason[0].strip()[:120]
+    return "unreadable pickle"
+
+
+def _read_safetensors(p: Path) -> dict[str, Tensor]:
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise ConvertError(f"{p}: reading .safetensors needs the safetensors package") from None
+    try:
+        state = load_file(str(p), device="cpu")
+    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
+        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ConvertError(f"{p}: not a safetensors file ({what[:120]})") from None
+    return _unwrap(state, str(p))
+
+
+def check_output(path: str | Path, force: bool = False) -> Path:
+    """Refuse an output with an unknown suffix, or one that exists without force."""
+    p = Path(path)
+    if p.suffix != SAFETENSORS_SUFFIX and p.suffix not in TORCH_SUFFIXES:
+        known = ", ".join((*TORCH_SUFFIXES, SAFETENSORS_SUFFIX))
+        raise ConvertError(f"{p}: unknown output format {p.suffix or '(none)'}; use {known}")
+    return check_target(p, force)
+
+
+def save_state_dict(state: Mapping[str, Tensor], path: str | Path, force: bool = False) -> Path:
+    """Write a state dict atomically: .safetensors, or torch.save for .pth/.pyth/.pt/.bin."""
+    p = check_output(path, force)
+    tensors = {k: v.contiguous() for k, v in state.items()}
+    if p.suffix == SAFETENSORS_SUFFIX:
+        try:
+            from safetensors.torch import save_file
+        except ImportError:
+            raise ConvertError(f"{p}: writing .safetensors needs the safetensors package") from None
+        return atomic_write_with(p, lambda tmp: save_file(tensors, tmp), force)
+    return atomic_write_with(p, lambda tmp: torch.save(tensors, tmp), force)
+
+
+def load_converted(
+    plan: Plan,
+    checkpoint: str | Path,
+    source: Library,
+    *,
+    head: bool = True,
+    bgr_to_rgb: bool = False,
+    force: bool = False,
+) -> torch.nn.Module:
+    """Build the plan's model and load a peer checkpoint into it (strict), in eval mode.
+
+    `force` builds designs above the memory guard of `build_model`.
+    """
+    from ..nn.model import build_model
+
+    state = convert_state_dict(
+        read_checkpoint(checkpoint),
+        plan,
+        source,
+        "hf",
+        head=head,
+        bgr_to_rgb=bgr_to_rgb,
+        origin=str(checkpoint),
+    )
+    model = build_model(plan, head, force=force)
+    model.load_state_dict(state, strict=True)
+    return model.eval()

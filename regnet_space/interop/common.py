@@ -1,0 +1,28 @@
+"""What the peer-config converters share: their error type and spec validation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..core.errors import RegNetSpaceError
+from ..core.spec import Spec, spec_from_dict
+
+
+class InteropError(RegNetSpaceError, ValueError):
+    """A peer config that does not describe a RegNet this package builds, or the reverse."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def validated_spec(fields: dict[str, Any], source: str) -> Spec:
+    """Validate spec fields built from a peer config; errors become one-line InteropErrors."""
+    try:
+        return spec_from_dict(fields, source)
+    except RegNetSpaceError as exc:
+        raise InteropError(str(exc)) from None

@@ -1,0 +1,262 @@
+"""pycls config files (yacs YAML, as in pycls's model zoo) <-> specs.
+
+MODEL.TYPE regnet maps to a parametric spec (REGNET.DEPTH, W0, WA, WM, GROUP_W, SE_ON, SE_R,
+BOT_MUL, STEM_W), anynet to an explicit one (ANYNET.DEPTHS, WIDTHS, STRIDES, BOT_MULS,
+GROUP_WS); other model types, stems, blocks or heads are refused with one line naming the
+key. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
+with `yaml.safe_load`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ..core.generator import to_explicit
+from ..core.loading import read_text_file
+from ..core.spec import ParametricSpec, Spec
+from .common import InteropError, validated_spec
+
+__all__ = ["load_pycls_yaml", "pycls_yaml_from_spec", "spec_from_pycls_yaml"]
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# pycls's defaults (pycls/core/config.py) for the fields read here.
+_PYCLS_REGNET = {
+    "STEM_TYPE": "simple_stem_in",
+    "STEM_W": 32,
+    "BLOCK_TYPE": "res_bottleneck_block",
+    "STRIDE": 2,
+    "SE_ON": False,
+    "SE_R": 0.25,
+    "DEPTH": 10,
+    "W0": 32,
+    "WA": 5.0,
+    "WM": 2.5,
+    "GROUP_W": 16,
+    "BOT_MUL": 1.0,
+    "HEAD_W": 0,
+}
+_PYCLS_ANYNET = {
+    "STEM_TYPE": "simple_stem_in",
+    "STEM_W": 32,
+    "BLOCK_TYPE": "res_bottleneck_block",
+    "DEPTHS": [],
+    "WIDTHS": [],
+    "STRIDES": [],
+    "BOT_MULS": [],
+    "GROUP_WS": [],
+    "SE_ON": False,
+    "SE_R": 0.25,
+    "HEAD_W": 0,
+}
+_PYCLS_ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu", "gelu": "gelu"}
+_PYCLS_DEFAULT_CLASSES = 10  # pycls's MODEL.NUM_CLASSES default
+
+
+class _Section:
+    """One pycls config section with typed, named access (errors name SECTION.KEY)."""
+
+    def __init__(self, data: Any, section: str, defaults: Mapping[str, Any], source: str):
+        if data is None:
+            data = {}
+        if not isinstance(data, Mapping):
+            raise InteropError(f"{source}: {section}: expected a mapping")
+        unknown = [k for k in data if k not in defaults]
+        if unknown:
+            raise InteropError(f"{source}: {section}.{unknown[0]}: unknown or unsupported key")
+        self.values = {**defaults, **data}
+        self.section, self.source = section, source
+
+    def _bad(self, key: str, what: str) -> InteropError:
+        value = self.values[key]
+        return InteropError(f"{self.source}: {self.section}.{key}: expected {what}, got {value!r}")
+
+    def integer(self, key: str) -> int:
+        value = self.values[key]
+        if not _is_int(value):
+            raise self._bad(key, "an integer")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.values[key]
+        if not _is_number(value):
+            raise self._bad(key, "a number")
+        return float(value)
+
+    def flag(self, key: str) -> bool:
+        value = self.values[key]
+        if not isinstance(value, bool):
+            raise self._bad(key, "True or False")
+        return value
+
+    def fixed(self, key: str, allowed: Any) -> None:
+        """Refuse any value but `allowed` (what this package's model builds)."""
+        if self.values[key] != allowed:
+            raise InteropError(
+                f"{self.source}: {self.section}.{key}: {self.values[key]!r} is not supported "
+                f"(only {allowed!r})"
+            )
+
+    def numbers(self, key: str, floats: bool = False) -> list[Any]:
+        value = self.values[key]
+        check = _is_number if floats else _is_int
+        if not isinstance(value, list) or not all(check(v) for v in value):
+            raise self._bad(key, "a list of numbers" if floats else "a list of integers")
+        return [float(v) for v in value] if floats else list(value)
+
+
+_MODEL_KEYS = {
+    "TYPE": "",
+    "NUM_CLASSES": _PYCLS_DEFAULT_CLASSES,
+    "DEPTH": 0,
+    "LOSS_FUN": "cross_entropy",
+    "ACTIVATION_FUN": "relu",
+    "ACTIVATION_INPLACE": True,
+    "SCALING_TYPE": "",
+    "SCALING_FACTOR": 1.0,
+}
+
+
+def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
+    """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}: " if mark is not None else ""
+        raise InteropError(f"{source}: {where}invalid YAML") from None
+    if not isinstance(data, Mapping) or "MODEL" not in data:
+        raise InteropError(f"{source}: not a pycls config (no MODEL section)")
+    model = _Section(data["MODEL"], "MODEL", _MODEL_KEYS, source)
+    kind = str(model.values["TYPE"]).lower()
+    if kind not in ("regnet", "anynet"):
+        raise InteropError(
+            f"{source}: MODEL.TYPE: {model.values['TYPE']!r} is not a RegNet "
+            "(only regnet and anynet configs import)"
+        )
+    act = _PYCLS_ACTIVATIONS.get(str(model.values["ACTIVATION_FUN"]).lower())
+    if act is None:
+        raise InteropError(
+            f"{source}: MODEL.ACTIVATION_FUN: {model.values['ACTIVATION_FUN']!r} is not supported"
+        )
+    bn = data.get("BN") or {}
+    if isinstance(bn, Mapping) and bn.get("EPS", 1e-5) != 1e-5:
+        raise InteropError(f"{source}: BN.EPS: only the default 1e-5 is supported")
+    common: dict[str, Any] = {
+        "name": name or ("pycls-regnet" if source.startswith("<") else Path(source).stem),
+        "num_classes": model.integer("NUM_CLASSES"),
+        "activation": act,
+    }
+    if kind == "regnet":
+        return _pycls_regnet(_Section(data.get("REGNET"), "REGNET", _PYCLS_REGNET, source), common)
+    return _pycls_anynet(_Section(data.get("ANYNET"), "ANYNET", _PYCLS_ANYNET, source), common)
+
+
+def _pycls_common(sec: _Section, fields: dict[str, Any]) -> dict[str, Any]:
+    sec.fixed("STEM_TYPE", "simple_stem_in")
+    sec.fixed("BLOCK_TYPE", "res_bottleneck_block")
+    sec.fixed("HEAD_W", 0)
+    se_on = sec.flag("SE_ON")
+    return {
+        **fields,
+        "block": "y" if se_on else "x",
+        "se_ratio": sec.number("SE_R") if se_on else 0.0,
+        "stem_width": sec.integer("STEM_W"),
+    }
+
+
+def _pycls_regnet(sec: _Section, common: dict[str, Any]) -> Spec:
+    sec.fixed("STRIDE", 2)
+    fields = _pycls_common(sec, common) | {
+        "depth": sec.integer("DEPTH"),
+        "w0": sec.integer("W0"),
+        "wa": sec.number("WA"),
+        "wm": sec.number("WM"),
+        "group_width": sec.integer("GROUP_W"),
+        "bottleneck_multiplier": sec.number("BOT_MUL"),
+    }
+    return validated_spec(fields, sec.source)
+
+
+def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
+    depths, widths = sec.numbers("DEPTHS"), sec.numbers("WIDTHS")
+    n = len(depths)
+    strides = sec.numbers("STRIDES") or [2] * n
+    bms = sec.numbers("BOT_MULS", floats=True) or [1.0] * n
+    gws = sec.numbers("GROUP_WS") or [1] * n
+    for key, values in (("WIDTHS", widths), ("STRIDES", strides)):
+        if len(values) != n:
+            raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
+    for key, values in (("BOT_MULS", bms), ("GROUP_WS", gws)):
+        if len(values) != n:
+            raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
+    stages = [
+        {"width": w, "depth": d, "group_width": g, "bottleneck_multiplier": b, "stride": s}
+        for d, w, s, b, g in zip(depths, widths, strides, bms, gws, strict=True)
+    ]
+    return validated_spec(_pycls_common(sec, common) | {"stages": stages}, sec.source)
+
+
+def load_pycls_yaml(path: str | Path, name: str | None = None) -> Spec:
+    """The spec of a pycls config file (the model zoo's YAML files); named after the file."""
+    p = Path(path)
+    return spec_from_pycls_yaml(read_text_file(p, what="pycls config"), str(p), name)
+
+
+def pycls_yaml_from_spec(spec: Spec) -> str:
+    """pycls config text (REGNET for parametric specs, ANYNET for explicit ones)."""
+    if spec.num_channels != 3:
+        raise InteropError(f"{spec.name}: num_channels: pycls builds 3-channel stems only")
+    model: dict[str, Any] = {"TYPE": "regnet", "NUM_CLASSES": spec.num_classes}
+    if spec.activation != "relu":
+        model["ACTIVATION_FUN"] = spec.activation
+    se: dict[str, Any] = {"SE_ON": spec.block == "y"}
+    if spec.block == "y" and spec.se_ratio != 0.25:
+        se["SE_R"] = spec.se_ratio
+    if isinstance(spec, ParametricSpec):
+        if spec.rounding != "pycls":
+            raise InteropError(f"{spec.name}: rounding: pycls has only its own rounding rule")
+        if spec.q != 8:
+            raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
+        if not spec.downsample_in_first_stage:
+            raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
+        regnet: dict[str, Any] = {
+            **se,
+            "DEPTH": spec.depth,
+            "W0": spec.w0,
+            "WA": spec.wa,
+            "WM": spec.wm,
+            "GROUP_W": spec.group_width,
+        }
+        if spec.bottleneck_multiplier != 1:
+            regnet["BOT_MUL"] = spec.bottleneck_multiplier
+        if spec.stem_width != 32:
+            regnet["STEM_W"] = spec.stem_width
+        body = {"MODEL": model, "REGNET": regnet}
+    else:
+        explicit = to_explicit(spec)
+        model["TYPE"] = "anynet"
+        anynet = {
+            "STEM_TYPE": "simple_stem_in",
+            "STEM_W": explicit.stem_width,
+            "BLOCK_TYPE": "res_bottleneck_block",
+            "DEPTHS": [s.depth for s in explicit.stages],
+            "WIDTHS": [s.width for s in explicit.stages],
+            "STRIDES": list(explicit.strides()),
+            "BOT_MULS": [s.bottleneck_multiplier for s in explicit.stages],
+            "GROUP_WS": [s.group_width for s in explicit.stages],
+            **se,
+        }
+        body = {"MODEL": model, "ANYNET": anynet}
+    return f"# {spec.name}\n" + yaml.safe_dump(body, sort_keys=False)

@@ -1,0 +1,212 @@
+"""The inference form: BatchNorm folded into the convolutions, channels-last, in-place ops.
+
+`inference_model(model)` turns an eager RegNet (classification or bare) into a plain module
+that returns one tensor (logits, or the last hidden state), equal to the eager model in eval
+mode within float32 rounding. It is for inference only: it has no BatchNorm to train and
+its ops run in place.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import Tensor, nn
+
+from ..core.errors import BuildError
+from .model import (
+    RegNetConvLayer,
+    RegNetForImageClassification,
+    RegNetModel,
+    RegNetShortCut,
+    RegNetXLayer,
+    RegNetYLayer,
+)
+
+__all__ = ["InferenceRegNet", "fold_conv_bn", "fused_kernels_available", "inference_model"]
+
+
+def fold_conv_bn(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
+    """A conv with bias computing bn(conv(x)) with BN's running statistics (in float64)."""
+    fused = copy.deepcopy(conv)
+    w = conv.weight.detach().double()
+    zero = torch.zeros(w.shape[0], dtype=torch.float64)
+    bias = conv.bias.detach().double() if conv.bias is not None else zero
+    mean, var = bn.running_mean.double(), bn.running_var.double()  # type: ignore[union-attr]
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(mean)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    fused.weight = nn.Parameter((w * scale.view(-1, 1, 1, 1)).to(conv.weight.dtype))
+    fused.bias = nn.Parameter((beta + (bias - mean) * scale).to(conv.weight.dtype))
+    return fused
+
+
+def _act_name(module: nn.Module) -> str | None:
+    """relu / silu / gelu for the activation modules model.py uses; None for identity."""
+    for cls, name in ((nn.ReLU, "relu"), (nn.SiLU, "silu"), (nn.GELU, "gelu")):
+        if isinstance(module, cls):
+            return name
+    if isinstance(module, nn.Identity):
+        return None
+    raise BuildError(f"cannot fold an activation of type {type(module).__name__}")
+
+
+def _act_(x: Tensor, name: str | None) -> Tensor:
+    """Apply the activation in place where PyTorch has an in-place kernel."""
+    if name == "relu":
+        return torch.relu_(x)
+    if name == "silu":
+        return nn.functional.silu(x, inplace=True)
+    if name == "gelu":
+        return nn.functional.gelu(x)
+    return x
+
+
+def fused_kernels_available() -> bool:
+    """Whether this PyTorch build has oneDNN's fused conv kernels (prepacked weights)."""
+    ops = torch.ops.mkldnn
+    return (
+        torch.backends.mkldnn.is_available()
+        and hasattr(ops, "_convolution_pointwise")
+        and hasattr(ops, "_reorder_convolution_weight")
+    )
+
+
+class _ConvAct(nn.Module):
+    """A folded conv (BN inside its weights and bias) followed by the activation.
+
+    With `fused`, the weights are also prepacked for oneDNN and ReLU (and, for the block's
+    last conv, the residual add) run inside the convolution kernel.
+    """
+
+    def __init__(self, layer: RegNetConvLayer | RegNetShortCut, act: str | None, fused: bool):
+        super().__init__()
+        self.conv = fold_conv_bn(layer.convolution, layer.normalization)
+        self.act = act
+        c = self.conv
+        self.padding = [int(v) for v in c.padding]  # model.py pads with ints, never "same"
+        self.stride, self.dilation, self.groups = list(c.stride), list(c.dilation), c.groups
+        # An opaque oneDNN copy of the folded weights; deliberately not a registered buffer.
+        self.packed: Tensor | None = None
+        if fused:
+            self.packed = torch.ops.mkldnn._reorder_convolution_weight(
+                c.weight.detach(), self.padding, self.stride, self.dilation, self.groups, None
+            )
+
+    def forward(self, x: Tensor) -> Tensor:
+        if self.packed is not None and self.act in (None, "relu"):
+            attr = "relu" if self.act == "relu" else "none"
+            return torch.ops.mkldnn._convolution_pointwise(
+                x, self.packed, self.conv.bias, self.padding, self.stride, self.dilation,
+                self.groups, attr, [], "",
+            )  # fmt: skip
+        return _act_(self.conv(x), self.act)
+
+    def add_act(self, x: Tensor, other: Tensor, act: str | None) -> Tensor:
+        """act(conv(x) + other), in one kernel when fused."""
+        if self.packed is not None and act in (None, "relu") and self.act is None:
+            return torch.ops.mkldnn._convolution_pointwise.binary(
+                x, other, self.packed, self.conv.bias, self.padding, self.stride, self.dilation,
+                self.groups, "add", None, act, [], "",
+            )  # fmt: skip
+        out = self(x)
+        out += other
+        return _act_(out, act)
+
+
+class _SE(nn.Module):
+    """Squeeze-excitation: mean, 1x1 conv, ReLU, 1x1 conv, sigmoid, scale in place."""
+
+    def __init__(self, attention: nn.Sequential) -> None:
+        super().__init__()
+        self.reduce = copy.deepcopy(attention[0])
+        self.expand = copy.deepcopy(attention[2])
+
+    def forward(self, x: Tensor) -> Tensor:
+        s = torch.relu_(self.reduce(x.mean((2, 3), keepdim=True)))
+        return x.mul_(torch.sigmoid_(self.expand(s)))
+
+
+class _Block(nn.Module):
+    """act(c(se(b(a(x)))) + shortcut(x)) with folded convs and in-place add and activation."""
+
+    def __init__(self, block: RegNetXLayer | RegNetYLayer, fused: bool) -> None:
+        super().__init__()
+        layers = list(block.layer)
+        self.a = _ConvAct(layers[0], _act_name(layers[0].activation), fused)
+        self.b = _ConvAct(layers[1], _act_name(layers[1].activation), fused)
+        self.se = _SE(layers[2].attention) if isinstance(block, RegNetYLayer) else None
+        self.c = _ConvAct(layers[-1], None, fused)
+        sc = block.shortcut
+        self.shortcut = _ConvAct(sc, None, fused) if isinstance(sc, RegNetShortCut) else None
+        self.act = _act_name(block.activation)
+
+    def forward(self, x: Tensor) -> Tensor:
+        out = self.b(self.a(x))
+        if self.se is not None:
+            out = self.se(out)
+        residual = x if self.shortcut is None else self.shortcut(x)
+        return self.c.add_act(out, residual, self.act)
+
+
+class InferenceRegNet(nn.Module):
+    """Stem, blocks and (optionally) the classifier, folded; returns one tensor."""
+
+    def __init__(
+        self, model: RegNetModel, classifier: nn.Module | None, channels_last: bool, fused: bool
+    ) -> None:
+        super().__init__()
+        stem = model.embedder.embedder
+        self.num_channels = model.embedder.num_channels
+        self.stem = _ConvAct(stem, _act_name(stem.activation), fused)
+        self.blocks = nn.Sequential(
+            *(_Block(b, fused) for stage in model.encoder.stages for b in stage.layers)
+        )
+        self.fused = fused
+        self.classifier = classifier
+        self.channels_last = channels_last
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        """Logits with a classifier; otherwise the last hidden state."""
+        if pixel_values.dim() != 4 or pixel_values.shape[1] != self.num_channels:
+            raise ValueError(
+                f"pixel_values must have shape (batch, {self.num_channels}, height, width), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        if self.channels_last:
+            pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
+        x = self.blocks(self.stem(pixel_values))
+        if self.classifier is None:
+            return x
+        return self.classifier(x.mean((2, 3)))
+
+
+def inference_model(
+    model: RegNetForImageClassification | RegNetModel,
+    *,
+    channels_last: bool = True,
+    fused_kernels: bool | None = None,
+) -> InferenceRegNet:
+    """The folded inference form of an eager model (which is left unchanged), in eval mode.
+
+    `fused_kernels` (default: when available and channels-last) prepacks the weights for
+    oneDNN and fuses ReLU and the residual add into the convolutions; the result then runs
+    on the CPU only and does not export. Use `fused_kernels=False` for torch.export / ONNX.
+    """
+    if fused_kernels is None:
+        fused_kernels = channels_last and fused_kernels_available()
+    if fused_kernels and not fused_kernels_available():
+        raise BuildError("fused_kernels=True needs a PyTorch build with oneDNN (mkldnn)")
+    if isinstance(model, RegNetForImageClassification):
+        base, linear = model.regnet, model.classifier[1]
+        classifier = copy.deepcopy(linear) if isinstance(linear, nn.Linear) else nn.Identity()
+    elif isinstance(model, RegNetModel):
+        base, classifier = model, None
+    else:
+        raise BuildError(f"expected a RegNet model, got {type(model).__name__}")
+    with torch.no_grad():
+        fast = InferenceRegNet(base, classifier, channels_last, fused_kernels)
+    fast.eval().requires_grad_(False)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    return fast

@@ -1,0 +1,529 @@
+"""The PyTorch RegNet built from a plan, with the Hugging Face module tree and parameter names.
+
+Every module is constructed from typed `Plan` / `StagePlan` / `BlockPlan` fields, so any
+design the generator resolves (any bottleneck multiplier, stage count and per-stage stride)
+builds. The names and nesting match `transformers`' RegNet (`embedder.embedder.convolution`,
+`encoder.stages.{i}.layers.{j}.shortcut` / `.layer.{0..3}`, `classifier.1`, prefix `regnet.`
+in the classification model), so a Hugging Face state dict of the same design loads with
+`strict=True` and gives the same outputs. transformers is not imported here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, fields
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..core.complexity import count_plan
+from ..core.errors import BuildError
+from ..core.generator import BlockPlan, Plan, StagePlan
+from ..core.generator import plan as make_plan
+from ..core.spec import ExplicitSpec, ParametricSpec
+
+__all__ = [
+    "MAX_BUILD_PARAMS",
+    "PROBLEM_TYPES",
+    "RegNetClassifierOutput",
+    "RegNetConvLayer",
+    "RegNetEmbeddings",
+    "RegNetEncoder",
+    "RegNetEncoderOutput",
+    "RegNetForImageClassification",
+    "RegNetModel",
+    "RegNetModelOutput",
+    "RegNetSELayer",
+    "RegNetShortCut",
+    "RegNetStage",
+    "RegNetXLayer",
+    "RegNetYLayer",
+    "build_model",
+    "hf_config_kwargs",
+]
+
+# 4 GB of float32 weights: larger designs are refused unless the caller forces the build.
+MAX_BUILD_PARAMS = 1_000_000_000
+
+ProblemType = Literal["regression", "single_label_classification", "multi_label_classification"]
+PROBLEM_TYPES: tuple[str, ...] = (
+    "regression",
+    "single_label_classification",
+    "multi_label_classification",
+)
+
+# In place where PyTorch can (each one follows a BatchNorm or the residual add, whose outputs
+# no backward pass needs): saves an allocation per activation, about 10 % of CPU inference.
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": lambda: nn.ReLU(inplace=True),
+    "silu": lambda: nn.SiLU(inplace=True),
+    "gelu": nn.GELU,
+}
+
+
+def _activation(name: str | None) -> nn.Module:
+    """The activation module of a plan's activation name; None gives nn.Identity."""
+    if name is None:
+        return nn.Identity()
+    try:
+        return _ACTIVATIONS[name]()
+    except KeyError:
+        known = ", ".join(_ACTIVATIONS)
+        raise BuildError(f"unknown activation {name!r}; expected one of {known}") from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Outputs (Hugging Face field names; `to_tuple` drops None fields as ModelOutput does)
+
+
+class _Output:
+    """Tuple conversion and integer/key indexing shared by the output dataclasses."""
+
+    def to_tuple(self) -> tuple[Any, ...]:
+        """The non-None fields in declaration order (Hugging Face `ModelOutput.to_tuple`)."""
+        return tuple(
+            getattr(self, f.name)
+            for f in fields(self)  # type: ignore[arg-type]
+            if getattr(self, f.name) is not None
+        )
+
+    def __getitem__(self, key: int | str) -> Any:
+        if isinstance(key, str):
+            names = {f.name for f in fields(self)}  # type: ignore[arg-type]
+            value = getattr(self, key) if key in names else None
+            if value is None:
+                raise KeyError(key)
+            return value
+        return self.to_tuple()[key]
+
+
+@dataclass
+class RegNetEncoderOutput(_Output):
+    """Like `BaseModelOutputWithNoAttention`: the last stage's output and, optionally, the
+    stem output followed by every stage's output."""
+
+    last_hidden_state: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class RegNetModelOutput(_Output):
+    """Like `BaseModelOutputWithPoolingAndNoAttention`."""
+
+    last_hidden_state: Tensor
+    pooler_output: Tensor
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+@dataclass
+class RegNetClassifierOutput(_Output):
+    """Like `ImageClassifierOutputWithNoAttention`."""
+
+    loss: Tensor | None = None
+    logits: Tensor | None = None
+    hidden_states: tuple[Tensor, ...] | None = None
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules
+
+
+class RegNetConvLayer(nn.Module):
+    """Conv (no bias, padding k // 2) -> BatchNorm -> activation (or identity)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int = 3,
+        stride: int = 1,
+        groups: int = 1,
+        activation: str | None = "relu",
+    ) -> None:
+        super().__init__()
+        self.convolution = nn.Conv2d(
+            in_channels,
+            out_channels,
+            kernel_size=kernel_size,
+            stride=stride,
+            padding=kernel_size // 2,
+            groups=groups,
+            bias=False,
+        )
+        self.normalization = nn.BatchNorm2d(out_channels)
+        self.activation = _activation(activation)
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        hidden_state = self.convolution(hidden_state)
+        hidden_state = self.normalization(hidden_state)
+        return self.activation(hidden_state)
+
+
+class RegNetEmbeddings(nn.Module):
+    """The stem: one 3x3 stride-2 conv layer, num_channels -> stem_width."""
+
+    def __init__(self, num_channels: int, stem_width: int, activation: str) -> None:
+        super().__init__()
+        self.embedder = RegNetConvLayer(
+            num_channels, stem_width, kernel_size=3, stride=2, activation=activation
+        )
+        self.num_channels = num_channels
+
+    def forward(self, pixel_values: Tensor) -> Tensor:
+        if pixel_values.dim() != 4:
+            raise ValueError(
+                f"pixel_values must have shape (batch, channels, height, width), "
+                f"got {tuple(pixel_values.shape)}"
+            )
+        channels = pixel_values.shape[1]
+        if channels != self.num_channels:
+            raise ValueError(
+                f"pixel_values has {channels} channels but the model was built for "
+                f"num_channels={self.num_channels} (input shape {tuple(pixel_values.shape)})"
+            )
+        return self.embedder(pixel_values)
+
+
+class RegNetShortCut(nn.Module):
+    """Projection shortcut: 1x1 conv (stride, no bias) -> BatchNorm."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 2) -> None:
+        super().__init__()
+        self.convolution = nn.Conv2d(
+            in_channels, out_channels, kernel_size=1, stride=stride, bias=False
+        )
+        self.normalization = nn.BatchNorm2d(out_channels)
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        return self.normalization(self.convolution(hidden_state))
+
+
+class RegNetSELayer(nn.Module):
+    """Squeeze-excitation: pool, 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> sigmoid, multiply."""
+
+    def __init__(self, in_channels: int, reduced_channels: int) -> None:
+        super().__init__()
+        self.pooler = nn.AdaptiveAvgPool2d((1, 1))
+        self.attention = nn.Sequential(
+            nn.Conv2d(in_channels, reduced_channels, kernel_size=1),
+            nn.ReLU(),
+            nn.Conv2d(reduced_channels, in_channels, kernel_size=1),
+            nn.Sigmoid(),
+        )
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        attention = self.attention(self.pooler(hidden_state))
+        return hidden_state * attention
+
+
+class _RegNetBlock(nn.Module):
+    """Residual block: act(layer(x) + shortcut(x)); subclasses fill in `layer`."""
+
+    shortcut: nn.Module
+    layer: nn.Sequential
+    activation: nn.Module
+
+    def __init__(self, block: BlockPlan, activation: str) -> None:
+        super().__init__()
+        self.shortcut = (
+            RegNetShortCut(block.in_width, block.out_width, stride=block.stride)
+            if block.has_projection
+            else nn.Identity()
+        )
+
+    @staticmethod
+    def _convs(block: BlockPlan, activation: str) -> tuple[RegNetConvLayer, ...]:
+        """The 1x1 a (in -> bottleneck), 3x3 b (grouped, strided) and 1x1 c (-> out) layers."""
+        wb = block.bottleneck_width
+        return (
+            RegNetConvLayer(block.in_width, wb, kernel_size=1, activation=activation),
+            RegNetConvLayer(
+                wb,
+                wb,
+                kernel_size=3,
+                stride=block.stride,
+                groups=block.groups,
+                activation=activation,
+            ),
+            RegNetConvLayer(wb, block.out_width, kernel_size=1, activation=None),
+        )
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        residual = hidden_state
+        hidden_state = self.layer(hidden_state)
+        hidden_state += self.shortcut(residual)  # a fresh BatchNorm output: safe in place
+        return self.activation(hidden_state)
+
+
+class RegNetXLayer(_RegNetBlock):
+    """X block: 1x1 -> 3x3 grouped -> 1x1, plus the shortcut, then the activation."""
+
+    def __init__(self, block: BlockPlan, activation: str) -> None:
+        super().__init__(block, activation)
+        conv_a, conv_b, conv_c = self._convs(block, activation)
+        self.layer = nn.Sequential(conv_a, conv_b, conv_c)
+        self.activation = _activation(activation)
+
+
+class RegNetYLayer(_RegNetBlock):
+    """Y block: an X block with squeeze-excitation (width `block.se_width`) after the 3x3."""
+
+    def __init__(self, block: BlockPlan, activation: str) -> None:
+        super().__init__(block, activation)
+        if block.se_width < 1:
+            raise BuildError(
+                f"stage {block.stage} block {block.index}: SE width round(se_ratio * "
+                f"{block.in_width}) is 0; raise se_ratio or the width, or use block x"
+            )
+        conv_a, conv_b, conv_c = self._convs(block, activation)
+        se = RegNetSELayer(block.bottleneck_width, block.se_width)
+        self.layer = nn.Sequential(conv_a, conv_b, se, conv_c)
+        self.activation = _activation(activation)
+
+
+_LAYERS: dict[str, type[_RegNetBlock]] = {"x": RegNetXLayer, "y": RegNetYLayer}
+
+
+def _layer_class(block_type: str) -> type[_RegNetBlock]:
+    try:
+        return _LAYERS[block_type]
+    except KeyError:
+        raise BuildError(f"unknown block type {block_type!r}; expected x or y") from None
+
+
+class RegNetStage(nn.Module):
+    """`stage.depth` blocks; the first one has the stage's stride and input width."""
+
+    def __init__(self, stage: StagePlan, block_type: str, activation: str) -> None:
+        super().__init__()
+        layer = _layer_class(block_type)
+        self.layers = nn.Sequential(*(layer(b, activation) for b in stage.blocks()))
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        return self.layers(hidden_state)
+
+
+class RegNetEncoder(nn.Module):
+    """The stages, in order."""
+
+    def __init__(self, stages: Sequence[StagePlan], block_type: str, activation: str) -> None:
+        super().__init__()
+        self.stages = nn.ModuleList(RegNetStage(s, block_type, activation) for s in stages)
+
+    def forward(
+        self, hidden_state: Tensor, output_hidden_states: bool = False, return_dict: bool = True
+    ) -> RegNetEncoderOutput | tuple[Any, ...]:
+        hidden_states: tuple[Tensor, ...] | None = () if output_hidden_states else None
+        for stage in self.stages:
+            if hidden_states is not None:
+                hidden_states = (*hidden_states, hidden_state)
+            hidden_state = stage(hidden_state)
+        if hidden_states is not None:
+            hidden_states = (*hidden_states, hidden_state)
+        out = RegNetEncoderOutput(last_hidden_state=hidden_state, hidden_states=hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+def _init_weights(module: nn.Module) -> None:
+    """The seed's init: conv kaiming normal (fan_out, relu), BN weight 1 and bias 0."""
+    if isinstance(module, nn.Conv2d):
+        nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.constant_(module.weight, 1)
+        nn.init.constant_(module.bias, 0)
+
+
+class RegNetModel(nn.Module):
+    """Stem, stages and global average pooling (no classifier)."""
+
+    def __init__(self, plan: Plan, *, zero_init_last_bn: bool = False) -> None:
+        super().__init__()
+        self.plan = plan
+        self.embedder = RegNetEmbeddings(plan.num_channels, plan.stem_width, plan.activation)
+        self.encoder = RegNetEncoder(plan.stages, plan.block, plan.activation)
+        self.pooler = nn.AdaptiveAvgPool2d((1, 1))
+        self.apply(_init_weights)
+        if zero_init_last_bn:
+            for stage in self.encoder.stages:
+                for block in stage.layers:
+                    nn.init.zeros_(block.layer[-1].normalization.weight)
+
+    def forward(
+        self, pixel_values: Tensor, output_hidden_states: bool = False, return_dict: bool = True
+    ) -> RegNetModelOutput | tuple[Any, ...]:
+        embedding = self.embedder(pixel_values)
+        encoded = self.encoder(embedding, output_hidden_states=output_hidden_states)
+        last_hidden_state = encoded.last_hidden_state
+        out = RegNetModelOutput(
+            last_hidden_state=last_hidden_state,
+            pooler_output=self.pooler(last_hidden_state),
+            hidden_states=encoded.hidden_states,
+        )
+        return out if return_dict else out.to_tuple()
+
+
+class RegNetForImageClassification(nn.Module):
+    """RegNetModel plus Flatten -> Linear(last width, num_classes) (Identity if 0 classes)."""
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        zero_init_last_bn: bool = False,
+        problem_type: str | None = None,
+    ) -> None:
+        super().__init__()
+        if problem_type is not None and problem_type not in PROBLEM_TYPES:
+            raise BuildError(
+                f"unknown problem_type {problem_type!r}; expected one of {', '.join(PROBLEM_TYPES)}"
+            )
+        self.num_labels = plan.num_classes
+        self.problem_type = problem_type
+        self.regnet = RegNetModel(plan, zero_init_last_bn=zero_init_last_bn)
+        self.classifier = nn.Sequential(
+            nn.Flatten(),
+            nn.Linear(plan.out_width, plan.num_classes) if plan.num_classes > 0 else nn.Identity(),
+        )
+
+    @property
+    def plan(self) -> Plan:
+        return self.regnet.plan
+
+    def resolve_problem_type(self, labels: Tensor) -> str:
+        """The configured problem type, or the one inferred from num_labels and label dtype."""
+        if self.problem_type is not None:
+            return self.problem_type
+        if self.num_labels == 1:
+            return "regression"
+        if self.num_labels > 1 and labels.dtype in (torch.long, torch.int):
+            return "single_label_classification"
+        return "multi_label_classification"
+
+    def compute_loss(self, logits: Tensor, labels: Tensor) -> Tensor:
+        """The seed's loss; the inferred problem type is not stored on the model."""
+        labels = labels.to(logits.device)
+        problem_type = self.resolve_problem_type(labels)
+        if problem_type == "regression":
+            if self.num_labels == 1:
+                return nn.functional.mse_loss(logits.squeeze(), labels.squeeze())
+            return nn.functional.mse_loss(logits, labels)
+        if problem_type == "single_label_classification":
+            # int32 labels are accepted as in the seed's inference (torch's CE wants int64)
+            target = labels.view(-1).long()
+            return nn.functional.cross_entropy(logits.view(-1, self.num_labels), target)
+        return nn.functional.binary_cross_entropy_with_logits(logits, labels)
+
+    def forward(
+        self,
+        pixel_values: Tensor,
+        labels: Tensor | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+    ) -> RegNetClassifierOutput | tuple[Any, ...]:
+        outputs = self.regnet(pixel_values, output_hidden_states=output_hidden_states)
+        logits = self.classifier(outputs.pooler_output)
+        loss = self.compute_loss(logits, labels) if labels is not None else None
+        out = RegNetClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
+        return out if return_dict else out.to_tuple()
+
+
+# ---------------------------------------------------------------------------------------------
+# Parameter count from the plan (no allocation)
+
+
+def _plan_param_count(plan: Plan, with_head: bool = True) -> int:
+    """Trainable parameters of the model `build_model` would build, from the analytic count."""
+    parts = count_plan(plan).parts
+    return sum(part.params for part in parts if with_head or part.name != "head")
+
+
+# ---------------------------------------------------------------------------------------------
+# Public entry points
+
+
+def _as_plan(spec_or_plan: ParametricSpec | ExplicitSpec | Plan) -> Plan:
+    if isinstance(spec_or_plan, Plan):
+        return spec_or_plan
+    if isinstance(spec_or_plan, (ParametricSpec, ExplicitSpec)):
+        return make_plan(spec_or_plan)
+    raise TypeError(f"expected a Spec or a Plan, got {type(spec_or_plan).__name__}")
+
+
+def build_model(
+    spec_or_plan: ParametricSpec | ExplicitSpec | Plan,
+    with_head: bool = True,
+    *,
+    zero_init_last_bn: bool = False,
+    problem_type: str | None = None,
+    force: bool = False,
+) -> RegNetForImageClassification | RegNetModel:
+    """Build the model of a spec or plan: with the classification head, or the bare RegNetModel.
+
+    Designs above MAX_BUILD_PARAMS parameters are refused (BuildError) unless `force`.
+    """
+    p = _as_plan(spec_or_plan)
+    if problem_type is not None and not with_head:
+        raise BuildError("problem_type needs the classification head (with_head=True)")
+    n_params = _plan_param_count(p, with_head=with_head)
+    if n_params > MAX_BUILD_PARAMS and not force:
+        raise BuildError(
+            f"{p.name}: {n_params:,} parameters exceed the build limit of "
+            f"{MAX_BUILD_PARAMS:,} ({4 * n_params / 1e9:.1f} GB of float32); "
+            "use --force / force=True to build it anyway"
+        )
+    if with_head:
+        return RegNetForImageClassification(
+            p, zero_init_last_bn=zero_init_last_bn, problem_type=problem_type
+        )
+    return RegNetModel(p, zero_init_last_bn=zero_init_last_bn)
+
+
+def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
+    """Keyword arguments of a transformers `RegNetConfig` that builds the same network.
+
+    Hugging Face's config has no bottleneck multiplier, one group width for all stages
+    (groups = max(1, width // groups_width)), stride 2 in every stage but the first and
+    SE width round(in_width / 4); a plan outside that raises BuildError naming the reason.
+    """
+    if plan.block not in _LAYERS:
+        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
+    if plan.block == "y" and plan.se_ratio != 0.25:
+        raise BuildError(
+            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
+        )
+    if plan.block == "x" and plan.se_ratio != 0:
+        raise BuildError(
+            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
+        )
+    for st in plan.stages:
+        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has bottleneck multiplier "
+                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
+            )
+        if st.index > 0 and st.stride != 2:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
+                "uses stride 2 in every stage but the first"
+            )
+    groups_width = max(plan.group_widths)
+    for st in plan.stages:
+        hf_groups = max(1, st.width // groups_width)
+        if hf_groups != st.groups:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has group width {st.group_width} "
+                f"({st.groups} groups); Hugging Face's shared groups_width {groups_width} gives "
+                f"{hf_groups} groups"
+            )
+    return {
+        "num_channels": plan.num_channels,
+        "embedding_size": plan.stem_width,
+        "hidden_sizes": list(plan.widths),
+        "depths": list(plan.depths),
+        "groups_width": groups_width,
+        "layer_type": plan.block,
+        "hidden_act": plan.activation,
+        "downsample_in_first_stage": plan.stages[0].stride == 2,
+        "num_labels": plan.num_classes,
+    }

@@ -1,0 +1,417 @@
+"""The bulk path: generate and count whole arrays of designs at once, exactly as one by one.
+
+Every step repeats the float64 operations of generator.py in the same order (numpy's log,
+power and half-even round), so stage plans match `generator.plan` bit for bit, and the
+paper-convention counts match `complexity.count_plan` as exact int64 sums (guarded against
+overflow). Stage plans of many designs are kept ragged, CSR-style: design i owns the stage
+entries offsets[i]:offsets[i + 1] of the flat per-stage arrays.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from ..core.errors import PlanError
+from ..core.generator import quantized_linear
+from ..core.spec import MAX_WIDTH, Rounding
+
+_INT64_LIMIT = 1 << 62  # keep a factor-two margin below int64's maximum
+
+
+@dataclass(frozen=True)
+class RegNetParams:
+    """Parameters of n parametric designs: one array entry per design; q and rounding shared."""
+
+    depth: np.ndarray  # int64
+    w0: np.ndarray  # int64
+    wa: np.ndarray  # float64
+    wm: np.ndarray  # float64
+    group_width: np.ndarray  # int64
+    bottleneck_multiplier: np.ndarray  # float64
+    q: int
+    rounding: Rounding
+
+    def take(self, index: np.ndarray) -> RegNetParams:
+        """The designs at `index` (an index array or a boolean mask)."""
+        return RegNetParams(
+            depth=self.depth[index],
+            w0=self.w0[index],
+            wa=self.wa[index],
+            wm=self.wm[index],
+            group_width=self.group_width[index],
+            bottleneck_multiplier=self.bottleneck_multiplier[index],
+            q=self.q,
+            rounding=self.rounding,
+        )
+
+
+@dataclass(frozen=True)
+class StageParams:
+    """Explicit stages of n designs with S stages each: (n, S) arrays."""
+
+    width: np.ndarray  # int64
+    depth: np.ndarray  # int64
+    group_width: np.ndarray  # int64 (as in the spec, before clipping to the bottleneck)
+    bottleneck_multiplier: np.ndarray  # float64
+
+    def take(self, index: np.ndarray) -> StageParams:
+        """The designs at `index` (an index array or a boolean mask)."""
+        return StageParams(
+            width=self.width[index],
+            depth=self.depth[index],
+            group_width=self.group_width[index],
+            bottleneck_multiplier=self.bottleneck_multiplier[index],
+        )
+
+
+@dataclass(frozen=True)
+class Body:
+    """What the counts need besides the stages: stem, head, SE ratio and input size."""
+
+    stem_width: int
+    num_channels: int
+    num_classes: int
+    se_ratio: float
+    downsample_in_first_stage: bool
+    input_size: int
+
+
+@dataclass(frozen=True)
+class Stages:
+    """Stage plans of n designs, ragged: design i owns entries offsets[i]:offsets[i + 1]."""
+
+    offsets: np.ndarray  # (n + 1,) int64
+    width: np.ndarray  # flat int64, final (block-compatible) stage widths
+    depth: np.ndarray  # flat int64
+    group_width: np.ndarray  # flat int64, clipped to the bottleneck width (as Plan has it)
+    bottleneck_width: np.ndarray  # flat int64
+    bottleneck_multiplier: np.ndarray  # flat float64
+    total_stages: np.ndarray  # (n,) max exponent + 1 (regnet); the stage count (explicit)
+    valid: np.ndarray  # (n,) False where the one-design path refuses it (PlanError, SpecError)
+
+    @property
+    def num_stages(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+
+@dataclass(frozen=True)
+class Counts:
+    """Paper-convention flops, params and acts of n designs (int64)."""
+
+    flops: np.ndarray
+    params: np.ndarray
+    acts: np.ndarray
+
+
+# ---------------------------------------------------------------------------------------------
+# Steps 1-4: the quantized linear rule, per design
+
+
+def _exponent(j: np.ndarray, w0: np.ndarray, wa: np.ndarray, log_wm: np.ndarray) -> np.ndarray:
+    """s_j = round(log(u_j / w0) / log(wm)) with generator.quantized_linear's float operations."""
+    u = j * wa + w0
+    return np.round(np.log(u / w0) / log_wm)
+
+
+def last_exponent(p: RegNetParams) -> np.ndarray:
+    """Exponent of the last block, s_(d-1); it is the largest since widths never decrease."""
+    return _exponent(p.depth - 1, p.w0, p.wa, np.log(p.wm)).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Runs:
+    """One entry per design and exponent k that owns blocks, in design then k order."""
+
+    row: np.ndarray  # design index
+    width: np.ndarray  # float64 quantized width round(w0 * wm**k / q) * q
+    blocks: np.ndarray  # number of blocks with exponent k
+    per_design: np.ndarray  # (n,) entries of each design
+    num_k: np.ndarray  # (n,) max exponent + 1
+
+
+def _exponent_runs(p: RegNetParams) -> _Runs:
+    """Quantized width and block count of each exponent k = 0..s_(d-1) of every design.
+
+    Rather than evaluating all d exponents, find where each exponent k starts: a closed-form
+    guess (u_j = w0 * wm**(k - 1/2)) checked with the exact expression at the guess and the
+    block before it, moved until exact. This relies on s_j never decreasing, which holds when
+    consecutive widths differ by more than float error; designs near that limit (relative
+    slope under 1e-9, or a non-monotone step seen) are resolved by the generator itself.
+    """
+    n = len(p.depth)
+    log_wm = np.log(p.wm)
+    num_k = last_exponent(p) + 1
+    first = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(num_k, out=first[1:])
+    # Per-entry copies of the design's parameters (np.repeat is cheaper than gathers).
+    row = np.repeat(np.arange(n), num_k)
+    k = (np.arange(len(row)) - np.repeat(first[:-1], num_k)).astype(np.float64)
+    w0, wa, wm = np.repeat(p.w0, num_k), np.repeat(p.wa, num_k), np.repeat(p.wm, num_k)
+    lw, d = np.repeat(log_wm, num_k), np.repeat(p.depth, num_k)
+    power = np.power(wm, k)  # as in generator: np.power(wm, s), s a float
+
+    zero = first[:-1]  # the k = 0 entries: exponent 0 starts at block 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # k = 0 entries are set apart
+        guess = np.ceil(w0 * (power / np.sqrt(wm) - 1) / wa)
+        # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
+        start = np.minimum(np.maximum(guess, 1), d - 1).astype(np.int64)
+        start[zero] = 0
+        later = _exponent(start, w0, wa, lw) < k
+        earlier = _exponent(start - 1, w0, wa, lw) >= k
+    earlier[zero] = False
+    start += later
+    start -= earlier
+    both = later & earlier
+    odd = [row[both]] if both.any() else []
+    todo = np.flatnonzero(later ^ earlier)
+    while todo.size:
+        j, kk, e0, ea, el = start[todo], k[todo], w0[todo], wa[todo], lw[todo]
+        later = _exponent(j, e0, ea, el) < kk
+        earlier = _exponent(j - 1, e0, ea, el) >= kk
+        start[todo] = j + later - earlier
+        odd.append(row[todo[later & earlier]])
+        todo = todo[later ^ earlier]
+    blocks = np.empty_like(start)
+    blocks[:-1] = start[1:] - start[:-1]
+    blocks[first[1:] - 1] = p.depth - start[first[1:] - 1]
+
+    steep = (p.wa > 0) & (num_k > 1) & (p.wa * 1e9 < p.w0 + p.wa * (p.depth - 1))
+    for i in np.union1d(np.flatnonzero(steep), np.concatenate([[], *odd])).astype(int).tolist():
+        gen = quantized_linear(int(p.depth[i]), int(p.w0[i]), float(p.wa[i]), float(p.wm[i]), p.q)
+        exact = np.bincount(np.asarray(gen.exponents), minlength=int(num_k[i]))
+        if len(exact) != num_k[i]:
+            raise PlanError(f"design {i}: exponents are not monotone; raise wa")
+        blocks[first[i] : first[i + 1]] = exact
+    w = np.round(w0 * power / p.q) * p.q  # as in generator.quantized_linear
+    if not blocks.all():  # skipped exponents own no block
+        keep = blocks > 0
+        return _Runs(row[keep], w[keep], blocks[keep], np.bincount(row[keep], minlength=n), num_k)
+    return _Runs(row, w, blocks, num_k, num_k)
+
+
+def _adjust_pycls(w: np.ndarray, bm: np.ndarray, g: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """generator.adjust_pycls on arrays."""
+    v = np.maximum(w * bm, 1.0).astype(np.int64)
+    g = np.minimum(g, v)
+    m = np.where(bm > 1, np.lcm(g, bm.astype(np.int64)), g) if (bm > 1).any() else g
+    v = np.maximum(m, np.round(v / m).astype(np.int64) * m)
+    return (v / bm).astype(np.int64), g
+
+
+def _adjust_torchvision(
+    w: np.ndarray, bm: np.ndarray, g: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """generator.adjust_torchvision on arrays, with the rows it refuses (g < 1) flagged."""
+    v = (w * bm).astype(np.int64)
+    g = np.minimum(g, v)
+    ok = g >= 1
+    gs = np.maximum(g, 1)  # keep the division defined where the design is refused anyway
+    new_v = np.maximum(gs, (v + gs / 2).astype(np.int64) // gs * gs)
+    new_v = np.where(new_v < 0.9 * v, new_v + gs, new_v)
+    return (new_v / bm).astype(np.int64), g, ok
+
+
+def regnet_stages(p: RegNetParams) -> Stages:
+    """Stage plans of parametric designs, as generator.plan resolves them."""
+    n = len(p.depth)
+    if n == 0:
+        return _empty_stages()
+    runs = _exponent_runs(p)
+    row, w, blocks, per_design = runs.row, runs.width, runs.blocks, runs.per_design
+    valid = np.ones(n, dtype=bool)
+    bad = ~(w <= MAX_WIDTH) | (w < 1)  # NaN-safe
+    if bad.any():
+        valid[row[bad]] = False
+        w[bad] = 0.0
+    w = w.astype(np.int64)
+    # A stage is a run of equal quantized widths (exponents can share one).
+    same = (w[1:] == w[:-1]) & (row[1:] == row[:-1])
+    if same.any():
+        starts = np.flatnonzero(np.r_[True, ~same])
+        row, w, blocks = row[starts], w[starts], np.add.reduceat(blocks, starts)
+        per_design = np.bincount(row, minlength=n)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(per_design, out=offsets[1:])
+
+    bm = np.repeat(p.bottleneck_multiplier, per_design)
+    g = np.repeat(p.group_width, per_design)
+    if p.rounding == "pycls":
+        width, g = _adjust_pycls(w, bm, g)
+        ok = None
+    else:
+        width, g, ok = _adjust_torchvision(w, bm, g)
+    stages, stage_ok = _finish(offsets, width, blocks, g, bm, runs.num_k)
+    ok = stage_ok if ok is None else ok & stage_ok
+    if not ok.all():
+        valid[row[~ok]] = False
+    return replace(stages, valid=valid)
+
+
+def explicit_stages(p: StageParams) -> Stages:
+    """Stage plans of explicit designs with the same number of stages each."""
+    n, s = p.width.shape
+    if n == 0:
+        return _empty_stages()
+    offsets = np.arange(0, n * s + 1, s, dtype=np.int64)
+    total = np.full(n, s, dtype=np.int64)
+    stages, ok = _finish(
+        offsets,
+        p.width.ravel(),
+        p.depth.ravel(),
+        p.group_width.ravel(),
+        p.bottleneck_multiplier.ravel(),
+        total,
+    )
+    return replace(stages, valid=ok.reshape(n, s).all(axis=1))
+
+
+def _finish(
+    offsets: np.ndarray,
+    width: np.ndarray,
+    depth: np.ndarray,
+    g: np.ndarray,
+    bm: np.ndarray,
+    total: np.ndarray,
+) -> tuple[Stages, np.ndarray]:
+    """Bottleneck and clipped group widths as generator.plan has them; per-stage validity."""
+    wb = np.round(width * bm).astype(np.int64)
+    g = np.minimum(g, wb)
+    ok = (width >= 1) & (width <= MAX_WIDTH) & (wb >= 1) & (g >= 1)
+    ok &= wb % np.maximum(g, 1) == 0
+    stages = Stages(
+        offsets=offsets,
+        width=width,
+        depth=depth,
+        group_width=g,
+        bottleneck_width=wb,
+        bottleneck_multiplier=bm,
+        total_stages=total,
+        valid=np.ones(len(offsets) - 1, dtype=bool),
+    )
+    return stages, ok
+
+
+def _empty_stages() -> Stages:
+    i = np.zeros(0, dtype=np.int64)
+    stages, _ = _finish(np.zeros(1, dtype=np.int64), i, i, i, np.zeros(0), i)
+    return stages
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting (paper convention: complexity._block summed over each stage in closed form)
+
+
+def _squared_sides(input_size: int, first_stride: int, num_stages: int) -> tuple[np.ndarray, ...]:
+    """Per stage index: squared input and output side; and the stem's output side."""
+    h = (input_size - 1) // 2 + 1
+    stem, h_in, h_out = h, [], []
+    for i in range(num_stages):
+        h_in.append(h * h)
+        h = (h - 1) // (first_stride if i == 0 else 2) + 1
+        h_out.append(h * h)
+    return np.asarray(h_in, dtype=np.int64), np.asarray(h_out, dtype=np.int64), np.int64(stem)
+
+
+def count_bound(max_width: int, max_bottleneck: int, max_blocks: int, body: Body) -> int:
+    """An upper bound of any count of a design with these largest widths and block count."""
+    w = max(max_width, body.stem_width, body.num_channels)
+    b = max(max_bottleneck, 1)
+    h2 = ((body.input_size - 1) // 2 + 1) ** 2
+    per_block = (3 * w * b + 9 * b * b + w * w) * h2 + 3 * b * w + w + b
+    return (max_blocks + 1) * per_block + 2 * (w + 1) * (body.num_classes + 1)
+
+
+def fits_int64(bound: int) -> bool:
+    """Whether counts bounded by `bound` are exact in int64 (with a factor-two margin)."""
+    return bound < _INT64_LIMIT
+
+
+def check_overflow(stages: Stages, body: Body) -> None:
+    """Refuse designs whose counts could overflow int64 (bound from the largest values)."""
+    if len(stages) == 0:
+        return
+    bound = count_bound(
+        int(stages.width.max()),
+        int(stages.bottleneck_width.max()),
+        int(stages.depth.max()) * int(stages.num_stages.max()),  # blocks of a design, at most
+        body,
+    )
+    if not fits_int64(bound):
+        raise PlanError("designs this large could overflow 64-bit counts; narrow the ranges")
+
+
+def _segment_sums(values: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Sums of values[last[i - 1] + 1 : last[i] + 1] (the stages of each design)."""
+    # An int64 cumsum may wrap around; the differences are still exact (modulo 2**64).
+    return np.diff(np.cumsum(values)[last], prepend=0)
+
+
+def _se_costs(se: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Flops (= params) and acts of the SE convs of width se on wb channels (0 if se = 0)."""
+    cost, acts = wb * (2 * se + 1) + se, se + wb  # wb -> se -> wb, 1x1 convs with bias
+    if se.min() < 1:
+        on = se > 0
+        cost, acts = cost * on, acts * on
+    return cost, acts
+
+
+def count_stages(stages: Stages, body: Body) -> Counts:
+    """Paper-convention flops, params and acts of every design, as complexity.count_plan.
+
+    Per stage in closed form: depth x the cost of a later block (stride 1, identity shortcut)
+    plus what the first block costs more (input width and side of the previous stage,
+    projection shortcut); then per design, the stages plus stem and head.
+    """
+    n = len(stages)
+    check_overflow(stages, body)
+    if n == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return Counts(z, z, z)
+    offsets, num = stages.offsets, stages.num_stages
+    starts, last = offsets[:-1], offsets[1:] - 1
+    first_stride = 2 if body.downsample_in_first_stage else 1
+    hi2_of, ho2_of, stem_side = _squared_sides(body.input_size, first_stride, int(num.max()))
+    pos = np.arange(len(stages.width)) - np.repeat(starts, num)
+    hi2, ho2 = hi2_of[pos], ho2_of[pos]
+    w, d, g, wb = stages.width, stages.depth, stages.group_width, stages.bottleneck_width
+    w_in = np.empty_like(w)
+    w_in[1:] = w[:-1]
+    w_in[starts] = body.stem_width
+
+    wbo, wo = wb * ho2, w * ho2
+    inner = 2 * w + 9 * g  # per bottleneck channel: 1x1 in, 3x3 grouped (9 * g), 1x1 out
+    # A later block, times depth, plus what the first block costs more.
+    flops = wbo * inner * d + wb * (w_in * hi2 - wo)
+    params = (wb * (inner + 4) + 2 * w) * d + wb * (w_in - w)  # weights, 2 per BN channel
+    acts = (2 * wbo + wo) * d + wb * (hi2 - ho2)
+    # Projection shortcut (1x1 conv + BN): every first block has one when it has stride 2.
+    proj = 1 if first_stride == 2 else ((w_in != w) | (pos > 0))
+    flops += proj * (w_in * wo)
+    params += proj * (w * (w_in + 2))
+    acts += proj * wo
+    if body.se_ratio:
+        # SE width int(round(se_ratio * input width)), as generator.plan: a later block's
+        # from its own width, a first block's from the previous stage's (or the stem's).
+        se = np.round(body.se_ratio * w).astype(np.int64)
+        se1 = np.empty_like(se)
+        se1[1:] = se[:-1]
+        se1[starts] = round(body.se_ratio * body.stem_width)
+        (cost, se_acts), (cost1, se_acts1) = _se_costs(se, wb), _se_costs(se1, wb)
+        d1 = d - 1
+        flops += cost * d1 + cost1
+        params += cost * d1 + cost1
+        acts += se_acts * d1 + se_acts1
+
+    c, k, nc = body.num_channels, body.stem_width, body.num_classes
+    stem_side2 = int(stem_side) ** 2
+    head = w[last] * nc + nc  # linear layer with bias (none if nc = 0)
+    return Counts(
+        flops=_segment_sums(flops, last) + 9 * c * k * stem_side2 + head,
+        params=_segment_sums(params, last) + 9 * c * k + 2 * k + head,
+        acts=_segment_sums(acts, last) + k * stem_side2 + nc,
+    )

@@ -1,0 +1,629 @@
+"""Design-space sampling: draw designs from a space and keep those that meet the constraints.
+
+Plain rejection sampling, so accepted designs follow the space's own distribution restricted
+to the constraints (what design-space statistics need). Designs are drawn in batches of a
+fixed size from numpy's PCG64 generator, generated and counted by the bulk path, and accepted
+in draw order; the output depends only on the space, the seed and the options.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from decimal import Decimal
+from fractions import Fraction
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ..core.errors import RegNetSpaceError
+from ..core.generator import MAX_INPUT_SIZE
+from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
+from .bulk import (
+    Body,
+    Counts,
+    RegNetParams,
+    StageParams,
+    Stages,
+    count_bound,
+    count_stages,
+    explicit_stages,
+    fits_int64,
+    last_exponent,
+    regnet_stages,
+)
+from .space import (
+    INT_FIELDS,
+    AnyNetSpace,
+    Bounds,
+    Constraints,
+    QuantizedDist,
+    RegNetSpace,
+    Space,
+    SpaceError,
+    ValuesDist,
+    load_space,
+    parse_bounds,
+    spec_fields_of,
+)
+
+BATCH = 4096  # draws per batch: fixed, so that the accepted designs never depend on timing
+MIN_MAX_TRIES = 10_000_000  # default tries: max(this, TRIES_PER_DESIGN * n)
+TRIES_PER_DESIGN = 50_000
+MAX_DESIGNS = 1_000_000
+CLOSEST = 5  # designs kept to show when the constraints cannot be met
+
+# Rejection reasons, in the order they are checked (0 = meets every constraint).
+REASONS = (
+    "invalid",  # the one-design path would refuse it (incompatible group/bottleneck widths)
+    "not_monotone",  # anynet: a non_decreasing field decreases
+    "stages",  # stage count outside the range (regnet without skipping: max exponent + 1)
+    "skipped_exponents",  # regnet: stage count differs from max exponent + 1
+    "flops",
+    "params",
+    "acts",
+)
+_CODE = {name: i + 1 for i, name in enumerate(REASONS)}
+_METRICS = ("flops", "params", "acts")
+
+
+class SampleError(RegNetSpaceError):
+    """Fewer designs than asked met the constraints within the tries allowed."""
+
+    def __init__(self, message: str, result: SampleResult) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+@dataclass(frozen=True)
+class DesignRecord:
+    """One sampled design: its spec fields, stage plan and paper-convention counts."""
+
+    id: int  # sample id: position among the accepted designs (-1 for a rejected one)
+    spec: Mapping[str, Any]  # spec fields; a valid spec of this design
+    input_size: int
+    widths: tuple[int, ...]
+    depths: tuple[int, ...]
+    group_widths: tuple[int, ...]
+    flops: int
+    params: int
+    acts: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """The output record: id, spec fields, input size, stage plan and counts."""
+        return {
+            "id": self.id,
+            **{k: (list(map(dict, v)) if k == "stages" else v) for k, v in self.spec.items()},
+            "input_size": self.input_size,
+            "widths": list(self.widths),
+            "depths": list(self.depths),
+            "group_widths": list(self.group_widths),
+            "flops": self.flops,
+            "params": self.params,
+            "acts": self.acts,
+        }
+
+    def to_spec(self) -> Spec:
+        """The design as a validated spec."""
+        return spec_from_dict(self.to_dict_spec(), f"design {self.id}")
+
+    def to_dict_spec(self) -> dict[str, Any]:
+        """Only the spec fields, as a plain mapping."""
+        return {k: v for k, v in self.to_dict().items() if k in self.spec}
+
+
+@dataclass(frozen=True)
+class SampleProgress:
+    """Where a running sample is: tries so far and designs accepted."""
+
+    tries: int
+    accepted: int
+    requested: int
+    max_tries: int
+    elapsed: float
+
+
+@dataclass(frozen=True)
+class SampleResult:
+    """Accepted designs in order, with how many tries it took and why the others were not."""
+
+    space: str
+    seed: int
+    requested: int
+    input_size: int
+    constraints: Constraints
+    records: tuple[DesignRecord, ...]
+    tries: int
+    rejected: Mapping[str, int]  # reason -> count, reasons of REASONS and "duplicate"
+    closest: tuple[DesignRecord, ...]  # rejected for complexity only, nearest the bounds first
+
+    @property
+    def accepted(self) -> int:
+        return len(self.records)
+
+    @property
+    def complete(self) -> bool:
+        return len(self.records) == self.requested
+
+    @property
+    def acceptance_rate(self) -> float:
+        return len(self.records) / self.tries if self.tries else 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Drawing: one distribution -> an array of values (int64 for integer fields, else float64)
+
+
+def _fraction(x: int | float) -> Fraction:
+    return Fraction(Decimal(str(x)))
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Multiples k * q of a quantum q = num / den for k in [lo, hi] (exact, from decimals)."""
+
+    num: int
+    den: int
+    lo: int
+    hi: int
+    integer: bool
+
+    @classmethod
+    def of(cls, low: Fraction, high: Fraction, q: Fraction, integer: bool) -> _Grid:
+        return cls(q.numerator, q.denominator, math.ceil(low / q), math.floor(high / q), integer)
+
+    def values(self, k: np.ndarray) -> np.ndarray:
+        """k * q; a float is the double nearest the decimal, so it reads back as itself."""
+        if self.integer:
+            return k * (self.num // self.den)
+        return (k * self.num) / self.den
+
+
+@dataclass(frozen=True)
+class _LogUniform:
+    """pycls's log_uniform: a log-uniform draw in (low - min(q, low/2), high], rounded up to q."""
+
+    grid: _Grid
+    log_high: float
+    log_span: float
+
+    @classmethod
+    def of(cls, low: Fraction, high: Fraction, q: Fraction, integer: bool) -> _LogUniform:
+        floor = float(low - min(q, low / 2))
+        top = math.log(float(high))
+        return cls(_Grid.of(low, high, q, integer), top, top - math.log(floor))
+
+    def multiples(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        g = self.grid
+        f = np.exp(self.log_high - rng.random(n) * self.log_span)
+        k = np.ceil(f * g.den / g.num).astype(np.int64)
+        # Float rounding at the very ends must not step outside [low, high].
+        return np.minimum(np.maximum(k, g.lo, out=k), g.hi, out=k)
+
+
+Drawer = Callable[[np.random.Generator, int], np.ndarray]
+
+
+def drawer(dist: QuantizedDist | ValuesDist, integer: bool) -> Drawer:
+    """A function drawing n values of `dist`: int64 for integer fields, else float64 decimals.
+
+    Every kind consumes a fixed amount of the random stream per value, so a batch's draws
+    never depend on the values drawn.
+    """
+    if isinstance(dist, ValuesDist):
+        values = np.asarray(dist.values, dtype=np.int64 if integer else np.float64)
+        return lambda rng, n: values[rng.integers(0, len(values), n)]
+    low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
+    if dist.dist == "uniform":
+        grid = _Grid.of(low, high, q, integer)
+        return lambda rng, n: grid.values(rng.integers(grid.lo, grid.hi + 1, n))
+    if dist.dist == "log_uniform":
+        log = _LogUniform.of(low, high, q, integer)
+        return lambda rng, n: log.grid.values(log.multiples(rng, n))
+    # Powers of two: low and high are powers of two, so their exponents are integers.
+    e_low, e_high = round(math.log2(low)), round(math.log2(high))
+
+    def power2(rng: np.random.Generator, n: int) -> np.ndarray:
+        e = rng.integers(e_low, e_high + 1, n)
+        return (np.int64(1) << e) if integer else np.ldexp(1.0, e)
+
+    if dist.dist == "power2_uniform":
+        return power2
+    # power2_or_log_uniform: powers below q keep their power2 share, the rest is log-uniform.
+    rest, below = _LogUniform.of(max(low, q), high, min(high, q), integer), float(q)
+
+    def power2_or_log(rng: np.random.Generator, n: int) -> np.ndarray:
+        power = power2(rng, n)
+        return np.where(power < below, power, rest.grid.values(rest.multiples(rng, n)))
+
+    return power2_or_log
+
+
+def draw(
+    rng: np.random.Generator, dist: QuantizedDist | ValuesDist, n: int, integer: bool
+) -> np.ndarray:
+    """n values of one distribution (int64 for an integer field, else float64)."""
+    return drawer(dist, integer)(rng, n)
+
+
+# ---------------------------------------------------------------------------------------------
+# One batch: draw, generate, count, check
+
+
+@dataclass(frozen=True)
+class _Batch:
+    """A drawn batch: sampled values, plans and counts of the generated designs, verdicts."""
+
+    sampled: dict[str, np.ndarray]  # field -> (n,) values, or (n, stages) for anynet
+    index: np.ndarray  # designs that were generated (the others failed a cheap check)
+    stages: Stages  # of `index`
+    counts: Counts  # of `index`
+    reason: np.ndarray  # (n,) int8: 0 = meets every constraint, else 1 + REASONS position
+
+
+def _in(bounds: Bounds | None, values: np.ndarray) -> np.ndarray:
+    ok = np.ones(len(values), dtype=bool)
+    if bounds is not None and bounds.lo is not None:
+        ok &= values >= bounds.lo
+    if bounds is not None and bounds.hi is not None:
+        ok &= values <= bounds.hi
+    return ok
+
+
+def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str) -> None:
+    """Mark designs `where[failed]` with `name` unless an earlier check already did."""
+    hit = where[failed]
+    reason[hit[reason[hit] == 0]] = _CODE[name]
+
+
+def body_of(space: Space, input_size: int | None = None) -> Body:
+    """What the bulk counts need from a space's fixed fields (input size: the space's)."""
+    fixed = space.fixed_spec()
+    return Body(
+        stem_width=fixed.stem_width,
+        num_channels=fixed.num_channels,
+        num_classes=fixed.num_classes,
+        se_ratio=fixed.se_ratio,
+        downsample_in_first_stage=fixed.downsample_in_first_stage,
+        input_size=space.input_size if input_size is None else input_size,
+    )
+
+
+def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams | StageParams]:
+    """Bulk-path inputs of n designs, before any constraint, in batches drawn as sample() does."""
+    sampler = _Sampler(space, space.constraints, space.input_size)
+    rng = np.random.default_rng(seed)
+    for start in range(0, n, BATCH):
+        params = sampler.params(sampler.draw(rng, BATCH), BATCH)
+        yield params if n - start >= BATCH else params.take(np.arange(n - start))
+
+
+class _Sampler:
+    """Everything fixed for one sample() call: the space, body, constraints and record format."""
+
+    def __init__(self, space: Space, constraints: Constraints, input_size: int) -> None:
+        self.space = space
+        self.constraints = constraints
+        self.body = body_of(space, input_size)
+        self.fixed = space.fixed_spec()
+        self.fields = spec_fields_of(space)
+        items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
+        self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}
+
+    def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+        """Sampled values of n designs, field by field in a fixed order."""
+        if isinstance(self.space, RegNetSpace):
+            return {name: drawer(rng, n) for name, drawer in self.drawers.items()}
+        s, out = self.space.num_stages, {}
+        for name, drawer in self.drawers.items():
+            if name in self.space.shared:
+                out[name] = np.repeat(drawer(rng, n)[:, None], s, axis=1)
+            else:
+                out[name] = drawer(rng, n * s).reshape(n, s)
+        return out
+
+    def evaluate(self, sampled: dict[str, np.ndarray], n: int) -> _Batch:
+        """Generate, count and check a drawn batch."""
+        c = self.constraints
+        reason = np.zeros(n, dtype=np.int8)
+        everyone = np.arange(n)
+        if isinstance(self.space, RegNetSpace):
+            params = self._regnet_params(sampled, n)
+            index = everyone
+            if not c.allow_skipped_exponents and c.stages is not None:
+                # Without skipping, stage count = max exponent + 1: check that before generating.
+                fits = _in(c.stages, last_exponent(params) + 1)
+                _reject(reason, everyone, ~fits, "stages")
+                index = np.flatnonzero(fits)
+                params = params.take(index)
+            stages = regnet_stages(params)
+        else:
+            monotone = np.ones(n, dtype=bool)
+            for name in self.space.non_decreasing:
+                monotone &= (np.diff(sampled[name], axis=1) >= 0).all(axis=1)
+            _reject(reason, everyone, ~monotone, "not_monotone")
+            index = np.flatnonzero(monotone)
+            stages = explicit_stages(StageParams(**{f: v[index] for f, v in sampled.items()}))
+        counts = count_stages(stages, self.body)
+        _reject(reason, index, ~stages.valid, "invalid")
+        _reject(reason, index, ~_in(c.stages, stages.num_stages), "stages")
+        if not c.allow_skipped_exponents:
+            _reject(reason, index, stages.num_stages != stages.total_stages, "skipped_exponents")
+        for metric in _METRICS:
+            _reject(reason, index, ~_in(getattr(c, metric), getattr(counts, metric)), metric)
+        return _Batch(sampled, index, stages, counts, reason)
+
+    def params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams | StageParams:
+        """Bulk-path inputs: RegNetParams (regnet, fixed fields filled in) or StageParams."""
+        if isinstance(self.space, AnyNetSpace):
+            return StageParams(**sampled)
+        return self._regnet_params(sampled, n)
+
+    def _regnet_params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams:
+        fixed = self.fixed
+        cols = {
+            f: sampled[f] if f in sampled else np.full(n, getattr(fixed, f))
+            for f in ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
+        }
+        cols = {
+            f: v.astype(np.int64 if f in INT_FIELDS else np.float64, copy=False)
+            for f, v in cols.items()
+        }
+        return RegNetParams(**cols, q=fixed.q, rounding=fixed.rounding)
+
+    def key(self, batch: _Batch, i: int) -> tuple[Any, ...]:
+        """What makes two draws the same design: their sampled values."""
+        return tuple(x for v in batch.sampled.values() for x in np.ravel(v[i]).tolist())
+
+    def record(self, batch: _Batch, i: int, sample_id: int, name: str) -> DesignRecord:
+        """The record of design i of the batch (it must have been generated)."""
+        j = int(np.searchsorted(batch.index, i))
+        st = batch.stages
+        a, b = int(st.offsets[j]), int(st.offsets[j + 1])
+        values = {f: v[i].tolist() for f, v in batch.sampled.items()}
+        spec: dict[str, Any] = {}
+        for f in self.fields:
+            if f == "name":
+                spec[f] = name
+            elif f == "block":
+                spec[f] = self.fixed.block
+            elif f == "stages":
+                spec[f] = tuple(
+                    MappingProxyType({g: values[g][s] for g in self.drawers})
+                    for s in range(self.space.num_stages)  # type: ignore[union-attr]
+                )
+            else:
+                spec[f] = values[f] if f in values else self.space.spec[f]
+        return DesignRecord(
+            id=sample_id,
+            spec=MappingProxyType(spec),
+            input_size=self.body.input_size,
+            widths=tuple(st.width[a:b].tolist()),
+            depths=tuple(st.depth[a:b].tolist()),
+            group_widths=tuple(st.group_width[a:b].tolist()),
+            flops=int(batch.counts.flops[j]),
+            params=int(batch.counts.params[j]),
+            acts=int(batch.counts.acts[j]),
+        )
+
+    def distance(self, batch: _Batch) -> np.ndarray:
+        """How far each generated design is outside the complexity bounds (log scale)."""
+        total = np.zeros(len(batch.index))
+        for metric in _METRICS:
+            bounds = getattr(self.constraints, metric)
+            if bounds is None:
+                continue
+            x = np.maximum(getattr(batch.counts, metric), 1).astype(np.float64)
+            if bounds.lo is not None:
+                total += np.maximum(0.0, np.log(max(bounds.lo, 1) / x))
+            if bounds.hi is not None:
+                total += np.maximum(0.0, np.log(x / max(bounds.hi, 1)))
+        return total
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampling loop
+
+
+@dataclass(frozen=True)
+class _Near:
+    """A design rejected for its complexity only, and how far it is from the bounds."""
+
+    distance: float
+    draw: int  # overall draw number (ties go to the earlier draw)
+    key: tuple[Any, ...]
+    record: DesignRecord
+
+
+def _resolve_constraints(
+    space: Space, overrides: Mapping[str, Bounds | str | Any | None]
+) -> Constraints:
+    update = {k: parse_bounds(v) for k, v in overrides.items() if v is not None}
+    c = space.constraints.model_copy(update=update)
+    if isinstance(space, AnyNetSpace) and not _in(c.stages, np.array([space.num_stages]))[0]:
+        raise SpaceError(
+            f"{space.space}: every design has {space.num_stages} stages, outside stages {c.stages}"
+        )
+    return c
+
+
+def _check_bounds(space: Space, sampler: _Sampler) -> None:
+    """Refuse ranges whose largest designs could overflow 64-bit counts."""
+    if isinstance(space, RegNetSpace):
+        top = {f: float(d.max_value) for f, d in space.sample.items()}
+        fixed = sampler.fixed
+        val = {f: top.get(f, getattr(fixed, f)) for f in ("depth", "w0", "wa", "wm", "group_width")}
+        bm = space.sample.bottleneck_multiplier
+        bm_hi = float(bm.max_value) if bm else fixed.bottleneck_multiplier
+        bm_lo = float(bm.min_value) if bm else fixed.bottleneck_multiplier
+        u = val["w0"] + val["wa"] * (val["depth"] - 1)
+        quantized = min(u * math.sqrt(val["wm"]) + fixed.q, MAX_WIDTH)
+        width = quantized + 2 * val["group_width"] * max(1.0, bm_hi) / bm_lo + 2
+        blocks = val["depth"] ** 2  # as check_overflow bounds it: depth x stages <= depth**2
+    else:
+        ps = dict(space.per_stage.items())
+        width = float(ps["width"].max_value)
+        bm_hi = float(ps["bottleneck_multiplier"].max_value)
+        blocks = float(ps["depth"].max_value) * space.num_stages
+    bound = count_bound(math.ceil(width), math.ceil(width * bm_hi) + 1, int(blocks), sampler.body)
+    if not fits_int64(bound):
+        raise SpaceError(
+            f"{space.space}: designs at the top of these ranges could overflow 64-bit counts "
+            f"at input size {sampler.body.input_size}; narrow the ranges"
+        )
+
+
+def sample(
+    space: Space | str | Path | Mapping[str, Any],
+    n: int,
+    *,
+    seed: int = 0,
+    flops: Bounds | str | tuple[Any, Any] | None = None,
+    params: Bounds | str | tuple[Any, Any] | None = None,
+    acts: Bounds | str | tuple[Any, Any] | None = None,
+    stages: Bounds | str | int | tuple[Any, Any] | None = None,
+    input_size: int | None = None,
+    max_tries: int | None = None,
+    progress: Callable[[SampleProgress], None] | None = None,
+) -> SampleResult:
+    """Draw n distinct designs from `space` that meet its constraints and these overrides.
+
+    Bounds are "LO:HI" strings (K/M/G suffixes, open sides allowed), (lo, hi) pairs or Bounds;
+    None keeps the space file's constraint, ":" removes it. Raises SampleError (carrying the
+    partial result and the closest designs) when fewer than n are found within max_tries
+    (default: default_max_tries(n)).
+    """
+    sp = load_space(space)
+    if max_tries is None and isinstance(n, int):
+        max_tries = default_max_tries(n)
+    for label, value, top in (("n", n, MAX_DESIGNS), ("max_tries", max_tries, 1 << 62)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= top:
+            raise SpaceError(f"{label} must be an integer from 1 to {top:,}, got {value!r}")
+    if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
+        raise SpaceError(f"seed must be a non-negative integer, got {seed!r}")
+    size = sp.input_size if input_size is None else input_size
+    if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= MAX_INPUT_SIZE:
+        raise SpaceError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r}")
+    overrides = {"flops": flops, "params": params, "acts": acts, "stages": stages}
+    sampler = _Sampler(sp, _resolve_constraints(sp, overrides), size)
+    _check_bounds(sp, sampler)
+
+    rng = np.random.default_rng(seed)
+    records: list[DesignRecord] = []
+    seen: set[tuple[Any, ...]] = set()
+    closest: list[_Near] = []
+    rejected = dict.fromkeys((*REASONS, "duplicate"), 0)
+    tries, t0 = 0, time.perf_counter()
+    while len(records) < n and tries < max_tries:
+        batch = sampler.evaluate(sampler.draw(rng, BATCH), BATCH)
+        usable = min(BATCH, max_tries - tries)
+        cut = usable
+        for i in np.flatnonzero(batch.reason[:usable] == 0).tolist():
+            key = sampler.key(batch, i)
+            if key in seen:
+                rejected["duplicate"] += 1
+                continue
+            seen.add(key)
+            name = design_name(sp.space, n, len(records))
+            records.append(sampler.record(batch, i, len(records), name))
+            if len(records) == n:
+                cut = i + 1
+                break
+        for code, count in enumerate(np.bincount(batch.reason[:cut], minlength=len(REASONS) + 1)):
+            if code:
+                rejected[REASONS[code - 1]] += int(count)
+        closest = _update_closest(sampler, batch, cut, tries, closest)
+        tries += cut
+        if progress is not None:
+            elapsed = time.perf_counter() - t0
+            progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
+    result = SampleResult(
+        space=sp.space,
+        seed=seed,
+        requested=n,
+        input_size=size,
+        constraints=sampler.constraints,
+        records=tuple(records),
+        tries=tries,
+        rejected=MappingProxyType(rejected),
+        closest=tuple(near.record for near in closest),
+    )
+    if not result.complete:
+        raise SampleError(
+            f"{sp.space}: only {len(records)} of {n} designs met the constraints in "
+            f"{tries:,} tries; relax the constraints or allow more tries",
+            result,
+        )
+    return result
+
+
+def _slug(space_name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", space_name).strip("._") or "design"
+
+
+def design_name(space_name: str, n: int, sample_id: int) -> str:
+    """Name of design `sample_id` of n from a space: the space's name and a padded id."""
+    return f"{_slug(space_name)}-{sample_id:0{max(4, len(str(n - 1)))}d}"
+
+
+def spec_file_names(space_name: str, n: int) -> list[str]:
+    """File names of the spec files of n designs (`--specs-dir`), in sample id order."""
+    return [f"{design_name(space_name, n, i)}.yaml" for i in range(n)]
+
+
+def records_to_jsonl(records: Sequence[DesignRecord]) -> str:
+    """One JSON object per line (floats in their shortest round-trip form)."""
+    return "".join(json.dumps(r.to_dict()) + "\n" for r in records)
+
+
+def records_to_csv(records: Sequence[DesignRecord]) -> str:
+    """A header and one row per record; lists (and stage lists) as compact JSON cells."""
+    if not records:
+        return ""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    rows = [r.to_dict() for r in records]
+    writer.writerow(rows[0])
+    for row in rows:
+        writer.writerow(
+            v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in row.values()
+        )
+    return buf.getvalue()
+
+
+def default_max_tries(n: int) -> int:
+    """Tries allowed by default for n designs: enough for one acceptance in 50,000 draws."""
+    return max(MIN_MAX_TRIES, TRIES_PER_DESIGN * n)
+
+
+def _update_closest(
+    sampler: _Sampler, batch: _Batch, cut: int, tries: int, closest: list[_Near]
+) -> list[_Near]:
+    """Keep the CLOSEST designs rejected only for their complexity, nearest first."""
+    codes = [_CODE[m] for m in _METRICS]
+    mine = np.flatnonzero(np.isin(batch.reason[batch.index], codes) & (batch.index < cut))
+    if mine.size == 0:
+        return closest
+    dist = sampler.distance(batch)[mine]
+    if len(closest) == CLOSEST:  # only designs nearer than the farthest kept can enter
+        nearer = dist < closest[-1].distance
+        mine, dist = mine[nearer], dist[nearer]
+    merged = list(closest)
+    for j, d in sorted(zip(mine.tolist(), dist.tolist(), strict=True), key=lambda t: t[1])[
+        :CLOSEST
+    ]:
+        i = int(batch.index[j])
+        key = sampler.key(batch, i)
+        if all(key != near.key for near in merged):  # a design drawn twice shows once
+            name = f"{_slug(sampler.space.space)}-try{tries + i}"
+            merged.append(_Near(d, tries + i, key, sampler.record(batch, i, -1, name)))
+    merged.sort(key=lambda near: (near.distance, near.draw))
+    return merged[:CLOSEST]

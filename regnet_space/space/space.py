@@ -1,0 +1,569 @@
+"""Design-space files: which spec fields are sampled, from which distributions, under which rules.
+
+A space file is YAML with a top-level ``space:`` key (its name), which is what tells it apart
+from a spec. Two families:
+
+- ``regnet``: parametric designs (depth, w0, wa, wm, group_width, bottleneck_multiplier), as
+  pycls samples them; every design goes through the quantized linear rule.
+- ``anynet``: explicit designs of ``num_stages`` stages whose width, depth, group width and
+  bottleneck multiplier are drawn per stage (the paper's AnyNetX), optionally ``shared`` by all
+  stages or ``non_decreasing`` from stage to stage.
+
+Each sampled parameter is ``{dist: D, low: L, high: H, quantum: Q}`` (pycls's quantized
+distributions, closed range) or ``{values: [...]}`` (uniform over the list). Fixed spec fields
+go under ``spec:``. Constraints bound flops, params and acts (paper convention), the stage count
+and the skipped-exponent rule; ranges are ``[LO, HI]`` or ``"LO:HI"`` with K/M/G suffixes and
+null or an empty side for no bound.
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import re
+from collections.abc import Mapping
+from decimal import Decimal, InvalidOperation
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    model_validator,
+)
+
+from ..core.errors import SpecError
+from ..core.generator import MAX_INPUT_SIZE
+from ..core.loading import (
+    format_error,
+    format_errors,
+    is_space_file,
+    is_yaml_text,
+    parse_yaml,
+    read_text_file,
+)
+from ..core.spec import MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
+
+
+class SpaceError(SpecError):
+    """A design-space file (or text, or mapping) that does not parse or breaks a rule."""
+
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+
+Number = int | float
+
+
+def _as_tuple(value: Any) -> Any:
+    # YAML gives lists; the container is converted while its items stay strictly validated.
+    return tuple(value) if isinstance(value, list) else value
+
+
+ListOf = BeforeValidator(_as_tuple)
+Dist = Literal["uniform", "log_uniform", "power2_uniform", "power2_or_log_uniform"]
+StageField = Literal["width", "depth", "group_width", "bottleneck_multiplier"]
+
+# Spec fields a regnet space may sample, in the order they are drawn; the first five are needed.
+REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
+STAGE_FIELDS: tuple[StageField, ...] = ("width", "depth", "group_width", "bottleneck_multiplier")
+INT_FIELDS = frozenset({"depth", "w0", "group_width", "width"})
+MAX_VALUES = 4096
+_SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
+_COUNT_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*")
+
+
+# ---------------------------------------------------------------------------------------------
+# Bounds: "396M:404M", [4, 4], ":5M"
+
+
+def parse_count(text: str | int | float) -> Fraction:
+    """A non-negative count with an optional K/M/G/T suffix (powers of 1000), exactly."""
+    if isinstance(text, bool):
+        raise ValueError(f"expected a number, got {text!r}")
+    if isinstance(text, (int, float)):
+        if isinstance(text, float) and not math.isfinite(text):
+            raise ValueError(f"expected a finite number, got {text!r}")
+        value = Fraction(Decimal(str(text)))
+    else:
+        m = _COUNT_RE.fullmatch(text)
+        if not m:
+            raise ValueError(f"expected a number like 400M, 3.2G or 5e6, got {text!r}")
+        try:
+            number = Decimal(m.group(1))
+        except InvalidOperation:
+            raise ValueError(f"expected a number, got {text!r}") from None
+        if abs(number.adjusted()) > 30:  # refuse before building a huge exact number
+            raise ValueError(f"expected a count below 1e30, got {text!r}")
+        value = Fraction(number) * _SUFFIXES[m.group(2).lower()]
+    if value < 0:
+        raise ValueError(f"expected a non-negative number, got {text!r}")
+    if value > 10**30:
+        raise ValueError(f"expected a count below 1e30, got {text!r}")
+    return value
+
+
+class Bounds(BaseModel):
+    """A closed integer range; None is an open side. Reads [lo, hi], "LO:HI" or one number."""
+
+    model_config = _CONFIG
+
+    lo: int | None = None
+    hi: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            return data
+        if isinstance(data, str):
+            if ":" not in data:
+                raise ValueError(f'expected "LO:HI" (either side may be empty), got {data!r}')
+            lo_text, hi_text = data.split(":", 1)
+            sides: list[Any] = [lo_text.strip() or None, hi_text.strip() or None]
+        elif isinstance(data, (list, tuple)):
+            if len(data) != 2:
+                raise ValueError(f"expected [lo, hi], got {len(data)} items")
+            sides = list(data)
+        elif isinstance(data, (int, float)) and not isinstance(data, bool):
+            sides = [data, data]
+        else:
+            raise ValueError(f'expected [lo, hi] or "LO:HI", got {type(data).__name__}')
+        try:
+            lo, hi = (None if s is None else parse_count(s) for s in sides)
+        except ValueError as exc:
+            raise ValueError(str(exc).split(", got ")[0]) from None
+        # A count is an integer: round the range inwards.
+        return {
+            "lo": None if lo is None else math.ceil(lo),
+            "hi": None if hi is None else math.floor(hi),
+        }
+
+    @model_validator(mode="after")
+    def _check(self) -> Bounds:
+        if self.lo is not None and self.hi is not None and self.lo > self.hi:
+            raise ValueError(f"empty range: {self.lo} > {self.hi}")
+        return self
+
+    def contains(self, value: int) -> bool:
+        """Whether value is inside the range."""
+        return (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi)
+
+    def __str__(self) -> str:
+        side = {None: ""}
+        return (
+            f"{side.get(self.lo, format_count(self.lo))}:{side.get(self.hi, format_count(self.hi))}"
+        )
+
+
+def format_count(value: int | None) -> str:
+    """A count the way parse_count reads it: 396M, 1.58G, 12345 (exact, never rounded)."""
+    if value is None:
+        return ""
+    for suffix, scale in (("T", 10**12), ("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= scale:
+            if value * 100 % scale:  # more than two decimals: the plain number reads better
+                break
+            text = f"{Decimal(value) / scale:f}"
+            return (text.rstrip("0").rstrip(".") if "." in text else text) + suffix
+    return str(value)
+
+
+def parse_bounds(value: Bounds | str | int | tuple[Any, Any] | list[Any] | None) -> Bounds | None:
+    """Bounds from "LO:HI", a (lo, hi) pair or one number; errors are SpaceErrors."""
+    if value is None or isinstance(value, Bounds):
+        return value
+    try:
+        return Bounds.model_validate(value)
+    except ValidationError as exc:
+        raise SpaceError(format_errors(exc, Bounds)) from None
+
+
+# ---------------------------------------------------------------------------------------------
+# Distributions
+
+
+def _decimal(x: Number) -> Decimal:
+    return Decimal(str(x))
+
+
+def _is_power2(x: Number) -> bool:
+    f = Fraction(_decimal(x))
+    if f <= 0:
+        return False
+    top, bottom = (f.numerator, f.denominator) if f >= 1 else (f.denominator, f.numerator)
+    return bottom == 1 and top & (top - 1) == 0
+
+
+class QuantizedDist(BaseModel):
+    """A number drawn from the closed range [low, high] by `dist`, on multiples of `quantum`.
+
+    uniform: uniform over the multiples; log_uniform: log-uniform draw rounded up to a
+    multiple (pycls); power2_uniform: uniform over the powers of two; power2_or_log_uniform:
+    the powers of two below `quantum` with their power2_uniform share, else log_uniform.
+    """
+
+    model_config = _CONFIG
+
+    dist: Dist
+    low: Number
+    high: Number
+    quantum: Number = 1
+
+    @model_validator(mode="after")
+    def _check(self) -> QuantizedDist:
+        d, lo, hi, q = self.dist, self.low, self.high, self.quantum
+        if q <= 0:
+            raise ValueError(f"quantum: must be positive, got {q}")
+        if lo > hi:
+            raise ValueError(f"low {lo} is above high {hi}")
+        if d != "uniform" and lo <= 0:
+            raise ValueError(f"low: {d} needs low > 0, got {lo}")
+        if d.startswith("power2") and not all(_is_power2(v) for v in (lo, hi, q)):
+            raise ValueError(f"{d}: low, high and quantum must be powers of two")
+        quantum = Fraction(_decimal(q))
+        if Fraction(_decimal(hi)) / quantum * quantum.numerator >= 2**53:
+            # Values are k * quantum with exact integer arithmetic on k (and exact floats).
+            raise ValueError(f"high / quantum is too large for exact values ({hi} / {q})")
+        if d != "power2_or_log_uniform":
+            for side, v in (("low", lo), ("high", hi)):
+                if Fraction(_decimal(v)) % quantum:
+                    raise ValueError(f"{side}: {v} is not a multiple of quantum {q}")
+        return self
+
+    @property
+    def min_value(self) -> Number:
+        return self.low
+
+    @property
+    def max_value(self) -> Number:
+        return self.high
+
+
+class ValuesDist(BaseModel):
+    """A value drawn uniformly from a list."""
+
+    model_config = _CONFIG
+
+    values: Annotated[tuple[Number, ...], ListOf] = Field(min_length=1, max_length=MAX_VALUES)
+
+    @model_validator(mode="after")
+    def _check(self) -> ValuesDist:
+        if len(set(self.values)) != len(self.values):
+            raise ValueError("values: every value must be listed once")
+        return self
+
+    @property
+    def min_value(self) -> Number:
+        return min(self.values)
+
+    @property
+    def max_value(self) -> Number:
+        return max(self.values)
+
+
+def _param_tag(value: Any) -> str | None:
+    if isinstance(value, ValuesDist) or (isinstance(value, Mapping) and "values" in value):
+        return "choice"
+    if isinstance(value, (QuantizedDist, Mapping)):
+        return "range"
+    return None
+
+
+Param = Annotated[
+    Annotated[QuantizedDist, Tag("range")] | Annotated[ValuesDist, Tag("choice")],
+    Discriminator(
+        _param_tag,
+        custom_error_type="param",
+        custom_error_message="expected {dist: ..., low: ..., high: ..., quantum: ...} "
+        "or {values: [...]}",
+    ),
+]
+
+
+def _check_int_param(name: str, p: QuantizedDist | ValuesDist) -> None:
+    """Integer spec fields need integer values: integer low, high and quantum, or int values."""
+    if name not in INT_FIELDS:
+        return
+    numbers = p.values if isinstance(p, ValuesDist) else (p.low, p.high, p.quantum)
+    if not all(isinstance(v, int) for v in numbers):
+        raise ValueError(f"{name}: an integer field needs integer values and quantum")
+
+
+# ---------------------------------------------------------------------------------------------
+# Spaces
+
+
+class Constraints(BaseModel):
+    """Rules every sampled design must meet; an absent range is no constraint."""
+
+    model_config = _CONFIG
+
+    flops: Bounds | None = None
+    params: Bounds | None = None
+    acts: Bounds | None = None
+    stages: Bounds | None = None
+    allow_skipped_exponents: bool = Field(
+        False, description="Keep regnet designs whose stage count differs from max exponent + 1."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> Constraints:
+        st = self.stages
+        if st is not None and ((st.lo or 1) > MAX_STAGES or (st.hi or 1) > MAX_STAGES):
+            raise ValueError(
+                f"constraints.stages: at most {MAX_STAGES} (write a range as [lo, hi]), got {st}"
+            )
+        return self
+
+
+class _SpaceBase(BaseModel):
+    """Fields of every space: its name, description, input size, fixed spec fields, rules."""
+
+    model_config = _CONFIG
+
+    space: str = Field(min_length=1, max_length=200, description="Name of the design space.")
+    description: str = Field("", max_length=10_000)
+    input_size: int = Field(224, ge=1, le=MAX_INPUT_SIZE)
+    spec: dict[str, Any] = Field(
+        default_factory=dict, description="Spec fields shared by every design (passed through)."
+    )
+    constraints: Constraints = Constraints()
+
+
+class RegNetSample(BaseModel):
+    """The sampled parametric fields of a regnet space."""
+
+    model_config = _CONFIG
+
+    depth: Param | None = None
+    w0: Param | None = None
+    wa: Param | None = None
+    wm: Param | None = None
+    group_width: Param | None = None
+    bottleneck_multiplier: Param | None = None
+
+    def items(self) -> tuple[tuple[str, QuantizedDist | ValuesDist], ...]:
+        """(field, distribution) of each sampled field, in drawing order."""
+        return tuple((f, p) for f in REGNET_FIELDS if (p := getattr(self, f)) is not None)
+
+
+class RegNetSpace(_SpaceBase):
+    """Parametric designs sampled field by field and generated by the quantized linear rule."""
+
+    family: Literal["regnet"]
+    sample: RegNetSample
+
+    @model_validator(mode="after")
+    def _check(self) -> RegNetSpace:
+        sampled = dict(self.sample.items())
+        _check_fixed_keys(self.spec, set(ParametricSpec.model_fields), sampled)
+        missing = [f for f in REGNET_FIELDS[:5] if f not in sampled and f not in self.spec]
+        if missing:
+            raise ValueError(f"sample: {', '.join(missing)} must be sampled or fixed under spec")
+        for name, p in sampled.items():
+            _check_int_param(name, p)
+        low = {f: p.min_value for f, p in sampled.items()}
+        where = {f: f"sample.{f}" for f in sampled}
+        base = _validated(ParametricSpec, {"name": self.space, **self.spec, **low}, where)
+        for name, p in sampled.items():
+            for v in _probe_values(p):
+                _validated(ParametricSpec, {**base.model_dump(), name: v}, where)
+        w0 = self.sample.w0
+        if isinstance(w0, QuantizedDist) and w0.dist != "power2_uniform" and w0.quantum % base.q:
+            # Every drawn w0 must be a multiple of q, so its quantum must be one.
+            raise ValueError(
+                f"sample.w0.quantum: must be a multiple of q={base.q}, got {w0.quantum}"
+            )
+        return self
+
+    def fixed_spec(self) -> ParametricSpec:
+        """A valid spec with the fixed fields and defaults (sampled fields at their low end)."""
+        low = {f: p.min_value for f, p in self.sample.items()}
+        return ParametricSpec.model_validate({"name": self.space, **self.spec, **low})
+
+
+class AnyNetStage(BaseModel):
+    """Distributions of one stage's width, depth, group width and bottleneck multiplier."""
+
+    model_config = _CONFIG
+
+    width: Param
+    depth: Param
+    group_width: Param
+    bottleneck_multiplier: Param
+
+    def items(self) -> tuple[tuple[StageField, QuantizedDist | ValuesDist], ...]:
+        """(field, distribution) of each stage field, in drawing order."""
+        return tuple((f, getattr(self, f)) for f in STAGE_FIELDS)
+
+
+class AnyNetSpace(_SpaceBase):
+    """Explicit designs of `num_stages` stages, each drawn from `per_stage` (paper's AnyNetX).
+
+    `shared` fields are drawn once per design; `non_decreasing` fields are enforced by
+    rejection, so accepted designs follow the independent draws restricted to that rule.
+    Stages whose group width does not divide the bottleneck width are rejected too.
+    """
+
+    family: Literal["anynet"]
+    num_stages: int = Field(4, ge=1, le=MAX_STAGES)
+    per_stage: AnyNetStage
+    shared: Annotated[tuple[StageField, ...], ListOf] = ()
+    non_decreasing: Annotated[tuple[StageField, ...], ListOf] = ()
+
+    @model_validator(mode="after")
+    def _check(self) -> AnyNetSpace:
+        _check_fixed_keys(self.spec, set(ExplicitSpec.model_fields), {})
+        if self.constraints.allow_skipped_exponents:
+            raise ValueError("constraints.allow_skipped_exponents: only for regnet spaces")
+        _validated(ExplicitSpec, self._fixed_data(), {})
+        for name, p in self.per_stage.items():
+            _check_int_param(name, p)
+        low = {f: p.min_value for f, p in self.per_stage.items()}
+        for name, p in self.per_stage.items():
+            for v in _probe_values(p):
+                _validated(StageSpec, {**low, name: v}, {f: f"per_stage.{f}" for f in low})
+        return self
+
+    def _fixed_data(self) -> dict[str, Any]:
+        stage = {"width": 8, "depth": 1, "group_width": 8}
+        return {"name": self.space, **self.spec, "stages": [stage]}
+
+    def fixed_spec(self) -> ExplicitSpec:
+        """A valid spec with the fixed fields and defaults (one placeholder stage)."""
+        return ExplicitSpec.model_validate(self._fixed_data())
+
+
+Space = RegNetSpace | AnyNetSpace
+
+
+def _check_fixed_keys(fixed: Mapping[str, Any], allowed: set[str], sampled: Mapping) -> None:
+    for key in fixed:
+        if key == "name":
+            raise ValueError("spec.name: designs are named after the space and their sample id")
+        if key == "stages" or key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed - {"name", "stages"}), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"spec.{key}: not a spec field this space can fix{hint}")
+        if key in sampled:
+            raise ValueError(f"spec.{key}: both fixed and sampled; keep one")
+
+
+def _validated(cls: type[BaseModel], data: dict[str, Any], where: Mapping[str, str]) -> Any:
+    """Validate `data` as `cls`; errors name the space field (`where`, default spec.FIELD)."""
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for err in exc.errors(include_url=False):
+            field = str(err["loc"][0]) if err["loc"] else ""
+            prefix = where.get(field, f"spec.{field}" if field else "spec")
+            lines.append(f"{prefix}: {format_error({**err, 'loc': err['loc'][1:]}, cls)}")
+        raise ValueError("; ".join(dict.fromkeys(lines))) from None
+
+
+def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
+    """Values whose validity as the spec field stands for every value the draw can give."""
+    if isinstance(p, ValuesDist):
+        return list(p.values)
+    if p.dist.startswith("power2"):
+        # Few values: check every power of two in range (with power2_or_log, those below q).
+        powers, v = [], Fraction(_decimal(p.low))
+        top = Fraction(_decimal(p.high if p.dist == "power2_uniform" else min(p.high, p.quantum)))
+        while v <= top:
+            powers.append(int(v) if v.denominator == 1 and isinstance(p.low, int) else float(v))
+            v *= 2
+        return [*powers, p.high]
+    return [p.low, p.high]
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+_FAMILIES: dict[str, type[RegNetSpace] | type[AnyNetSpace]] = {
+    "regnet": RegNetSpace,
+    "anynet": AnyNetSpace,
+}
+
+
+def space_from_dict(data: Any, source: str = "<dict>") -> Space:
+    """Validate a mapping as a design space (`family: regnet` or `family: anynet`)."""
+    if not isinstance(data, Mapping):
+        raise SpaceError(f"{source}: expected a mapping of space fields, got {type(data).__name__}")
+    if "space" not in data:
+        raise SpaceError(
+            f"{source}: not a design-space file (no top-level `space:` key naming the space)"
+        )
+    family = data.get("family")
+    cls = _FAMILIES.get(family) if isinstance(family, str) else None
+    if cls is None:
+        raise SpaceError(f"{source}: family: must be one of regnet, anynet, got {family!r}")
+    try:
+        return cls.model_validate(dict(data))
+    except ValidationError as exc:
+        raise SpaceError(f"{source}: {format_errors(exc, cls)}") from None
+
+
+def space_from_text(text: str, source: str = "<string>") -> Space:
+    """Parse YAML text (safely: no objects, aliases or duplicate keys) as a design space."""
+    return space_from_dict(parse_yaml(text, source, "space file", SpaceError), source)
+
+
+def load_space_file(path: str | Path) -> Space:
+    """Load and validate a YAML design-space file."""
+    p = Path(path)
+    try:
+        text = read_text_file(p, "space")
+    except SpaceError:
+        raise
+    except SpecError as exc:
+        raise SpaceError(str(exc)) from None
+    return space_from_text(text, str(p))
+
+
+def load_space(source: str | Path | Mapping[str, Any] | Space) -> Space:
+    """A space from a path, YAML text, a mapping, or a loaded space passed through."""
+    if isinstance(source, (RegNetSpace, AnyNetSpace)):
+        return source
+    if isinstance(source, Mapping):
+        return space_from_dict(source)
+    if isinstance(source, Path):
+        return load_space_file(source)
+    if isinstance(source, str):
+        return space_from_text(source) if is_yaml_text(source) else load_space_file(source)
+    raise SpaceError(f"cannot load a design space from {type(source).__name__}")
+
+
+def spec_fields_of(space: Space) -> tuple[str, ...]:
+    """The spec fields a design record carries: name, the fixed ones and the sampled ones."""
+    if isinstance(space, RegNetSpace):
+        present = {"name", "block", *space.spec, *dict(space.sample.items())}
+        return tuple(f for f in ParametricSpec.model_fields if f in present)
+    present = {"name", "block", *space.spec, "stages"}
+    return tuple(f for f in ExplicitSpec.model_fields if f in present)
+
+
+__all__ = [
+    "AnyNetSpace",
+    "Bounds",
+    "Constraints",
+    "QuantizedDist",
+    "RegNetSpace",
+    "Space",
+    "SpaceError",
+    "ValuesDist",
+    "is_space_file",
+    "load_space",
+    "load_space_file",
+    "parse_bounds",
+    "parse_count",
+    "space_from_dict",
+    "space_from_text",
+]

@@ -1,0 +1,5 @@
+"""Design-space studies: recipes, data, the trainer, the study database and its executors.
+
+Above `nn`, `space` and `analysis`; below `cli`. Torch is imported by the trainer and the
+data loaders only, so the database and its status commands start without it.
+"""
