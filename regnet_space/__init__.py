@@ -1,8 +1,8 @@
 """regnet-space: RegNet design-space parameters to exact networks, counts and studies.
 
 The design-space side (spec, plan, count) never imports torch; `build_model` does, lazily.
-The study tools (sampling, analysis, scaling, fitting) load on first use, keeping
-`import regnet_space` and the command line's start-up fast.
+Every public name loads its module on first use (the spec models, numpy and the study tools
+included), keeping `import regnet_space` and the command line's start-up fast.
 """
 
 from __future__ import annotations
@@ -10,18 +10,28 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core.complexity import Complexity, count
 from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
-from .core.generator import Plan, plan, to_explicit
-from .core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, load_spec
 
 if TYPE_CHECKING:
     from torch import nn
+
+    from .core.generator import Plan
+    from .core.spec import Spec
 
 __version__ = "0.1.0"
 
 # Public names that live in modules loaded on first access: name -> module.
 _LAZY = {
+    "Complexity": "core.complexity",
+    "count": "core.complexity",
+    "Plan": "core.generator",
+    "plan": "core.generator",
+    "to_explicit": "core.generator",
+    "ExplicitSpec": "core.spec",
+    "ParametricSpec": "core.spec",
+    "Spec": "core.spec",
+    "dump_spec": "core.spec",
+    "load_spec": "core.spec",
     "DesignRecord": "space.sampling",
     "SampleError": "space.sampling",
     "SampleResult": "space.sampling",
@@ -68,21 +78,11 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     *_LAZY,
     "BuildError",
-    "Complexity",
-    "ExplicitSpec",
     "OutputError",
-    "ParametricSpec",
-    "Plan",
     "PlanError",
     "RegNetSpaceError",
-    "Spec",
     "SpecError",
     "build_model",
-    "count",
-    "dump_spec",
-    "load_spec",
-    "plan",
-    "to_explicit",
 ]
 
 

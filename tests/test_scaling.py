@@ -123,11 +123,11 @@ def test_scaling_down() -> None:
     assert abs(s.achieved / 0.25 - 1) <= 0.10 and s.input_size < 224
 
 
-def test_written_spec_loads_back_with_its_input_size_in_a_comment() -> None:
+def test_written_spec_loads_back_with_its_input_size_as_a_field() -> None:
     s = scale_spec(load_spec(SPECS / "x016.yaml"), 4)
     text = scaled_spec_text(s)
-    assert text.startswith("# ") and f"# input_size: {s.input_size} " in text
-    assert load_spec(text) == s.spec
+    assert text.startswith("# ") and f"\ninput_size: {s.input_size}\n" in text
+    assert load_spec(text) == s.spec and s.spec.input_size == s.input_size == 240
 
 
 def test_scaled_zoo_models_build_and_run() -> None:
@@ -156,8 +156,8 @@ def test_cli_scale_writes_a_spec_the_other_commands_accept(
     assert main(["scale", str(SPECS / "y040.yaml"), "--flops-factor", "4", "-o", str(out)]) == 0
     text = capsys.readouterr().out
     assert "achieved x3.928" in text and "input size: 240" in text and str(out) in text
-    assert "# input_size: 240 " in out.read_text()
-    assert main(["report", str(out), "--input-size", "240", "--format", "json"]) == 0
+    assert "\ninput_size: 240\n" in out.read_text()
+    assert main(["report", str(out), "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert row["flops"] == scale_spec(load_spec(SPECS / "y040.yaml"), 4).flops
     # No overwrite without --force; one line, exit 2.

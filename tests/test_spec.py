@@ -507,7 +507,7 @@ TEXT_CASES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
         "explicit-with-parametric-key",
         _explicit("  - {width: 48, depth: 1, group_width: 16}\n", w0=24),
         "w0",
-        ("unknown",),
+        ("parametric or explicit (stages:), not both",),
     ),
     ("missing-required", "name: t\nblock: x\ndepth: 13\n", "w0", ("missing",)),
     ("missing-block", X_TEXT.replace("block: x\n", ""), "block", ("missing",)),
@@ -606,7 +606,7 @@ def test_unknown_key_hint_is_not_the_key_itself():
     text = _explicit("  - {width: 48, depth: 1, group_width: 16}\n", depth=3)
     with pytest.raises(SpecError) as info:
         load_spec(text)
-    _assert_one_line_spec_error(info.value, "<string>", "depth", ("unknown",))
+    _assert_one_line_spec_error(info.value, "<string>", "depth", ("not both",))
     assert "did you mean 'depth'" not in str(info.value)
 
 

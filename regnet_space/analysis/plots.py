@@ -307,4 +307,13 @@ def write_report(
     written.append(
         atomic_write_text(folder / "report.html", render_html(study, a, images, sources), force)
     )
+    if not plots:
+        # Pictures of an earlier run would sit beside a report that no longer shows them
+        # (removed only once the new report is in place).
+        for stale in (
+            "edf.png",
+            "complexity.png",
+            *(f.name for f in folder.glob("parameters-*.png")),
+        ):
+            (folder / stale).unlink(missing_ok=True)
     return written

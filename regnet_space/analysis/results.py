@@ -207,7 +207,8 @@ def _short(value: Any) -> str:
 def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     explicit = isinstance(data.get("stages"), list)
     fields = ExplicitSpec.model_fields if explicit else ParametricSpec.model_fields
-    spec = {k: v for k, v in data.items() if k in fields and v is not None}
+    # input_size is passed to the counter on its own (a CSV may hold it as a float).
+    spec = {k: v for k, v in data.items() if k in fields and v is not None and k != "input_size"}
     spec.setdefault("name", str(data.get("name") or source))
     spec.setdefault("block", "x")
     return spec

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -415,11 +416,25 @@ def space_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
 def range_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
     """One row per space and parameter: the good range and the best model's value."""
     headers = ["space", "parameter", "2.5 %", "median", "97.5 %", "best model"]
-    rows = [
-        [g.space, g.parameter, fmt(g.low), fmt(g.median), fmt(g.high), fmt(g.best)]
-        for g in a.good_ranges
-    ]
+    rows = []
+    for g in a.good_ranges:
+        # Depths, widths and group widths are whole numbers: percentiles print as integers.
+        show = _whole if _is_integer_parameter(g.parameter) else fmt
+        rows.append([g.space, g.parameter, show(g.low), show(g.median), show(g.high), show(g.best)])
     return headers, rows
+
+
+def _is_integer_parameter(name: str) -> bool:
+    """depth, w0, group_width, num_stages and AnyNet's per-stage d1, w1, g1 are integers."""
+    return name in ("depth", "w0", "group_width", "num_stages") or bool(
+        re.fullmatch(r"[dwg]\d+", name)
+    )
+
+
+def _whole(x: float | None) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "n/a"
+    return str(round(x))
 
 
 def correlation_table(a: Analysis) -> tuple[list[str], list[list[str]]]:

@@ -1,8 +1,9 @@
 """The `regnet-space` command: one module per command group, a thin layer over the Python API.
 
 Every user error is one line on stderr and exit status 2; nothing partial is written.
-The cli side may import every other side; only `build`, `convert` and `export` import torch,
-and only inside their handlers, so the design-space commands start fast.
+The cli side may import every other side, but only inside the handlers: registering a
+command imports nothing heavier than argparse (no numpy, pydantic, YAML or torch), so
+`--help`, `--version` and every command start fast.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ import os
 import sys
 from collections.abc import Sequence
 
+from .. import __version__
 from ..core.errors import RegNetSpaceError
-from . import analyze, build, interop, sample
+from . import analyze, build, interop, presets, sample
 from .args import PROG, Parser
 
 
@@ -23,20 +25,25 @@ def make_parser() -> argparse.ArgumentParser:
         prog=PROG,
         description="Turn RegNet design-space parameters into exact networks and numbers.",
         epilog="Examples:\n  regnet-space build specs/y040.yaml\n  regnet-space report specs/\n"
-        "  regnet-space report specs/ --format json --convention fvcore\n"
-        "  regnet-space sample specs/spaces/regnety.yaml --n 100 --flops 396M:404M -o s.jsonl\n"
+        "  regnet-space report specs/ --json --convention fvcore\n"
+        "  regnet-space sample regnety -n 100 --flops 396M:404M -o s.jsonl\n"
+        "  regnet-space list   # the shipped specs and spaces (y040, regnety, ...)\n"
         "  regnet-space analyze examples/zoo_errors.csv -o zoo_report\n\n"
         "Run `regnet-space COMMAND --help` for each command's options.",
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument(
+        "--version", action="version", version=f"%(prog)s {__version__}", help="print the version"
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    # Each command group registers itself; none of these modules imports torch at import time.
+    # Each command group registers itself; none of these modules imports torch, numpy or
+    # pydantic at import time (tests/test_ux_startup.py checks it).
     build.register(sub)
     sample.register(sub)
     analyze.register(sub)
     interop.register(sub)
+    presets.register(sub)
     return parser
 
 

@@ -11,14 +11,26 @@ import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.complexity import count
-from ..core.generator import plan
-from ..core.io import atomic_write_text, check_target
-from ..core.report import render_table
-from ..core.spec import ParametricSpec, Spec, dump_spec, load_spec_file, spec_from_dict
-from .args import input_size
+from ..core.errors import RegNetSpaceError
+from .args import (
+    FORCE_HELP,
+    INPUT_SIZE_HELP,
+    JSON_HELP,
+    SPEC_HELP,
+    STDIO,
+    check_output,
+    input_size,
+    int_in,
+    load_spec_argument,
+    write_output,
+)
+
+if TYPE_CHECKING:
+    from ..core.spec import Spec
+
+DEFAULT_TOLERANCE = 10.0  # percent: how far `scale` may miss the asked flop factor
 
 ANALYZE_DESCRIPTION = """\
 Compare design spaces from trained samples. Each RESULTS file (.jsonl, .csv or a JSON list)
@@ -51,12 +63,16 @@ then re-quantize (depth to an integer, widths to multiples of 8 or q, group widt
 or a multiple of 8, input size to a multiple of 4). A parametric spec stays parametric (d,
 w0, wa and the group width scaled, wm kept); an explicit one is scaled stage by stage. When
 rounding misses the flop factor by more than 2 %, nearby widths (+-15 %) and depths (+-1)
-are tried (--no-correct: pycls's rounding only). The spec has no input size: the new one is
-printed and written in a comment at the top of OUT; count and build with --input-size."""
+are tried (--no-correct: pycls's rounding only). The new input size is the scaled spec's
+`input_size` field, which report, build and export use. A result that misses the asked
+factor by more than --tolerance (10 %) is reported on stderr and in --json and exits 1
+without writing OUT, unless --allow-miss. Without -o (or with -o -) the scaled spec is the
+output on stdout and the summary goes to stderr."""
 
 SCALE_EPILOG = """\
 examples:
   regnet-space scale specs/y040.yaml --flops-factor 4 -o y040x4.yaml
+  regnet-space scale y040 --flops-factor 4 > y040x4.yaml
   regnet-space scale specs/x002.yaml --flops-factor 16 --weights dw -o x002x16.yaml
   regnet-space scale specs/y040.yaml --flops-factor 2 --alpha 1.0 --json
 
@@ -70,7 +86,8 @@ explicit; its group width, bottleneck multiplier, q and rounding are used) or a 
 list. d is the number of blocks; w0, wa, wm minimize the paper's fitting error e_fit = mean
 over blocks of |log(w_fit / w)|, where w_fit are the widths the quantized linear rule and
 the block-compatibility rule generate. e_fit = 0 means the parameters regenerate every
-width. With -o, the fitted parametric spec is written."""
+width. The fitted parametric spec (the source's input_size kept) is written to -o, or
+printed on stdout with the summary on stderr."""
 
 FIT_EPILOG = """\
 examples:
@@ -94,20 +111,21 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _percent(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a percentage of at least 0, got {text!r}")
+    return value
+
+
 def _unit_float(text: str) -> float:
     value = _positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
     if value > 1:
         raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
     return value
-
-
-def _int_in(low: int, high: int) -> Any:
-    def parse(text: str) -> int:
-        if not text.strip().isdigit() or not low <= int(text) <= high:
-            raise argparse.ArgumentTypeError(f"expected an integer from {low} to {high}")
-        return int(text)
-
-    return parse
 
 
 # ---------------------------------------------------------------------------------------------
@@ -116,17 +134,22 @@ def _int_in(low: int, high: int) -> Any:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `analyze`, `scale` and `fit` subcommands to a CLI's subparsers."""
-    raw = argparse.RawDescriptionHelpFormatter
     a = subparsers.add_parser(
         "analyze",
         help="compare design spaces: EDFs, good ranges, rank correlations, HTML report",
         description=ANALYZE_DESCRIPTION,
         epilog=ANALYZE_EPILOG,
-        formatter_class=raw,
     )
-    a.add_argument("results", nargs="+", metavar="RESULTS", help="results files")
+    a.add_argument(
+        "results",
+        nargs="+",
+        metavar="RESULTS",
+        help="results files (.jsonl, .csv, JSON list), or a shipped example's name",
+    )
     a.add_argument("--metric", default="error", help="metric column (default: error)")
-    a.add_argument("--higher-is-better", action="store_true", help="e.g. for accuracy")
+    a.add_argument(
+        "--higher-is-better", action="store_true", help="the metric is better higher (accuracy)"
+    )
     a.add_argument(
         "--space-label",
         action="append",
@@ -142,19 +165,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="sample file(s) for results that carry only an id: one for all or one per file",
     )
     a.add_argument("-o", "--output", metavar="DIR", help="write report.html, PNGs, results.json")
-    a.add_argument("--force", action="store_true", help="write into a non-empty DIR")
-    a.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    a.add_argument("--no-plots", action="store_true", help="tables-only report, no matplotlib")
-    a.add_argument("--seed", type=_int_in(0, 2**63 - 1), default=0, help="bootstrap seed (0)")
     a.add_argument(
-        "--resamples", type=_int_in(1, 1_000_000), default=2500, help="bootstrap draws (2500)"
+        "--force",
+        action="store_true",
+        help="write into a non-empty DIR, replacing the files this command writes there",
+    )
+    a.add_argument("--json", action="store_true", help=JSON_HELP)
+    a.add_argument("--no-plots", action="store_true", help="tables-only report, no matplotlib")
+    a.add_argument("--seed", type=int_in(0, 2**63 - 1), default=0, help="bootstrap seed (0)")
+    a.add_argument(
+        "--resamples", type=int_in(1, 1_000_000), default=2500, help="bootstrap draws (2500)"
     )
     a.add_argument(
         "--fraction", type=_unit_float, default=0.25, help="share of models per draw (0.25)"
     )
     a.add_argument(
         "--bins",
-        type=_int_in(1, 1000),
+        type=int_in(1, 1000),
         default=None,
         help="complexity bins of the normalization (default: sqrt of the smallest space, <= 10)",
     )
@@ -171,26 +198,33 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="scale a model's flops by the rules of 'Fast and Accurate Model Scaling'",
         description=SCALE_DESCRIPTION,
         epilog=SCALE_EPILOG,
-        formatter_class=raw,
     )
-    s.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     s.add_argument(
         "--flops-factor", type=_positive_float, required=True, metavar="S", help="flop factor"
     )
     how = s.add_mutually_exclusive_group()
     how.add_argument("--weights", metavar="W", help="scaling weights (default d1_w8_g8_r1)")
     how.add_argument("--alpha", type=_unit_float, metavar="A", help="width share e_w (0..1)")
-    s.add_argument(
-        "--input-size",
-        type=input_size,
-        default=224,
-        metavar="N",
-        help="input size of the source (default 224)",
-    )
+    s.add_argument("--input-size", type=input_size, metavar="N", help="source's " + INPUT_SIZE_HELP)
     s.add_argument("--no-correct", action="store_true", help="pycls's rounding only")
-    s.add_argument("-o", "--output", metavar="OUT", help="write the scaled spec (YAML)")
-    s.add_argument("--force", action="store_true", help="overwrite OUT")
-    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.add_argument(
+        "--tolerance",
+        type=_percent,
+        default=DEFAULT_TOLERANCE,
+        metavar="PCT",
+        help=f"largest miss of the flop factor, in percent (default {DEFAULT_TOLERANCE:g})",
+    )
+    s.add_argument(
+        "--allow-miss",
+        action="store_true",
+        help="write the scaled spec and exit 0 even when it misses the tolerance",
+    )
+    s.add_argument(
+        "-o", "--output", metavar="OUT", help="write the scaled spec (YAML); - for stdout"
+    )
+    s.add_argument("--force", action="store_true", help=FORCE_HELP)
+    s.add_argument("--json", action="store_true", help=JSON_HELP)
     s.set_defaults(func=run_scale)
 
     f = subparsers.add_parser(
@@ -198,19 +232,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="fit d, w0, wa, wm to per-block widths (a spec's or a list)",
         description=FIT_DESCRIPTION,
         epilog=FIT_EPILOG,
-        formatter_class=raw,
     )
-    f.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (YAML)")
+    f.add_argument("spec", nargs="?", metavar="SPEC", help=SPEC_HELP)
     f.add_argument("--widths", metavar="LIST", help="per-block widths: 24,56,152x4,368x7")
-    f.add_argument("--group-width", type=_int_in(1, 1 << 20), metavar="G", help="default: q")
+    f.add_argument("--group-width", type=int_in(1, 1 << 20), metavar="G", help="default: q")
     f.add_argument("--bottleneck-multiplier", type=_positive_float, metavar="BM", help="default: 1")
-    f.add_argument("--q", type=_int_in(1, 4096), metavar="Q", help="width quantum (default 8)")
+    f.add_argument("--q", type=int_in(1, 4096), metavar="Q", help="width quantum (default 8)")
     f.add_argument("--rounding", choices=("pycls", "torchvision"), help="default: pycls")
     f.add_argument("--block", choices=("x", "y"), default="x", help="block of --widths (x)")
     f.add_argument("--name", default="fitted", help="name of the spec fitted to --widths")
-    f.add_argument("-o", "--output", metavar="OUT", help="write the fitted spec (YAML)")
-    f.add_argument("--force", action="store_true", help="overwrite OUT")
-    f.add_argument("--json", action="store_true", help="print one JSON object")
+    f.add_argument(
+        "-o", "--output", metavar="OUT", help="write the fitted spec (YAML); - for stdout"
+    )
+    f.add_argument("--force", action="store_true", help=FORCE_HELP)
+    f.add_argument("--json", action="store_true", help=JSON_HELP)
     f.set_defaults(func=run_fit)
 
 
@@ -223,7 +258,10 @@ def run_analyze(args: argparse.Namespace) -> int:
     from ..analysis.plots import prepare_dir, require_matplotlib, write_report
     from ..analysis.results import load_study
     from ..analysis.stats import analyze
+    from ..core.presets import resolve
 
+    args.results = [str(resolve(r, "example")) for r in args.results]
+    _refuse_specs(args.results)
     plots = args.output is not None and not args.no_plots
     if plots:
         require_matplotlib()
@@ -263,8 +301,24 @@ def run_analyze(args: argparse.Namespace) -> int:
     return 0
 
 
+def _refuse_specs(paths: Sequence[str]) -> None:
+    """A spec or space file given as results gets a pointer to the right command."""
+    from ..analysis.results import AnalysisError
+    from ..core.loading import is_space_file
+
+    for path in paths:
+        if Path(path).suffix in (".yaml", ".yml"):
+            kind = "a design-space file" if is_space_file(path) else "a spec file"
+            raise AnalysisError(
+                f"{path}: {kind}; analyze expects results of trained models (.jsonl, .csv or "
+                "a JSON list with a metric column); see `report` for a spec's counts and "
+                "`sample` to draw designs"
+            )
+
+
 def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: list[Path]) -> str:
     from ..analysis.stats import correlation_table, fmt, range_table, space_table
+    from ..core.report import render_table
 
     a = result
     better = "lower" if a.lower_is_better else "higher"
@@ -299,13 +353,37 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
 # scale
 
 
+def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
+    """What a user must know about a scaled design: a missed target, a lost stage, a size."""
+    from ..core.generator import plan
+    from ..core.limits import MAX_BUILD_PARAMS
+
+    problems = []
+    if abs(scaled.miss) * 100 > tolerance:
+        problems.append(
+            f"missed the flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3g} "
+            f"({100 * scaled.miss:+.1f} %, tolerance {tolerance:g} %)"
+        )
+    before, after = plan(scaled.source, scaled.input_size_before), plan(scaled.spec)
+    if before.num_stages != after.num_stages:
+        problems.append(f"stages: {before.num_stages} -> {after.num_stages}")
+    if scaled.params > MAX_BUILD_PARAMS:
+        problems.append(
+            f"{scaled.params:,} parameters: over the build limit of {MAX_BUILD_PARAMS:,} "
+            "(build and export need --allow-large)"
+        )
+    return problems
+
+
 def run_scale(args: argparse.Namespace) -> int:
-    """Scale a spec and write (or show) the new one."""
+    """Scale a spec and write (or show) the new one; exit 1 on a miss beyond the tolerance."""
     from ..space.scaling import scale_spec, scaled_spec_text
 
-    spec = load_spec_file(args.spec)
-    if args.output is not None:
-        check_target(args.output, args.force)
+    spec, _ = load_spec_argument(args.spec)
+    to_stdout = args.output is None or args.output == STDIO
+    if to_stdout and args.json:
+        raise RegNetSpaceError("--json prints the summary on stdout; give -o FILE for the spec")
+    check_output(args.output, args.force)
     scaled = scale_spec(
         spec,
         args.flops_factor,
@@ -314,20 +392,40 @@ def run_scale(args: argparse.Namespace) -> int:
         input_size=args.input_size,
         correct=not args.no_correct,
     )
+    problems = _scale_problems(scaled, args.tolerance)
+    missed = abs(scaled.miss) * 100 > args.tolerance
+    write = not missed or args.allow_miss
+    for problem in problems:
+        sys.stderr.write(f"scale: {problem}\n")
+    if missed and not args.allow_miss:
+        sys.stderr.write("scale: nothing written (--allow-miss keeps such a result)\n")
     text = scaled_spec_text(scaled)
-    if args.output is not None:
-        atomic_write_text(args.output, text, args.force)
+    written = None
+    if write and not (to_stdout and args.json):
+        written = write_output(args.output or STDIO, text, args.force)
+    status = 1 if missed and not args.allow_miss else 0
     if args.json:
-        out = scaled.as_dict() | {"output": args.output}
+        out = scaled.as_dict() | {"output": written, "tolerance_percent": args.tolerance}
+        out |= {"miss_percent": 100 * scaled.miss, "on_target": not missed}
+        out |= {"problems": problems}
         sys.stdout.write(json.dumps(out) + "\n")
-        return 0
+        return status
+    sys.stderr.write(_scale_text(scaled, spec, written) if to_stdout else "")
+    if not to_stdout:
+        sys.stdout.write(_scale_text(scaled, spec, written))
+    return status
+
+
+def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
+    from ..core.report import render_table
+    from ..core.spec import ParametricSpec
+
     f = scaled.factors
     rows = [
         _spec_row("before", spec, scaled.input_size_before),
         _spec_row("after", scaled.spec, scaled.input_size),
     ]
     headers = ["", "depths", "widths", "group widths", "input", "GF", "M params", "M acts"]
-    miss = 100 * (scaled.achieved / scaled.asked - 1)
     lines = [
         f"{spec.name} -> {scaled.spec.name}  (weights {scaled.weights})",
         f"multipliers: depth x{f.depth:.3f}, width x{f.width:.3f}, group width "
@@ -342,18 +440,19 @@ def run_scale(args: argparse.Namespace) -> int:
         "",
         render_table(headers, rows, markdown=False).rstrip(),
         "",
-        f"flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3f} ({miss:+.1f} %)",
-        f"input size: {scaled.input_size} (count and build with --input-size {scaled.input_size})",
+        f"flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3f} "
+        f"({100 * scaled.miss:+.1f} %)",
+        f"input size: {scaled.input_size} (the scaled spec's input_size field)",
     ]
-    if args.output is not None:
-        lines.append(f"wrote {args.output} (input size in its header comment)")
-    else:
-        lines += ["", text.rstrip()]
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+    if written is not None:
+        lines.append(f"wrote {written}")
+    return "\n".join(lines) + "\n"
 
 
 def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
+    from ..core.complexity import count
+    from ..core.generator import plan
+
     p = plan(spec, size)
     c = count(p)
 
@@ -378,16 +477,20 @@ def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
+    from ..core.generator import plan
+    from ..core.spec import ParametricSpec, dump_spec, spec_from_dict
     from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
 
     if (args.spec is None) == (args.widths is None):
         raise FitError("give a SPEC or --widths (one of them)")
-    if args.output is not None:
-        check_target(args.output, args.force)
+    to_stdout = args.output is None or args.output == STDIO
+    if args.output == STDIO and args.json:
+        raise FitError("-o - and --json both write stdout; give -o FILE with --json")
+    check_output(args.output, args.force)
     notes: list[str] = []
     base: dict[str, Any]
     if args.spec is not None:
-        spec = load_spec_file(args.spec)
+        spec, _ = load_spec_argument(args.spec)
         widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
         if isinstance(spec, ParametricSpec):
             q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
@@ -421,24 +524,26 @@ def run_fit(args: argparse.Namespace) -> int:
         "rounding": fit.rounding,
     }
     fitted_spec = spec_from_dict({**base, **fields}, "fitted spec")
-    if args.output is not None:
-        header = (
-            f"# fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
-            f"{' (exact)' if fit.exact else ''}\n"
-        )
-        atomic_write_text(args.output, header + dump_spec(fitted_spec), args.force)
+    header = (
+        f"# fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
+        f"{' (exact)' if fit.exact else ''}\n"
+    )
+    written = None
+    if args.output is not None or not args.json:
+        written = write_output(args.output or STDIO, header + dump_spec(fitted_spec), args.force)
     if args.json:
-        out = fit.as_dict() | {"notes": notes, "output": args.output}
+        out = fit.as_dict() | {"notes": notes, "output": written}
         out["spec"] = fitted_spec.model_dump(mode="json")
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
-    sys.stdout.write(_fit_text(fit, source, notes, args.output))
+    summary = _fit_text(fit, source, notes, None if to_stdout else written)
+    (sys.stderr if to_stdout else sys.stdout).write(summary)
     return 0
 
 
 def _base_fields(spec: Spec) -> dict[str, Any]:
     keep = {"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-    keep |= {"activation", "downsample_in_first_stage"}
+    keep |= {"activation", "downsample_in_first_stage", "input_size"}
     return spec.model_dump(mode="json", include=keep)
 
 

@@ -1,29 +1,107 @@
-"""Argument types shared by every subcommand (one rule, one message)."""
+"""Argument types and helpers shared by every subcommand (one rule, one message).
+
+Light on purpose: importing this module (when the parser is made) loads no numpy, pydantic
+or YAML; the readers below import them when a command runs.
+"""
 
 from __future__ import annotations
 
 import argparse
-from typing import NoReturn
+import re
+import sys
+import textwrap
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..core.generator import MAX_INPUT_SIZE
+from ..core.limits import MAX_INPUT_SIZE
+
+if TYPE_CHECKING:
+    from ..core.spec import Spec
+
+PROG = "regnet-space"
+STDIO = "-"
+
+INPUT_SIZE_HELP = "square input side (default: the spec's input_size, 224 when it has none)"
+JSON_HELP = "print machine-readable JSON on stdout (human text, if any, goes to stderr)"
+FORCE_HELP = "overwrite existing outputs"
+ALLOW_LARGE_HELP = "build designs above the memory guard (over 1e9 parameters)"
+SPEC_HELP = "spec file (YAML), a shipped spec's name (e.g. y040; see `list`), or - for stdin"
 
 
 def input_size(text: str) -> int:
     """--input-size: a square input side from 1 to MAX_INPUT_SIZE."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be an integer, got {text!r}") from None
-    if not 1 <= value <= MAX_INPUT_SIZE:
-        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_INPUT_SIZE}, got {value}")
-    return value
+    return int_in(1, MAX_INPUT_SIZE)(text)
 
 
-PROG = "regnet-space"
+def int_in(low: int, high: int) -> Any:
+    """An integer argument from `low` to `high`; every count says the same thing when out of it."""
+
+    def parse(text: str) -> int:
+        value = text.strip()
+        if not re.fullmatch(r"[+-]?\d+", value) or not low <= int(value) <= high:
+            raise argparse.ArgumentTypeError(
+                f"expected an integer from {low:,} to {high:,}, got {text!r}"
+            )
+        return int(value)
+
+    return parse
+
+
+def load_spec_argument(argument: str) -> tuple[Spec, str]:
+    """The spec a SPEC argument names (a file, a shipped name, or - for stdin) and its source."""
+    from ..core.presets import resolve
+    from ..core.spec import load_spec_file, spec_from_text
+
+    if argument == STDIO:
+        return spec_from_text(sys.stdin.read(), "<stdin>"), "<stdin>"
+    path = resolve(argument, "spec")
+    return load_spec_file(path), str(path)
+
+
+def write_output(path: str, text: str, force: bool) -> str:
+    """Write text to a file atomically, or to stdout for `-`; the name to report."""
+    if path == STDIO:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+        return "stdout"
+    from ..core.io import atomic_write_text
+
+    atomic_write_text(path, text, force)
+    return path
+
+
+def check_output(path: str | None, force: bool) -> None:
+    """Refuse an output file before any work (nothing to check for stdout)."""
+    if path is not None and path != STDIO:
+        from ..core.io import check_target
+
+        check_target(Path(path), force)
+
+
+class Formatter(argparse.RawDescriptionHelpFormatter):
+    """Descriptions re-wrapped to the terminal; indented lines (examples, lists) kept as typed."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        out: list[str] = []
+        for block in re.split(r"\n\s*\n", text):
+            lines = block.splitlines()
+            if any(line[:1].isspace() or line.endswith(":") for line in lines):
+                out.append("\n".join(indent + line for line in lines))
+            else:
+                out.append(
+                    textwrap.fill(
+                        " ".join(lines), width, initial_indent=indent, subsequent_indent=indent
+                    )
+                )
+        return "\n\n".join(out)
 
 
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", Formatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")

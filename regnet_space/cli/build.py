@@ -4,24 +4,30 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from ..core.complexity import CONVENTIONS, Complexity
 from ..core.errors import BuildError
-from ..core.generator import Plan, to_explicit
-from ..core.io import atomic_write_text, atomic_write_with, check_target
-from ..core.report import (
-    FORMATS,
-    SpecSummary,
-    render_report,
-    render_table,
-    summarize,
-    summarize_paths,
+from ..core.limits import CONVENTIONS, FORMATS
+from .args import (
+    ALLOW_LARGE_HELP,
+    INPUT_SIZE_HELP,
+    JSON_HELP,
+    SPEC_HELP,
+    input_size,
+    load_spec_argument,
 )
-from ..core.spec import Spec, dump_spec, load_spec_file, spec_json_schema
-from .args import input_size
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..core.complexity import Complexity
+    from ..core.generator import Plan
+    from ..core.report import SpecSummary
+    from ..core.spec import Spec
+
+WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
 CONVENTION_HELP = (
     "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
@@ -63,6 +69,38 @@ def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
     return headers, rows
 
 
+def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
+    """The per-stage table as numbers: stem, each stage, head, with their counts."""
+    parts = {part.name: part for part in c.parts}
+
+    def counts(name: str) -> dict[str, int]:
+        part = parts[name]
+        return {"flops": part.flops, "params": part.params, "acts": part.acts}
+
+    rows: list[dict[str, Any]] = [
+        {"part": "stem", "width": p.stem_width, "stride": 2, "out_size": p.stem_size}
+        | counts("stem")
+    ]
+    for s in p.stages:
+        rows.append(
+            {
+                "part": f"stage{s.index + 1}",
+                "width": s.width,
+                "depth": s.depth,
+                "group_width": s.group_width,
+                "groups": s.groups,
+                "bottleneck_width": s.bottleneck_width,
+                "se_width_first": s.se_width_first,
+                "se_width": s.se_width,
+                "stride": s.stride,
+                "out_size": s.out_size,
+            }
+            | counts(f"stage{s.index + 1}")
+        )
+    rows.append({"part": "head", "width": p.num_classes, "out_size": 1} | counts("head"))
+    return rows
+
+
 def _design_line(spec: Spec) -> str:
     fields = spec.model_dump(exclude={"name", "stages"})
     # The design parameters first, in the paper's order; stem/head/input fields after.
@@ -73,6 +111,8 @@ def _design_line(spec: Spec) -> str:
 
 
 def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
+    from ..core.report import human_count, render_table
+
     p, c = summary.plan, summary.counts
     headers, rows = _stage_rows(p, c)
     lines = [
@@ -84,8 +124,8 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
         render_table(headers, rows, markdown=False).rstrip(),
         "(SE w: first block / other blocks; the first block's SE width comes from its input)",
         "",
-        f"total: {c.flops / 1e9:.1f} GF, {c.params / 1e6:.1f} M params, {c.acts / 1e6:.1f} M acts"
-        " (paper convention: 1 flop = 1 multiply-add)",
+        f"total: {human_count(c.flops, 'F')}, {human_count(c.params, ' params')}, "
+        f"{human_count(c.acts, ' acts')} (paper convention: 1 flop = 1 multiply-add)",
         f"exact: {c.flops:,} flops, {c.params:,} params, {c.acts:,} acts",
     ]
     if verification is not None:
@@ -106,9 +146,25 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
 
 
 def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
+    """Check --save before any work: a file name with a known suffix, its package installed."""
+    from ..core.io import check_target
+
     weights = Path(save)
-    if weights.suffix in (".yaml", ".yml"):
-        raise BuildError(f"{weights}: --save names the weights file (.pt, .pth or .safetensors)")
+    if save.endswith(("/", os.sep)) or weights.is_dir():
+        raise BuildError(
+            f"{save}: --save names a weights file (.pt, .pth or .safetensors), not a folder"
+        )
+    if weights.suffix not in WEIGHT_SUFFIXES:
+        got = f"not {weights.suffix}" if weights.suffix else "it has no suffix"
+        raise BuildError(f"{weights}: --save writes .pt, .pth or .safetensors; {got}")
+    if weights.suffix == ".safetensors":
+        try:
+            import safetensors.torch  # noqa: F401
+        except ImportError:
+            raise BuildError(
+                f"{weights}: saving .safetensors needs the safetensors package: "
+                "pip install 'regnet-space[safetensors]'"
+            ) from None
     # Not FILE.yaml: beside a spec's own folder that name could be the source spec itself.
     spec_path = weights.with_suffix(".resolved.yaml")
     return check_target(weights, force), check_target(spec_path, force)
@@ -117,12 +173,14 @@ def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
 def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, force: bool) -> None:
     import torch
 
+    from ..core.generator import to_explicit
+    from ..core.io import atomic_write_text, atomic_write_with
+    from ..core.spec import dump_spec
+
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if weights.suffix == ".safetensors":
-        try:
-            from safetensors.torch import save_file
-        except ImportError:
-            raise BuildError("saving .safetensors needs the safetensors package") from None
+        from safetensors.torch import save_file
+
         atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
     else:
         atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
@@ -132,33 +190,47 @@ def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, forc
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
-    spec = load_spec_file(args.spec)
-    summary = summarize(spec, args.spec, args.input_size, "paper")
+    from ..core.report import summarize
+
+    spec, source = load_spec_argument(args.spec)
+    summary = summarize(spec, source, args.input_size, "paper")
     targets = _save_targets(args.save, args.force) if args.save else None
+    progress = Progress("build")
+    progress.step("building the model")
     import torch  # torch is imported here, and only here
 
     from ..nn.model import build_model
 
-    model = build_model(summary.plan, True, force=args.force)
-    model.eval()
-    with torch.no_grad():
-        x = torch.zeros(1, spec.num_channels, args.input_size, args.input_size)
-        out = model.regnet(x, return_dict=True).last_hidden_state
-    output_shape = list(out.shape)
-    verification = None
-    if args.verify:
-        from ..nn.counters import verify
+    try:
+        model = build_model(summary.plan, True, force=args.allow_large)
+        model.eval()
+        size = summary.plan.input_size
+        progress.step("running one image")
+        with torch.no_grad():
+            x = torch.zeros(1, spec.num_channels, size, size)
+            out = model.regnet(x, return_dict=True).last_hidden_state
+        output_shape = list(out.shape)
+        verification = None
+        if args.verify:
+            from ..nn.counters import verify
 
-        verification = verify(model, summary.plan)
-    torch_checked = None
-    if args.counter == "torch":
-        from ..nn.counters import torch_check
+            progress.step("cross-checking the counts with fvcore")
+            verification = verify(model, summary.plan)
+        torch_checked = None
+        if args.counter == "torch":
+            from ..nn.counters import torch_check
 
-        torch_checked = torch_check(summary.plan)
-    if targets is not None:
-        _save(model, summary, *targets, args.force)
+            progress.step("counting with FlopCounterMode")
+            torch_checked = torch_check(summary.plan)
+        if targets is not None:
+            progress.step("saving")
+            _save(model, summary, *targets, args.force)
+    finally:
+        progress.done()
     if args.json:
         data = summary.as_dict() | {"output_shape": output_shape}
+        data["design"] = spec.model_dump(mode="json", exclude_none=True)
+        data["stages"] = _stage_records(summary.plan, summary.counts)
         if verification is not None:
             m = verification.measured
             data["verify"] = {
@@ -194,24 +266,61 @@ def cmd_build(args: argparse.Namespace) -> int:
 # report and schema
 
 
-def cmd_report(args: argparse.Namespace) -> int:
-    """One row per spec, analytic counts (and FlopCounterMode's with --counter torch)."""
-    summaries = summarize_paths(args.specs, args.input_size, args.convention)
-    if args.counter != "torch":
-        sys.stdout.write(render_report(summaries, args.format))
-        return 0
-    from ..nn.counters import torch_check
+def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], list[str]]:
+    """Every spec that loads, a line per skipped space file, a line per file that fails."""
+    from ..core.errors import RegNetSpaceError
+    from ..core.report import find_spec_files, summarize
+    from ..core.spec import load_spec_file, spec_from_text
 
-    checks = [torch_check(s.plan) for s in summaries]
-    if args.format == "json":
+    if args.specs == ["-"]:
+        spec = spec_from_text(sys.stdin.read(), "<stdin>")
+        return [summarize(spec, "<stdin>", args.input_size, args.convention)], [], []
+    files = find_spec_files(args.specs, recursive=args.recursive)
+    skipped = [
+        f"skipped {p}: a design-space file, not a spec (see `sample`)" for p in files.skipped
+    ]
+    good, bad = [], list(files.missing)
+    for path in files.specs:
+        try:
+            spec = load_spec_file(path)
+            good.append(summarize(spec, str(path), args.input_size, args.convention))
+        except RegNetSpaceError as exc:
+            message = str(exc)
+            bad.append(message if message.startswith(str(path)) else f"{path}: {message}")
+    return good, skipped, bad
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """One row per spec, analytic counts (and FlopCounterMode's with --counter torch).
+
+    Every spec that loads is reported first, then one line on stderr for each that does not;
+    the exit status is 2 when any did not.
+    """
+    from ..core.report import render_report
+
+    fmt = "json" if args.json else args.format
+    summaries, skipped, bad = _summaries(args)
+    status = 2 if bad else 0
+    checks = []
+    if args.counter == "torch" and summaries:
+        from ..nn.counters import torch_check
+
+        progress = Progress("report --counter torch", len(summaries))
+        try:
+            for i, s in enumerate(summaries):
+                checks.append(torch_check(s.plan))
+                progress.update(i + 1)
+        finally:
+            progress.done()
+    if summaries and fmt == "json" and checks:
         rows = [
             s.as_dict() | {"torch_counter": c.as_dict()}
             for s, c in zip(summaries, checks, strict=True)
         ]
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-    else:
-        sys.stdout.write(render_report(summaries, args.format))
-        if args.format != "csv":
+    elif summaries or fmt in ("json", "csv"):
+        sys.stdout.write(render_report(summaries, fmt))
+        if checks and fmt != "csv":
             agree = sum(c.ok for c in checks)
             sys.stdout.write(
                 f"FlopCounterMode (meta device): {agree}/{len(checks)} agree with "
@@ -220,11 +329,20 @@ def cmd_report(args: argparse.Namespace) -> int:
             for s, c in zip(summaries, checks, strict=True):
                 if not c.ok:
                     sys.stdout.write(f"  {s.source}: {c.summary_line()}\n")
-    return 0 if all(c.ok for c in checks) else 1
+    sys.stdout.flush()
+    for line in skipped:
+        sys.stderr.write(line + "\n")
+    for message in bad:
+        sys.stderr.write(f"regnet-space: {message}\n")
+    if status == 0 and not all(c.ok for c in checks):
+        status = 1
+    return status
 
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of the spec format."""
+    from ..core.spec import spec_json_schema
+
     sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
     return 0
 
@@ -238,15 +356,9 @@ def register(sub: Any) -> None:
         description="Build the model of SPEC, run one image through it and print the design, "
         "a per-stage table, the totals (paper convention) and the output shape.",
     )
-    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
-    b.add_argument(
-        "--input-size",
-        type=input_size,
-        default=224,
-        metavar="N",
-        help="square input side (default 224)",
-    )
-    b.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    b.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
+    b.add_argument("--input-size", type=input_size, metavar="N", help=INPUT_SIZE_HELP)
+    b.add_argument("--json", action="store_true", help=JSON_HELP)
     b.add_argument(
         "--verify",
         action="store_true",
@@ -260,33 +372,39 @@ def register(sub: Any) -> None:
         "weights_only=True; or .safetensors) and the resolved spec beside them "
         "(FILE with .resolved.yaml)",
     )
-    b.add_argument(
-        "--force",
-        action="store_true",
-        help="overwrite --save outputs; build designs too large for the default memory guard",
-    )
+    b.add_argument("--force", action="store_true", help="overwrite the --save outputs")
+    b.add_argument("--allow-large", action="store_true", help=ALLOW_LARGE_HELP)
     b.set_defaults(func=cmd_build)
 
     r = sub.add_parser(
         "report",
         help="counts of specs or folders of specs, without building models",
         description="Flops, params and activations of each spec (folders: their *.yaml files), "
-        "counted analytically.",
+        "counted analytically. Every spec that loads is reported, then one line on stderr for "
+        "each file that does not (exit status 2 if any); design-space files in a folder are "
+        "named as skipped.",
     )
-    r.add_argument("specs", nargs="+", metavar="SPEC_OR_DIR")
+    r.add_argument(
+        "specs",
+        nargs="+",
+        metavar="SPEC_OR_DIR",
+        help="spec files, folders of them, shipped spec names (y040), or - for stdin",
+    )
     r.add_argument(
         "--format", choices=FORMATS, default="table", help="output format (default table)"
     )
+    r.add_argument("--json", action="store_true", help="the same as --format json")
     r.add_argument(
-        "--input-size",
-        type=input_size,
-        default=224,
-        metavar="N",
-        help="square input side (default 224)",
+        "-r", "--recursive", action="store_true", help="also read the folders inside folders"
     )
+    r.add_argument("--input-size", type=input_size, metavar="N", help=INPUT_SIZE_HELP)
     r.add_argument("--convention", choices=CONVENTIONS, default="paper", help=CONVENTION_HELP)
     r.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
     r.set_defaults(func=cmd_report)
 
-    s = sub.add_parser("schema", help="print the JSON Schema of the spec format")
+    s = sub.add_parser(
+        "schema",
+        help="print the JSON Schema of the spec format",
+        description="Print the JSON Schema of the spec file format (both forms), for editors.",
+    )
     s.set_defaults(func=cmd_schema)

@@ -14,7 +14,13 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildError
-from .args import input_size
+from .args import ALLOW_LARGE_HELP, FORCE_HELP, INPUT_SIZE_HELP, STDIO, input_size
+from .progress import Progress
+
+EXPORT_FORMATS = ("onnx", "pt2")
+SPEC_ANY_HELP = (
+    "spec (YAML), pycls YAML, config.json, a shipped spec's name (y040), or - for a spec on stdin"
+)
 
 CONVERT_EXAMPLES = """\
 examples:
@@ -32,13 +38,14 @@ The output loads into `regnet_space.build_model(spec)` with strict=True (--to hf
 EXPORT_EXAMPLES = """\
 examples:
   regnet-space export specs/y040.yaml --format onnx                  # -> y040.onnx
-  regnet-space export specs/y040.yaml --format onnx --weights y040.safetensors -o y040.onnx
-  regnet-space export specs/x016.yaml --format pt2 --input-size 256 --fold-bn
+  regnet-space export specs/y040.yaml --weights y040.safetensors -o y040.onnx
+  regnet-space export x016 -o x016.pt2 --input-size 256 --fold-bn
   regnet-space export specs/y040.yaml --format onnx --weights regnety_040.pth --from timm
 
 The exported model takes `pixel_values` (N x C x S x S float32, any batch size N) and returns
 `logits` (or `last_hidden_state` with --no-head). It is checked against the eager model on a
-random batch (onnxruntime for ONNX, where installed) unless --no-check."""
+random batch (onnxruntime for ONNX, where installed) unless --no-check. The format is
+OUT's suffix (.onnx or .pt2) unless --format says it."""
 
 CHECK_TOLERANCE = 1e-4
 
@@ -49,7 +56,6 @@ def _libraries() -> tuple[str, ...]:
 
 def register(subparsers: Any) -> None:
     """Add `convert` and `export` to the CLI's subparsers."""
-    raw = argparse.RawDescriptionHelpFormatter
     c = subparsers.add_parser(
         "convert",
         help="convert a timm / torchvision / pycls / Hugging Face checkpoint to another layout",
@@ -57,7 +63,6 @@ def register(subparsers: Any) -> None:
         "(default: this package's, which is Hugging Face's), checking every key and shape "
         "against the model SPEC describes.",
         epilog=CONVERT_EXAMPLES,
-        formatter_class=raw,
     )
     c.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pyth/.pt/.bin/.safetensors")
     c.add_argument(
@@ -66,7 +71,7 @@ def register(subparsers: Any) -> None:
     c.add_argument(
         "--to", dest="target", default="hf", choices=_libraries(), help="output layout (hf)"
     )
-    c.add_argument("--spec", required=True, metavar="SPEC", help="spec, pycls YAML or config.json")
+    c.add_argument("--spec", required=True, metavar="SPEC", help=SPEC_ANY_HELP)
     c.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output (.safetensors, .pt, .pth)"
     )
@@ -78,7 +83,7 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="flip the stem conv's input channels (pycls checkpoints were trained on BGR)",
     )
-    c.add_argument("--force", action="store_true", help="overwrite OUT")
+    c.add_argument("--force", action="store_true", help=FORCE_HELP)
     c.set_defaults(func=cmd_convert)
 
     e = subparsers.add_parser(
@@ -87,12 +92,15 @@ def register(subparsers: Any) -> None:
         description="Build the model of SPEC (optionally with converted weights) and export it "
         "as ONNX (.onnx) or a torch.export program (.pt2), checked for equal outputs.",
         epilog=EXPORT_EXAMPLES,
-        formatter_class=raw,
     )
-    e.add_argument("spec", metavar="SPEC", help="spec, pycls YAML or config.json")
-    e.add_argument("--format", required=True, choices=("onnx", "pt2"), help="output format")
+    e.add_argument("spec", metavar="SPEC", help=SPEC_ANY_HELP)
     e.add_argument(
-        "-o", "--output", metavar="OUT", help="output file (default: SPEC's name + .onnx/.pt2)"
+        "--format",
+        choices=EXPORT_FORMATS,
+        help="output format (default: OUT's suffix; onnx without OUT)",
+    )
+    e.add_argument(
+        "-o", "--output", metavar="OUT", help="output file, .onnx or .pt2 (default: SPEC's name)"
     )
     e.add_argument("--weights", metavar="CHECKPOINT", help="weights to load (default: random)")
     e.add_argument(
@@ -103,9 +111,7 @@ def register(subparsers: Any) -> None:
         help="layout of --weights (default hf: this package's)",
     )
     e.add_argument("--bgr-to-rgb", action="store_true", help="flip the stem (pycls weights)")
-    e.add_argument(
-        "--input-size", type=input_size, default=224, metavar="N", help="square input side (224)"
-    )
+    e.add_argument("--input-size", type=input_size, metavar="N", help=INPUT_SIZE_HELP)
     e.add_argument("--no-head", action="store_true", help="export the backbone (no classifier)")
     e.add_argument(
         "--fold-bn", action="store_true", help="export the inference form (BatchNorm folded)"
@@ -114,7 +120,8 @@ def register(subparsers: Any) -> None:
         "--static-batch", action="store_true", help="fix the batch size to the example's (2)"
     )
     e.add_argument("--no-check", action="store_true", help="skip the output comparison")
-    e.add_argument("--force", action="store_true", help="overwrite OUT; build very large designs")
+    e.add_argument("--force", action="store_true", help=FORCE_HELP)
+    e.add_argument("--allow-large", action="store_true", help=ALLOW_LARGE_HELP)
     e.set_defaults(func=cmd_export)
 
 
@@ -130,9 +137,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         read_checkpoint,
         save_state_dict,
     )
-    from ..interop.configs import load_any_spec
 
-    spec = load_any_spec(args.spec)
+    spec = _load_any(args.spec)
     p = make_plan(spec)
     check_output(args.output, args.force)
     state = convert_state_dict(
@@ -154,23 +160,56 @@ def cmd_convert(args: argparse.Namespace) -> int:
     return 0
 
 
-def _default_output(spec_path: str, fmt: str) -> Path:
-    return Path(Path(spec_path).stem + "." + fmt)
+def _load_any(argument: str) -> Any:
+    """A SPEC argument of convert/export: a file of any spec form, a shipped name, or stdin."""
+    from ..core.presets import resolve
+    from ..interop.configs import load_any_spec
+
+    if argument == STDIO:
+        from ..core.spec import spec_from_text
+
+        return spec_from_text(sys.stdin.read(), "<stdin>")
+    return load_any_spec(resolve(argument, "spec"))
+
+
+def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
+    """OUT and the format: --format, else OUT's suffix; a mismatch or unknown suffix refused."""
+    if args.output is None:
+        fmt = args.format or "onnx"
+        stem = "spec" if args.spec == STDIO else Path(args.spec).stem
+        return Path(f"{stem}.{fmt}"), fmt
+    out = Path(args.output)
+    suffix = out.suffix.lstrip(".")
+    if args.format is None and suffix not in EXPORT_FORMATS:
+        raise BuildError(f"{out}: export writes .onnx or .pt2 files (or give --format)")
+    fmt = args.format or suffix
+    if suffix != fmt:
+        raise BuildError(f"{out}: --format {fmt} writes a .{fmt} file")
+    return out, fmt
 
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one model; compare its outputs with the eager model's unless --no-check."""
     from ..core.generator import plan as make_plan
     from ..core.io import check_target
-    from ..interop.configs import load_any_spec
 
-    out = Path(args.output) if args.output else _default_output(args.spec, args.format)
-    if out.suffix != f".{args.format}":
-        raise BuildError(f"{out}: --format {args.format} writes a .{args.format} file")
-    spec = load_any_spec(args.spec)
+    out, fmt = _export_target(args)
+    spec = _load_any(args.spec)
     p = make_plan(spec, args.input_size)
+    size = p.input_size
     check_target(out, args.force)
+    progress = Progress("export")
+    try:
+        return _export(args, p, out, fmt, size, progress)
+    finally:
+        progress.done()
 
+
+def _export(
+    args: argparse.Namespace, p: Any, out: Path, fmt: str, size: int, progress: Progress
+) -> int:
+    """Build, export, save and check one model (the steps shown by `progress`)."""
+    progress.step("building the model")
     import torch
 
     from ..interop.checkpoints import load_converted
@@ -187,27 +226,33 @@ def cmd_export(args: argparse.Namespace) -> int:
     head = not args.no_head
     if args.weights:
         model = load_converted(
-            p, args.weights, args.source, head=head, bgr_to_rgb=args.bgr_to_rgb, force=args.force
+            p,
+            args.weights,
+            args.source,
+            head=head,
+            bgr_to_rgb=args.bgr_to_rgb,
+            force=args.allow_large,
         )
     else:
-        model = build_model(p, head, force=args.force).eval()
+        model = build_model(p, head, force=args.allow_large).eval()
     target = (
         inference_model(model, channels_last=False, fused_kernels=False) if args.fold_bn else model
     )
     dynamic = not args.static_batch
-    x = torch.randn(2, p.num_channels, args.input_size, args.input_size)
-    if args.format == "onnx":
-        export_onnx(
-            target, out, input_size=args.input_size, dynamic_batch=dynamic, force=args.force
-        )
+    x = torch.randn(2, p.num_channels, size, size)
+    progress.step(f"exporting to {fmt}")
+    if fmt == "onnx":
+        export_onnx(target, out, input_size=size, dynamic_batch=dynamic, force=args.force)
     else:
-        program = export_program(target, input_size=args.input_size, dynamic_batch=dynamic)
+        program = export_program(target, input_size=size, dynamic_batch=dynamic)
         save_program(program, out, args.force)
     weights = args.weights or "random weights"
-    sys.stdout.write(f"{p.name}: exported {out} ({args.format}, {weights})\n")
+    progress.done()
+    sys.stdout.write(f"{p.name}: exported {out} ({fmt}, {weights})\n")
     if args.no_check:
         return 0
-    if args.format == "onnx":
+    progress.step("checking the outputs")
+    if fmt == "onnx":
         try:
             import onnxruntime  # noqa: F401
         except ImportError:
@@ -216,6 +261,7 @@ def cmd_export(args: argparse.Namespace) -> int:
         diff, runner = onnx_max_abs_diff(out, model, x), "onnxruntime"
     else:
         diff, runner = program_max_abs_diff(torch.export.load(str(out)), model, x), "torch.export"
+    progress.done()
     ok = diff <= CHECK_TOLERANCE
     verdict = "OK" if ok else f"MISMATCH (tolerance {CHECK_TOLERANCE})"
     sys.stdout.write(f"checked with {runner} on a random batch: max |diff| {diff:.2e} {verdict}\n")

@@ -15,9 +15,8 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import OutputError, RegNetSpaceError
-from ..core.io import atomic_write_text, check_target
-from ..core.spec import dump_spec
-from .args import input_size
+from .args import FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
+from .progress import Progress
 
 if TYPE_CHECKING:
     from ..space.sampling import DesignRecord, SampleError, SampleProgress, SampleResult
@@ -38,32 +37,36 @@ Ranges are LO:HI with K/M/G suffixes (powers of 1000); either side may be left o
 
 EPILOG = """\
 examples:
-  regnet-space sample specs/spaces/regnety.yaml --n 100 --flops 396M:404M --seed 0 -o s.jsonl
+  regnet-space sample regnety -n 100 --flops 396M:404M --seed 0 -o s.jsonl
+  regnet-space sample regnety -n 3 -o - | head -1
   regnet-space sample specs/spaces/regnetx.yaml --n 1000 --flops 1.58G:1.62G -o x16.csv
   regnet-space sample specs/spaces/anynetx_e.yaml --n 500 --flops 360M:400M -o e.jsonl \\
       --specs-dir e_specs
   regnet-space sample specs/spaces/regnety.yaml --n 20 --params :5M --stages 4:5 -o y.jsonl
 
-shipped spaces (specs/spaces/): regnetx, regnety (pycls's ranges), anynetx_a ... anynetx_e
-(the paper's AnyNetX spaces)."""
+shipped spaces (by name from any folder; `regnet-space list`): regnetx, regnety (pycls's
+ranges), anynetx_a ... anynetx_e (the paper's AnyNetX spaces)."""
+
+
+MAX_COUNT = 10**12
 
 
 def _count(text: str) -> int:
+    """A count of at least 1, K/M/G suffixes allowed (10K); the shared out-of-range message."""
     from ..space.space import parse_count
 
     try:
         value = parse_count(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    if value.denominator != 1 or value < 1:
-        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    except ValueError:
+        value = None
+    if value is None or value.denominator != 1 or not 1 <= value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"expected an integer from 1 to {MAX_COUNT:,}, got {text!r}"
+        ) from None
     return int(value)
 
 
-def _seed(text: str) -> int:
-    if not text.isdigit():
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
-    return int(text)
+_seed = int_in(0, 2**63 - 1)
 
 
 def _bounds(text: str) -> Bounds:
@@ -87,8 +90,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("space", metavar="SPACE", help="design-space file (YAML, specs/spaces/)")
-    p.add_argument("--n", type=_count, required=True, metavar="N", help="designs to draw")
+    p.add_argument(
+        "space",
+        metavar="SPACE",
+        help="design-space file (YAML) or a shipped space's name (regnety; see `list`)",
+    )
+    p.add_argument(
+        "-n", "--n", type=_count, required=True, metavar="N", help="designs to draw (10K ok)"
+    )
     p.add_argument("--seed", type=_seed, default=0, metavar="S", help="random seed (default 0)")
     for metric, what, example in (
         ("flops", "flops", "396M:404M"),
@@ -119,46 +128,31 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="output file: .jsonl (one JSON object per line) or .csv",
+        help="output file: .jsonl (one JSON object per line) or .csv; - for JSONL on stdout",
     )
     p.add_argument(
         "--specs-dir",
         metavar="DIR",
-        help="also write each design as a spec file in DIR (created if missing)",
+        help="also write each design as a spec file in DIR (created if missing), its "
+        "input_size included when not 224",
     )
-    p.add_argument("--force", action="store_true", help="overwrite existing outputs")
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    p.add_argument("--force", action="store_true", help=FORCE_HELP)
+    p.add_argument("--json", action="store_true", help=JSON_HELP + " (a summary of the run)")
     p.add_argument("--quiet", action="store_true", help="no progress or summary on stderr")
     p.set_defaults(func=run)
 
 
 class _Progress:
-    """A `\\r` counter on stderr, at most 10 updates a second; on a non-TTY, a line every 5 s."""
+    """Designs accepted so far, with an ETA, on a terminal only (quiet in pipes)."""
 
-    def __init__(self, stream: IO[str], enabled: bool) -> None:
-        self.stream = stream
-        self.enabled = enabled
-        self.tty = enabled and stream.isatty()
-        self.last = 0.0
-        self.shown = False
+    def __init__(self, enabled: bool) -> None:
+        self.bar = Progress("sample", enabled=enabled)
 
     def __call__(self, p: SampleProgress) -> None:
-        if not self.enabled or p.elapsed - self.last < (0.1 if self.tty else 5.0):
-            return
-        self.last = p.elapsed
-        line = (
-            f"sample: {p.accepted:,}/{p.requested:,} designs, {p.tries:,} tries "
-            f"({_percent(p.accepted, p.tries)}), {p.elapsed:.1f} s"
-        )
-        self.stream.write(f"\r{line}\033[K" if self.tty else line + "\n")
-        self.stream.flush()
-        self.shown = True
+        self.bar.update(p.accepted, p.requested, note=f"designs ({p.tries:,} tries)")
 
     def done(self) -> None:
-        if self.tty and self.shown:
-            self.stream.write("\r\033[K")
-            self.stream.flush()
-        self.shown = False
+        self.bar.done()
 
 
 def _percent(part: int, whole: int) -> str:
@@ -215,12 +209,17 @@ def _reasons(result: SampleResult) -> str:
 
 def _targets(args: argparse.Namespace, space_name: str) -> tuple[Path, Path | None, list[Path]]:
     """Check every output path before sampling, so that a long run never ends in a refusal."""
+    from ..core.io import check_target
     from ..space.sampling import spec_file_names
 
     out = Path(args.output)
-    if out.suffix not in SUFFIXES:
-        raise OutputError(f"{out}: the output must end in .jsonl or .csv")
-    check_target(out, args.force)
+    if args.output == STDIO:
+        if args.json:
+            raise OutputError("-o - writes the designs to stdout; --json would mix into them")
+    elif out.suffix not in SUFFIXES:
+        raise OutputError(f"{out}: the output must end in .jsonl or .csv (or - for stdout)")
+    else:
+        check_target(out, args.force)
     if args.specs_dir is None:
         return out, None, []
     folder = Path(args.specs_dir)
@@ -237,12 +236,15 @@ def _targets(args: argparse.Namespace, space_name: str) -> tuple[Path, Path | No
 
 def run(args: argparse.Namespace) -> int:
     """Sample, then write the records (and spec files); 0 on success."""
+    from ..core.io import atomic_write_text
+    from ..core.presets import resolve
+    from ..core.spec import dump_spec, spec_from_dict
     from ..space.sampling import SampleError, records_to_csv, records_to_jsonl, sample
     from ..space.space import load_space
 
-    space = load_space(args.space)
+    space = load_space(resolve(args.space, "space") if args.space != STDIO else sys.stdin.read())
     out, folder, spec_files = _targets(args, space.space)
-    progress = _Progress(sys.stderr, not args.quiet)
+    progress = _Progress(not args.quiet)
     t0 = time.perf_counter()
     try:
         result = sample(
@@ -267,13 +269,15 @@ def run(args: argparse.Namespace) -> int:
     if folder is not None:
         folder.mkdir(exist_ok=True)
         for path, rec in zip(spec_files, result.records, strict=True):
-            atomic_write_text(path, dump_spec(rec.to_spec()), args.force)
-    render = records_to_jsonl if out.suffix == ".jsonl" else records_to_csv
-    atomic_write_text(out, render(result.records), args.force)
+            # The design was counted at the sample's input size: the spec file says so.
+            spec = spec_from_dict(rec.to_dict_spec() | {"input_size": rec.input_size}, str(path))
+            atomic_write_text(path, dump_spec(spec), args.force)
+    render = records_to_csv if out.suffix == ".csv" else records_to_jsonl
+    written = write_output(args.output, render(result.records), args.force)
     if not args.quiet:
         sys.stderr.write(
             f"sample: {result.accepted:,} designs from {result.space} in {result.tries:,} tries "
-            f"(acceptance {_percent(result.accepted, result.tries)}), {elapsed:.2f} s -> {out}"
+            f"(acceptance {_percent(result.accepted, result.tries)}), {elapsed:.2f} s -> {written}"
             + (f" and {folder}/" if folder is not None else "")
             + "\n"
         )

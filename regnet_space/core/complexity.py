@@ -18,14 +18,11 @@ output elements of every conv and linear layer (the SE 1x1 convs included).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from .errors import PlanError
 from .generator import BlockPlan, Plan, plan
+from .limits import CONVENTIONS, Convention
 from .spec import Spec
-
-Convention = Literal["paper", "fvcore", "torchvision"]
-CONVENTIONS: tuple[Convention, ...] = ("paper", "fvcore", "torchvision")
 
 
 @dataclass(frozen=True)
@@ -147,11 +144,11 @@ def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
 def count(
     spec: Spec | Plan, input_size: int | None = None, convention: Convention = "paper"
 ) -> Complexity:
-    """Analytic flops, params and acts of a spec (at input_size, default 224) or of a plan."""
+    """Analytic flops, params and acts of a spec (at input_size, default the spec's) or a plan."""
     if isinstance(spec, Plan):
         if input_size is not None and input_size != spec.input_size:
             raise PlanError(
                 f"the plan was resolved at input size {spec.input_size}, not {input_size}"
             )
         return count_plan(spec, convention)
-    return count_plan(plan(spec, 224 if input_size is None else input_size), convention)
+    return count_plan(plan(spec, input_size), convention)

@@ -12,9 +12,8 @@ from functools import cached_property
 import numpy as np
 
 from .errors import PlanError
+from .limits import MAX_INPUT_SIZE
 from .spec import MAX_WIDTH, ExplicitSpec, ParametricSpec, Spec, StageSpec
-
-MAX_INPUT_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -237,8 +236,13 @@ def _out_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def plan(spec: Spec, input_size: int = 224) -> Plan:
-    """Resolve a spec to its frozen stage plan at a square input of side `input_size`."""
+def plan(spec: Spec, input_size: int | None = None) -> Plan:
+    """Resolve a spec to its frozen stage plan at a square input of side `input_size`.
+
+    Without `input_size`, the spec's own (its `input_size` field, default 224).
+    """
+    if input_size is None:
+        input_size = spec.input_size
     if not isinstance(input_size, int) or isinstance(input_size, bool):
         raise PlanError(f"input size must be an integer, got {input_size!r}")
     if not 1 <= input_size <= MAX_INPUT_SIZE:
@@ -300,6 +304,6 @@ def to_explicit(spec: Spec) -> ExplicitSpec:
     stage_list, _ = stage_specs(spec)
     data = spec.model_dump(
         include={"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-        | {"activation", "downsample_in_first_stage"}
+        | {"activation", "downsample_in_first_stage", "input_size"}
     )
     return ExplicitSpec.model_validate({**data, "stages": stage_list})

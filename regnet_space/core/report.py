@@ -8,16 +8,16 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from .complexity import Complexity, Convention, count_plan
 from .errors import SpecError
 from .generator import Plan, plan
+from .limits import FORMATS as FORMATS
+from .limits import Format
 from .loading import is_space_file
 from .spec import Spec, load_spec_file
 
-Format = Literal["table", "csv", "json", "markdown"]
-FORMATS: tuple[Format, ...] = ("table", "csv", "json", "markdown")
 SPEC_SUFFIXES = (".yaml", ".yml")
 
 
@@ -50,38 +50,62 @@ class SpecSummary:
         }
 
 
-def summarize(spec: Spec, source: str, input_size: int, convention: Convention) -> SpecSummary:
-    """Resolve and count one spec."""
+def summarize(
+    spec: Spec, source: str, input_size: int | None, convention: Convention
+) -> SpecSummary:
+    """Resolve and count one spec (at its own input size unless `input_size` is given)."""
     p = plan(spec, input_size)
     return SpecSummary(source, spec, p, count_plan(p, convention))
 
 
-def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
-    """Expand folders to their *.yaml/*.yml files (not recursive, sorted).
+@dataclass(frozen=True)
+class SpecFiles:
+    """What a list of files and folders holds: spec files, design-space files, problems."""
 
-    Design-space files are skipped: they live beside specs but are not specs.
+    specs: tuple[Path, ...]
+    skipped: tuple[Path, ...]  # design-space files met in folders
+    missing: tuple[str, ...]  # one-line messages, each naming its path
+
+
+def find_spec_files(inputs: Iterable[str | Path], recursive: bool = False) -> SpecFiles:
+    """Expand folders to their *.yaml/*.yml files (sorted; all levels with `recursive`).
+
+    Design-space files in folders are set aside as skipped: they live beside specs but are
+    not specs. A name that is no file here may be a shipped spec (`y040`).
     """
-    out: list[Path] = []
+    from .presets import resolve
+
+    specs: list[Path] = []
+    skipped: list[Path] = []
+    missing: list[str] = []
     for item in inputs:
-        p = Path(item)
+        p = resolve(str(item), "spec")
         if p.is_dir():
-            found = sorted(
-                c
-                for c in p.iterdir()
-                if c.suffix in SPEC_SUFFIXES and c.is_file() and not is_space_file(c)
-            )
+            pattern = "**/*" if recursive else "*"
+            found = sorted(c for c in p.glob(pattern) if c.suffix in SPEC_SUFFIXES and c.is_file())
+            spaces = [c for c in found if is_space_file(c)]
+            skipped += spaces
+            found = [c for c in found if c not in spaces]
             if not found:
-                raise SpecError(f"{p}: no spec files (*.yaml, *.yml) in this folder")
-            out.extend(found)
+                missing.append(f"{p}: no spec files (*.yaml, *.yml) in this folder")
+            specs.extend(found)
         elif p.exists():
-            out.append(p)
+            specs.append(p)
         else:
-            raise SpecError(f"{p}: no such file or folder")
-    return out
+            missing.append(f"{p}: no such file or folder")
+    return SpecFiles(tuple(specs), tuple(skipped), tuple(missing))
+
+
+def collect_spec_paths(inputs: Iterable[str | Path]) -> list[Path]:
+    """Expand folders to their spec files (not recursive, sorted); the first problem raises."""
+    files = find_spec_files(inputs)
+    if files.missing:
+        raise SpecError(files.missing[0])
+    return list(files.specs)
 
 
 def summarize_paths(
-    inputs: Iterable[str | Path], input_size: int, convention: Convention
+    inputs: Iterable[str | Path], input_size: int | None, convention: Convention
 ) -> list[SpecSummary]:
     """Load, resolve and count every spec named by `inputs` (files or folders)."""
     return [
@@ -92,6 +116,17 @@ def summarize_paths(
 
 # ---------------------------------------------------------------------------------------------
 # Rendering
+
+
+def human_count(value: int, unit: str) -> str:
+    """`4.0 GF`, `12.5 MF`, `20.6 M params`, `960.0 K params`: the prefix that fits the value.
+
+    A unit without a leading space joins the prefix (F -> GF); one with a space follows it.
+    """
+    for prefix, scale in (("G", 10**9), ("M", 10**6), ("K", 10**3)):
+        if value >= scale:
+            return f"{value / scale:.1f} {prefix}{unit}"
+    return f"{value:,} {unit.strip()}"
 
 
 def _join(values: Sequence[int]) -> str:
@@ -150,8 +185,9 @@ def render_report(summaries: Sequence[SpecSummary], fmt: Format) -> str:
         ]
         for s in summaries
     ]
-    size = summaries[0].plan.input_size if summaries else 224
-    note = f"{len(rows)} spec(s) at {size}x{size}, {conv} convention (1 flop = 1 multiply-add)\n"
+    sizes = sorted({s.plan.input_size for s in summaries}) or [224]
+    at = f"{sizes[0]}x{sizes[0]}" if len(sizes) == 1 else "input sizes " + _join(sizes)
+    note = f"{len(rows)} spec(s) at {at}, {conv} convention (1 flop = 1 multiply-add)\n"
     if fmt == "markdown":
         return render_table(headers, rows, markdown=True) + "\n" + note
     return render_table(headers, rows, markdown=False) + note

@@ -12,6 +12,8 @@ Field names are the public file format. Paper names and their meaning:
   "bottleneck ratio" b is 1 / bm: b = 1 is no bottleneck, b = 4 is bm = 0.25.
 - ``se_ratio``: squeeze-excitation width = round(se_ratio x block input width); 0 for X blocks.
 - ``rounding``: ``pycls`` (the paper's rule) or ``torchvision`` (torchvision's width rounding).
+- ``input_size``: the square input side the design is meant for (default 224); counts, builds
+  and exports use it unless an explicit input size is given.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import SpecError
+from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
 from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
@@ -42,6 +45,11 @@ Depth = Annotated[int, Field(ge=1, le=MAX_DEPTH)]
 BottleneckMultiplier = Annotated[float, Field(gt=0, le=64)]
 
 
+def _no_schema_default(schema: dict[str, Any]) -> None:
+    """Drop a default that JSON Schema cannot state (it depends on another field)."""
+    schema.pop("default", None)
+
+
 class _SpecBase(BaseModel):
     """Fields shared by both forms: block type, stem, head and input channels."""
 
@@ -54,6 +62,8 @@ class _SpecBase(BaseModel):
         ge=0,
         lt=1,
         description="SE width = round(se_ratio * block input width). Default 0.25 for y, 0 for x.",
+        # The default depends on `block` (filled in before validation): no single value to show.
+        json_schema_extra=_no_schema_default,
     )
     stem_width: Width = Field(32, description="Output channels of the 3x3 stride-2 stem.")
     num_channels: int = Field(3, ge=1, le=4096, description="Input image channels.")
@@ -63,6 +73,13 @@ class _SpecBase(BaseModel):
     activation: Activation = "relu"
     downsample_in_first_stage: bool = Field(
         True, description="Whether the first block of the first stage has stride 2."
+    )
+    input_size: int = Field(
+        DEFAULT_INPUT_SIZE,
+        ge=1,
+        le=MAX_INPUT_SIZE,
+        description="Square input side the design is meant for (default 224); counts, builds "
+        "and exports use it unless --input-size overrides it.",
     )
 
     @model_validator(mode="before")
@@ -160,6 +177,9 @@ class ExplicitSpec(_SpecBase):
 
 
 Spec = ParametricSpec | ExplicitSpec
+# Fields only the parametric form has: with `stages`, they mean the file mixes both forms.
+_PARAMETRIC_ONLY = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
+_PARAMETRIC_ONLY += ("q", "rounding")
 _SPEC_ADAPTER: TypeAdapter[Spec] = TypeAdapter(Spec)
 
 
@@ -185,6 +205,13 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
             f"{source}: a design-space file, not a spec; draw designs from it with "
             "`regnet-space sample`"
         )
+    if "stages" in data:
+        mixed = [k for k in _PARAMETRIC_ONLY if k in data]
+        if mixed:
+            also = f" (also {', '.join(mixed[1:])})" if len(mixed) > 1 else ""
+            raise SpecError(
+                f"{source}: {mixed[0]}: a spec is parametric or explicit (stages:), not both{also}"
+            )
     cls: type[ParametricSpec] | type[ExplicitSpec] = (
         ExplicitSpec if "stages" in data else ParametricSpec
     )
@@ -224,4 +251,8 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
 def dump_spec(spec: Spec) -> str:
     """The spec as YAML text that load_spec reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
+    # input_size last, and only when it is not the default: specs at 224 read as they always did.
+    size = data.pop("input_size")
+    if size != DEFAULT_INPUT_SIZE:
+        data["input_size"] = size
     return yaml.safe_dump(data, sort_keys=False)

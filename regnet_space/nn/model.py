@@ -21,6 +21,7 @@ from ..core.complexity import count_plan
 from ..core.errors import BuildError
 from ..core.generator import BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
+from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
 
 __all__ = [
@@ -43,8 +44,6 @@ __all__ = [
     "hf_config_kwargs",
 ]
 
-# 4 GB of float32 weights: larger designs are refused unless the caller forces the build.
-MAX_BUILD_PARAMS = 1_000_000_000
 
 ProblemType = Literal["regression", "single_label_classification", "multi_label_classification"]
 PROBLEM_TYPES: tuple[str, ...] = (
@@ -470,7 +469,7 @@ def build_model(
         raise BuildError(
             f"{p.name}: {n_params:,} parameters exceed the build limit of "
             f"{MAX_BUILD_PARAMS:,} ({4 * n_params / 1e9:.1f} GB of float32); "
-            "use --force / force=True to build it anyway"
+            "use --allow-large (force=True from Python) to build it anyway"
         )
     if with_head:
         return RegNetForImageClassification(

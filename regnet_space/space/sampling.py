@@ -157,6 +157,21 @@ class SampleResult:
     def acceptance_rate(self) -> float:
         return len(self.records) / self.tries if self.tries else 0.0
 
+    def __len__(self) -> int:
+        """The number of accepted designs."""
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[DesignRecord]:
+        """The accepted designs, in order."""
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        # The default repr lists every record: thousands of lines in a notebook.
+        return (
+            f"SampleResult(space={self.space!r}, {len(self.records):,}/{self.requested:,} "
+            f"designs, seed={self.seed}, input_size={self.input_size}, {self.tries:,} tries)"
+        )
+
 
 # ---------------------------------------------------------------------------------------------
 # Drawing: one distribution -> an array of values (int64 for integer fields, else float64)

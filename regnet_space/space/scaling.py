@@ -78,6 +78,11 @@ class Scaled:
         """Achieved flop factor: flops(new spec, new input) / flops(old spec, old input)."""
         return self.flops / self.flops_before
 
+    @property
+    def miss(self) -> float:
+        """Relative miss of the asked flop factor: achieved / asked - 1 (+5.49 is +549 %)."""
+        return self.achieved / self.asked - 1
+
     def as_dict(self) -> dict[str, object]:
         """Machine-readable summary (paper-convention counts)."""
         return {
@@ -191,6 +196,7 @@ def _candidate(
     spec: Spec, f: ScaleFactors, c: float, dd: int, name: str, size: int
 ) -> tuple[Spec, Complexity] | None:
     data = spec.model_dump(mode="json", exclude_none=True)
+    data["input_size"] = size
     if isinstance(spec, ParametricSpec):
         data.update(_scale_parametric(spec, f, c, dd))
     else:
@@ -198,7 +204,7 @@ def _candidate(
     data["name"] = name
     try:
         new = spec_from_dict(data, "scaled spec")
-        return new, count(new, size)
+        return new, count(new)
     except (SpecError, PlanError):
         return None
 
@@ -209,7 +215,7 @@ def scale_spec(
     *,
     weights: str | None = None,
     alpha: float | None = None,
-    input_size: int = 224,
+    input_size: int | None = None,
     correct: bool = True,
 ) -> Scaled:
     """Scale a spec's flops by about `factor` (pycls's rules), re-quantize and count.
@@ -218,8 +224,12 @@ def scale_spec(
     than TOLERANCE (rounding to multiples of 8 and of the group width can miss by 20 % on
     small models), nearby designs are tried: width multipliers within exp(+-CORRECTION) of
     the rule's and depth +-1; the nearest to the rule among the closest in flops wins.
+    The source is counted at `input_size` (default: its own); the new spec carries its new
+    input size as its `input_size` field.
     """
     f, label = scaling_factors(factor, weights, alpha)
+    if input_size is None:
+        input_size = spec.input_size
     new_size = scale_input_size(input_size, f.resolution)
     before = count(spec, input_size)
     name = f"{spec.name} x{factor:g}"[:200]
@@ -261,11 +271,10 @@ def scale_spec(
 
 
 def scaled_spec_text(scaled: Scaled) -> str:
-    """The scaled spec as YAML, its input size and provenance in comments at the top."""
+    """The scaled spec as YAML (its input size a field), its provenance in a comment on top."""
     header = (
         f"# {scaled.source.name} scaled by regnet-space scale: flops x{scaled.asked:g} asked, "
-        f"x{scaled.achieved:.3f} achieved ({scaled.weights})\n"
-        f"# input_size: {scaled.input_size} (count and build with --input-size "
-        f"{scaled.input_size}; the source was counted at {scaled.input_size_before})\n"
+        f"x{scaled.achieved:.3f} achieved ({scaled.weights}); the source was counted at "
+        f"{scaled.input_size_before}\n"
     )
     return header + dump_spec(scaled.spec)
