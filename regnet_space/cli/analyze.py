@@ -381,8 +381,8 @@ def run_scale(args: argparse.Namespace) -> int:
 
     spec, _ = load_spec_argument(args.spec)
     to_stdout = args.output is None or args.output == STDIO
-    if to_stdout and args.json:
-        raise RegNetSpaceError("--json prints the summary on stdout; give -o FILE for the spec")
+    if args.output == STDIO and args.json:
+        raise RegNetSpaceError("-o - and --json both write stdout; give -o FILE with --json")
     check_output(args.output, args.force)
     scaled = scale_spec(
         spec,
@@ -401,7 +401,7 @@ def run_scale(args: argparse.Namespace) -> int:
         sys.stderr.write("scale: nothing written (--allow-miss keeps such a result)\n")
     text = scaled_spec_text(scaled)
     written = None
-    if write and not (to_stdout and args.json):
+    if write and not (args.output is None and args.json):
         written = write_output(args.output or STDIO, text, args.force)
     status = 1 if missed and not args.allow_miss else 0
     if args.json:
@@ -444,7 +444,7 @@ def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
         f"({100 * scaled.miss:+.1f} %)",
         f"input size: {scaled.input_size} (the scaled spec's input_size field)",
     ]
-    if written is not None:
+    if written is not None and written != "stdout":
         lines.append(f"wrote {written}")
     return "\n".join(lines) + "\n"
 

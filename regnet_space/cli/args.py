@@ -85,7 +85,8 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
         out: list[str] = []
         for block in re.split(r"\n\s*\n", text):
             lines = block.splitlines()
-            if any(line[:1].isspace() or line.endswith(":") for line in lines):
+            # A heading ("examples:") or indented lines: a layout typed on purpose.
+            if lines[0].endswith(":") or any(line[:1].isspace() for line in lines):
                 out.append("\n".join(indent + line for line in lines))
             else:
                 out.append(

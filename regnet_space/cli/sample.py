@@ -88,7 +88,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="draw designs from a design space under complexity constraints",
         description=DESCRIPTION,
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
         "space",
