@@ -269,8 +269,22 @@ def test_export_takes_its_format_from_the_suffix(
 def test_force_only_overwrites_and_allow_large_lifts_the_guard(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    status, _, err = run(capsys, "build", str(SPECS / "y10b.yaml"), "--force")
-    assert status == 2 and "--allow-large" in err
+    # In a process capped at 8 GB of address space: should the guard ever give way to
+    # --force again, the 37 GB build fails there instead of taking the machine's memory.
+    import resource
+
+    def cap() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (8 << 30, 8 << 30))
+
+    done = subprocess.run(
+        [sys.executable, "-m", "regnet_space", "build", str(SPECS / "y10b.yaml"), "--force"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        preexec_fn=cap,
+    )
+    assert done.returncode == 2 and "exceed the build limit" in done.stderr
+    assert "--allow-large" in done.stderr
     for command in ("build", "export"):
         options = {
             o
