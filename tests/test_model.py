@@ -450,7 +450,9 @@ def test_too_large_design_is_refused_without_allocating(monkeypatch: pytest.Monk
     with pytest.raises(BuildError) as info:
         build_model(huge)
     msg = str(info.value)
-    assert "\n" not in msg and f"{count:,}" in msg and "--allow-large" in msg and "force=True" in msg
+    assert (
+        "\n" not in msg and f"{count:,}" in msg and "--allow-large" in msg and "force=True" in msg
+    )
     with pytest.raises(BuildError):
         build_model(huge, with_head=False)
 

@@ -164,6 +164,8 @@ def test_dash_output_writes_the_data_to_stdout_and_the_summary_to_stderr(
     status, out, err = run(capsys, "sample", "regnety", "-n", "3", "-o", "-")
     assert status == 0 and [json.loads(line)["id"] for line in out.splitlines()] == [0, 1, 2]
     assert "3 designs" in err
+    status, out, _ = run(capsys, "sample", "regnety", "-n", "3", "-o", "-", "--format", "csv")
+    assert status == 0 and out.startswith("id,name,") and len(out.splitlines()) == 4
     status, out, err = run(capsys, "fit", Y040, "-o", "-")
     assert status == 0 and load_spec(out).depth == 22 and "e_fit" in err
 

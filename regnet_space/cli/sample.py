@@ -127,7 +127,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="OUT",
-        help="output file: .jsonl (one JSON object per line) or .csv; - for JSONL on stdout",
+        help="output file: .jsonl (one JSON object per line) or .csv; - for stdout",
+    )
+    p.add_argument(
+        "--format",
+        choices=("jsonl", "csv"),
+        help="record format (default: OUT's suffix; jsonl for -)",
     )
     p.add_argument(
         "--specs-dir",
@@ -217,6 +222,8 @@ def _targets(args: argparse.Namespace, space_name: str) -> tuple[Path, Path | No
             raise OutputError("-o - writes the designs to stdout; --json would mix into them")
     elif out.suffix not in SUFFIXES:
         raise OutputError(f"{out}: the output must end in .jsonl or .csv (or - for stdout)")
+    elif args.format is not None and out.suffix != f".{args.format}":
+        raise OutputError(f"{out}: --format {args.format} writes a .{args.format} file")
     else:
         check_target(out, args.force)
     if args.specs_dir is None:
@@ -271,7 +278,8 @@ def run(args: argparse.Namespace) -> int:
             # The design was counted at the sample's input size: the spec file says so.
             spec = spec_from_dict(rec.to_dict_spec() | {"input_size": rec.input_size}, str(path))
             atomic_write_text(path, dump_spec(spec), args.force)
-    render = records_to_csv if out.suffix == ".csv" else records_to_jsonl
+    fmt = args.format or ("csv" if out.suffix == ".csv" and args.output != STDIO else "jsonl")
+    render = records_to_csv if fmt == "csv" else records_to_jsonl
     written = write_output(args.output, render(result.records), args.force)
     if not args.quiet:
         sys.stderr.write(
