@@ -116,6 +116,19 @@ def test_sample_specs_dir_writes_the_input_size(
         assert spec.input_size == 160 and count(spec).flops == record["flops"]
 
 
+def test_a_space_has_one_input_size() -> None:
+    from regnet_space import SpaceError, load_space
+
+    text = (
+        (SPECS / "spaces" / "regnetx.yaml")
+        .read_text()
+        .replace("spec:\n", "spec:\n  input_size: 160\n")
+    )
+    assert "input_size: 160" in text
+    with pytest.raises(SpaceError, match="spec.input_size: give the space's input_size"):
+        load_space(text)
+
+
 def test_fit_keeps_the_input_size(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
     src = spec_file(tmp_path, "s.yaml", TINY + "input_size: 96\n")
     status, out, err = run(capsys, "fit", str(src))

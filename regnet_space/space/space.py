@@ -447,6 +447,9 @@ def _check_fixed_keys(fixed: Mapping[str, Any], allowed: set[str], sampled: Mapp
     for key in fixed:
         if key == "name":
             raise ValueError("spec.name: designs are named after the space and their sample id")
+        if key == "input_size":
+            # One input size per space, the one the constraints are counted at.
+            raise ValueError("spec.input_size: give the space's input_size (top level) instead")
         if key == "stages" or key not in allowed:
             close = difflib.get_close_matches(key, sorted(allowed - {"name", "stages"}), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
