@@ -125,7 +125,7 @@ def test_a_space_has_one_input_size() -> None:
         .replace("spec:\n", "spec:\n  input_size: 160\n")
     )
     assert "input_size: 160" in text
-    with pytest.raises(SpaceError, match="spec.input_size: give the space's input_size"):
+    with pytest.raises(SpaceError, match=r"spec\.input_size: give the space's input_size"):
         load_space(text)
 
 
