@@ -100,9 +100,9 @@ class Formatter(argparse.RawDescriptionHelpFormatter):
 class Parser(argparse.ArgumentParser):
     """ArgumentParser whose usage errors are one line on stderr and exit status 2."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        kwargs.setdefault("formatter_class", Formatter)
-        super().__init__(*args, **kwargs)
+    def _get_formatter(self) -> argparse.HelpFormatter:
+        # One formatter for every command: wrapped prose, examples kept as typed.
+        return Formatter(prog=self.prog)
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
