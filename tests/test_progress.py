@@ -95,7 +95,7 @@ def test_build_verify_names_its_steps_on_a_terminal(specs: list[str], tmp_path: 
     status, out, terminal = on_terminal("build", specs[0], "--verify", cwd=tmp_path)
     assert status == 0 and "OK, exact" in out
     assert "build: cross-checking the counts with fvcore" in terminal
-    piped = in_pipe("build", specs[0], "--verify", cwd=tmp_path)
+    piped = in_pipe("build", specs[0], cwd=tmp_path)  # its steps, without the slow one
     assert piped.returncode == 0 and piped.stderr == ""
 
 
@@ -117,3 +117,12 @@ def test_progress_is_silent_off_a_terminal(tmp_path: Path) -> None:
         bar.step("working")
         bar.done()
     assert (tmp_path / "log").read_text() == ""
+
+
+def test_export_names_its_steps_on_a_terminal(specs: list[str], tmp_path: Path) -> None:
+    status, out, terminal = on_terminal("export", specs[0], "-o", "t.pt2", cwd=tmp_path)
+    assert status == 0 and "exported t.pt2 (pt2" in out
+    assert "export: exporting to pt2" in terminal and "export: checking the outputs" in terminal
+    (tmp_path / "t.pt2").unlink()
+    piped = in_pipe("export", specs[0], "-o", "t.pt2", "--no-check", cwd=tmp_path)
+    assert piped.returncode == 0 and piped.stderr == ""
