@@ -205,7 +205,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.add_argument("--group-width", type=_int_in(1, 1 << 20), metavar="G", help="default: q")
     f.add_argument("--bottleneck-multiplier", type=_positive_float, metavar="BM", help="default: 1")
     f.add_argument("--q", type=_int_in(1, 4096), metavar="Q", help="width quantum (default 8)")
-    f.add_argument("--rounding", choices=("pycls", "torchvision"), help="default: pycls")
+    f.add_argument("--rounding", choices=("pycls", "timm", "torchvision"), help="default: pycls")
     f.add_argument("--block", choices=("x", "y"), default="x", help="block of --widths (x)")
     f.add_argument("--name", default="fitted", help="name of the spec fitted to --widths")
     f.add_argument("-o", "--output", metavar="OUT", help="write the fitted spec (YAML)")

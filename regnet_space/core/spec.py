@@ -11,7 +11,13 @@ Field names are the public file format. Paper names and their meaning:
 - ``bottleneck_multiplier`` (bm): bottleneck width = block width x bm. The paper's
   "bottleneck ratio" b is 1 / bm: b = 1 is no bottleneck, b = 4 is bm = 0.25.
 - ``se_ratio``: squeeze-excitation width = round(se_ratio x block input width); 0 for X blocks.
-- ``rounding``: ``pycls`` (the paper's rule) or ``torchvision`` (torchvision's width rounding).
+- ``rounding``: how widths are rounded, as each peer library does it:
+  ``pycls`` (the paper's code: float64 width rule, nearest multiple of the group width),
+  ``timm`` (timm's ``generate_regnet``: the same steps in torch float32, then pycls's
+  group-width rounding, timm's ``group_min_ratio=0``) or ``torchvision`` (torchvision's
+  ``BlockParams``: float32 width rule, then "make divisible" keeping 90 %, which is also
+  timm's ``group_min_ratio=0.9``). float32 and float64 differ only where ``w0 * wm**s / q`` or
+  the exponent lands on a decimal .5 (for example w0=120, wm=2.1, q=8: 31.5).
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ MAX_DEPTH = 1000
 MAX_WIDTH = 1 << 20
 MAX_STAGES = 64
 
-Rounding = Literal["pycls", "torchvision"]
+Rounding = Literal["pycls", "timm", "torchvision"]
 Activation = Literal["relu", "silu", "gelu"]
 BlockType = Literal["x", "y"]
 
@@ -94,7 +100,11 @@ class ParametricSpec(_SpecBase):
         1.0, description="bm: bottleneck width = width * bm (the paper's b is 1 / bm)."
     )
     q: int = Field(8, ge=1, le=4096, description="Width quantum.")
-    rounding: Rounding = Field("pycls", description="Block-compatibility rounding rule.")
+    rounding: Rounding = Field(
+        "pycls",
+        description="Width rounding as pycls (float64), timm (float32) or torchvision (float32, "
+        "make-divisible) computes it.",
+    )
 
     @model_validator(mode="after")
     def _check_w0(self) -> ParametricSpec:

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
 from ..core.loading import read_text_file
 from ..core.spec import ParametricSpec, Spec
@@ -225,8 +226,15 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
     if spec.block == "y" and spec.se_ratio != 0.25:
         se["SE_R"] = spec.se_ratio
     if isinstance(spec, ParametricSpec):
-        if spec.rounding != "pycls":
-            raise InteropError(f"{spec.name}: rounding: pycls has only its own rounding rule")
+        if spec.rounding == "torchvision" or (
+            spec.rounding == "timm"
+            and make_plan(spec).stages
+            != make_plan(spec.model_copy(update={"rounding": "pycls"})).stages
+        ):
+            raise InteropError(
+                f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
+                f"different network from rounding {spec.rounding}"
+            )
         if spec.q != 8:
             raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
         if not spec.downsample_in_first_stage:
