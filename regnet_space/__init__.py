@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any
 from .core.complexity import Complexity, count
 from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
 from .core.generator import Plan, plan, to_explicit
-from .core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, load_spec
+from .core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec
+
+# Every spec form (our YAML, Hugging Face config.json, pycls YAML, shipped model names); no torch.
+from .interop.configs import load_any_spec as load_spec
 
 if TYPE_CHECKING:
     from torch import nn
@@ -49,6 +52,7 @@ _LAZY = {
     "export_program": "nn.export",
     "torch_flops": "nn.counters",
     "load_any_spec": "interop.configs",
+    "resolve_name": "core.names",
     "hf_config_from_spec": "interop.hf",
     "spec_from_hf_config": "interop.hf",
     "timm_cfg_from_spec": "interop.timm",

@@ -17,8 +17,11 @@ from ..core.complexity import count
 from ..core.generator import plan
 from ..core.io import atomic_write_text, check_target
 from ..core.report import render_table
-from ..core.spec import ParametricSpec, Spec, dump_spec, load_spec_file, spec_from_dict
+from ..core.spec import ParametricSpec, Spec, dump_spec, spec_from_dict
+from ..interop.configs import FORMS, load_any_spec
 from .args import input_size
+
+SPEC_HELP = f"the model: {FORMS}"
 
 ANALYZE_DESCRIPTION = """\
 Compare design spaces from trained samples. Each RESULTS file (.jsonl, .csv or a JSON list)
@@ -173,7 +176,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=SCALE_EPILOG,
         formatter_class=raw,
     )
-    s.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    s.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     s.add_argument(
         "--flops-factor", type=_positive_float, required=True, metavar="S", help="flop factor"
     )
@@ -200,7 +203,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         epilog=FIT_EPILOG,
         formatter_class=raw,
     )
-    f.add_argument("spec", nargs="?", metavar="SPEC", help="spec file (YAML)")
+    f.add_argument("spec", nargs="?", metavar="SPEC", help=SPEC_HELP)
     f.add_argument("--widths", metavar="LIST", help="per-block widths: 24,56,152x4,368x7")
     f.add_argument("--group-width", type=_int_in(1, 1 << 20), metavar="G", help="default: q")
     f.add_argument("--bottleneck-multiplier", type=_positive_float, metavar="BM", help="default: 1")
@@ -303,7 +306,7 @@ def run_scale(args: argparse.Namespace) -> int:
     """Scale a spec and write (or show) the new one."""
     from ..space.scaling import scale_spec, scaled_spec_text
 
-    spec = load_spec_file(args.spec)
+    spec = load_any_spec(args.spec)
     if args.output is not None:
         check_target(args.output, args.force)
     scaled = scale_spec(
@@ -387,7 +390,7 @@ def run_fit(args: argparse.Namespace) -> int:
     notes: list[str] = []
     base: dict[str, Any]
     if args.spec is not None:
-        spec = load_spec_file(args.spec)
+        spec = load_any_spec(args.spec)
         widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
         if isinstance(spec, ParametricSpec):
             q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding

@@ -18,9 +18,9 @@ from ..core.report import (
     render_report,
     render_table,
     summarize,
-    summarize_paths,
 )
-from ..core.spec import Spec, dump_spec, load_spec_file, spec_json_schema
+from ..core.spec import Spec, dump_spec, spec_json_schema
+from ..interop.configs import FORMS, load_any_spec, load_specs
 from .args import input_size
 
 CONVENTION_HELP = (
@@ -28,6 +28,8 @@ CONVENTION_HELP = (
     "free), fvcore (fvcore's default FlopCountAnalysis in eval mode: no bias, BN 2/element, "
     "pooling 1/element) or torchvision (multiply-adds only)"
 )
+
+SPEC_HELP = f"the model: {FORMS}"
 
 COUNTERS = ("analytic", "torch")
 COUNTER_HELP = (
@@ -132,7 +134,7 @@ def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, forc
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
-    spec = load_spec_file(args.spec)
+    spec = load_any_spec(args.spec)
     summary = summarize(spec, args.spec, args.input_size, "paper")
     targets = _save_targets(args.save, args.force) if args.save else None
     import torch  # torch is imported here, and only here
@@ -196,7 +198,10 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """One row per spec, analytic counts (and FlopCounterMode's with --counter torch)."""
-    summaries = summarize_paths(args.specs, args.input_size, args.convention)
+    summaries = [
+        summarize(spec, source, args.input_size, args.convention)
+        for source, spec in load_specs(args.specs)
+    ]
     if args.counter != "torch":
         sys.stdout.write(render_report(summaries, args.format))
         return 0
@@ -238,7 +243,7 @@ def register(sub: Any) -> None:
         description="Build the model of SPEC, run one image through it and print the design, "
         "a per-stage table, the totals (paper convention) and the output shape.",
     )
-    b.add_argument("spec", metavar="SPEC", help="spec file (YAML)")
+    b.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     b.add_argument(
         "--input-size",
         type=input_size,
@@ -273,7 +278,9 @@ def register(sub: Any) -> None:
         description="Flops, params and activations of each spec (folders: their *.yaml files), "
         "counted analytically.",
     )
-    r.add_argument("specs", nargs="+", metavar="SPEC_OR_DIR")
+    r.add_argument(
+        "specs", nargs="+", metavar="SPEC_OR_DIR", help=SPEC_HELP + "; or a folder of specs"
+    )
     r.add_argument(
         "--format", choices=FORMATS, default="table", help="output format (default table)"
     )

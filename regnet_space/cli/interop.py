@@ -66,7 +66,9 @@ def register(subparsers: Any) -> None:
     c.add_argument(
         "--to", dest="target", default="hf", choices=_libraries(), help="output layout (hf)"
     )
-    c.add_argument("--spec", required=True, metavar="SPEC", help="spec, pycls YAML or config.json")
+    c.add_argument(
+        "--spec", required=True, metavar="SPEC", help="spec, pycls YAML, config.json or model name"
+    )
     c.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output (.safetensors, .pt, .pth)"
     )
@@ -89,7 +91,7 @@ def register(subparsers: Any) -> None:
         epilog=EXPORT_EXAMPLES,
         formatter_class=raw,
     )
-    e.add_argument("spec", metavar="SPEC", help="spec, pycls YAML or config.json")
+    e.add_argument("spec", metavar="SPEC", help="spec, pycls YAML, config.json or model name")
     e.add_argument("--format", required=True, choices=("onnx", "pt2"), help="output format")
     e.add_argument(
         "-o", "--output", metavar="OUT", help="output file (default: SPEC's name + .onnx/.pt2)"

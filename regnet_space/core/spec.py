@@ -31,6 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 
 from .errors import SpecError
 from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
+from .names import resolve_name
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
@@ -216,9 +217,11 @@ def load_spec_file(path: str | Path) -> Spec:
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
-    """Load a spec from a path, YAML text, a mapping, or pass a spec through.
+    """Load a spec from a path, YAML text, a mapping or a shipped model name (core only).
 
-    A string is YAML text or a path as `loading.is_yaml_text` tells.
+    A string is YAML text or a path as `loading.is_yaml_text` tells; a path that does not
+    exist is looked up in the names table. `regnet_space.load_spec` (interop.configs) also
+    reads Hugging Face and pycls configs.
     """
     if isinstance(source, (ParametricSpec, ExplicitSpec)):
         return source
@@ -227,7 +230,10 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     if isinstance(source, Path):
         return load_spec_file(source)
     if isinstance(source, str):
-        return spec_from_text(source) if is_yaml_text(source) else load_spec_file(source)
+        if is_yaml_text(source):
+            return spec_from_text(source)
+        named = None if Path(source).exists() else resolve_name(source)
+        return load_spec_file(named or source)
     raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
 
 

@@ -59,7 +59,7 @@ def hf_config_from_spec(spec: Spec) -> HfRegNetConfig:
     )
 
 
-def _hf_fields(config: Mapping[str, Any] | Any) -> dict[str, Any]:
+def _hf_fields(config: Mapping[str, Any] | Any, source: str = "<config>") -> dict[str, Any]:
     """The RegNet fields of a config.json mapping or a `RegNetConfig`-like object."""
     names = [f.name for f in dataclasses.fields(HfRegNetConfig)]
     if isinstance(config, Mapping):
@@ -71,7 +71,7 @@ def _hf_fields(config: Mapping[str, Any] | Any) -> dict[str, Any]:
         data = {k: getattr(config, k) for k in names if hasattr(config, k)}
         model_type = getattr(config, "model_type", "regnet")
     if model_type != "regnet":
-        raise InteropError(f"model_type: expected regnet, got {model_type!r}")
+        raise InteropError(f"{source}: model_type: expected regnet, got {model_type!r}")
     return data
 
 
@@ -79,7 +79,7 @@ def spec_from_hf_config(
     config: Mapping[str, Any] | Any, name: str = "hf-regnet", source: str = "<config>"
 ) -> ExplicitSpec:
     """The explicit spec of a Hugging Face RegNet config (mapping or `RegNetConfig`)."""
-    data = _hf_fields(config)
+    data = _hf_fields(config, source)
     for key in ("hidden_sizes", "depths", "groups_width", "layer_type"):
         if key not in data:
             raise InteropError(f"{source}: {key}: required field is missing")

@@ -21,7 +21,12 @@ from ..core.loading import read_text_file
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
-__all__ = ["load_pycls_yaml", "pycls_yaml_from_spec", "spec_from_pycls_yaml"]
+__all__ = [
+    "load_pycls_yaml",
+    "pycls_yaml_from_spec",
+    "spec_from_pycls_dict",
+    "spec_from_pycls_yaml",
+]
 
 
 def _is_int(value: Any) -> bool:
@@ -137,6 +142,13 @@ def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | No
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise InteropError(f"{source}: {where}invalid YAML") from None
+    return spec_from_pycls_dict(data, source, name)
+
+
+def spec_from_pycls_dict(
+    data: Any, source: str = "<pycls config>", name: str | None = None
+) -> Spec:
+    """The spec of a parsed pycls config (the mapping yacs reads from its YAML)."""
     if not isinstance(data, Mapping) or "MODEL" not in data:
         raise InteropError(f"{source}: not a pycls config (no MODEL section)")
     model = _Section(data["MODEL"], "MODEL", _MODEL_KEYS, source)
