@@ -183,7 +183,7 @@ def test_a_mapping_of_no_known_form(tmp_path: Path) -> None:
         load_spec(path)
     other = tmp_path / "config.json"
     other.write_text(json.dumps({"model_type": "resnet", "hidden_sizes": [64]}))
-    with pytest.raises(RegNetSpaceError, match="config.json: model_type: expected regnet"):
+    with pytest.raises(RegNetSpaceError, match=r"config\.json: model_type: expected regnet"):
         load_spec(other)
 
 
