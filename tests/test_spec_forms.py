@@ -189,10 +189,17 @@ def test_a_mapping_of_no_known_form(tmp_path: Path) -> None:
 
 def test_a_bad_hf_config_is_one_short_line(capsys: pytest.CaptureFixture[str], tmp_path) -> None:
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({"model_type": "regnet", "hidden_sizes": [32], "depths": [1]}))
+    path.write_text(json.dumps({"model_type": "regnet", "hidden_sizes": [50], "depths": [1]}))
+    status, _, err = run(capsys, "report", str(path))  # groups_width 64 (the default): 1 group
+    assert status == 0
+    path.write_text(
+        json.dumps(
+            {"model_type": "regnet", "hidden_sizes": [50], "depths": [1], "groups_width": 16}
+        )
+    )
     status, _, err = run(capsys, "report", str(path))
     assert status == 2 and err.count("\n") == 1 and len(err) < 200
-    assert "groups_width" in err
+    assert "hidden_sizes[0]: 50 channels do not split into 3 groups" in err
 
 
 def test_a_file_wins_over_a_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
