@@ -97,10 +97,13 @@ def build_model(
     zero_init_last_bn: bool = False,
     problem_type: str | None = None,
     force: bool = False,
+    output_hidden_states: bool = False,
+    torchscript: bool = False,
 ) -> nn.Module:
     """Build the PyTorch model of a spec or plan (imports torch on first use).
 
-    See `regnet_space.model.build_model`; `force` skips the too-large-to-allocate guard.
+    See `regnet_space.nn.model.build_model`; `force` skips the too-large-to-allocate guard;
+    `output_hidden_states` and `torchscript` (tuple outputs) are transformers' switches.
     """
     from .nn.model import build_model as _build
 
@@ -110,4 +113,6 @@ def build_model(
         zero_init_last_bn=zero_init_last_bn,
         problem_type=problem_type,
         force=force,
+        output_hidden_states=output_hidden_states,
+        torchscript=torchscript,
     )
