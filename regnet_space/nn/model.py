@@ -144,6 +144,8 @@ def _output_flatten_with_keys(output: _Output) -> tuple[list[tuple[Any, Any]], l
 
 def _register_output(cls: type[_Output]) -> None:
     """Register an output type as a pytree node, so torch.export and DDP see its tensors."""
+    if cls in pytree.SUPPORTED_NODES:  # the module imported again (importlib.reload)
+        return
     pytree.register_pytree_node(
         cls,
         _output_flatten,
