@@ -226,3 +226,22 @@ def test_the_zoo_is_the_same_under_every_rule() -> None:
         assert plan(timm).stages == plan(s).stages, path.stem
         checked += 1
     assert checked >= 24
+
+
+def test_converters_refuse_a_rule_change_on_a_tie() -> None:
+    """A pycls spec on a tie has no timm config (timm would build another network), and a
+    timm spec on a tie no pycls one; off ties both convert."""
+    from regnet_space.interop.common import InteropError
+    from regnet_space.interop.pycls import pycls_yaml_from_spec
+    from regnet_space.interop.timm import timm_cfg_from_spec
+
+    tie = (27, 120, 27.51, 2.1, 8)
+    with pytest.raises(InteropError, match="rounding: timm's float32 width rule"):
+        timm_cfg_from_spec(spec(*tie, "pycls"))
+    assert timm_cfg_from_spec(spec(*tie, "timm")).group_min_ratio == 0.0
+    assert timm_cfg_from_spec(spec(*tie, "torchvision")).group_min_ratio == 0.9
+    with pytest.raises(InteropError, match="different network from rounding timm"):
+        pycls_yaml_from_spec(spec(*tie, "timm"))
+    off_tie = (22, 96, 31.41, 2.24, 64)  # RegNetY-4.0GF's design
+    assert timm_cfg_from_spec(spec(*off_tie, "pycls")).group_min_ratio == 0.0
+    assert "REGNET" in pycls_yaml_from_spec(spec(*off_tie, "timm"))
