@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
 __version__ = "0.1.0"
 
-# Public names that live in modules loaded on first access: name -> module.
+# Public names that live in modules loaded on first access: name -> "module" or "module:attr".
 _LAZY = {
     "Complexity": "core.complexity",
     "count": "core.complexity",
@@ -31,7 +31,8 @@ _LAZY = {
     "ParametricSpec": "core.spec",
     "Spec": "core.spec",
     "dump_spec": "core.spec",
-    "load_spec": "core.spec",
+    # every spec form: our YAML, Hugging Face config.json, pycls YAML, shipped model names
+    "load_spec": "interop.configs:load_any_spec",
     "DesignRecord": "space.sampling",
     "SampleError": "space.sampling",
     "SampleResult": "space.sampling",
@@ -59,6 +60,7 @@ _LAZY = {
     "export_program": "nn.export",
     "torch_flops": "nn.counters",
     "load_any_spec": "interop.configs",
+    "resolve_name": "core.names",
     "hf_config_from_spec": "interop.hf",
     "spec_from_hf_config": "interop.hf",
     "timm_cfg_from_spec": "interop.timm",
@@ -72,7 +74,8 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'regnet_space' has no attribute {name!r}")
-    return getattr(importlib.import_module(f".{module}", __name__), name)
+    module, _, attr = module.partition(":")
+    return getattr(importlib.import_module(f".{module}", __name__), attr or name)
 
 
 __all__ = [
@@ -93,10 +96,13 @@ def build_model(
     zero_init_last_bn: bool = False,
     problem_type: str | None = None,
     force: bool = False,
+    output_hidden_states: bool = False,
+    torchscript: bool = False,
 ) -> nn.Module:
     """Build the PyTorch model of a spec or plan (imports torch on first use).
 
-    See `regnet_space.model.build_model`; `force` skips the too-large-to-allocate guard.
+    See `regnet_space.nn.model.build_model`; `force` skips the too-large-to-allocate guard;
+    `output_hidden_states` and `torchscript` (tuple outputs) are transformers' switches.
     """
     from .nn.model import build_model as _build
 
@@ -106,4 +112,6 @@ def build_model(
         zero_init_last_bn=zero_init_last_bn,
         problem_type=problem_type,
         force=force,
+        output_hidden_states=output_hidden_states,
+        torchscript=torchscript,
     )

@@ -25,7 +25,11 @@ INPUT_SIZE_HELP = "square input side (default: the spec's input_size, 224 when i
 JSON_HELP = "print machine-readable JSON on stdout (human text, if any, goes to stderr)"
 FORCE_HELP = "overwrite existing outputs"
 ALLOW_LARGE_HELP = "build designs above the memory guard (over 1e9 parameters)"
-SPEC_HELP = "spec file (YAML), a shipped spec's name (e.g. y040; see `list`), or - for stdin"
+SPEC_HELP = (
+    "a spec (YAML), a Hugging Face config.json (or its folder), a pycls config, a shipped "
+    "model name as any library spells it (y040, RegNetY-4.0GF, regnety_040, regnet_y_3_2gf, "
+    "facebook/regnet-y-040; see `list`), or - for stdin"
+)
 
 
 def input_size(text: str) -> int:
@@ -48,14 +52,17 @@ def int_in(low: int, high: int) -> Any:
 
 
 def load_spec_argument(argument: str) -> tuple[Spec, str]:
-    """The spec a SPEC argument names (a file, a shipped name, or - for stdin) and its source."""
-    from ..core.presets import resolve
-    from ..core.spec import load_spec_file, spec_from_text
+    """The spec a SPEC argument names (any form load_any_spec reads, or - for stdin), its source."""
+    from ..core.loading import parse_yaml
+    from ..core.names import resolve_name
+    from ..interop.configs import load_any_spec, spec_from_any_mapping
 
-    if argument == STDIO:
-        return spec_from_text(sys.stdin.read(), "<stdin>"), "<stdin>"
-    path = resolve(argument, "spec")
-    return load_spec_file(path), str(path)
+    if argument == STDIO:  # any form whose text YAML reads (JSON included)
+        data = parse_yaml(sys.stdin.read(), "<stdin>", "spec")
+        return spec_from_any_mapping(data, "<stdin>"), "<stdin>"
+    spec = load_any_spec(argument)
+    named = None if Path(argument).exists() else resolve_name(argument)
+    return spec, str(named or argument)
 
 
 def write_output(path: str, text: str, force: bool) -> str:

@@ -270,23 +270,30 @@ def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], 
     """Every spec that loads, a line per skipped space file, a line per file that fails."""
     from ..core.errors import RegNetSpaceError
     from ..core.report import find_spec_files, summarize
-    from ..core.spec import load_spec_file, spec_from_text
 
     if args.specs == ["-"]:
-        spec = spec_from_text(sys.stdin.read(), "<stdin>")
-        return [summarize(spec, "<stdin>", args.input_size, args.convention)], [], []
-    files = find_spec_files(args.specs, recursive=args.recursive)
-    skipped = [
-        f"skipped {p}: a design-space file, not a spec (see `sample`)" for p in files.skipped
-    ]
-    good, bad = [], list(files.missing)
-    for path in files.specs:
-        try:
-            spec = load_spec_file(path)
-            good.append(summarize(spec, str(path), args.input_size, args.convention))
-        except RegNetSpaceError as exc:
-            message = str(exc)
-            bad.append(message if message.startswith(str(path)) else f"{path}: {message}")
+        spec, source = load_spec_argument("-")
+        return [summarize(spec, source, args.input_size, args.convention)], [], []
+    good, skipped, bad = [], [], []
+    for item in args.specs:
+        p = Path(item)
+        if p.is_dir() and not (p / "config.json").is_file():  # a folder of specs
+            files = find_spec_files([p], recursive=args.recursive)
+            skipped += [
+                f"skipped {f}: a design-space file, not a spec (see `sample`)"
+                for f in files.skipped
+            ]
+            bad += files.missing
+            sources = [str(f) for f in files.specs]
+        else:  # a file of any spec form, a Hugging Face snapshot folder or a shipped name
+            sources = [item]
+        for source in sources:
+            try:
+                spec, where = load_spec_argument(source)
+                good.append(summarize(spec, where, args.input_size, args.convention))
+            except RegNetSpaceError as exc:
+                message = str(exc)
+                bad.append(message if message.startswith(source) else f"{source}: {message}")
     return good, skipped, bad
 
 

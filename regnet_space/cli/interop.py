@@ -14,14 +14,18 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildError
-from .args import ALLOW_LARGE_HELP, FORCE_HELP, INPUT_SIZE_HELP, STDIO, input_size
+from .args import (
+    ALLOW_LARGE_HELP,
+    FORCE_HELP,
+    INPUT_SIZE_HELP,
+    SPEC_HELP,
+    STDIO,
+    input_size,
+    load_spec_argument,
+)
 from .progress import Progress
 
 EXPORT_FORMATS = ("onnx", "pt2")
-SPEC_ANY_HELP = (
-    "spec (YAML), pycls YAML, config.json, a shipped spec's name (y040), or - for a spec on stdin"
-)
-
 CONVERT_EXAMPLES = """\
 examples:
   regnet-space convert regnety_040.pth --from timm --spec specs/y040.yaml -o y040.safetensors
@@ -71,7 +75,7 @@ def register(subparsers: Any) -> None:
     c.add_argument(
         "--to", dest="target", default="hf", choices=_libraries(), help="output layout (hf)"
     )
-    c.add_argument("--spec", required=True, metavar="SPEC", help=SPEC_ANY_HELP)
+    c.add_argument("--spec", required=True, metavar="SPEC", help=SPEC_HELP)
     c.add_argument(
         "-o", "--output", required=True, metavar="OUT", help="output (.safetensors, .pt, .pth)"
     )
@@ -93,7 +97,7 @@ def register(subparsers: Any) -> None:
         "as ONNX (.onnx) or a torch.export program (.pt2), checked for equal outputs.",
         epilog=EXPORT_EXAMPLES,
     )
-    e.add_argument("spec", metavar="SPEC", help=SPEC_ANY_HELP)
+    e.add_argument("spec", metavar="SPEC", help=SPEC_HELP)
     e.add_argument(
         "--format",
         choices=EXPORT_FORMATS,
@@ -138,7 +142,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         save_state_dict,
     )
 
-    spec = _load_any(args.spec)
+    spec, _ = load_spec_argument(args.spec)
     p = make_plan(spec)
     check_output(args.output, args.force)
     state = convert_state_dict(
@@ -158,18 +162,6 @@ def cmd_convert(args: argparse.Namespace) -> int:
         f"{len(state)} tensors, {n_params:,} parameters{flip}\n"
     )
     return 0
-
-
-def _load_any(argument: str) -> Any:
-    """A SPEC argument of convert/export: a file of any spec form, a shipped name, or stdin."""
-    from ..core.presets import resolve
-    from ..interop.configs import load_any_spec
-
-    if argument == STDIO:
-        from ..core.spec import spec_from_text
-
-        return spec_from_text(sys.stdin.read(), "<stdin>")
-    return load_any_spec(resolve(argument, "spec"))
 
 
 def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
@@ -194,7 +186,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..core.io import check_target
 
     out, fmt = _export_target(args)
-    spec = _load_any(args.spec)
+    spec, _ = load_spec_argument(args.spec)
     p = make_plan(spec, args.input_size)
     size = p.input_size
     check_target(out, args.force)

@@ -1,4 +1,4 @@
-"""The generator: spec -> frozen stage plan (paper section 3.3; pycls and torchvision rounding).
+"""The generator: spec -> frozen stage plan (paper section 3.3; pycls, timm, torchvision rules).
 
 Pure functions of numbers; numpy only (no torch), so design-space tools start fast.
 """
@@ -158,11 +158,62 @@ class Plan:
 # Steps 1-4: the quantized linear rule
 
 
-def quantized_linear(depth: int, w0: int, wa: float, wm: float, q: int) -> Generation:
-    """Per-block continuous widths, exponents and quantized widths (numpy float64, half-even)."""
-    u = np.arange(depth) * wa + w0
-    s = np.round(np.log(u / w0) / np.log(wm))
-    w = np.round(w0 * np.power(wm, s) / q) * q
+# The rules whose width step runs in float32, as timm's `generate_regnet` and torchvision's
+# `BlockParams.from_init_params` compute it with torch tensors (pycls uses numpy float64).
+FLOAT32_ROUNDINGS = frozenset({"timm", "torchvision"})
+_F32 = np.float32
+
+
+def _log_f32(x: np.ndarray) -> np.ndarray:
+    """float32 natural log, correctly rounded (float64 log rounded once to float32)."""
+    return np.log(np.asarray(x, dtype=np.float64)).astype(_F32)
+
+
+def width_exponents(
+    j: np.ndarray, w0: np.ndarray, wa: np.ndarray, wm: np.ndarray, float32: bool
+) -> np.ndarray:
+    """s_j = round(log(u_j / w0) / log(wm)), u_j = w0 + wa * j, half to even (float64 array).
+
+    float64 is pycls's numpy arithmetic. float32 is torch's: every operand a float32 (the
+    Python scalars w0, wa and math.log(wm) converted once), every operation rounded to float32.
+    """
+    if not float32:
+        u = j * wa + w0
+        return np.round(np.log(u / w0) / np.log(wm))
+    w0f = np.asarray(w0, dtype=np.float64).astype(_F32)
+    u = np.asarray(j, dtype=np.float64).astype(_F32) * np.asarray(wa, dtype=_F32) + w0f
+    log_wm = np.log(np.asarray(wm, dtype=np.float64)).astype(_F32)
+    return np.round(_log_f32(u / w0f) / log_wm).astype(np.float64)
+
+
+def quantize_widths(
+    w0: np.ndarray, wm: np.ndarray, s: np.ndarray, q: int, float32: bool
+) -> np.ndarray:
+    """w = round(w0 * wm**s / q) * q (float64 array), in pycls's float64 or torch's float32."""
+    if not float32:
+        return np.round(w0 * np.power(wm, s) / q) * q
+    wm32 = np.asarray(wm, dtype=np.float64).astype(_F32).astype(np.float64)
+    with np.errstate(over="ignore", invalid="ignore"):  # too wide: inf, refused by the caller
+        power = np.power(wm32, s).astype(_F32)  # torch.pow(wm, s), correctly rounded
+        w0f = np.asarray(w0, dtype=np.float64).astype(_F32)
+        w = np.round(w0f * power / _F32(q)) * _F32(q)
+    return w.astype(np.float64)
+
+
+def quantized_linear(
+    depth: int, w0: int, wa: float, wm: float, q: int, float32: bool = False
+) -> Generation:
+    """Per-block continuous widths, exponents and quantized widths (half to even).
+
+    float32=False is pycls's numpy float64; True is timm's and torchvision's torch float32,
+    which rounds the other way where a product or exponent lands on a decimal .5.
+    """
+    j = np.arange(depth)
+    u = j * wa + w0
+    if float32:
+        u = (j.astype(_F32) * _F32(wa) + _F32(w0)).astype(np.float64)
+    s = width_exponents(j, w0, wa, wm, float32)
+    w = quantize_widths(w0, wm, s, q, float32)
     if not np.all(np.isfinite(w)) or w.max() > MAX_WIDTH:
         raise PlanError(f"the width rule gives widths above {MAX_WIDTH}; lower wa or wm")
     widths = w.astype(np.int64)
@@ -203,12 +254,15 @@ def adjust_torchvision(width: int, bm: float, group_width: int) -> tuple[int, in
     return int(new_v / bm), g
 
 
-_ADJUST = {"pycls": adjust_pycls, "torchvision": adjust_torchvision}
+# timm's group_min_ratio 0 is pycls's rule (bm <= 1; timm has no lcm for bm > 1), 0.9
+# torchvision's make-divisible.
+_ADJUST = {"pycls": adjust_pycls, "timm": adjust_pycls, "torchvision": adjust_torchvision}
 
 
 def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation]:
     """Stages of a parametric spec after the width rule and block compatibility."""
-    gen = quantized_linear(spec.depth, spec.w0, spec.wa, spec.wm, spec.q)
+    float32 = spec.rounding in FLOAT32_ROUNDINGS
+    gen = quantized_linear(spec.depth, spec.w0, spec.wa, spec.wm, spec.q, float32)
     widths, counts = np.unique(np.asarray(gen.quantized_widths), return_counts=True)
     adjust = _ADJUST[spec.rounding]
     stages = []

@@ -11,7 +11,13 @@ Field names are the public file format. Paper names and their meaning:
 - ``bottleneck_multiplier`` (bm): bottleneck width = block width x bm. The paper's
   "bottleneck ratio" b is 1 / bm: b = 1 is no bottleneck, b = 4 is bm = 0.25.
 - ``se_ratio``: squeeze-excitation width = round(se_ratio x block input width); 0 for X blocks.
-- ``rounding``: ``pycls`` (the paper's rule) or ``torchvision`` (torchvision's width rounding).
+- ``rounding``: how widths are rounded, as each peer library does it:
+  ``pycls`` (the paper's code: float64 width rule, nearest multiple of the group width),
+  ``timm`` (timm's ``generate_regnet``: the same steps in torch float32, then pycls's
+  group-width rounding, timm's ``group_min_ratio=0``) or ``torchvision`` (torchvision's
+  ``BlockParams``: float32 width rule, then "make divisible" keeping 90 %, which is also
+  timm's ``group_min_ratio=0.9``). float32 and float64 differ only where ``w0 * wm**s / q`` or
+  the exponent lands on a decimal .5 (for example w0=120, wm=2.1, q=8: 31.5).
 - ``input_size``: the square input side the design is meant for (default 224); counts, builds
   and exports use it unless an explicit input size is given.
 """
@@ -28,13 +34,14 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from .errors import SpecError
 from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
 from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
+from .names import resolve_name
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
 MAX_WIDTH = 1 << 20
 MAX_STAGES = 64
 
-Rounding = Literal["pycls", "torchvision"]
+Rounding = Literal["pycls", "timm", "torchvision"]
 Activation = Literal["relu", "silu", "gelu"]
 BlockType = Literal["x", "y"]
 
@@ -111,7 +118,11 @@ class ParametricSpec(_SpecBase):
         1.0, description="bm: bottleneck width = width * bm (the paper's b is 1 / bm)."
     )
     q: int = Field(8, ge=1, le=4096, description="Width quantum.")
-    rounding: Rounding = Field("pycls", description="Block-compatibility rounding rule.")
+    rounding: Rounding = Field(
+        "pycls",
+        description="Width rounding as pycls (float64), timm (float32) or torchvision (float32, "
+        "make-divisible) computes it.",
+    )
 
     @model_validator(mode="after")
     def _check_w0(self) -> ParametricSpec:
@@ -233,9 +244,11 @@ def load_spec_file(path: str | Path) -> Spec:
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
-    """Load a spec from a path, YAML text, a mapping, or pass a spec through.
+    """Load a spec from a path, YAML text, a mapping or a shipped model name (core only).
 
-    A string is YAML text or a path as `loading.is_yaml_text` tells.
+    A string is YAML text or a path as `loading.is_yaml_text` tells; a path that does not
+    exist is looked up in the names table. `regnet_space.load_spec` (interop.configs) also
+    reads Hugging Face and pycls configs.
     """
     if isinstance(source, (ParametricSpec, ExplicitSpec)):
         return source
@@ -244,7 +257,10 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     if isinstance(source, Path):
         return load_spec_file(source)
     if isinstance(source, str):
-        return spec_from_text(source) if is_yaml_text(source) else load_spec_file(source)
+        if is_yaml_text(source):
+            return spec_from_text(source)
+        named = None if Path(source).exists() else resolve_name(source)
+        return load_spec_file(named or source)
     raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
 
 

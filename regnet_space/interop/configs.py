@@ -1,29 +1,106 @@
-"""Any spec form from a file: our YAML, a pycls config or a Hugging Face config.json."""
+"""One spec input everywhere: our YAML, a Hugging Face config.json, a pycls config, a model name.
+
+This is the loader behind the public `regnet_space.load_spec` and every command that takes a
+SPEC. It lives here, above `core`, because the Hugging Face and pycls readers are interop's;
+`core.spec.load_spec` is the core-only part (our YAML and the shipped names), which the
+numbers-only sides use. The form is told from the content, not the file name alone: JSON or
+YAML with `model_type`/`hidden_sizes` is Hugging Face's, YAML with a `MODEL` section pycls's,
+anything with spec fields ours; a string that is no file is looked up in the names table.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import json
+from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
-import yaml
+from ..core.errors import SpecError
+from ..core.loading import is_yaml_text, parse_yaml, read_text_file
+from ..core.names import EXAMPLES, resolve_name, suggest_name
+from ..core.report import collect_spec_paths
+from ..core.spec import ExplicitSpec, ParametricSpec, Spec, load_spec_file, spec_from_dict
+from .hf import load_hf_config, spec_from_hf_config
+from .pycls import spec_from_pycls_dict
 
-from ..core.loading import read_text_file
-from ..core.spec import Spec, spec_from_text
-from .hf import load_hf_config
+FORMS = (
+    "a regnet-space spec (YAML), a Hugging Face config.json (or its folder), a pycls config "
+    f"(YAML with a MODEL section) or a shipped model name ({EXAMPLES})"
+)
+# Keys that make a mapping one of ours (its own validation then names what is wrong).
+_OUR_KEYS = (set(ParametricSpec.model_fields) | set(ExplicitSpec.model_fields)) - {"name"}
+_HF_KEYS = {"model_type", "hidden_sizes", "groups_width", "layer_type", "embedding_size"}
 
 
-def load_any_spec(path: str | Path) -> Spec:
-    """A spec file, a pycls config (YAML with a MODEL section) or a Hugging Face config.json."""
-    p = Path(path)
-    if p.is_dir() or p.suffix == ".json":
-        return load_hf_config(p)
+def _is_hf(data: Mapping[str, Any]) -> bool:
+    return bool(_HF_KEYS & set(data))  # none of them is a field of ours
+
+
+def spec_from_any_mapping(data: Any, source: str = "<dict>", name: str | None = None) -> Spec:
+    """A parsed spec, Hugging Face config or pycls config, told apart by their keys."""
+    if isinstance(data, Mapping):
+        if "MODEL" in data:
+            return spec_from_pycls_dict(data, source, name)
+        if _is_hf(data):
+            return spec_from_hf_config(data, name or "hf-regnet", source)
+        if not (_OUR_KEYS | {"space", "family"}) & {str(k) for k in data}:
+            raise SpecError(f"{source}: not a spec; expected {FORMS}")
+        if name is not None and "name" not in data:
+            data = {**data, "name": name}
+    elif hasattr(data, "model_type") and hasattr(data, "hidden_sizes"):  # a RegNetConfig
+        return spec_from_hf_config(data, name or "hf-regnet", source)
+    return spec_from_dict(data, source)  # names what a non-mapping is
+
+
+def _load_path(p: Path) -> Spec:
+    if p.is_dir():
+        if (p / "config.json").is_file():
+            return load_hf_config(p)
+        raise SpecError(f"{p}: is a directory without config.json; expected {FORMS}")
+    if not p.exists():
+        raise SpecError(f"{p}: no such file")
     text = read_text_file(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None  # spec_from_text reports the YAML error
-    if isinstance(data, Mapping) and "MODEL" in data:
-        from .pycls import spec_from_pycls_yaml
+    if p.suffix == ".json" or text.lstrip().startswith("{"):
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise SpecError(f"{p}: invalid JSON: line {exc.lineno}: {exc.msg}") from None
+        if isinstance(data, Mapping) and _is_hf(data):
+            return load_hf_config(p)  # named after its snapshot folder
+    else:
+        data = parse_yaml(text, str(p), "spec")
+    return spec_from_any_mapping(data, str(p))
 
-        return spec_from_pycls_yaml(text, str(p))
-    return spec_from_text(text, str(p))
+
+def load_any_spec(source: str | Path | Mapping[str, Any] | Spec | Any) -> Spec:
+    """A spec from any accepted form: a Spec, a mapping or `RegNetConfig`, YAML text, a path
+    (our YAML, Hugging Face config.json or its folder, pycls YAML) or a shipped model name."""
+    if isinstance(source, (ParametricSpec, ExplicitSpec)):
+        return source
+    if isinstance(source, Path):
+        return _load_path(source)
+    if isinstance(source, str):
+        if is_yaml_text(source):
+            return spec_from_any_mapping(parse_yaml(source, "<string>", "spec"), "<string>")
+        p = Path(source)
+        if p.exists():
+            return _load_path(p)
+        named = resolve_name(source)
+        if named is not None:
+            return load_spec_file(named)
+        hint = suggest_name(source)
+        guess = f"; did you mean {hint}?" if hint else ""
+        raise SpecError(f"{source}: no such file, and not a shipped model name{guess} ({FORMS})")
+    return spec_from_any_mapping(source, "<dict>" if isinstance(source, Mapping) else "<input>")
+
+
+def load_specs(inputs: Iterable[str | Path]) -> list[tuple[str, Spec]]:
+    """(source, spec) of every input: files, model names, HF snapshot folders, spec folders."""
+    out: list[tuple[str, Spec]] = []
+    for item in inputs:
+        p = Path(item)
+        if p.is_dir() and not (p / "config.json").is_file():
+            out.extend((str(f), load_any_spec(f)) for f in collect_spec_paths([p]))
+        else:
+            out.append((str(item), load_any_spec(item if isinstance(item, str) else p)))
+    return out

@@ -9,10 +9,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import SpecError
 from ..core.generator import plan as make_plan
+from ..core.hf_config import hf_fields, spec_from_hf_fields
 from ..core.loading import read_text_file
 from ..core.spec import ExplicitSpec, Spec
-from .common import InteropError, _is_int, validated_spec
+from .common import InteropError
 
 
 @dataclass(frozen=True)
@@ -59,67 +61,25 @@ def hf_config_from_spec(spec: Spec) -> HfRegNetConfig:
     )
 
 
-def _hf_fields(config: Mapping[str, Any] | Any) -> dict[str, Any]:
+def _hf_fields(config: Mapping[str, Any] | Any, source: str = "<config>") -> dict[str, Any]:
     """The RegNet fields of a config.json mapping or a `RegNetConfig`-like object."""
-    names = [f.name for f in dataclasses.fields(HfRegNetConfig)]
-    if isinstance(config, Mapping):
-        data = {k: config[k] for k in names if k in config}
-        if "num_labels" not in data and isinstance(config.get("id2label"), Mapping):
-            data["num_labels"] = len(config["id2label"])
-        model_type = config.get("model_type", "regnet")
-    else:
-        data = {k: getattr(config, k) for k in names if hasattr(config, k)}
-        model_type = getattr(config, "model_type", "regnet")
-    if model_type != "regnet":
-        raise InteropError(f"model_type: expected regnet, got {model_type!r}")
-    return data
+    if not isinstance(config, Mapping):
+        names = [f.name for f in dataclasses.fields(HfRegNetConfig)]
+        config = {k: getattr(config, k) for k in (*names, "model_type") if hasattr(config, k)}
+    try:
+        return hf_fields(config, source)
+    except SpecError as exc:
+        raise InteropError(str(exc)) from None
 
 
 def spec_from_hf_config(
     config: Mapping[str, Any] | Any, name: str = "hf-regnet", source: str = "<config>"
 ) -> ExplicitSpec:
     """The explicit spec of a Hugging Face RegNet config (mapping or `RegNetConfig`)."""
-    data = _hf_fields(config)
-    for key in ("hidden_sizes", "depths", "groups_width", "layer_type"):
-        if key not in data:
-            raise InteropError(f"{source}: {key}: required field is missing")
-    sizes, depths, gw = data["hidden_sizes"], data["depths"], data["groups_width"]
-    for key, values in (("hidden_sizes", sizes), ("depths", depths)):
-        if not isinstance(values, (list, tuple)) or not all(_is_int(v) and v > 0 for v in values):
-            raise InteropError(f"{source}: {key}: expected a list of positive integers")
-    if len(sizes) != len(depths) or not sizes:
-        raise InteropError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
-    if not _is_int(gw) or gw < 1:
-        raise InteropError(f"{source}: groups_width: expected a positive integer, got {gw!r}")
-    stages = []
-    for i, (width, depth) in enumerate(zip(sizes, depths, strict=True)):
-        groups = max(1, width // gw)  # Hugging Face's rule
-        if width % groups:
-            raise InteropError(
-                f"{source}: hidden_sizes[{i}]: {width} channels do not split into {groups} groups"
-            )
-        stages.append({"width": width, "depth": depth, "group_width": width // groups})
-    layer_type = data["layer_type"]
-    fields: dict[str, Any] = {
-        "name": name,
-        "block": layer_type,
-        "stages": stages,
-        "num_channels": data.get("num_channels", 3),
-        "stem_width": data.get("embedding_size", 32),
-        "activation": data.get("hidden_act", "relu"),
-        "downsample_in_first_stage": data.get("downsample_in_first_stage", True),
-        "num_classes": data.get("num_labels", 2),  # transformers' own default
-    }
-    if layer_type == "y":
-        fields["se_ratio"] = 0.25
-    return _explicit(fields, source)
-
-
-def _explicit(fields: dict[str, Any], source: str) -> ExplicitSpec:
-    spec = validated_spec(fields, source)
-    if not isinstance(spec, ExplicitSpec):  # pragma: no cover - `stages` is always given
-        raise InteropError(f"{source}: expected explicit stages")
-    return spec
+    try:
+        return spec_from_hf_fields(_hf_fields(config, source), name, source)
+    except SpecError as exc:
+        raise InteropError(str(exc)) from None
 
 
 def load_hf_config(path: str | Path, name: str | None = None) -> ExplicitSpec:

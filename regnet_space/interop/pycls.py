@@ -15,12 +15,18 @@ from typing import Any
 
 import yaml
 
+from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
 from ..core.loading import read_text_file
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
-__all__ = ["load_pycls_yaml", "pycls_yaml_from_spec", "spec_from_pycls_yaml"]
+__all__ = [
+    "load_pycls_yaml",
+    "pycls_yaml_from_spec",
+    "spec_from_pycls_dict",
+    "spec_from_pycls_yaml",
+]
 
 
 def _is_int(value: Any) -> bool:
@@ -136,6 +142,13 @@ def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | No
         mark = getattr(exc, "problem_mark", None)
         where = f"line {mark.line + 1}: " if mark is not None else ""
         raise InteropError(f"{source}: {where}invalid YAML") from None
+    return spec_from_pycls_dict(data, source, name)
+
+
+def spec_from_pycls_dict(
+    data: Any, source: str = "<pycls config>", name: str | None = None
+) -> Spec:
+    """The spec of a parsed pycls config (the mapping yacs reads from its YAML)."""
     if not isinstance(data, Mapping) or "MODEL" not in data:
         raise InteropError(f"{source}: not a pycls config (no MODEL section)")
     model = _Section(data["MODEL"], "MODEL", _MODEL_KEYS, source)
@@ -225,8 +238,15 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
     if spec.block == "y" and spec.se_ratio != 0.25:
         se["SE_R"] = spec.se_ratio
     if isinstance(spec, ParametricSpec):
-        if spec.rounding != "pycls":
-            raise InteropError(f"{spec.name}: rounding: pycls has only its own rounding rule")
+        if spec.rounding == "torchvision" or (
+            spec.rounding == "timm"
+            and make_plan(spec).stages
+            != make_plan(spec.model_copy(update={"rounding": "pycls"})).stages
+        ):
+            raise InteropError(
+                f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
+                f"different network from rounding {spec.rounding}"
+            )
         if spec.q != 8:
             raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
         if not spec.downsample_in_first_stage:

@@ -41,8 +41,24 @@ class TimmRegNetCfg:
         return data
 
 
-# timm's `group_min_ratio`: 0 is pycls's rounding, 0.9 torchvision's make-divisible.
-_TIMM_ROUNDING = {"pycls": 0.0, "torchvision": 0.9}
+# timm's `group_min_ratio`: 0 is pycls's group-width rounding, 0.9 torchvision's
+# make-divisible; timm's width rule runs in torch float32 either way, so a config imports as
+# rounding timm or torchvision (both float32), never pycls (float64).
+_TIMM_ROUNDING = {"timm": 0.0, "torchvision": 0.9}
+
+
+def _timm_rounding(spec: ParametricSpec) -> float:
+    """timm's group_min_ratio for the spec; a pycls spec only if float32 builds the same."""
+    if spec.rounding != "pycls":
+        return _TIMM_ROUNDING[spec.rounding]
+    as_timm = spec.model_copy(update={"rounding": "timm"})
+    if make_plan(as_timm).stages != make_plan(spec).stages:
+        ours, theirs = make_plan(spec).widths, make_plan(as_timm).widths
+        raise InteropError(
+            f"{spec.name}: rounding: timm's float32 width rule gives widths {list(theirs)}, "
+            f"pycls's float64 rule {list(ours)} (a .5 tie); use rounding: timm to convert"
+        )
+    return _TIMM_ROUNDING["timm"]
 
 
 def timm_cfg_from_spec(spec: Spec) -> TimmRegNetCfg:
@@ -68,7 +84,7 @@ def timm_cfg_from_spec(spec: Spec) -> TimmRegNetCfg:
         group_size=spec.group_width,
         bottle_ratio=spec.bottleneck_multiplier,
         se_ratio=spec.se_ratio,
-        group_min_ratio=_TIMM_ROUNDING[spec.rounding],
+        group_min_ratio=_timm_rounding(spec),
         stem_width=spec.stem_width,
         act_layer=spec.activation,
         in_chans=spec.num_channels,
@@ -109,8 +125,8 @@ def spec_from_timm_cfg(
     rounding = {v: k for k, v in _TIMM_ROUNDING.items()}.get(merged["group_min_ratio"])
     if rounding is None:
         raise InteropError(
-            f"timm RegNetCfg: group_min_ratio={merged['group_min_ratio']!r}; only 0 (pycls) "
-            "and 0.9 (torchvision) convert"
+            f"timm RegNetCfg: group_min_ratio={merged['group_min_ratio']!r}; only 0 (rounding "
+            "timm) and 0.9 (rounding torchvision) convert"
         )
     se = merged["se_ratio"]
     fields: dict[str, Any] = {

@@ -10,17 +10,23 @@ in the classification model), so a Hugging Face state dict of the same design lo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import json
+import warnings
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
-from typing import Any, Literal
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
 import torch
+import torch.utils._pytree as pytree
 from torch import Tensor, nn
 
 from ..core.complexity import count_plan
-from ..core.errors import BuildError
+from ..core.errors import BuildError, RegNetSpaceError
 from ..core.generator import BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
+from ..core.hf_config import hf_config_json, hf_fields, hf_groups_width, spec_from_hf_fields
+from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
 
@@ -122,6 +128,34 @@ class RegNetClassifierOutput(_Output):
     loss: Tensor | None = None
     logits: Tensor | None = None
     hidden_states: tuple[Tensor, ...] | None = None
+
+
+def _output_flatten(output: _Output) -> tuple[list[Any], list[str]]:
+    """Children: the non-None fields, keyed by name (as transformers flattens ModelOutput)."""
+    names = [f.name for f in fields(output) if getattr(output, f.name) is not None]  # type: ignore[arg-type]
+    return [getattr(output, n) for n in names], names
+
+
+def _output_flatten_with_keys(output: _Output) -> tuple[list[tuple[Any, Any]], list[str]]:
+    values, names = _output_flatten(output)
+    return [(pytree.GetAttrKey(n), v) for n, v in zip(names, values, strict=True)], names
+
+
+def _register_output(cls: type[_Output]) -> None:
+    """Register an output type as a pytree node, so torch.export and DDP see its tensors."""
+    if cls in pytree.SUPPORTED_NODES:  # the module imported again (importlib.reload)
+        return
+    pytree.register_pytree_node(
+        cls,
+        _output_flatten,
+        lambda values, names: cls(**dict(zip(names, values, strict=True))),
+        serialized_type_name=f"{cls.__module__}.{cls.__name__}",
+        flatten_with_keys_fn=_output_flatten_with_keys,
+    )
+
+
+for _cls in (RegNetEncoderOutput, RegNetModelOutput, RegNetClassifierOutput):
+    _register_output(_cls)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -333,12 +367,45 @@ def _init_weights(module: nn.Module) -> None:
         nn.init.constant_(module.bias, 0)
 
 
-class RegNetModel(nn.Module):
+class _OutputSwitches(nn.Module):
+    """Hugging Face's output switches, set once on the model (transformers keeps them in the
+    config): `output_hidden_states`, `return_dict` and `torchscript` (tuples, as
+    transformers 4's `config.torchscript`). A forward argument left None takes the model's
+    value; while `torch.jit.trace` (and so fvcore) traces, None also means a tuple."""
+
+    output_hidden_states: bool
+    return_dict: bool
+    torchscript: bool
+
+    def _hidden(self, output_hidden_states: bool | None) -> bool:
+        return self.output_hidden_states if output_hidden_states is None else output_hidden_states
+
+    def _as_dict(self, return_dict: bool | None) -> bool:
+        if return_dict is not None:
+            return return_dict
+        return self.return_dict and not self.torchscript and not torch.jit.is_tracing()
+
+
+class RegNetModel(_OutputSwitches):
     """Stem, stages and global average pooling (no classifier)."""
 
-    def __init__(self, plan: Plan, *, zero_init_last_bn: bool = False) -> None:
+    base_model_prefix = "regnet"
+    main_input_name = "pixel_values"
+
+    def __init__(
+        self,
+        plan: Plan,
+        *,
+        zero_init_last_bn: bool = False,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        torchscript: bool = False,
+    ) -> None:
         super().__init__()
         self.plan = plan
+        self.output_hidden_states = output_hidden_states
+        self.return_dict = return_dict
+        self.torchscript = torchscript
         self.embedder = RegNetEmbeddings(plan.num_channels, plan.stem_width, plan.activation)
         self.encoder = RegNetEncoder(plan.stages, plan.block, plan.activation)
         self.pooler = nn.AdaptiveAvgPool2d((1, 1))
@@ -349,21 +416,44 @@ class RegNetModel(nn.Module):
                     nn.init.zeros_(block.layer[-1].normalization.weight)
 
     def forward(
-        self, pixel_values: Tensor, output_hidden_states: bool = False, return_dict: bool = True
+        self,
+        pixel_values: Tensor,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        output_attentions: bool | None = None,  # accepted and ignored, as in transformers
     ) -> RegNetModelOutput | tuple[Any, ...]:
         embedding = self.embedder(pixel_values)
-        encoded = self.encoder(embedding, output_hidden_states=output_hidden_states)
+        encoded = self.encoder(embedding, output_hidden_states=self._hidden(output_hidden_states))
         last_hidden_state = encoded.last_hidden_state
         out = RegNetModelOutput(
             last_hidden_state=last_hidden_state,
             pooler_output=self.pooler(last_hidden_state),
             hidden_states=encoded.hidden_states,
         )
-        return out if return_dict else out.to_tuple()
+        return out if self._as_dict(return_dict) else out.to_tuple()
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, output_hidden_states: bool = False, torchscript: bool = False
+    ) -> RegNetModel:
+        """The model of a Hugging Face directory (config.json + model.safetensors), in eval mode."""
+        model = cls(
+            _pretrained_plan(Path(path)),
+            output_hidden_states=output_hidden_states,
+            torchscript=torchscript,
+        )
+        return _load_pretrained(model, Path(path), prefix="")
+
+    def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write config.json and model.safetensors as transformers' `save_pretrained` does."""
+        return _save_pretrained(self, self.plan, Path(path), "RegNetModel", force)
 
 
-class RegNetForImageClassification(nn.Module):
+class RegNetForImageClassification(_OutputSwitches):
     """RegNetModel plus Flatten -> Linear(last width, num_classes) (Identity if 0 classes)."""
+
+    base_model_prefix = "regnet"
+    main_input_name = "pixel_values"
 
     def __init__(
         self,
@@ -371,8 +461,14 @@ class RegNetForImageClassification(nn.Module):
         *,
         zero_init_last_bn: bool = False,
         problem_type: str | None = None,
+        output_hidden_states: bool = False,
+        return_dict: bool = True,
+        torchscript: bool = False,
     ) -> None:
         super().__init__()
+        self.output_hidden_states = output_hidden_states
+        self.return_dict = return_dict
+        self.torchscript = torchscript
         if problem_type is not None and problem_type not in PROBLEM_TYPES:
             raise BuildError(
                 f"unknown problem_type {problem_type!r}; expected one of {', '.join(PROBLEM_TYPES)}"
@@ -417,14 +513,40 @@ class RegNetForImageClassification(nn.Module):
         self,
         pixel_values: Tensor,
         labels: Tensor | None = None,
-        output_hidden_states: bool = False,
-        return_dict: bool = True,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        output_attentions: bool | None = None,  # accepted and ignored, as in transformers
     ) -> RegNetClassifierOutput | tuple[Any, ...]:
-        outputs = self.regnet(pixel_values, output_hidden_states=output_hidden_states)
+        outputs = self.regnet(
+            pixel_values, output_hidden_states=self._hidden(output_hidden_states), return_dict=True
+        )
         logits = self.classifier(outputs.pooler_output)
         loss = self.compute_loss(logits, labels) if labels is not None else None
         out = RegNetClassifierOutput(loss=loss, logits=logits, hidden_states=outputs.hidden_states)
-        return out if return_dict else out.to_tuple()
+        return out if self._as_dict(return_dict) else out.to_tuple()
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        *,
+        output_hidden_states: bool = False,
+        torchscript: bool = False,
+        problem_type: str | None = None,
+    ) -> RegNetForImageClassification:
+        """The classifier of a Hugging Face directory (config.json + model.safetensors), in eval
+        mode; a RegNetModel checkpoint gives a freshly initialised head (with a warning)."""
+        model = cls(
+            _pretrained_plan(Path(path)),
+            output_hidden_states=output_hidden_states,
+            torchscript=torchscript,
+            problem_type=problem_type,
+        )
+        return _load_pretrained(model, Path(path), prefix="regnet.")
+
+    def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
+        """Write config.json and model.safetensors as transformers' `save_pretrained` does."""
+        return _save_pretrained(self, self.plan, Path(path), "RegNetForImageClassification", force)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -456,10 +578,14 @@ def build_model(
     zero_init_last_bn: bool = False,
     problem_type: str | None = None,
     force: bool = False,
+    output_hidden_states: bool = False,
+    torchscript: bool = False,
 ) -> RegNetForImageClassification | RegNetModel:
     """Build the model of a spec or plan: with the classification head, or the bare RegNetModel.
 
     Designs above MAX_BUILD_PARAMS parameters are refused (BuildError) unless `force`.
+    `output_hidden_states` and `torchscript` (tuple outputs) are the model's defaults for
+    forward calls that leave them None, as transformers' config fields of the same names.
     """
     p = _as_plan(spec_or_plan)
     if problem_type is not None and not with_head:
@@ -471,11 +597,12 @@ def build_model(
             f"{MAX_BUILD_PARAMS:,} ({4 * n_params / 1e9:.1f} GB of float32); "
             "use --allow-large (force=True from Python) to build it anyway"
         )
+    switches = {"output_hidden_states": output_hidden_states, "torchscript": torchscript}
     if with_head:
         return RegNetForImageClassification(
-            p, zero_init_last_bn=zero_init_last_bn, problem_type=problem_type
+            p, zero_init_last_bn=zero_init_last_bn, problem_type=problem_type, **switches
         )
-    return RegNetModel(p, zero_init_last_bn=zero_init_last_bn)
+    return RegNetModel(p, zero_init_last_bn=zero_init_last_bn, **switches)
 
 
 def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
@@ -506,15 +633,19 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
                 f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
                 "uses stride 2 in every stage but the first"
             )
-    groups_width = max(plan.group_widths)
-    for st in plan.stages:
-        hf_groups = max(1, st.width // groups_width)
-        if hf_groups != st.groups:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has group width {st.group_width} "
-                f"({st.groups} groups); Hugging Face's shared groups_width {groups_width} gives "
-                f"{hf_groups} groups"
-            )
+    # Every shared groups_width that gives each stage its groups is a candidate; the
+    # largest stage group width is preferred (the published configs use it).
+    groups_width = hf_groups_width(
+        plan.widths,
+        [st.groups for st in plan.stages],
+        preferred=sorted(set(plan.group_widths), reverse=True),
+    )
+    if groups_width is None:
+        described = ", ".join(f"{st.width}/{st.groups}" for st in plan.stages)
+        raise BuildError(
+            f"{plan.name}: no shared groups_width gives every stage its group width "
+            f"(width/groups: {described}); Hugging Face uses groups = max(1, width // groups_width)"
+        )
     return {
         "num_channels": plan.num_channels,
         "embedding_size": plan.stem_width,
@@ -526,3 +657,111 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
         "downsample_in_first_stage": plan.stages[0].stride == 2,
         "num_labels": plan.num_classes,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Hugging Face directories: config.json + model.safetensors (or pytorch_model.bin, or shards)
+
+_Model = TypeVar("_Model", RegNetModel, RegNetForImageClassification)
+_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+
+
+def _pretrained_plan(folder: Path) -> Plan:
+    """The plan of a Hugging Face directory's config.json (named after the directory)."""
+    config = folder / "config.json"
+    if not config.is_file():
+        raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BuildError(f"{config}: unreadable config.json ({type(exc).__name__})") from None
+    if not isinstance(data, Mapping):
+        raise BuildError(f"{config}: expected a JSON object")
+    try:
+        spec = spec_from_hf_fields(hf_fields(data, str(config)), folder.name or "hf", str(config))
+    except RegNetSpaceError as exc:
+        raise BuildError(str(exc)) from None
+    return make_plan(spec)
+
+
+def _read_weights(folder: Path) -> dict[str, Tensor]:
+    """The state dict of a directory: safetensors (single or sharded) or pytorch_model.bin."""
+    found = [folder / name for name in _WEIGHT_FILES if (folder / name).is_file()]
+    if not found:
+        raise BuildError(f"{folder}: no weights ({', '.join(_WEIGHT_FILES)})")
+    path = found[0]
+    if path.name == "pytorch_model.bin":
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if not isinstance(state, Mapping):
+            raise BuildError(f"{path}: expected a state dict")
+        return dict(state)
+    try:
+        from safetensors.torch import load_file
+    except ImportError:
+        raise BuildError(f"{path}: reading safetensors needs the safetensors package") from None
+    if path.name.endswith(".index.json"):
+        shards = sorted(set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()))
+        state: dict[str, Tensor] = {}
+        for shard in shards:
+            state.update(load_file(str(folder / shard)))
+        return state
+    return load_file(str(path))
+
+
+def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:
+    """Load a directory's weights strictly: every key and shape, the first offender named.
+
+    `prefix` is the backbone's key prefix in `model` ("regnet." for the classifier). A
+    classifier checkpoint loads into RegNetModel (its head dropped, as transformers does);
+    a RegNetModel checkpoint into the classifier leaves the head as initialised, with a warning.
+    """
+    state = _read_weights(folder)
+    if prefix and not any(k.startswith(prefix) for k in state):
+        state = {prefix + k: v for k, v in state.items()}
+    elif not prefix and any(k.startswith("regnet.") for k in state):
+        state = {k[7:]: v for k, v in state.items() if k.startswith("regnet.")}
+    own = model.state_dict()
+    unexpected = sorted(set(state) - set(own))
+    if unexpected:
+        raise BuildError(f"{folder}: unexpected weight {unexpected[0]!r} for this config.json")
+    missing = sorted(k for k in set(own) - set(state) if not k.endswith("num_batches_tracked"))
+    head = [k for k in missing if k.startswith("classifier.")]
+    body = [k for k in missing if k not in head]
+    if body:
+        raise BuildError(f"{folder}: missing weight {body[0]!r}")
+    for key, value in state.items():
+        if value.shape != own[key].shape:
+            raise BuildError(
+                f"{folder}: {key}: shape {tuple(value.shape)}, the config gives "
+                f"{tuple(own[key].shape)}"
+            )
+    if head:
+        warnings.warn(
+            f"{folder}: no classifier weights ({', '.join(head)}); the head is newly initialised",
+            stacklevel=3,
+        )
+    model.load_state_dict(state, strict=False)
+    return model.eval()
+
+
+def _save_pretrained(
+    model: nn.Module, plan: Plan, folder: Path, architecture: str, force: bool
+) -> Path:
+    """config.json (Hugging Face's fields) and model.safetensors (metadata format pt)."""
+    kwargs = hf_config_kwargs(plan)  # refuses what Hugging Face's config cannot express
+    try:
+        from safetensors.torch import save_file
+    except ImportError:
+        raise BuildError("save_pretrained needs the safetensors package") from None
+    if folder.exists() and not folder.is_dir():
+        raise BuildError(f"{folder}: exists and is not a directory")
+    config, weights = folder / "config.json", folder / "model.safetensors"
+    if folder.is_dir():
+        check_target(config, force)
+        check_target(weights, force)
+    folder.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous() for k, v in model.state_dict().items()}
+    text = json.dumps(hf_config_json(kwargs, architecture), indent=2) + "\n"
+    atomic_write_with(weights, lambda tmp: save_file(state, tmp, {"format": "pt"}), force)
+    atomic_write_text(config, text, force)
+    return folder

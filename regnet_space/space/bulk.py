@@ -1,7 +1,8 @@
 """The bulk path: generate and count whole arrays of designs at once, exactly as one by one.
 
-Every step repeats the float64 operations of generator.py in the same order (numpy's log,
-power and half-even round), so stage plans match `generator.plan` bit for bit, and the
+Every step repeats the operations of generator.py in the same order (numpy's log, power and
+half-even round, in float64 for pycls's rule and through generator's float32 helpers for timm's
+and torchvision's), so stage plans match `generator.plan` bit for bit, and the
 paper-convention counts match `complexity.count_plan` as exact int64 sums (guarded against
 overflow). Stage plans of many designs are kept ragged, CSR-style: design i owns the stage
 entries offsets[i]:offsets[i + 1] of the flat per-stage arrays.
@@ -14,7 +15,12 @@ from dataclasses import dataclass, replace
 import numpy as np
 
 from ..core.errors import PlanError
-from ..core.generator import quantized_linear
+from ..core.generator import (
+    FLOAT32_ROUNDINGS,
+    quantize_widths,
+    quantized_linear,
+    width_exponents,
+)
 from ..core.spec import MAX_WIDTH, Rounding
 
 _INT64_LIMIT = 1 << 62  # keep a factor-two margin below int64's maximum
@@ -112,15 +118,36 @@ class Counts:
 # Steps 1-4: the quantized linear rule, per design
 
 
-def _exponent(j: np.ndarray, w0: np.ndarray, wa: np.ndarray, log_wm: np.ndarray) -> np.ndarray:
+@dataclass(frozen=True)
+class _Rule:
+    """The per-entry parameters the exponent needs, and whether the rule runs in float32."""
+
+    w0: np.ndarray
+    wa: np.ndarray
+    wm: np.ndarray
+    log_wm: np.ndarray  # float64 log(wm), computed once (pycls's rule)
+    float32: bool
+
+    def take(self, index: np.ndarray) -> _Rule:
+        w0, wa, wm, lw = self.w0[index], self.wa[index], self.wm[index], self.log_wm[index]
+        return _Rule(w0, wa, wm, lw, self.float32)
+
+
+def _exponent(j: np.ndarray, r: _Rule) -> np.ndarray:
     """s_j = round(log(u_j / w0) / log(wm)) with generator.quantized_linear's float operations."""
-    u = j * wa + w0
-    return np.round(np.log(u / w0) / log_wm)
+    if r.float32:
+        return width_exponents(j, r.w0, r.wa, r.wm, True)
+    u = j * r.wa + r.w0
+    return np.round(np.log(u / r.w0) / r.log_wm)
+
+
+def _rule(p: RegNetParams) -> _Rule:
+    return _Rule(p.w0, p.wa, p.wm, np.log(p.wm), p.rounding in FLOAT32_ROUNDINGS)
 
 
 def last_exponent(p: RegNetParams) -> np.ndarray:
     """Exponent of the last block, s_(d-1); it is the largest since widths never decrease."""
-    return _exponent(p.depth - 1, p.w0, p.wa, np.log(p.wm)).astype(np.int64)
+    return _exponent(p.depth - 1, _rule(p)).astype(np.int64)
 
 
 @dataclass(frozen=True)
@@ -153,6 +180,7 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     k = (np.arange(len(row)) - np.repeat(first[:-1], num_k)).astype(np.float64)
     w0, wa, wm = np.repeat(p.w0, num_k), np.repeat(p.wa, num_k), np.repeat(p.wm, num_k)
     lw, d = np.repeat(log_wm, num_k), np.repeat(p.depth, num_k)
+    rule = _Rule(w0, wa, wm, lw, p.rounding in FLOAT32_ROUNDINGS)
     power = np.power(wm, k)  # as in generator: np.power(wm, s), s a float
 
     zero = first[:-1]  # the k = 0 entries: exponent 0 starts at block 0
@@ -161,8 +189,8 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
         # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
         start = np.minimum(np.maximum(guess, 1), d - 1).astype(np.int64)
         start[zero] = 0
-        later = _exponent(start, w0, wa, lw) < k
-        earlier = _exponent(start - 1, w0, wa, lw) >= k
+        later = _exponent(start, rule) < k
+        earlier = _exponent(start - 1, rule) >= k
     earlier[zero] = False
     start += later
     start -= earlier
@@ -170,9 +198,9 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     odd = [row[both]] if both.any() else []
     todo = np.flatnonzero(later ^ earlier)
     while todo.size:
-        j, kk, e0, ea, el = start[todo], k[todo], w0[todo], wa[todo], lw[todo]
-        later = _exponent(j, e0, ea, el) < kk
-        earlier = _exponent(j - 1, e0, ea, el) >= kk
+        j, kk, sub = start[todo], k[todo], rule.take(todo)
+        later = _exponent(j, sub) < kk
+        earlier = _exponent(j - 1, sub) >= kk
         start[todo] = j + later - earlier
         odd.append(row[todo[later & earlier]])
         todo = todo[later ^ earlier]
@@ -182,12 +210,14 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
 
     steep = (p.wa > 0) & (num_k > 1) & (p.wa * 1e9 < p.w0 + p.wa * (p.depth - 1))
     for i in np.union1d(np.flatnonzero(steep), np.concatenate([[], *odd])).astype(int).tolist():
-        gen = quantized_linear(int(p.depth[i]), int(p.w0[i]), float(p.wa[i]), float(p.wm[i]), p.q)
+        gen = quantized_linear(
+            int(p.depth[i]), int(p.w0[i]), float(p.wa[i]), float(p.wm[i]), p.q, rule.float32
+        )
         exact = np.bincount(np.asarray(gen.exponents), minlength=int(num_k[i]))
         if len(exact) != num_k[i]:
             raise PlanError(f"design {i}: exponents are not monotone; raise wa")
         blocks[first[i] : first[i + 1]] = exact
-    w = np.round(w0 * power / p.q) * p.q  # as in generator.quantized_linear
+    w = quantize_widths(w0, wm, k, p.q, rule.float32)  # as in generator.quantized_linear
     if not blocks.all():  # skipped exponents own no block
         keep = blocks > 0
         return _Runs(row[keep], w[keep], blocks[keep], np.bincount(row[keep], minlength=n), num_k)
@@ -240,7 +270,7 @@ def regnet_stages(p: RegNetParams) -> Stages:
 
     bm = np.repeat(p.bottleneck_multiplier, per_design)
     g = np.repeat(p.group_width, per_design)
-    if p.rounding == "pycls":
+    if p.rounding != "torchvision":  # pycls's and timm's (group_min_ratio 0) rule
         width, g = _adjust_pycls(w, bm, g)
         ok = None
     else:

@@ -24,7 +24,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.errors import PlanError, RegNetSpaceError
-from ..core.generator import adjust_pycls, adjust_torchvision, quantized_linear, to_explicit
+from ..core.generator import (
+    FLOAT32_ROUNDINGS,
+    adjust_pycls,
+    adjust_torchvision,
+    quantized_linear,
+    to_explicit,
+)
 from ..core.spec import MAX_DEPTH, MAX_WIDTH, ExplicitSpec, ParametricSpec, Rounding, Spec
 
 COARSE_WM = np.round(np.arange(105, 501) / 100, 2)  # 1.05, 1.06, ..., 5.00 (exact decimals)
@@ -94,8 +100,8 @@ def regenerate(
     rounding: Rounding = "pycls",
 ) -> tuple[int, ...]:
     """Per-block widths of parameters: the quantized linear rule, then block compatibility."""
-    gen = quantized_linear(depth, w0, wa, wm, q)
-    adjust = adjust_pycls if rounding == "pycls" else adjust_torchvision
+    gen = quantized_linear(depth, w0, wa, wm, q, rounding in FLOAT32_ROUNDINGS)
+    adjust = adjust_torchvision if rounding == "torchvision" else adjust_pycls
     table = {w: adjust(w, bottleneck_multiplier, group_width)[0] for w in set(gen.quantized_widths)}
     return tuple(table[w] for w in gen.quantized_widths)
 
@@ -133,7 +139,7 @@ class _Searcher:
         self.q = q
         self.log_t = np.log(target.astype(np.float64))
         self.limit = 4 * float(target.max()) + 2 * g / min(bm, 1.0) + q
-        adjust = adjust_pycls if rounding == "pycls" else adjust_torchvision
+        adjust = adjust_torchvision if rounding == "torchvision" else adjust_pycls
         top = int(self.limit // q) + 2
         # lookup[k] = block-compatible width of quantized width k * q (k = 0 is never used)
         self.lookup = np.array(

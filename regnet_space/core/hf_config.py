@@ -1,0 +1,122 @@
+"""Hugging Face `RegNetConfig` fields <-> explicit specs, in plain Python (no transformers).
+
+Shared by `interop.hf` (configs and config.json files) and `nn.model` (from_pretrained /
+save_pretrained). Hugging Face's rules: one `groups_width` for every stage, each stage with
+groups = max(1, width // groups_width); no bottleneck multiplier; SE ratio 0.25 in y layers.
+A config.json written by `save_pretrained` lists only the fields that differ from
+`RegNetConfig`'s defaults, so a mapping with `model_type: regnet` takes those defaults.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .errors import SpecError
+from .spec import ExplicitSpec, spec_from_dict
+
+# transformers' RegNetConfig defaults (the regnet-y-040 design) and PretrainedConfig's labels.
+HF_DEFAULTS: dict[str, Any] = {
+    "num_channels": 3,
+    "embedding_size": 32,
+    "hidden_sizes": [128, 192, 512, 1088],
+    "depths": [2, 6, 12, 2],
+    "groups_width": 64,
+    "layer_type": "y",
+    "hidden_act": "relu",
+    "downsample_in_first_stage": True,
+    "num_labels": 2,
+}
+HF_FIELDS = tuple(HF_DEFAULTS)
+_REQUIRED = ("hidden_sizes", "depths", "groups_width", "layer_type")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
+    """The RegNet fields of a config.json mapping (defaults filled in for model_type regnet)."""
+    model_type = config.get("model_type", "regnet")
+    if model_type != "regnet":
+        raise SpecError(f"{source}: model_type: expected regnet, got {model_type!r}")
+    data = {k: config[k] for k in HF_FIELDS if k in config}
+    if "num_labels" not in data and isinstance(config.get("id2label"), Mapping):
+        data["num_labels"] = len(config["id2label"])
+    if "model_type" in config:  # written by transformers: absent fields are its defaults
+        data = {**HF_DEFAULTS, **data}
+    return data
+
+
+def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> ExplicitSpec:
+    """The explicit spec of Hugging Face RegNet fields (hidden_sizes, depths, groups_width...)."""
+    for key in _REQUIRED:
+        if key not in data:
+            raise SpecError(f"{source}: {key}: required field is missing")
+    sizes, depths, gw = data["hidden_sizes"], data["depths"], data["groups_width"]
+    for key, values in (("hidden_sizes", sizes), ("depths", depths)):
+        if not isinstance(values, (list, tuple)) or not all(_is_int(v) and v > 0 for v in values):
+            raise SpecError(f"{source}: {key}: expected a list of positive integers")
+    if len(sizes) != len(depths) or not sizes:
+        raise SpecError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
+    if not _is_int(gw) or gw < 1:
+        raise SpecError(f"{source}: groups_width: expected a positive integer, got {gw!r}")
+    stages = []
+    for i, (width, depth) in enumerate(zip(sizes, depths, strict=True)):
+        groups = max(1, width // gw)  # Hugging Face's rule
+        if width % groups:
+            raise SpecError(
+                f"{source}: hidden_sizes[{i}]: {width} channels do not split into {groups} groups"
+            )
+        stages.append({"width": width, "depth": depth, "group_width": width // groups})
+    layer_type = data["layer_type"]
+    fields: dict[str, Any] = {
+        "name": name,
+        "block": layer_type,
+        "stages": stages,
+        "num_channels": data.get("num_channels", 3),
+        "stem_width": data.get("embedding_size", 32),
+        "activation": data.get("hidden_act", "relu"),
+        "downsample_in_first_stage": data.get("downsample_in_first_stage", True),
+        "num_classes": data.get("num_labels", 2),  # transformers' own default
+    }
+    if layer_type == "y":
+        fields["se_ratio"] = 0.25
+    spec = spec_from_dict(fields, source)
+    if not isinstance(spec, ExplicitSpec):  # pragma: no cover - `stages` is always given
+        raise SpecError(f"{source}: expected explicit stages")
+    return spec
+
+
+def hf_groups_width(
+    widths: Sequence[int], groups: Sequence[int], preferred: Sequence[int] = ()
+) -> int | None:
+    """A groups_width giving each stage its number of groups under max(1, width // gw).
+
+    Every candidate is considered (the rule is an interval per stage: gw in
+    (width / (groups + 1), width / groups], or gw > width / 2 for one group); among them the
+    first of `preferred` that fits, else the largest. None when no value fits every stage.
+    """
+    low, high = 1, None
+    for w, k in zip(widths, groups, strict=True):
+        if k == 1:
+            low = max(low, w // 2 + 1)
+        else:
+            low = max(low, w // (k + 1) + 1)
+            high = w // k if high is None else min(high, w // k)
+    if high is not None and low > high:
+        return None
+    for gw in preferred:
+        if gw >= low and (high is None or gw <= high):
+            return gw
+    return high if high is not None else max(low, *widths)
+
+
+def hf_config_json(fields: Mapping[str, Any], architecture: str) -> dict[str, Any]:
+    """The config.json `save_pretrained` writes for these RegNet fields (labels LABEL_i)."""
+    data: dict[str, Any] = {"architectures": [architecture], "model_type": "regnet"}
+    data.update({k: fields[k] for k in HF_FIELDS if k != "num_labels"})
+    n = fields["num_labels"]
+    data["id2label"] = {str(i): f"LABEL_{i}" for i in range(n)}
+    data["label2id"] = {f"LABEL_{i}": i for i in range(n)}
+    return data
