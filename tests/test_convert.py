@@ -424,7 +424,7 @@ def test_cifar_stem_weights_convert_to_pycls_only() -> None:
     back = convert_state_dict(convert_state_dict(ours, p, "hf", "pycls"), p, "pycls", "hf")
     assert all(torch.equal(back[k], ours[k]) for k in ours)
     for library in ("timm", "torchvision"):
-        with pytest.raises(ConvertError, match=f"stem: cifar .*{library}'s RegNet has only"):
+        with pytest.raises(ConvertError, match=rf"stem: cifar .*{library}'s RegNet has only"):
             convert_state_dict(ours, p, "hf", library)  # type: ignore[arg-type]
         with pytest.raises(ConvertError, match="stride-2 ImageNet stem"):
             convert_state_dict(ours, p, library, "hf")  # type: ignore[arg-type]

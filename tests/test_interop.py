@@ -277,7 +277,7 @@ CIFAR |= {"group_width": 8, "stem_width": 16, "stem": "cifar", "num_classes": 10
 
 def test_cifar_stem_is_refused_by_hugging_face_and_timm_in_one_line() -> None:
     spec = spec_from_dict(CIFAR)
-    with pytest.raises(BuildError, match="stem: cifar .*Hugging Face RegNet has only") as e:
+    with pytest.raises(BuildError, match=r"stem: cifar .*Hugging Face RegNet has only") as e:
         hf_config_from_spec(spec)
     assert "\n" not in str(e.value)
     with pytest.raises(InteropError, match="stem: timm's RegNet has only the stride-2") as e2:

@@ -62,7 +62,7 @@ class _SpecBase(BaseModel):
     stem_width: Width = Field(32, description="Output channels of the 3x3 stem conv.")
     stem: StemType = Field(
         "imagenet",
-        description="imagenet: 3x3 conv, stride 2; cifar: 3x3 conv, stride 1 (pycls res_stem_cifar).",
+        description="imagenet: 3x3 conv, stride 2; cifar: 3x3 conv, stride 1 (res_stem_cifar).",
     )
     num_channels: int = Field(3, ge=1, le=4096, description="Input image channels.")
     num_classes: int = Field(
