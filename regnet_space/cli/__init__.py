@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.errors import RegNetSpaceError
-from . import analyze, build, interop, presets, sample
+from . import analyze, build, interop, presets, sample, train
 from .args import PROG, Parser
 
 
@@ -44,6 +44,7 @@ def make_parser() -> argparse.ArgumentParser:
     analyze.register(sub)
     interop.register(sub)
     presets.register(sub)
+    train.register(sub)
     return parser
 
 

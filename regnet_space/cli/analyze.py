@@ -543,7 +543,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _base_fields(spec: Spec) -> dict[str, Any]:
     keep = {"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-    keep |= {"activation", "downsample_in_first_stage", "input_size"}
+    keep |= {"activation", "downsample_in_first_stage", "input_size", "stem"}
     return spec.model_dump(mode="json", include=keep)
 
 

@@ -20,6 +20,8 @@ Field names are the public file format. Paper names and their meaning:
   the exponent lands on a decimal .5 (for example w0=120, wm=2.1, q=8: 31.5).
 - ``input_size``: the square input side the design is meant for (default 224); counts, builds
   and exports use it unless an explicit input size is given.
+- ``stem``: ``imagenet`` (3x3 conv, stride 2) or ``cifar`` (3x3 conv, stride 1: pycls's
+  ``res_stem_cifar``, for 32-pixel inputs).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ MAX_STAGES = 64
 Rounding = Literal["pycls", "timm", "torchvision"]
 Activation = Literal["relu", "silu", "gelu"]
 BlockType = Literal["x", "y"]
+StemType = Literal["imagenet", "cifar"]
+STEM_STRIDES: dict[str, int] = {"imagenet": 2, "cifar": 1}
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -72,7 +76,11 @@ class _SpecBase(BaseModel):
         # The default depends on `block` (filled in before validation): no single value to show.
         json_schema_extra=_no_schema_default,
     )
-    stem_width: Width = Field(32, description="Output channels of the 3x3 stride-2 stem.")
+    stem_width: Width = Field(32, description="Output channels of the 3x3 stem conv.")
+    stem: StemType = Field(
+        "imagenet",
+        description="imagenet: 3x3 conv, stride 2; cifar: 3x3 conv, stride 1 (res_stem_cifar).",
+    )
     num_channels: int = Field(3, ge=1, le=4096, description="Input image channels.")
     num_classes: int = Field(
         1000, ge=0, le=10_000_000, description="Classifier outputs; 0 means no linear layer."
@@ -271,4 +279,12 @@ def dump_spec(spec: Spec) -> str:
     size = data.pop("input_size")
     if size != DEFAULT_INPUT_SIZE:
         data["input_size"] = size
+    if data.get("stem") == "imagenet":  # the default, left out as in specs written by hand
+        del data["stem"]
+    if (
+        isinstance(spec, ExplicitSpec)
+        and spec.stages[0].stride is not None
+        and "downsample_in_first_stage" not in spec.model_fields_set
+    ):  # the first stage's stride says it; both would read back as a contradiction
+        del data["downsample_in_first_stage"]
     return yaml.safe_dump(data, sort_keys=False)
