@@ -139,6 +139,7 @@ class StudyDatabase:
             if not p.parent.is_dir():
                 raise OutputError(f"{p.parent}: no such directory")
             return len(study.trials)
+        StudyDatabase._unlock(StudyDatabase._lock(p))  # held by a running driver: refuse now
         ro = connect_readonly(p)
         try:
             _check_study(read_meta(ro, str(p)), p, study)

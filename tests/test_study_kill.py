@@ -1,0 +1,91 @@
+"""kill -9 of a real `study run` mid-study, then resume: no finished trial lost or redone."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from study_helpers import cli_env, run_cli, write_study
+
+from regnet_space.analysis.studydb import read_study_db
+
+
+def _children(pid: int) -> list[int]:
+    """Processes whose parent is pid (Linux /proc)."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                stat = (entry / "stat").read_text()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the workers")
+def test_kill_9_then_resume(tmp_path: Path) -> None:
+    study = write_study(tmp_path / "k.yaml", n=6)
+    db = tmp_path / "k.db"
+    driver = subprocess.Popen(
+        [sys.executable, "-m", "regnet_space", "study", "run", str(study), "--db", str(db)],
+        cwd=tmp_path,
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 240
+        done = 0
+        while time.monotonic() < deadline and driver.poll() is None:
+            if db.exists():
+                done = read_study_db(db).counts()["done"]  # readable while being written
+                if done >= 1:
+                    break
+            time.sleep(0.05)
+        assert driver.poll() is None, "the study finished before it could be killed"
+        assert 1 <= done < 6
+        workers = _children(driver.pid)
+        os.kill(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=30)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    assert driver.returncode == -signal.SIGKILL
+    # The database is readable right after the kill, finished trials intact.
+    snapshot = read_study_db(db)
+    finished = {t.id: t for t in snapshot.trials if t.state == "done"}
+    assert len(finished) >= 1
+    assert all(t.attempts == 1 and t.error is not None for t in finished.values())
+    # The orphaned workers (and multiprocessing's resource tracker) see the driver gone, exit.
+    assert len(workers) >= 2
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(w) for w in workers):
+        time.sleep(0.2)
+    assert not any(_alive(w) for w in workers)
+
+    result = run_cli("study", "run", str(study), "--db", str(db), "--json", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final = read_study_db(db)
+    assert final.counts() == {"pending": 0, "running": 0, "done": 6, "failed": 0}
+    assert [t.id for t in final.trials] == list(range(6))
+    for t in final.trials:
+        assert t.attempts == 1  # each trial finished exactly once, before or after the kill
+        if t.id in finished:
+            assert t == finished[t.id]  # kept exactly as it was, not run again
+    assert json.loads(result.stdout)["attempts"] == 6 - len(finished)
