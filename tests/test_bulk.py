@@ -69,12 +69,14 @@ def _bulk_row(stages, counts, i: int) -> tuple | None:
         (2, "pycls", "y", Body(32, 3, 1000, 0.25, True, 224)),
         (3, "torchvision", "y", Body(24, 1, 10, 0.25, False, 160)),
         (4, "torchvision", "x", Body(32, 3, 0, 0.0, True, 97)),
+        (5, "pycls", "y", Body(16, 3, 10, 0.25, True, 32, stem_stride=1)),
+        (6, "pycls", "x", Body(16, 3, 10, 0.0, False, 33, stem_stride=1)),
     ],
 )
 def test_regnet_bulk_equals_one_design_path(
     seed: int, rounding: str, block: str, body: Body
 ) -> None:
-    """3,000 random parametric designs per case (12,000 in all), every field compared."""
+    """3,000 random parametric designs per case (18,000 in all), every field compared."""
     rng = np.random.default_rng(seed)
     n = 3000
     p = _random_params(rng, n, rounding)
@@ -88,6 +90,7 @@ def test_regnet_bulk_equals_one_design_path(
             "block": block,
             "se_ratio": body.se_ratio,
             **fixed,
+            "stem": "cifar" if body.stem_stride == 1 else "imagenet",
             "depth": int(p.depth[i]),
             "w0": int(p.w0[i]),
             "wa": float(p.wa[i]),

@@ -94,11 +94,12 @@ def ref_network(
     num_channels: int,
     num_classes: int,
     size: int,
+    stem_stride: int = 2,
 ) -> list[tuple[str, RefPart]]:
     """The RegNet of the facts, section 2, as parts: stem, stage1..N, head."""
     parts = []
     stem = RefPart()
-    h = conv_out(size, 2)
+    h = conv_out(size, stem_stride)
     stem.conv(3, num_channels, stem_width, h, h)
     stem.bn(stem_width, h, h)
     parts.append(("stem", stem))
@@ -160,6 +161,8 @@ def ref_for(spec, size: int):
         num_channels=spec.num_channels,
         num_classes=spec.num_classes,
         size=size,
+        # pycls's res_stem_cifar: the same 3x3 conv with stride 1
+        stem_stride=1 if spec.stem == "cifar" else 2,
     )
 
 
@@ -278,6 +281,7 @@ def random_specs(draw):
         "num_channels": draw(st.sampled_from((1, 3, 4))),
         "num_classes": draw(st.sampled_from((0, 1, 10, 1000))),
         "downsample_in_first_stage": draw(st.booleans()),
+        "stem": draw(st.sampled_from(("imagenet", "cifar"))),
     }
     if block == "y":
         data["se_ratio"] = draw(st.sampled_from((0.25, 0.5, 1 / 3)))
@@ -367,6 +371,7 @@ def random_explicit_specs(draw):
         "stem_width": draw(st.sampled_from((8, 32))),
         "num_classes": draw(st.sampled_from((0, 7, 1000))),
         "downsample_in_first_stage": draw(st.booleans()),
+        "stem": draw(st.sampled_from(("imagenet", "cifar"))),
     }
     if block == "y":
         data["se_ratio"] = draw(st.sampled_from((0.25, 0.5)))
@@ -445,3 +450,21 @@ def test_tiny_inputs_count(size):
     ref = assert_matches_reference(s, size)
     assert plan(s, size).output_shape == (1, 1088, 1, 1)
     assert count(s, size).acts == sum(r.acts for _, r in ref)
+
+
+def test_cifar_stem_by_hand():
+    # pycls's res_stem_cifar: 3x3 conv stride 1, 3 -> 16 channels, on 32x32 (no bias), BN.
+    data = {"depth": 2, "w0": 16, "wa": 0.0, "wm": 2.0, "group_width": 8, "stem_width": 16}
+    cifar = count(_spec(**data, stem="cifar", num_classes=10), 32)
+    imagenet = count(_spec(**data, num_classes=10), 32)
+    stem = cifar.parts[0]
+    assert (stem.flops, stem.params, stem.acts) == (
+        9 * 3 * 16 * 32 * 32,
+        9 * 3 * 16 + 32,
+        16 * 1024,
+    )
+    assert imagenet.parts[0].flops == 9 * 3 * 16 * 16 * 16
+    assert plan(_spec(**data, stem="cifar"), 32).stem_size == 32
+    # Everything after the stem runs at twice the side: four times the flops, same params.
+    assert cifar.parts[1].flops == 4 * imagenet.parts[1].flops
+    assert cifar.params == imagenet.params

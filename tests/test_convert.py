@@ -415,3 +415,16 @@ def test_convert_help_has_examples(capsys: pytest.CaptureFixture[str]) -> None:
         run(["convert", "--help"])
     text = capsys.readouterr().out
     assert "--from timm" in text and "--bgr-to-rgb" in text and "weights_only=True" in text
+
+
+def test_cifar_stem_weights_convert_to_pycls_only() -> None:
+    # pycls has res_stem_cifar; timm and torchvision have only the stride-2 stem.
+    p = small(stem="cifar")
+    ours = our_state(p)
+    back = convert_state_dict(convert_state_dict(ours, p, "hf", "pycls"), p, "pycls", "hf")
+    assert all(torch.equal(back[k], ours[k]) for k in ours)
+    for library in ("timm", "torchvision"):
+        with pytest.raises(ConvertError, match=rf"stem: cifar .*{library}'s RegNet has only"):
+            convert_state_dict(ours, p, "hf", library)  # type: ignore[arg-type]
+        with pytest.raises(ConvertError, match="stride-2 ImageNet stem"):
+            convert_state_dict(ours, p, library, "hf")  # type: ignore[arg-type]

@@ -52,6 +52,7 @@ def small_designs(draw: st.DrawFn) -> dict:
         "stem_width": draw(st.sampled_from([8, 16, 32])),
         "num_classes": draw(st.sampled_from([0, 1, 10])),
         "downsample_in_first_stage": draw(st.booleans()),
+        "stem": draw(st.sampled_from(["imagenet", "cifar"])),
     }
 
 
@@ -69,3 +70,14 @@ def test_random_designs_analytic_equals_fvcore_and_module(design: dict, size: in
     assert measured.acts == analytic.acts
     assert measured.params == measured.module_params == analytic.params
     assert count(p).params == analytic.params and count(p).acts == analytic.acts
+
+
+@pytest.mark.parametrize("block", ["x", "y"])
+def test_cifar_stem_designs_equal_fvcore(block: str) -> None:
+    # The CIFAR-stem space's kind of design: stride-1 stem of width 16, two stages, 32 px.
+    data = {"name": "c", "block": block, "depth": 7, "w0": 24, "wa": 20.0, "wm": 2.5}
+    spec = spec_from_dict(data | {"group_width": 8, "stem_width": 16, "stem": "cifar"})
+    p = plan(spec, 32)
+    assert p.stem_stride == 1 and p.stem_size == 32
+    v = verify(build_model(p), p)
+    assert v.ok and v.mismatches() == []

@@ -536,3 +536,22 @@ def test_hf_config_kwargs_refuses_what_hugging_face_cannot_express(
 def test_hf_config_kwargs_refuses_other_se_ratios() -> None:
     with pytest.raises(BuildError, match="se_ratio"):
         hf_config_kwargs(small(se_ratio=0.5))
+
+
+def test_cifar_stem_keeps_the_input_resolution() -> None:
+    # pycls's res_stem_cifar: 3x3 conv, stride 1; 32 px stays 32 px after the stem.
+    data = {"name": "c", "block": "y", "depth": 6, "w0": 16, "wa": 16.0, "wm": 2.5}
+    data |= {"group_width": 8, "stem_width": 16, "stem": "cifar", "num_classes": 10}
+    p = plan(spec_from_dict(data), 32)
+    model = build_model(p).eval()
+    conv = model.regnet.embedder.embedder.convolution
+    assert conv.stride == (1, 1) and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        out = model.regnet(x, output_hidden_states=True)
+    assert out.hidden_states[0].shape == (2, 16, 32, 32)
+    assert tuple(out.last_hidden_state.shape[1:]) == p.output_shape[1:]
+    imagenet = plan(spec_from_dict(data | {"stem": "imagenet"}), 32)
+    assert p.stages[-1].out_size == 2 * imagenet.stages[-1].out_size
+    with pytest.raises(BuildError, match="stem: cifar"):
+        hf_config_kwargs(p)

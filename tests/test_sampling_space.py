@@ -49,7 +49,15 @@ per_stage:
 
 def test_shipped_spaces() -> None:
     names = sorted(p.stem for p in SPACES.glob("*.yaml"))
-    assert names == [*(f"anynetx_{k}" for k in "abcde"), "regnetx", "regnety"]
+    cifar = ["regnetx-cifar", "regnety-cifar"]
+    assert names == [*(f"anynetx_{k}" for k in "abcde"), "regnetx", *cifar[:1], "regnety", cifar[1]]
+    for name in cifar:
+        c = load_space(SPACES / f"{name}.yaml")
+        assert isinstance(c, RegNetSpace) and c.input_size == 32
+        fixed = c.fixed_spec()
+        assert (fixed.stem, fixed.stem_width, fixed.num_classes) == ("cifar", 16, 10)
+        assert c.constraints.stages == Bounds(lo=2, hi=2)
+        assert (c.sample.depth.min_value, c.sample.group_width.min_value) == (6, 1)
     x, y = load_space(SPACES / "regnetx.yaml"), load_space(SPACES / "regnety.yaml")
     assert isinstance(x, RegNetSpace) and isinstance(y, RegNetSpace)
     assert (x.fixed_spec().block, y.fixed_spec().se_ratio) == ("x", 0.25)

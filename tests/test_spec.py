@@ -22,7 +22,7 @@ from regnet_space import (
     to_explicit,
 )
 from regnet_space.core import errors as errors_module
-from regnet_space.core.spec import load_spec_file, spec_from_dict, spec_from_text
+from regnet_space.core.spec import load_spec_file, spec_from_dict, spec_from_text, spec_json_schema
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 FROZEN_ERRORS = (ValidationError, TypeError, AttributeError)
@@ -860,3 +860,22 @@ def test_random_mutations_of_a_valid_spec_never_escape():
                 _assert_one_line_spec_error(exc, "<string>", None)
             else:
                 assert isinstance(s, ParametricSpec)
+
+
+def test_stem_field_defaults_to_imagenet_and_refuses_other_values() -> None:
+    base = {"name": "s", "block": "x", "depth": 4, "w0": 16, "wa": 8.0, "wm": 2.0}
+    base["group_width"] = 8
+    assert spec_from_dict(base).stem == "imagenet"
+    cifar = spec_from_dict(base | {"stem": "cifar"})
+    assert cifar.stem == "cifar"
+    # Written back only when it is not the default; read back equal either way.
+    assert "\nstem: cifar\n" in dump_spec(cifar)
+    assert "\nstem:" not in dump_spec(spec_from_dict(base))
+    assert spec_from_text(dump_spec(cifar)) == cifar
+    explicit = to_explicit(cifar)
+    assert explicit.stem == "cifar" and spec_from_text(dump_spec(explicit)) == explicit
+    with pytest.raises(SpecError, match="stem: Input should be 'imagenet' or 'cifar'") as err:
+        spec_from_dict(base | {"stem": "CIFAR"})
+    assert "\n" not in str(err.value)
+    schema = spec_json_schema()
+    assert "stem" in str(schema) and "cifar" in str(schema)

@@ -52,6 +52,8 @@ def test_torchvision_published_figure_for_y128gf() -> None:
         {"block": "y", "bottleneck_multiplier": 2.0, "group_width": 16},
         {"block": "y", "downsample_in_first_stage": False, "num_classes": 0},
         {"block": "x", "num_channels": 1, "stem_width": 24, "num_classes": 3},
+        {"block": "x", "stem": "cifar", "stem_width": 16, "num_classes": 10},
+        {"block": "y", "stem": "cifar", "downsample_in_first_stage": False},
     ],
 )
 def test_other_designs_and_odd_input_sizes(fields: dict[str, Any]) -> None:

@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 
 from ..core.errors import RegNetSpaceError
-from . import analyze, build, interop, sample, study
+from . import analyze, build, interop, sample, study, train
 from .args import PROG, Parser
 
 
@@ -37,6 +37,7 @@ def make_parser() -> argparse.ArgumentParser:
     sample.register(sub)
     analyze.register(sub)
     interop.register(sub)
+    train.register(sub)
     study.register(sub)
     return parser
 

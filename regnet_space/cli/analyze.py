@@ -473,7 +473,7 @@ def run_fit(args: argparse.Namespace) -> int:
 
 def _base_fields(spec: Spec) -> dict[str, Any]:
     keep = {"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-    keep |= {"activation", "downsample_in_first_stage"}
+    keep |= {"activation", "downsample_in_first_stage", "stem"}
     return spec.model_dump(mode="json", include=keep)
 
 

@@ -47,7 +47,8 @@ def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
         return [f"{100 * part.flops / c.flops:.1f}", f"{100 * part.params / c.params:.1f}"]
 
     parts = {part.name: part for part in c.parts}
-    rows = [["stem", str(p.stem_width), "1", "", "", "", "", "2", str(p.stem_size)]]
+    stride = str(p.stem_stride)
+    rows = [["stem", str(p.stem_width), "1", "", "", "", "", stride, str(p.stem_size)]]
     rows[0] += share(parts["stem"])
     for s in p.stages:
         se = f"{s.se_width_first}/{s.se_width}" if s.se_width else "-"

@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import PlanError
-from .spec import MAX_WIDTH, ExplicitSpec, ParametricSpec, Spec, StageSpec
+from .spec import MAX_WIDTH, STEM_STRIDES, ExplicitSpec, ParametricSpec, Spec, StageSpec
 
 MAX_INPUT_SIZE = 1 << 16
 
@@ -111,6 +111,7 @@ class Plan:
     stem_size: int
     stages: tuple[StagePlan, ...]
     generation: Generation | None
+    stem_stride: int = 2  # 2: the ImageNet stem; 1: the CIFAR stem (pycls res_stem_cifar)
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -249,7 +250,8 @@ def plan(spec: Spec, input_size: int = 224) -> Plan:
     else:
         stage_list, generation = spec.stages, None
         strides = spec.strides()
-    stem_size = _out_size(input_size, 2)
+    stem_stride = STEM_STRIDES[spec.stem]
+    stem_size = _out_size(input_size, stem_stride)
     stages: list[StagePlan] = []
     in_width, size = spec.stem_width, stem_size
     for i, (st, stride) in enumerate(zip(stage_list, strides, strict=True)):
@@ -290,6 +292,7 @@ def plan(spec: Spec, input_size: int = 224) -> Plan:
         stem_size=stem_size,
         stages=tuple(stages),
         generation=generation,
+        stem_stride=stem_stride,
     )
 
 
@@ -300,6 +303,6 @@ def to_explicit(spec: Spec) -> ExplicitSpec:
     stage_list, _ = stage_specs(spec)
     data = spec.model_dump(
         include={"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-        | {"activation", "downsample_in_first_stage"}
+        | {"activation", "downsample_in_first_stage", "stem"}
     )
     return ExplicitSpec.model_validate({**data, "stages": stage_list})

@@ -12,6 +12,8 @@ Field names are the public file format. Paper names and their meaning:
   "bottleneck ratio" b is 1 / bm: b = 1 is no bottleneck, b = 4 is bm = 0.25.
 - ``se_ratio``: squeeze-excitation width = round(se_ratio x block input width); 0 for X blocks.
 - ``rounding``: ``pycls`` (the paper's rule) or ``torchvision`` (torchvision's width rounding).
+- ``stem``: ``imagenet`` (3x3 conv, stride 2) or ``cifar`` (3x3 conv, stride 1: pycls's
+  ``res_stem_cifar``, for 32-pixel inputs).
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ MAX_STAGES = 64
 Rounding = Literal["pycls", "torchvision"]
 Activation = Literal["relu", "silu", "gelu"]
 BlockType = Literal["x", "y"]
+StemType = Literal["imagenet", "cifar"]
+STEM_STRIDES: dict[str, int] = {"imagenet": 2, "cifar": 1}
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
@@ -55,7 +59,11 @@ class _SpecBase(BaseModel):
         lt=1,
         description="SE width = round(se_ratio * block input width). Default 0.25 for y, 0 for x.",
     )
-    stem_width: Width = Field(32, description="Output channels of the 3x3 stride-2 stem.")
+    stem_width: Width = Field(32, description="Output channels of the 3x3 stem conv.")
+    stem: StemType = Field(
+        "imagenet",
+        description="imagenet: 3x3 conv, stride 2; cifar: 3x3 conv, stride 1 (res_stem_cifar).",
+    )
     num_channels: int = Field(3, ge=1, le=4096, description="Input image channels.")
     num_classes: int = Field(
         1000, ge=0, le=10_000_000, description="Classifier outputs; 0 means no linear layer."
@@ -224,4 +232,6 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
 def dump_spec(spec: Spec) -> str:
     """The spec as YAML text that load_spec reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
+    if data.get("stem") == "imagenet":  # the default, left out as in specs written by hand
+        del data["stem"]
     return yaml.safe_dump(data, sort_keys=False)

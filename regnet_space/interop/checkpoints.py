@@ -271,6 +271,14 @@ def convert_state_dict(
     A missing `num_batches_tracked` buffer is filled with 0; anything else missing, extra or
     of the wrong shape raises ConvertError naming `origin` and the first offending key.
     """
+    for library in (source, target):
+        # This package's own layout is Hugging Face's: its CIFAR-stem weights stay convertible
+        # to pycls (res_stem_cifar); timm and torchvision have no stride-1 stem.
+        if plan.stem_stride != 2 and library in ("timm", "torchvision"):
+            raise ConvertError(
+                f"{plan.name}: stem: cifar (stride-1 stem); {library}'s RegNet has only the "
+                "stride-2 ImageNet stem"
+            )
     prefixed = any(k.startswith("regnet.") for k in state)
     src_pairs = key_pairs(plan, source, head=head, hf_prefixed=prefixed)
     dst_pairs = {p.ours: p.theirs for p in key_pairs(plan, target, head=head)}

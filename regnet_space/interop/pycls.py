@@ -47,6 +47,9 @@ _PYCLS_REGNET = {
     "BOT_MUL": 1.0,
     "HEAD_W": 0,
 }
+# pycls's stem types this package builds: simple_stem_in (3x3 stride 2), res_stem_cifar (stride 1).
+_PYCLS_STEMS = {"simple_stem_in": "imagenet", "res_stem_cifar": "cifar"}
+_STEM_TYPES = {v: k for k, v in _PYCLS_STEMS.items()}
 _PYCLS_ANYNET = {
     "STEM_TYPE": "simple_stem_in",
     "STEM_W": 32,
@@ -164,7 +167,9 @@ def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | No
 
 
 def _pycls_common(sec: _Section, fields: dict[str, Any]) -> dict[str, Any]:
-    sec.fixed("STEM_TYPE", "simple_stem_in")
+    stem = _PYCLS_STEMS.get(sec.values["STEM_TYPE"])
+    if stem is None:
+        sec.fixed("STEM_TYPE", "simple_stem_in")  # refuses it, naming the supported value
     sec.fixed("BLOCK_TYPE", "res_bottleneck_block")
     sec.fixed("HEAD_W", 0)
     se_on = sec.flag("SE_ON")
@@ -173,6 +178,7 @@ def _pycls_common(sec: _Section, fields: dict[str, Any]) -> dict[str, Any]:
         "block": "y" if se_on else "x",
         "se_ratio": sec.number("SE_R") if se_on else 0.0,
         "stem_width": sec.integer("STEM_W"),
+        **({"stem": stem} if stem != "imagenet" else {}),
     }
 
 
@@ -243,12 +249,14 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
             regnet["BOT_MUL"] = spec.bottleneck_multiplier
         if spec.stem_width != 32:
             regnet["STEM_W"] = spec.stem_width
+        if spec.stem != "imagenet":
+            regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
         body = {"MODEL": model, "REGNET": regnet}
     else:
         explicit = to_explicit(spec)
         model["TYPE"] = "anynet"
         anynet = {
-            "STEM_TYPE": "simple_stem_in",
+            "STEM_TYPE": _STEM_TYPES[explicit.stem],
             "STEM_W": explicit.stem_width,
             "BLOCK_TYPE": "res_bottleneck_block",
             "DEPTHS": [s.depth for s in explicit.stages],

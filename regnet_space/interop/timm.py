@@ -51,6 +51,8 @@ def timm_cfg_from_spec(spec: Spec) -> TimmRegNetCfg:
         raise InteropError(f"{spec.name}: timm's RegNetCfg has no explicit-stage form")
     if spec.q != 8:
         raise InteropError(f"{spec.name}: q: timm quantizes widths to 8, the spec has {spec.q}")
+    if spec.stem != "imagenet":
+        raise InteropError(f"{spec.name}: stem: timm's RegNet has only the stride-2 ImageNet stem")
     if not spec.downsample_in_first_stage:
         raise InteropError(f"{spec.name}: downsample_in_first_stage: timm always uses stride 2")
     if spec.bottleneck_multiplier > 1:

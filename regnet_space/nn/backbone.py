@@ -41,7 +41,7 @@ class FeatureInfo:
 
 def feature_info(plan: Plan) -> tuple[FeatureInfo, ...]:
     """Every level of the plan: the stem, then each stage (cumulative strides)."""
-    levels = [FeatureInfo(0, "stem", plan.stem_width, 2, plan.stem_size)]  # 3x3 stride-2 stem
+    levels = [FeatureInfo(0, "stem", plan.stem_width, plan.stem_stride, plan.stem_size)]
     stride = 2
     for st in plan.stages:
         stride *= st.stride

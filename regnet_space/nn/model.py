@@ -161,12 +161,14 @@ class RegNetConvLayer(nn.Module):
 
 
 class RegNetEmbeddings(nn.Module):
-    """The stem: one 3x3 stride-2 conv layer, num_channels -> stem_width."""
+    """The stem: one 3x3 conv layer, num_channels -> stem_width (stride 2, or 1: CIFAR stem)."""
 
-    def __init__(self, num_channels: int, stem_width: int, activation: str) -> None:
+    def __init__(
+        self, num_channels: int, stem_width: int, activation: str, stride: int = 2
+    ) -> None:
         super().__init__()
         self.embedder = RegNetConvLayer(
-            num_channels, stem_width, kernel_size=3, stride=2, activation=activation
+            num_channels, stem_width, kernel_size=3, stride=stride, activation=activation
         )
         self.num_channels = num_channels
 
@@ -340,7 +342,9 @@ class RegNetModel(nn.Module):
     def __init__(self, plan: Plan, *, zero_init_last_bn: bool = False) -> None:
         super().__init__()
         self.plan = plan
-        self.embedder = RegNetEmbeddings(plan.num_channels, plan.stem_width, plan.activation)
+        self.embedder = RegNetEmbeddings(
+            plan.num_channels, plan.stem_width, plan.activation, stride=plan.stem_stride
+        )
         self.encoder = RegNetEncoder(plan.stages, plan.block, plan.activation)
         self.pooler = nn.AdaptiveAvgPool2d((1, 1))
         self.apply(_init_weights)
@@ -488,6 +492,11 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     """
     if plan.block not in _LAYERS:
         raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
+    if plan.stem_stride != 2:
+        raise BuildError(
+            f"{plan.name}: stem: cifar (stride-1 stem); Hugging Face RegNet has only the "
+            "stride-2 ImageNet stem"
+        )
     if plan.block == "y" and plan.se_ratio != 0.25:
         raise BuildError(
             f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"

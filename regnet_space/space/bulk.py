@@ -76,6 +76,7 @@ class Body:
     se_ratio: float
     downsample_in_first_stage: bool
     input_size: int
+    stem_stride: int = 2  # 1 for the CIFAR stem
 
 
 @dataclass(frozen=True)
@@ -306,9 +307,11 @@ def _empty_stages() -> Stages:
 # Counting (paper convention: complexity._block summed over each stage in closed form)
 
 
-def _squared_sides(input_size: int, first_stride: int, num_stages: int) -> tuple[np.ndarray, ...]:
+def _squared_sides(
+    input_size: int, first_stride: int, num_stages: int, stem_stride: int = 2
+) -> tuple[np.ndarray, ...]:
     """Per stage index: squared input and output side; and the stem's output side."""
-    h = (input_size - 1) // 2 + 1
+    h = (input_size - 1) // stem_stride + 1
     stem, h_in, h_out = h, [], []
     for i in range(num_stages):
         h_in.append(h * h)
@@ -321,7 +324,7 @@ def count_bound(max_width: int, max_bottleneck: int, max_blocks: int, body: Body
     """An upper bound of any count of a design with these largest widths and block count."""
     w = max(max_width, body.stem_width, body.num_channels)
     b = max(max_bottleneck, 1)
-    h2 = ((body.input_size - 1) // 2 + 1) ** 2
+    h2 = ((body.input_size - 1) // body.stem_stride + 1) ** 2
     per_block = (3 * w * b + 9 * b * b + w * w) * h2 + 3 * b * w + w + b
     return (max_blocks + 1) * per_block + 2 * (w + 1) * (body.num_classes + 1)
 
@@ -375,7 +378,9 @@ def count_stages(stages: Stages, body: Body) -> Counts:
     offsets, num = stages.offsets, stages.num_stages
     starts, last = offsets[:-1], offsets[1:] - 1
     first_stride = 2 if body.downsample_in_first_stage else 1
-    hi2_of, ho2_of, stem_side = _squared_sides(body.input_size, first_stride, int(num.max()))
+    hi2_of, ho2_of, stem_side = _squared_sides(
+        body.input_size, first_stride, int(num.max()), body.stem_stride
+    )
     pos = np.arange(len(stages.width)) - np.repeat(starts, num)
     hi2, ho2 = hi2_of[pos], ho2_of[pos]
     w, d, g, wb = stages.width, stages.depth, stages.group_width, stages.bottleneck_width

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
+from ..core.spec import MAX_WIDTH, STEM_STRIDES, Spec, spec_from_dict
 from .bulk import (
     Body,
     Counts,
@@ -294,6 +294,7 @@ def body_of(space: Space, input_size: int | None = None) -> Body:
         se_ratio=fixed.se_ratio,
         downsample_in_first_stage=fixed.downsample_in_first_stage,
         input_size=space.input_size if input_size is None else input_size,
+        stem_stride=STEM_STRIDES[fixed.stem],
     )
 
 

@@ -192,6 +192,13 @@ def _reconstruct(cls: Any, shape: Any, dtype: Any) -> np.ndarray:
     return np.ndarray((0,), dtype=dtype)
 
 
+def _frombuffer(buf: Any, dtype: Any, shape: Any, order: Any) -> np.ndarray:
+    """numpy's protocol-5 array pickle: an array over in-band bytes (copied, so writable)."""
+    if not isinstance(buf, (bytes, bytearray, pickle.PickleBuffer)) or order not in ("C", "F"):
+        raise pickle.UnpicklingError("refused array buffer")
+    return np.frombuffer(bytes(buf), dtype=np.dtype(dtype)).reshape(shape, order=order).copy()
+
+
 def _latin1(text: Any, encoding: Any = "latin1") -> bytes:
     """Python 3's protocol-2 spelling of a bytes object: _codecs.encode(text, "latin1")."""
     if not isinstance(text, str) or encoding != "latin1":
@@ -204,6 +211,8 @@ def _numpy_globals() -> dict[tuple[str, str], Any]:
     allowed: dict[tuple[str, str], Any] = {("_codecs", "encode"): _latin1}
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "_reconstruct")] = _reconstruct
+    for mod in ("numpy.core.numeric", "numpy._core.numeric"):
+        allowed[(mod, "_frombuffer")] = _frombuffer
     for mod in ("numpy", "numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[(mod, "ndarray")] = np.ndarray
         allowed[(mod, "dtype")] = np.dtype
