@@ -176,7 +176,11 @@ def is_study_db(path: str | Path) -> bool:
 
 
 def connect_readonly(path: str | Path) -> sqlite3.Connection:
-    """A read-only connection (never creates the file or changes it)."""
+    """A connection that never creates the file or changes it (query_only).
+
+    Opened read-write when the file allows it, so that closing the last connection tidies
+    the WAL files away as SQLite does; else strictly read-only (a read-only share).
+    """
     p = Path(path)
     if not p.exists():
         raise StudyDbError(f"{p}: no such file")
@@ -184,11 +188,16 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
         raise StudyDbError(f"{p}: is a directory, expected a study database")
     if not is_study_db(p):
         raise StudyDbError(f"{p}: not a study database (not an SQLite file)")
-    try:
-        con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
-    except sqlite3.Error as exc:
-        raise StudyDbError(f"{p}: cannot open: {exc}") from None
-    return con
+    uri = p.resolve().as_uri()
+    for mode in ("rw", "ro"):
+        try:
+            con = sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=30)
+            con.execute("PRAGMA query_only = ON")
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.Error as exc:
+            error = exc
+    raise StudyDbError(f"{p}: cannot open: {error}")
 
 
 def read_meta(con: sqlite3.Connection, where: str) -> dict[str, str]:

@@ -50,6 +50,16 @@ def _positive_int(text: str) -> int:
     return int(text)
 
 
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 4096):
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 4096, got {text!r}")
+    return int(value) if value.is_integer() else value
+
+
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `study` command group (run, status, export) to a CLI's subparsers."""
     raw = argparse.RawDescriptionHelpFormatter
@@ -87,6 +97,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=_positive_int,
         metavar="N",
         help="local: worker processes (default: the study file's, else 1)",
+    )
+    r.add_argument(
+        "--cpus-per-trial",
+        type=_positive_number,
+        metavar="C",
+        help="ray: CPUs per trial, also its torch threads (default: the study file's, else 1)",
+    )
+    r.add_argument(
+        "--gpus-per-trial",
+        type=_positive_number,
+        metavar="G",
+        help="ray: GPUs per trial (default: the study file's, else 0)",
     )
     r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     r.add_argument("--quiet", action="store_true", help="no progress line, no summary text")
@@ -129,21 +151,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _executor(args: argparse.Namespace, configured: Any) -> Any:
+    from pydantic import ValidationError
+
+    from ..core.loading import format_errors
+    from ..study.errors import StudyError
     from ..study.studyfile import LocalExecutor, RayExecutor
 
     kind = args.executor or configured.kind
+    ray_flags = {
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+    }
+    ray_flags = {k: v for k, v in ray_flags.items() if v is not None}
     if kind == "ray":
         if args.workers is not None:
-            from ..study.errors import StudyError
-
-            raise StudyError("--workers is for the local executor; Ray uses cpus_per_trial")
-        if isinstance(configured, RayExecutor):
-            return configured
-        return RayExecutor(kind="ray")
-    if args.address is not None:
-        from ..study.errors import StudyError
-
-        raise StudyError("--address is for the ray executor (add --executor ray)")
+            raise StudyError("--workers is for the local executor; Ray uses --cpus-per-trial")
+        base = configured if isinstance(configured, RayExecutor) else RayExecutor(kind="ray")
+        try:
+            return RayExecutor.model_validate({**base.model_dump(), **ray_flags})
+        except ValidationError as exc:
+            raise StudyError(f"ray executor: {format_errors(exc, RayExecutor)}") from None
+    if args.address is not None or ray_flags:
+        raise StudyError("--address and --*-per-trial are for the ray executor (--executor ray)")
     base = configured if isinstance(configured, LocalExecutor) else LocalExecutor(kind="local")
     if args.workers is not None:
         return base.model_copy(update={"workers": args.workers})

@@ -9,11 +9,14 @@ pending (a kill -9 leaves them `running`, which the next run treats the same way
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import socket
+import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +72,23 @@ def make_executor(config: LocalExecutor | RayExecutor, address: str | None) -> t
     return LocalPool(config.workers, threads), threads
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt  # `kill` (SIGTERM) stops a run as cleanly as Ctrl-C
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt() -> Iterator[None]:
+    """While a run goes on, SIGTERM unwinds like Ctrl-C (workers stopped, trials released)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def run_study(
     study: ResolvedStudy,
     db_path: str | Path,
@@ -93,7 +113,7 @@ def run_study(
         if pool is not None:
             pool.close()
         raise
-    with db:
+    with db, _terminate_as_interrupt():
         queue = deque(db.runnable(retries))
         states = {t.id: t.state for t in db.trials()}
         slots = pool.slots if pool is not None else 0
