@@ -229,7 +229,7 @@ def run_run(args: argparse.Namespace) -> int:
                 f"{summary.attempts} attempt(s) this run in {duration(summary.wall_seconds)} on "
                 f"{summary.executor} ({summary.slots} at once, {summary.threads} thread(s) each)\n"
                 f"  outside training: {overhead / max(1, summary.attempts):.2f} slot-seconds "
-                "per attempt (start-up, data loading, evaluation)\n"
+                "per attempt (start-up, data loading, model building)\n"
             )
         sys.stdout.write(head + f"  database: {db}   (regnet-space study status {db})\n")
     return 0 if complete else 1
