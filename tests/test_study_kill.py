@@ -89,3 +89,40 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
         if t.id in finished:
             assert t == finished[t.id]  # kept exactly as it was, not run again
     assert json.loads(result.stdout)["attempts"] == 6 - len(finished)
+
+
+def test_a_dead_worker_fails_its_trial_only(tmp_path: Path) -> None:
+    """A worker killed mid-trial (as the OOM killer does) fails that trial; a fresh one follows."""
+    from regnet_space.study.executors import LocalPool
+    from regnet_space.study.studyfile import resolve
+    from regnet_space.study.worker import TrialTask
+
+    study = resolve(write_study(tmp_path / "c.yaml", n=2))
+    data = study.data.model_dump(mode="json")
+
+    def task(i: int, epochs: int) -> TrialTask:
+        recipe = study.recipe.model_dump(mode="json") | {"epochs": epochs}
+        return TrialTask(i, study.trials[i].record.to_dict_spec(), recipe, data, 1)
+
+    pool = LocalPool(workers=1, threads=1)
+    try:
+        pool.submit(task(0, 500))  # long enough to be killed while it trains
+        pid = pool.busy_pids()[0]
+        time.sleep(1.0)
+        os.kill(pid, signal.SIGKILL)
+        outcomes = []
+        deadline = time.monotonic() + 60
+        while not outcomes and time.monotonic() < deadline:
+            outcomes = pool.wait(0.5)
+        assert len(outcomes) == 1 and outcomes[0].id == 0 and outcomes[0].result is None
+        assert outcomes[0].message == "worker process died: killed by signal 9 (out of memory?)"
+        pool.submit(task(1, 1))  # the replacement worker trains the next trial
+        assert pool.busy_pids()[1] != pid
+        outcomes = []
+        deadline = time.monotonic() + 120
+        while not outcomes and time.monotonic() < deadline:
+            outcomes = pool.wait(0.5)
+        assert outcomes[0].id == 1 and outcomes[0].result is not None
+        assert outcomes[0].result["error"] < 90
+    finally:
+        pool.close()

@@ -33,7 +33,8 @@ gpus_per_trial: 1}); retries (attempts after a failure). Designs are sampled (an
 at the recipe's test size.
 
 Rerunning on an existing database resumes it: finished trials are kept, pending, interrupted
-and failed-with-retries-left trials run again; a database of a different study is refused.
+and failed-with-retries-left trials run again; a database of a different study is refused
+(the executor and retries may change between runs, nothing else).
 Each outcome is committed on its own, so Ctrl-C or kill -9 loses no finished trial.
 Exit status: 0 when every trial is done, 1 when some failed or remain, 2 for bad input."""
 

@@ -13,6 +13,7 @@ import contextlib
 import os
 import signal
 import socket
+import sqlite3
 import threading
 import time
 from collections import deque
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..analysis.studydb import STATES
+from ..analysis.studydb import STATES, StudyDbError
 from .database import StudyDatabase
 from .executors import Executor, LocalPool, RayPool, import_ray
 from .studyfile import LocalExecutor, RayExecutor, ResolvedStudy, threads_per_trial
@@ -98,6 +99,19 @@ def run_study(
     progress: Callable[[RunProgress], None] | None = None,
 ) -> RunSummary:
     """Run every runnable trial of `study`, recording results in the database at `db_path`."""
+    try:
+        return _run(study, db_path, executor, address, progress)
+    except sqlite3.Error as exc:  # a full disk, a file removed under us: one line
+        raise StudyDbError(f"{db_path}: cannot write the study database: {exc}") from None
+
+
+def _run(
+    study: ResolvedStudy,
+    db_path: str | Path,
+    executor: LocalExecutor | RayExecutor,
+    address: str | None,
+    progress: Callable[[RunProgress], None] | None,
+) -> RunSummary:
     check_executor(executor.kind)
     retries = study.file.retries
     data = study.data.model_dump(mode="json")

@@ -101,6 +101,10 @@ class LocalPool:
         child_end.close()
         return _Worker(index, process, parent_end)
 
+    def busy_pids(self) -> dict[int, int]:
+        """Trial id -> process id of the worker running it."""
+        return {w.task: w.process.pid for w in self._workers if w.task is not None}
+
     def submit(self, task: TrialTask) -> None:
         """Hand a trial to an idle worker."""
         worker = next(w for w in self._workers if w.task is None)
@@ -140,7 +144,7 @@ class LocalPool:
         why = f"killed by signal {-code}" if code is not None and code < 0 else f"exit code {code}"
         if code == -signal.SIGKILL:
             why += " (out of memory?)"
-        outcome = TrialOutcome(w.task or 0, None, f"worker process died ({why})")
+        outcome = TrialOutcome(w.task or 0, None, f"worker process died: {why}")
         w.conn.close()
         self._workers[self._workers.index(w)] = self._spawn(w.index)
         return outcome

@@ -7,12 +7,24 @@ only the driver turns outcomes into database rows.
 
 from __future__ import annotations
 
+import math
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 MAX_MESSAGE = 2000
+RESULT_KEYS = (
+    "error",
+    "epochs",
+    "curve",
+    "train_seconds",
+    "images_per_second",
+    "peak_memory_bytes",
+    "device",
+    "host",
+    "synthetic",
+)
 
 
 @dataclass(frozen=True)
@@ -71,6 +83,11 @@ def run_trial(task: TrialTask) -> TrialOutcome:
         result = train(spec, recipe, data, device=task.device, threads=task.threads)
         out = dict(result.as_dict())
         out.setdefault("host", socket.gethostname())
+        missing = [k for k in RESULT_KEYS if k not in out]
+        if missing:
+            return TrialOutcome(task.id, None, f"the trainer's result lacks {', '.join(missing)}")
+        if not math.isfinite(float(out["error"])):
+            return TrialOutcome(task.id, None, f"training gave a non-finite error {out['error']}")
         return TrialOutcome(task.id, out, None)
     except Exception as exc:  # the trial failed; the driver records why and may retry it
         return TrialOutcome(task.id, None, one_line(exc))
