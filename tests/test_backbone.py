@@ -121,3 +121,15 @@ def test_only_regnet_models_wrap() -> None:
     with pytest.raises(BuildError, match="expected a RegNet model"):
         backbone_from_model(torch.nn.Linear(2, 2))  # type: ignore[arg-type]
     assert isinstance(build_backbone(tiny()), RegNetBackbone)
+
+
+def test_cifar_stem_levels_start_at_stride_one() -> None:
+    p = tiny(stem="cifar")
+    levels = feature_info(p)
+    assert [f.stride for f in levels] == [1, 2, 4, 8]
+    backbone = build_backbone(p, out_indices=[0, 1, 2, 3])
+    x = torch.randn(1, p.num_channels, p.input_size, p.input_size)
+    with torch.no_grad():
+        maps = backbone(x)
+    for info, (name, fmap) in zip(levels, maps.items(), strict=True):
+        assert name == info.name and fmap.shape[-1] == info.size == p.input_size // info.stride

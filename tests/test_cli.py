@@ -291,3 +291,18 @@ def test_space_file_named_as_a_spec(capsys: pytest.CaptureFixture[str]) -> None:
             f"regnet-space: {space}: a design-space file, not a spec; draw designs "
             "from it with `regnet-space sample`\n"
         )
+
+
+def test_build_and_report_show_the_cifar_stem_stride(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nblock: x\ndepth: 6\nw0: 24\nwa: 20.0\nwm: 2.5\ngroup_width: 8\n"
+        "stem: cifar\nstem_width: 16\nnum_classes: 10\n"
+    )
+    assert main(["build", str(spec), "--input-size", "32"]) == 0
+    stem_row = next(r for r in capsys.readouterr().out.splitlines() if r.startswith("stem "))
+    assert stem_row.split()[:4] == ["stem", "16", "1", "1"] and stem_row.split()[4] == "32"
+    assert main(["report", str(spec), "--format", "json", "--input-size", "32"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["stem_stride"] == 1

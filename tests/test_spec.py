@@ -879,3 +879,15 @@ def test_stem_field_defaults_to_imagenet_and_refuses_other_values() -> None:
     assert "\n" not in str(err.value)
     schema = spec_json_schema()
     assert "stem" in str(schema) and "cifar" in str(schema)
+
+
+def test_an_explicit_first_stride_dumps_without_the_default_flag() -> None:
+    stages = [{"width": 16, "depth": 1, "group_width": 8, "stride": 1}]
+    spec = spec_from_dict({"name": "e", "block": "x", "stages": stages})
+    text = dump_spec(spec)
+    assert "downsample_in_first_stage" not in text
+    assert spec_from_text(text) == spec
+    flagged = spec_from_dict(
+        {"name": "e", "block": "x", "stages": stages[:1]} | {"downsample_in_first_stage": False}
+    )
+    assert spec_from_text(dump_spec(flagged)) == flagged

@@ -347,3 +347,26 @@ def test_cifar_loader_normalizes_and_resizes(tmp_path: Path) -> None:
     assert torch.allclose(x, (raw - mean) / std, atol=1e-5)
     with pytest.raises(StudyError, match="cifar10 has 3 channels, the spec's num_channels is 1"):
         make_loader(DataSpec(name="cifar10", root=str(tmp_path)), recipe, 1, torch.device("cpu"))
+
+
+def test_training_runs_on_cifar_files_and_image_folders(tmp_path: Path) -> None:
+    from regnet_space.core.spec import load_spec
+    from regnet_space.study.trainer import train
+
+    write_cifar10_bin(tmp_path / "c10", n=16)
+    write_image_folder(tmp_path / "folder", {"train": 4, "val": 2})
+    stages = [
+        {"width": 8, "depth": 1, "group_width": 8},
+        {"width": 16, "depth": 1, "group_width": 8},
+    ]
+    spec = load_spec({"name": "t", "block": "y", "stem_width": 8, "stages": stages})
+    recipe = load_recipe(RECIPE | {"epochs": 2, "batch_size": 8, "train_size": 16, "test_size": 16})
+    for data, n_test in [
+        (DataSpec(name="cifar10", root=str(tmp_path / "c10")), 16),
+        (DataSpec(name="imagefolder", root=str(tmp_path / "folder")), 6),
+    ]:
+        result = train(spec, recipe, data, threads=1)
+        assert result.epochs == 2 and not result.synthetic
+        # the error is a whole number of the test images, in percent
+        wrong = result.error * n_test / 100
+        assert abs(wrong - round(wrong)) < 1e-9 and 0 <= wrong <= n_test

@@ -42,6 +42,7 @@ class SpecSummary:
             "group_widths": list(p.group_widths),
             "bottleneck_widths": list(p.bottleneck_widths),
             "strides": list(p.strides),
+            "stem_stride": p.stem_stride,
             "flops": self.counts.flops,
             "params": self.counts.params,
             "acts": self.counts.acts,

@@ -234,4 +234,10 @@ def dump_spec(spec: Spec) -> str:
     data = spec.model_dump(mode="json", exclude_none=True)
     if data.get("stem") == "imagenet":  # the default, left out as in specs written by hand
         del data["stem"]
+    if (
+        isinstance(spec, ExplicitSpec)
+        and spec.stages[0].stride is not None
+        and "downsample_in_first_stage" not in spec.model_fields_set
+    ):  # the first stage's stride says it; both would read back as a contradiction
+        del data["downsample_in_first_stage"]
     return yaml.safe_dump(data, sort_keys=False)

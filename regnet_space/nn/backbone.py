@@ -3,8 +3,8 @@
 `feature_info(plan)` describes every level (name, channels, stride, side at the plan's input
 size) without torch work; `RegNetBackbone` returns the chosen levels as an ordered
 `dict[str, Tensor]` (torchvision's FPN takes it as it is) and stops after the deepest one.
-Level 0 is the stem (stride 2), level i the i-th stage. The backbone shares its modules
-with the model it wraps, so weights loaded into one are in the other.
+Level 0 is the stem (stride 2; 1 for the CIFAR stem), level i the i-th stage. The backbone
+shares its modules with the model it wraps, so weights loaded into one are in the other.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ class FeatureInfo:
 def feature_info(plan: Plan) -> tuple[FeatureInfo, ...]:
     """Every level of the plan: the stem, then each stage (cumulative strides)."""
     levels = [FeatureInfo(0, "stem", plan.stem_width, plan.stem_stride, plan.stem_size)]
-    stride = 2
+    stride = plan.stem_stride
     for st in plan.stages:
         stride *= st.stride
         levels.append(

@@ -195,6 +195,14 @@ class RunFiles:
     def weights(self, safetensors: bool) -> Path:
         return self.folder / ("model.safetensors" if safetensors else "model.pt")
 
+    def remove_stale_temps(self) -> None:
+        """Delete temp files a killed run left behind (`.NAME.XXXX.tmp` of our files only)."""
+        names = {p.name for p in self.ours()}
+        for path in self.folder.glob(".*.tmp"):
+            if path.name[1:].removesuffix(".tmp").rsplit(".", 1)[0] in names:
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
     def ours(self) -> tuple[Path, ...]:
         """Every file a run writes (removed by a forced restart, nothing else is)."""
         names = ("checkpoint", "metrics", "result", "spec", "recipe", "identity")
@@ -470,6 +478,8 @@ def _train(
     start_epoch = 0
 
     if files is not None:
+        if state == "resume":
+            files.remove_stale_temps()
         if state == "resume" and files.checkpoint.is_file():
             ckpt = torch.load(files.checkpoint, map_location=device, weights_only=True)
             model.load_state_dict(ckpt["model"])
@@ -482,6 +492,7 @@ def _train(
             start_epoch = int(ckpt["epoch"])
         else:
             files.folder.mkdir(exist_ok=True)
+            files.remove_stale_temps()
             for path in files.ours():
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
