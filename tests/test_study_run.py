@@ -159,3 +159,17 @@ def test_ray_gives_the_local_errors(local_run: Path, tmp_path: Path) -> None:
     assert [t.curve[0]["train_loss"] for t in ours.trials] == [
         t.curve[0]["train_loss"] for t in local.trials
     ]
+
+
+def test_searched_recipe_fields_are_analyzed_as_parameters(local_run: Path) -> None:
+    """A study's searched training settings get good ranges and correlations like design ones."""
+    from regnet_space.analysis.results import study_from_records
+    from regnet_space.analysis.stats import analyze
+
+    rows = read_study_db(local_run).done()
+    records = [t.export_row() | {"recipe.base_lr": 0.1 * (i + 1)} for i, t in enumerate(rows)]
+    study = study_from_records({"tiny": records})
+    assert "recipe.base_lr" in study.parameters
+    result = analyze(study, resamples=20)
+    rho = {c.variable: c.rho for c in result.correlations}
+    assert rho["recipe.base_lr"] == pytest.approx(1.0)  # rows are best first: error rises with it

@@ -23,7 +23,7 @@ import numpy as np
 from ..core.complexity import count
 from ..core.errors import RegNetSpaceError
 from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
-from .studydb import analysis_records, is_study_db, read_study_db
+from .studydb import RECIPE_PREFIX, analysis_records, is_study_db, read_study_db
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
@@ -231,6 +231,10 @@ def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
     widths = data.get("widths")
     if isinstance(widths, list):
         out["num_stages"] = float(len(widths))
+    for k, raw in data.items():  # training settings a study searched, e.g. recipe.base_lr
+        v = _number(raw) if k.startswith(RECIPE_PREFIX) else None
+        if v is not None:
+            out[k] = v
     return out
 
 
@@ -407,4 +411,5 @@ def _varying(spaces: Sequence[SpaceModels]) -> tuple[str, ...]:
             a = a[np.isfinite(a)]
             if a.size > 1 and np.ptp(a) > 0:
                 found.add(k)
+    order += sorted(k for k in found if k.startswith(RECIPE_PREFIX))
     return tuple(k for k in order if k in found)

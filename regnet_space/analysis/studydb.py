@@ -81,8 +81,7 @@ SCHEMA = (
     )""",
 )
 
-# Fields an export row adds after the sample record's fields.
-RESULT_FIELDS = ("error", "epochs", "train_seconds", "images_per_second", "state", "attempts")
+RECIPE_PREFIX = "recipe."  # export columns of the recipe fields a study's `search` drew
 
 
 class StudyDbError(RegNetSpaceError, ValueError):
@@ -119,7 +118,7 @@ class Trial:
     def export_row(self) -> dict[str, Any]:
         """Every `sample` record field (id included), the sampled recipe fields, the results."""
         row: dict[str, Any] = dict(self.record)
-        row.update({f"recipe.{k}": v for k, v in self.recipe.items()})
+        row.update({f"{RECIPE_PREFIX}{k}": v for k, v in self.recipe.items()})
         row.update(
             error=self.error,
             epochs=self.epochs,

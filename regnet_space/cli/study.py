@@ -313,6 +313,10 @@ def run_status(args: argparse.Namespace) -> int:
             for b in st["best"]
         ]
         headers = ["id", "name", "error %", "MF", "M params", "train s", "images/s"]
+        searched = list(dict.fromkeys(k for b in st["best"] for k in b.get("recipe", {})))
+        headers += searched
+        for row, b in zip(rows, st["best"], strict=True):
+            row += [f"{b.get('recipe', {}).get(k, '')}" for k in searched]
         lines += ["", f"best {len(rows)}:", render_table(headers, rows, markdown=False).rstrip()]
     for f in st["failures"]:
         lines.append(f"failed: trial {f['id']} ({f['attempts']} attempt(s)): {f['message']}")
