@@ -38,16 +38,24 @@ def _alive(pid: int) -> bool:
     return state != "Z"
 
 
-@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the workers")
-def test_kill_9_then_resume(tmp_path: Path) -> None:
-    study = write_study(tmp_path / "k.yaml", n=6)
-    db = tmp_path / "k.db"
+def _gone(pids: list[int]) -> None:
+    """Every process of `pids` exits within a minute."""
+    assert len(pids) >= 2  # two workers (and multiprocessing's resource tracker)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and any(_alive(p) for p in pids):
+        time.sleep(0.2)
+    assert not any(_alive(p) for p in pids)
+
+
+def _signal_when_done(study: Path, db: Path, at_least: int, sig: int) -> tuple[int, list[int]]:
+    """Start `study run`, send `sig` once `at_least` trials are done; its status, its children."""
     driver = subprocess.Popen(
         [sys.executable, "-m", "regnet_space", "study", "run", str(study), "--db", str(db)],
-        cwd=tmp_path,
+        cwd=db.parent,
         env=cli_env(),
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 240
@@ -55,29 +63,44 @@ def test_kill_9_then_resume(tmp_path: Path) -> None:
         while time.monotonic() < deadline and driver.poll() is None:
             if db.exists():
                 done = read_study_db(db).counts()["done"]  # readable while being written
-                if done >= 1:
+                if done >= at_least:
                     break
             time.sleep(0.05)
-        assert driver.poll() is None, "the study finished before it could be killed"
-        assert 1 <= done < 6
+        assert driver.poll() is None, "the study finished before it could be stopped"
+        assert at_least <= done < 6
         workers = _children(driver.pid)
-        os.kill(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=30)
+        os.kill(driver.pid, sig)
+        _, err = driver.communicate(timeout=60)
     finally:
         if driver.poll() is None:
             driver.kill()
-    assert driver.returncode == -signal.SIGKILL
+    if sig == signal.SIGINT:
+        assert err == "regnet-space: interrupted\n"
+    return driver.returncode, workers
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc to find the workers")
+def test_ctrl_c_then_kill_9_then_resume(tmp_path: Path) -> None:
+    study = write_study(tmp_path / "k.yaml", n=6)
+    db = tmp_path / "k.db"
+    # Ctrl-C: the driver stops its workers and returns the unfinished trials to pending.
+    code, workers = _signal_when_done(study, db, 1, signal.SIGINT)
+    assert code == 130
+    _gone(workers)
+    after_ctrl_c = read_study_db(db)
+    assert after_ctrl_c.counts()["running"] == 0
+    first = {t.id: t for t in after_ctrl_c.trials if t.state == "done"}
+    # kill -9 once at least one more trial is done: nothing gets to clean up.
+    code, workers = _signal_when_done(study, db, len(first) + 1, signal.SIGKILL)
+    assert code == -signal.SIGKILL
     # The database is readable right after the kill, finished trials intact.
     snapshot = read_study_db(db)
     finished = {t.id: t for t in snapshot.trials if t.state == "done"}
-    assert len(finished) >= 1
+    assert len(finished) > len(first)
+    assert all(finished[i] == t for i, t in first.items())
     assert all(t.attempts == 1 and t.error is not None for t in finished.values())
     # The orphaned workers (and multiprocessing's resource tracker) see the driver gone, exit.
-    assert len(workers) >= 2
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline and any(_alive(w) for w in workers):
-        time.sleep(0.2)
-    assert not any(_alive(w) for w in workers)
+    _gone(workers)
 
     result = run_cli("study", "run", str(study), "--db", str(db), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr

@@ -154,14 +154,12 @@ def _run(
                     pool.submit(TrialTask(trial_id, specs[trial_id], recipe, data, threads))
                     running[trial_id] = time.perf_counter()
                     states[trial_id] = "running"
-                changed = False
                 for outcome in pool.wait(POLL_SECONDS):
                     started = running.pop(outcome.id, None)
                     if started is None:
                         continue
                     durations.append(time.perf_counter() - started)
                     attempts += 1
-                    changed = True
                     if outcome.result is not None:
                         db.finish(outcome.id, outcome.result)
                         train_seconds += float(outcome.result["train_seconds"])
@@ -170,7 +168,7 @@ def _run(
                         states[outcome.id] = "failed"
                         if db.fail(outcome.id, outcome.message or "failed") <= retries:
                             queue.append(outcome.id)
-                if progress is not None and (changed or not durations):
+                if progress is not None:
                     progress(_progress(states, t0, durations, len(queue), slots))
         finally:
             if pool is not None:
