@@ -5,10 +5,12 @@ from __future__ import annotations
 import csv
 import json
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from study_helpers import write_study
+from study_helpers import cli_env, write_study
 
 from regnet_space.analysis.results import read_records
 from regnet_space.analysis.studydb import read_study_db
@@ -173,3 +175,21 @@ def test_searched_recipe_fields_are_analyzed_as_parameters(local_run: Path) -> N
     result = analyze(study, resamples=20)
     rho = {c.variable: c.rho for c in result.correlations}
     assert rho["recipe.base_lr"] == pytest.approx(1.0)  # rows are best first: error rises with it
+
+
+def test_driver_status_export_analyze_never_import_torch(local_run: Path, tmp_path: Path) -> None:
+    """Only the workers train: the driver and the readers start without torch."""
+    study = str(local_run.parent / "tiny.yaml")
+    db, out = str(local_run), str(tmp_path / "r.jsonl")
+    code = (
+        "import sys\n"
+        "from regnet_space.cli import main\n"
+        f"assert main(['study', 'run', {study!r}, '--db', {db!r}, '--quiet']) == 0\n"
+        f"assert main(['study', 'status', {db!r}, '--json']) == 0\n"
+        f"assert main(['study', 'export', {db!r}, '-o', {out!r}]) == 0\n"
+        f"assert main(['analyze', {db!r}, '--no-plots', '--resamples', '10']) == 0\n"
+        "import regnet_space.study.driver, regnet_space.study.executors\n"
+        "assert 'torch' not in sys.modules, 'torch was imported'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, env=cli_env(),
+                   capture_output=True)  # fmt: skip
