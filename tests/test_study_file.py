@@ -176,3 +176,13 @@ def test_status_and_export_refuse_what_is_not_a_study_db(
             assert message in err and err.count("\n") == 1
     assert main(["study", "status", str(tmp_path / "missing.db")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_unreachable_ray_address_is_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    path = write_study(tmp_path / "s.yaml")
+    err = _refused(tmp_path, capsys, str(path), "--executor", "ray", "--address", "127.0.0.1:1")
+    assert "cannot reach Ray at 127.0.0.1:1" in err

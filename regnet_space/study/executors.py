@@ -14,6 +14,7 @@ import multiprocessing
 import multiprocessing.connection
 import os
 import signal
+import socket
 import threading
 import time
 from dataclasses import dataclass
@@ -170,6 +171,18 @@ class LocalPool:
 # Ray: one task per trial
 
 
+def check_reachable(address: str, timeout: float = 10.0) -> None:
+    """Refuse a host:port (or ray://host:port) address nothing answers at: Ray would wait on."""
+    rest = address.removeprefix("ray://")
+    host, sep, port = rest.rpartition(":")
+    if address == "auto" or not sep or not port.isdigit():
+        return  # `auto` and other forms: Ray's own error
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise StudyError(f"cannot reach Ray at {address}: {exc.strerror or exc}") from None
+
+
 def import_ray() -> Any:
     """The ray module, or a one-line error saying how to install it."""
     try:
@@ -197,8 +210,12 @@ class RayPool:
                 "include_dashboard": False,
                 "logging_level": logging.WARNING,
             }
+            if address:
+                check_reachable(address)
             try:
-                if address:
+                if address and address.startswith("ray://"):
+                    ray.init(address=address)  # a Ray client: the cluster keeps its settings
+                elif address:
                     ray.init(address=address, **options)
                 else:
                     ray.init(num_cpus=max(cores(), int(cpus)), **options)
