@@ -99,8 +99,13 @@ def _create(path: Path, study: ResolvedStudy) -> None:
             con.close()  # checkpoints the WAL into the file and removes it
         os.chmod(tmp, 0o666 & ~_umask())
         # Exclusive: if another driver created it meanwhile, opening it checks it is ours.
-        with contextlib.suppress(FileExistsError):
+        try:
             os.link(tmp, path)
+        except FileExistsError:
+            pass
+        except OSError:  # a file system without hard links: rename, unless one appeared
+            if not path.exists():
+                os.replace(tmp, path)
     finally:
         for suffix in ("", "-wal", "-shm"):
             with contextlib.suppress(OSError):
