@@ -261,6 +261,15 @@ class _Logits(nn.Module):
         return self.model.classifier(pooled)
 
 
+def _init_classifier(model: RegNetForImageClassification) -> None:
+    """pycls's classifier init, normal(0, 0.01) weights and zero bias: small initial logits,
+    so that deep designs do not start with a loss of 10 (the convs keep the model's init)."""
+    for m in model.classifier.modules():
+        if isinstance(m, nn.Linear):
+            nn.init.normal_(m.weight, mean=0.0, std=0.01)
+            nn.init.zeros_(m.bias)
+
+
 def _param_groups(model: nn.Module, recipe: Recipe) -> list[dict[str, Any]]:
     """One group, or two when BN weights and biases have their own decay (pycls custom decay)."""
     if recipe.bn_weight_decay is None:
@@ -458,7 +467,8 @@ def _train(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
         built = build_model(spec, True, zero_init_last_bn=recipe.zero_init_last_bn)
-    model = cast(RegNetForImageClassification, built)  # with_head=True
+        model = cast(RegNetForImageClassification, built)  # with_head=True
+        _init_classifier(model)
     model.to(device)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
