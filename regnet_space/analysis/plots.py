@@ -227,7 +227,11 @@ def _img(images: Mapping[str, bytes], name: str, alt: str) -> str:
 
 
 def render_html(
-    study: Study, a: Analysis, images: Mapping[str, bytes], sources: Sequence[str] = ()
+    study: Study,
+    a: Analysis,
+    images: Mapping[str, bytes],
+    sources: Sequence[str] = (),
+    extra_html: str = "",
 ) -> str:
     """The report: tables and the pictures embedded as data URIs (opens anywhere)."""
     e = html.escape
@@ -263,6 +267,7 @@ def render_html(
         f"<p class='note'>Spearman's rho of {e(a.metric)} with each variable "
         "(green: negative, red: positive, |rho| >= 0.3).</p>",
         _table(*correlation_table(a), rho=True),
+        extra_html,  # e.g. the training curves and measured cost of study databases
     ]
     if a.notes:
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in a.notes))
@@ -292,10 +297,12 @@ def write_report(
     plots: bool = True,
     json_text: str | None = None,
     sources: Sequence[str] = (),
+    extra_images: Mapping[str, bytes] | None = None,
+    extra_html: str = "",
 ) -> list[Path]:
     """Write report.html (and the PNGs, and results.json when given) into out_dir."""
     folder = prepare_dir(out_dir, force)
-    images = draw_all(study, a) if plots else {}
+    images = {**draw_all(study, a), **(extra_images or {})} if plots else {}
     folder.mkdir(exist_ok=True)
     written = []
     for name, data in images.items():
@@ -305,7 +312,9 @@ def write_report(
     if json_text is not None:
         written.append(atomic_write_text(folder / "results.json", json_text, force))
     written.append(
-        atomic_write_text(folder / "report.html", render_html(study, a, images, sources), force)
+        atomic_write_text(
+            folder / "report.html", render_html(study, a, images, sources, extra_html), force
+        )
     )
     if not plots:
         # Pictures of an earlier run would sit beside a report that no longer shows them

@@ -23,6 +23,7 @@ import numpy as np
 from ..core.complexity import count
 from ..core.errors import RegNetSpaceError
 from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
+from .studydb import RECIPE_PREFIX, analysis_records, is_study_db, read_study_db
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
@@ -231,6 +232,10 @@ def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
     widths = data.get("widths")
     if isinstance(widths, list):
         out["num_stages"] = float(len(widths))
+    for k, raw in data.items():  # training settings a study searched, e.g. recipe.base_lr
+        v = _number(raw) if k.startswith(RECIPE_PREFIX) else None
+        if v is not None:
+            out[k] = v
     return out
 
 
@@ -276,6 +281,11 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
     return out
 
 
+def _read_db(p: Path, allow_synthetic: bool) -> list[Record]:
+    rows = analysis_records(read_study_db(p), allow_synthetic)
+    return [Record(f"{p}: trial {r['id']}", r) for r in rows]
+
+
 def _unique_labels(paths: Sequence[Path]) -> list[str]:
     stems = [p.stem for p in paths]
     return [p.stem if stems.count(p.stem) == 1 else str(p) for p in paths]
@@ -288,9 +298,12 @@ def load_study(
     samples: Sequence[str | Path] = (),
     labels: Sequence[str] = (),
     lower_is_better: bool = True,
+    allow_synthetic: bool = False,
 ) -> Study:
     """Read result files (joined with sample files where needed) into a study, by space.
 
+    A study database (`regnet-space study run`) is read directly: its finished trials, as
+    `study export` writes them (synthetic-data trials only with allow_synthetic).
     Spaces: the given labels (one per results file), else a `space` column, else file names.
     Samples: none, one for every results file, or one per results file.
     """
@@ -308,7 +321,7 @@ def load_study(
     groups: dict[str, list[Record]] = {}
     defaults = _unique_labels(paths)
     for i, p in enumerate(paths):
-        recs = read_records(p)
+        recs = _read_db(p, allow_synthetic) if is_study_db(p) else read_records(p)
         if metric not in recs[0].data:
             cols = ", ".join(list(recs[0].data)[:20])
             raise AnalysisError(
@@ -399,4 +412,5 @@ def _varying(spaces: Sequence[SpaceModels]) -> tuple[str, ...]:
             a = a[np.isfinite(a)]
             if a.size > 1 and np.ptp(a) > 0:
                 found.add(k)
+    order += sorted(k for k in found if k.startswith(RECIPE_PREFIX))
     return tuple(k for k in order if k in found)

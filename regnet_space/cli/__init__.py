@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .. import __version__
 from ..core.errors import RegNetSpaceError
-from . import analyze, build, interop, presets, sample, train
+from . import analyze, build, interop, presets, sample, study, train
 from .args import PROG, Parser
 
 
@@ -45,6 +45,7 @@ def make_parser() -> argparse.ArgumentParser:
     interop.register(sub)
     presets.register(sub)
     train.register(sub)
+    study.register(sub)
     return parser
 
 

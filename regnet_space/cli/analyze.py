@@ -46,12 +46,18 @@ design parameter (the best model of 2,500 resamples of 25 %, 2.5/50/97.5 percent
 Spearman rank correlations of the metric with each parameter and with flops, params, acts.
 Spaces are the --space-label values (one per RESULTS), else a `space` column, else file names.
 
+A RESULTS file may be a study database (`regnet-space study run`): its finished trials are
+read directly, and the report adds the training curves of the best and worst trials and
+their measured cost (train seconds, images/s) beside flops, params and acts. Trials trained
+on synthetic data are refused unless --allow-synthetic.
+
 With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
 pictures need matplotlib (pip install 'regnet-space[plot]')."""
 
 ANALYZE_EPILOG = """\
 examples:
   regnet-space analyze examples/zoo_errors.csv -o zoo_report
+  regnet-space analyze study-digits.db -o report
   regnet-space analyze x.jsonl y.jsonl --space-label RegNetX --space-label RegNetY -o out
   regnet-space analyze runs.csv --samples x.jsonl --metric top1_err --json
   regnet-space analyze acc.csv --metric acc --higher-is-better --no-plots -o out"""
@@ -191,6 +197,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="flops",
         help="complexity the normalized EDFs equalize (default: flops)",
     )
+    a.add_argument(
+        "--allow-synthetic",
+        action="store_true",
+        help="analyze study trials trained on synthetic data (speed runs, not accuracy)",
+    )
     a.set_defaults(func=run_analyze)
 
     s = subparsers.add_parser(
@@ -273,7 +284,9 @@ def run_analyze(args: argparse.Namespace) -> int:
         samples=args.samples,
         labels=args.space_label,
         lower_is_better=not args.higher_is_better,
+        allow_synthetic=args.allow_synthetic,
     )
+    dbs = _study_dbs(args.results)
     result = analyze(
         study,
         seed=args.seed,
@@ -283,6 +296,14 @@ def run_analyze(args: argparse.Namespace) -> int:
         normalize_by=args.normalize_by,
     )
     data = result.to_dict()
+    extra_images: dict[str, bytes] = {}
+    extra_html = ""
+    if dbs:
+        from ..analysis import studyreport
+
+        data["studies"] = studyreport.as_dict(dbs)
+        extra_images = studyreport.draw_study(dbs) if plots else {}
+        extra_html = studyreport.study_html(dbs, extra_images)
     written: list[Path] = []
     if args.output is not None:
         written = write_report(
@@ -293,11 +314,18 @@ def run_analyze(args: argparse.Namespace) -> int:
             plots=plots,
             json_text=json.dumps(data, indent=1) + "\n",
             sources=args.results,
+            extra_images=extra_images,
+            extra_html=extra_html,
         )
     if args.json:
         sys.stdout.write(json.dumps(data | {"outputs": [str(p) for p in written]}) + "\n")
     else:
-        sys.stdout.write(_analysis_text(result, study, args.results, written))
+        text = _analysis_text(result, study, args.results, written)
+        if dbs:
+            from ..analysis.studyreport import summary_lines
+
+            text += "".join(f"{line}\n" for line in summary_lines(dbs))
+        sys.stdout.write(text)
     return 0
 
 
@@ -314,6 +342,13 @@ def _refuse_specs(paths: Sequence[str]) -> None:
                 "a JSON list with a metric column); see `report` for a spec's counts and "
                 "`sample` to draw designs"
             )
+
+
+def _study_dbs(paths: Sequence[str]) -> list[Any]:
+    """The study databases among the RESULTS files, read once more for curves and cost."""
+    from ..analysis.studydb import is_study_db, read_study_db
+
+    return [read_study_db(p) for p in paths if is_study_db(p)]
 
 
 def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: list[Path]) -> str:

@@ -1,0 +1,296 @@
+"""The study database's schema and a read-only reader (sqlite3 only, no torch).
+
+A study database is one SQLite file (WAL mode) with two tables: ``meta`` (key/value text:
+schema version, the study file's canonical hash, its name and canonical content) and
+``trials`` (one row per sampled design: the `sample` record, the sampled recipe fields, the
+state machine pending -> running -> done | failed, the attempt counter and the measured
+results). `regnet-space study run` writes it (the driver alone); `study status`, `study
+export` and `analyze` read it here, while a run may still be writing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from ..core.errors import RegNetSpaceError
+
+SCHEMA_VERSION = 1
+META_TABLE = "meta"
+TRIALS_TABLE = "trials"
+STATES = ("pending", "running", "done", "failed")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+# Columns of the trials table, in order (the reader and the writer share this list).
+TRIAL_COLUMNS = (
+    "id",  # sample id (position among the accepted designs)
+    "name",  # design name
+    "spec",  # JSON: spec fields of the design
+    "record",  # JSON: the `sample` record (spec fields, input_size, plan, counts)
+    "flops",
+    "params",
+    "acts",
+    "recipe",  # JSON: recipe fields sampled for this trial ({} without `search`)
+    "state",  # pending | running | done | failed
+    "attempts",  # finished attempts (done or failed); an interrupted one does not count
+    "error",  # final top-1 test error, percent
+    "epochs",
+    "curve",  # JSON list of per-epoch metrics
+    "train_seconds",
+    "images_per_second",
+    "peak_memory_bytes",
+    "device",
+    "host",
+    "synthetic",  # 1 when trained on synthetic data
+    "message",  # why the last attempt failed
+    "started_at",  # unix time the last attempt started
+    "finished_at",  # unix time the last attempt finished
+)
+
+SCHEMA = (
+    f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    f"""CREATE TABLE IF NOT EXISTS {TRIALS_TABLE} (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        record TEXT NOT NULL,
+        flops INTEGER NOT NULL,
+        params INTEGER NOT NULL,
+        acts INTEGER NOT NULL,
+        recipe TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ({", ".join(repr(s) for s in STATES)})),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        error REAL,
+        epochs INTEGER,
+        curve TEXT,
+        train_seconds REAL,
+        images_per_second REAL,
+        peak_memory_bytes INTEGER,
+        device TEXT,
+        host TEXT,
+        synthetic INTEGER,
+        message TEXT,
+        started_at REAL,
+        finished_at REAL
+    )""",
+)
+
+RECIPE_PREFIX = "recipe."  # export columns of the recipe fields a study's `search` drew
+
+
+class StudyDbError(RegNetSpaceError, ValueError):
+    """A file that is not a readable study database."""
+
+
+@dataclass(frozen=True)
+class Trial:
+    """One row of the trials table, JSON columns decoded."""
+
+    id: int
+    name: str
+    spec: Mapping[str, Any]
+    record: Mapping[str, Any]
+    flops: int
+    params: int
+    acts: int
+    recipe: Mapping[str, Any]
+    state: str
+    attempts: int
+    error: float | None
+    epochs: int | None
+    curve: tuple[Mapping[str, Any], ...]
+    train_seconds: float | None
+    images_per_second: float | None
+    peak_memory_bytes: int | None
+    device: str | None
+    host: str | None
+    synthetic: bool
+    message: str | None
+    started_at: float | None
+    finished_at: float | None
+
+    def export_row(self) -> dict[str, Any]:
+        """Every `sample` record field (id included), the sampled recipe fields, the results."""
+        row: dict[str, Any] = dict(self.record)
+        row.update({f"{RECIPE_PREFIX}{k}": v for k, v in self.recipe.items()})
+        row.update(
+            error=self.error,
+            epochs=self.epochs,
+            train_seconds=self.train_seconds,
+            images_per_second=self.images_per_second,
+            state=self.state,
+            attempts=self.attempts,
+            peak_memory_bytes=self.peak_memory_bytes,
+            device=self.device,
+            host=self.host,
+            synthetic=self.synthetic,
+            message=self.message,
+            curve=[dict(c) for c in self.curve],
+        )
+        return row
+
+
+@dataclass(frozen=True)
+class StudyDb:
+    """A study database read at one moment: its meta table and every trial in id order."""
+
+    path: Path
+    meta: Mapping[str, str]
+    trials: tuple[Trial, ...]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.path.stem)
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state, every state present."""
+        out = dict.fromkeys(STATES, 0)
+        for t in self.trials:
+            out[t.state] += 1
+        return out
+
+    def done(self) -> list[Trial]:
+        """Finished trials with a finite error, best (lowest error) first, ties by id."""
+        ok = [t for t in self.trials if t.state == "done" and _finite(t.error)]
+        return sorted(ok, key=lambda t: (t.error, t.id))
+
+
+def _finite(x: float | None) -> bool:
+    return x is not None and math.isfinite(x)
+
+
+def is_study_db(path: str | Path) -> bool:
+    """Whether a file starts with SQLite's header (cheap; says nothing about its tables)."""
+    try:
+        with Path(path).open("rb") as fh:
+            return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
+    except OSError:
+        return False
+
+
+def connect_readonly(path: str | Path) -> sqlite3.Connection:
+    """A connection that never creates the file or changes it (query_only).
+
+    Opened read-write when the file allows it, so that closing the last connection tidies
+    the WAL files away as SQLite does; else strictly read-only (a read-only share).
+    """
+    p = Path(path)
+    if not p.exists():
+        raise StudyDbError(f"{p}: no such file")
+    if p.is_dir():
+        raise StudyDbError(f"{p}: is a directory, expected a study database")
+    if not is_study_db(p):
+        raise StudyDbError(f"{p}: not a study database (not an SQLite file)")
+    uri = p.resolve().as_uri()
+    for mode in ("rw", "ro"):
+        try:
+            con = sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=30)
+            con.execute("PRAGMA query_only = ON")
+            con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return con
+        except sqlite3.Error as exc:
+            error = exc
+    raise StudyDbError(f"{p}: cannot open: {error}")
+
+
+def read_meta(con: sqlite3.Connection, where: str) -> dict[str, str]:
+    """The meta table; refuses a file without the study tables or of a newer schema."""
+    try:
+        tables = {r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+    except sqlite3.DatabaseError as exc:
+        raise StudyDbError(f"{where}: not a study database ({exc})") from None
+    if not {META_TABLE, TRIALS_TABLE} <= tables:
+        raise StudyDbError(f"{where}: not a study database (no {TRIALS_TABLE} table)")
+    meta = dict(con.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
+    version = meta.get("schema_version", "")
+    if not version.isdigit() or int(version) > SCHEMA_VERSION:
+        raise StudyDbError(
+            f"{where}: study database schema {version or '?'} is not supported "
+            f"(this version reads {SCHEMA_VERSION})"
+        )
+    return meta
+
+
+def _json(text: str | None, default: Any) -> Any:
+    return default if text is None else json.loads(text)
+
+
+def trial_from_row(row: tuple[Any, ...]) -> Trial:
+    """A Trial from a row of TRIAL_COLUMNS."""
+    d = dict(zip(TRIAL_COLUMNS, row, strict=True))
+    curve = tuple(MappingProxyType(dict(c)) for c in _json(d["curve"], []))
+    return Trial(
+        id=int(d["id"]),
+        name=d["name"],
+        spec=MappingProxyType(_json(d["spec"], {})),
+        record=MappingProxyType(_json(d["record"], {})),
+        flops=int(d["flops"]),
+        params=int(d["params"]),
+        acts=int(d["acts"]),
+        recipe=MappingProxyType(_json(d["recipe"], {})),
+        state=d["state"],
+        attempts=int(d["attempts"]),
+        error=d["error"],
+        epochs=d["epochs"],
+        curve=curve,
+        train_seconds=d["train_seconds"],
+        images_per_second=d["images_per_second"],
+        peak_memory_bytes=d["peak_memory_bytes"],
+        device=d["device"],
+        host=d["host"],
+        synthetic=bool(d["synthetic"]),
+        message=d["message"],
+        started_at=d["started_at"],
+        finished_at=d["finished_at"],
+    )
+
+
+def read_study_db(path: str | Path) -> StudyDb:
+    """Every trial of a study database, read in one transaction (a consistent snapshot)."""
+    p = Path(path)
+    con = connect_readonly(p)
+    try:
+        con.execute("BEGIN")
+        meta = read_meta(con, str(p))
+        rows = con.execute(
+            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM {TRIALS_TABLE} ORDER BY id"
+        ).fetchall()
+        con.execute("COMMIT")
+        trials = tuple(trial_from_row(r) for r in rows)
+    except sqlite3.DatabaseError as exc:
+        raise StudyDbError(f"{p}: cannot read the study database: {exc}") from None
+    except (json.JSONDecodeError, TypeError, ValueError, KeyError) as exc:
+        raise StudyDbError(f"{p}: damaged study database: {exc}") from None
+    finally:
+        con.close()
+    return StudyDb(p, MappingProxyType(meta), trials)
+
+
+def analysis_records(db: StudyDb, allow_synthetic: bool = False) -> list[dict[str, Any]]:
+    """Records for analysis: the finished trials' export rows (sample record + results).
+
+    Synthetic-data results measure speed, not accuracy: refused unless allowed.
+    """
+    done = [t for t in db.trials if t.state == "done" and _finite(t.error)]
+    if not done:
+        counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
+        raise StudyDbError(f"{db.path}: no finished trials to analyze ({counts or 'no trials'})")
+    synthetic = sum(t.synthetic for t in done)
+    if synthetic and not allow_synthetic:
+        raise StudyDbError(
+            f"{db.path}: {synthetic} trial(s) trained on synthetic data (speed runs, not "
+            "accuracy); analyze them with --allow-synthetic"
+        )
+    rows = []
+    for t in done:
+        row = t.export_row()
+        row.pop("curve")
+        row.setdefault("space", db.name)
+        rows.append(row)
+    return rows

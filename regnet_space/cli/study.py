@@ -1,0 +1,369 @@
+"""`regnet-space study run|status|export`: train every sampled design into a study database.
+
+`run` resolves the study file completely (space, designs, recipe, search, data) before the
+database is created, so bad input is one line and nothing written. `status` and `export`
+read the database (read-only, also while a run is writing it); none of them imports torch
+in the driver.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from ..core.io import atomic_write_text, check_target
+
+RUN_DESCRIPTION = """\
+Train every design of a study file under one recipe and record each result in the study
+database (SQLite, one file; default: <study file stem>.db in the current folder).
+
+The study file (YAML) has exactly these keys: name; space (a space file relative to the study
+file, or an inline space); n (designs); seed; constraints (overrides of the space's, the
+`sample` syntax: {flops: "4M:12M"}); recipe (a file or inline); search (recipe fields drawn
+per trial: {lr: {dist: log_uniform, low: 0.05, high: 1.0}} or {field: {values: [...]}});
+data ({name: digits|cifar10|cifar100|imagefolder|synthetic, root: PATH}); executor
+({kind: local, workers: 2} or {kind: ray, address: auto, cpus_per_trial: 4,
+gpus_per_trial: 1}); retries (attempts after a failure). Designs are sampled (and counted)
+at the recipe's test size.
+
+Rerunning on an existing database resumes it: finished trials are kept, pending, interrupted
+and failed-with-retries-left trials run again; a database of a different study is refused
+(the executor and retries may change between runs, nothing else).
+Each outcome is committed on its own, so Ctrl-C or kill -9 loses no finished trial.
+Exit status: 0 when every trial is done, 1 when some failed or remain, 2 for bad input."""
+
+RUN_EPILOG = """\
+examples:
+  regnet-space study run examples/study-digits.yaml
+  regnet-space study run examples/study-digits.yaml --workers 2 --db runs/digits.db
+  regnet-space study run examples/study-cifar10.yaml --executor ray --address auto"""
+
+
+def _positive_int(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 1024:
+        raise argparse.ArgumentTypeError(f"expected an integer from 1 to 1024, got {text!r}")
+    return int(text)
+
+
+def _positive_number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and 0 <= value <= 4096):
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 4096, got {text!r}")
+    return int(value) if value.is_integer() else value
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the `study` command group (run, status, export) to a CLI's subparsers."""
+    raw = argparse.RawDescriptionHelpFormatter
+    study = subparsers.add_parser(
+        "study",
+        help="train sampled designs into a resumable study database (run, status, export)",
+        description="Design-space studies: train every sampled design, locally or on Ray, "
+        "into one SQLite database; watch it and export it.",
+        epilog="Run `regnet-space study COMMAND --help` for each command's options.",
+    )
+    sub = study.add_subparsers(dest="study_command", metavar="COMMAND")
+    sub.required = True
+
+    r = sub.add_parser(
+        "run",
+        help="run (or resume) a study",
+        description=RUN_DESCRIPTION,
+        epilog=RUN_EPILOG,
+        formatter_class=raw,
+    )
+    r.add_argument("study_file", metavar="STUDYFILE", help="study file (YAML)")
+    r.add_argument("--db", metavar="PATH", help="study database (default: <STUDYFILE stem>.db)")
+    r.add_argument(
+        "--executor",
+        choices=("local", "ray"),
+        help="where trials run (default: the study file's executor, else local)",
+    )
+    r.add_argument(
+        "--address",
+        metavar="ADDR",
+        help="ray: cluster to join (auto, host:port or ray://host:10001); none starts a local Ray",
+    )
+    r.add_argument(
+        "--workers",
+        type=_positive_int,
+        metavar="N",
+        help="local: worker processes (default: the study file's, else 1)",
+    )
+    r.add_argument(
+        "--cpus-per-trial",
+        type=_positive_number,
+        metavar="C",
+        help="ray: CPUs per trial, also its torch threads (default: the study file's, else 1)",
+    )
+    r.add_argument(
+        "--gpus-per-trial",
+        type=_positive_number,
+        metavar="G",
+        help="ray: GPUs per trial (default: the study file's, else 0)",
+    )
+    r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.add_argument("--quiet", action="store_true", help="no progress line, no summary text")
+    r.set_defaults(func=run_run)
+
+    s = sub.add_parser(
+        "status",
+        help="trials by state, best trials, ETA",
+        description="Counts of trials by state (pending, running, done, failed), the best "
+        "trials, failures with their messages and, while a run is going, an ETA. Reads the "
+        "database read-only, also while a run writes it.",
+    )
+    s.add_argument("db", metavar="DB", help="study database")
+    s.add_argument("--top", type=_positive_int, default=5, metavar="K", help="best trials shown")
+    s.add_argument("--json", action="store_true", help="print one JSON object")
+    s.set_defaults(func=run_status)
+
+    e = sub.add_parser(
+        "export",
+        help="every trial as JSONL or CSV",
+        description="One record per trial: every `sample` record field (id, spec fields, "
+        "input_size, widths, depths, group_widths, flops, params, acts), the sampled recipe "
+        "fields (recipe.NAME), error (top-1 %%), epochs, train_seconds, images_per_second, "
+        "state, attempts, peak_memory_bytes, device, host, synthetic, message and curve "
+        "(per-epoch metrics). The format follows the -o suffix (.csv, else JSONL).",
+    )
+    e.add_argument("db", metavar="DB", help="study database")
+    e.add_argument(
+        "-o", "--output", required=True, metavar="OUT", help="output file, or - for stdout"
+    )
+    e.add_argument(
+        "--format", choices=("jsonl", "csv"), help="output format (default: from OUT's suffix)"
+    )
+    e.add_argument("--force", action="store_true", help="overwrite OUT")
+    e.set_defaults(func=run_export)
+
+
+# ---------------------------------------------------------------------------------------------
+# run
+
+
+def _executor(args: argparse.Namespace, configured: Any) -> Any:
+    from pydantic import ValidationError
+
+    from ..core.loading import format_errors
+    from ..study.errors import StudyError
+    from ..study.studyfile import LocalExecutor, RayExecutor
+
+    kind = args.executor or configured.kind
+    ray_flags = {
+        "cpus_per_trial": args.cpus_per_trial,
+        "gpus_per_trial": args.gpus_per_trial,
+    }
+    ray_flags = {k: v for k, v in ray_flags.items() if v is not None}
+    if kind == "ray":
+        if args.workers is not None:
+            raise StudyError("--workers is for the local executor; Ray uses --cpus-per-trial")
+        base = configured if isinstance(configured, RayExecutor) else RayExecutor(kind="ray")
+        try:
+            return RayExecutor.model_validate({**base.model_dump(), **ray_flags})
+        except ValidationError as exc:
+            raise StudyError(f"ray executor: {format_errors(exc, RayExecutor)}") from None
+    if args.address is not None or ray_flags:
+        raise StudyError("--address and --*-per-trial are for the ray executor (--executor ray)")
+    base = configured if isinstance(configured, LocalExecutor) else LocalExecutor(kind="local")
+    if args.workers is not None:
+        return base.model_copy(update={"workers": args.workers})
+    return base
+
+
+def duration(seconds: float | None) -> str:
+    """1h02m, 3m05s or 12s."""
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    s = round(seconds)
+    if s >= 3600:
+        return f"{s // 3600}h{s % 3600 // 60:02d}m"
+    if s >= 60:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s}s"
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """Resolve the study file, then run or resume it."""
+    from ..study.driver import RunProgress, check_executor, run_study
+    from ..study.studyfile import default_db_path, resolve
+
+    study = resolve(args.study_file)
+    executor = _executor(args, study.file.executor)
+    check_executor(executor.kind)
+    db = Path(args.db) if args.db else default_db_path(args.study_file)
+    tty = sys.stderr.isatty() and not args.quiet
+
+    def show(p: RunProgress) -> None:
+        sys.stderr.write(
+            f"\r{study.name}: {p.done}/{p.total} done, {p.failed} failed, {p.running} running, "
+            f"{duration(p.elapsed)} elapsed, ETA {duration(p.eta)}   "
+        )
+        sys.stderr.flush()
+
+    summary = run_study(study, db, executor, address=args.address, progress=show if tty else None)
+    if tty:
+        sys.stderr.write("\n")
+    complete = summary.done == summary.total
+    if args.json:
+        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+        sys.stdout.write(json.dumps(out) + "\n")
+    elif not args.quiet:
+        head = (
+            f"{study.name}: {summary.done}/{summary.total} done, {summary.failed} failed, "
+            f"{summary.pending} not run; "
+        )
+        if summary.slots == 0:
+            head += "nothing to run\n"
+        else:
+            overhead = summary.wall_seconds * summary.slots - summary.train_seconds
+            head += (
+                f"{summary.attempts} attempt(s) this run in {duration(summary.wall_seconds)} on "
+                f"{summary.executor} ({summary.slots} at once, {summary.threads} thread(s) each)\n"
+                f"  outside training: {overhead / max(1, summary.attempts):.2f} slot-seconds "
+                "per attempt (start-up, data loading, model building)\n"
+            )
+        sys.stdout.write(head + f"  database: {db}   (regnet-space study status {db})\n")
+    return 0 if complete else 1
+
+
+# ---------------------------------------------------------------------------------------------
+# status
+
+
+def _status(db: Any, top: int) -> dict[str, Any]:
+    counts = db.counts()
+    best = db.done()
+    meta = db.meta
+    remaining = counts["pending"] + counts["running"]
+    retries = int(meta.get("retries", "0") or 0)
+    remaining += sum(1 for t in db.trials if t.state == "failed" and t.attempts <= retries)
+    spans = [
+        t.finished_at - t.started_at
+        for t in db.trials
+        if t.state == "done" and t.finished_at is not None and t.started_at is not None
+    ]
+    slots = int(meta.get("slots", "1") or 1)
+    eta = sum(spans) / len(spans) * remaining / max(1, slots) if spans and remaining else None
+    if counts["running"] == 0:
+        eta = None  # nothing is running: no run in progress to estimate
+    return {
+        "name": db.name,
+        "db": str(db.path),
+        "total": len(db.trials),
+        **counts,
+        "best": [
+            {
+                "id": t.id,
+                "name": t.name,
+                "error": t.error,
+                "flops": t.flops,
+                "params": t.params,
+                "train_seconds": t.train_seconds,
+                "images_per_second": t.images_per_second,
+                **({"recipe": dict(t.recipe)} if t.recipe else {}),
+            }
+            for t in best[:top]
+        ],
+        "failures": [
+            {"id": t.id, "name": t.name, "attempts": t.attempts, "message": t.message}
+            for t in db.trials
+            if t.state == "failed"
+        ],
+        "eta_seconds": eta,
+        "executor": meta.get("executor"),
+    }
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the counts, best trials and ETA of a study database."""
+    from ..analysis.studydb import read_study_db
+    from ..core.report import render_table
+
+    db = read_study_db(args.db)
+    st = _status(db, args.top)
+    if args.json:
+        sys.stdout.write(json.dumps(st) + "\n")
+        return 0
+    lines = [
+        f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
+        f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
+        + (f"; ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None else ""),
+    ]
+    if st["best"]:
+        rows = [
+            [
+                str(b["id"]),
+                b["name"],
+                f"{b['error']:.2f}",
+                f"{b['flops'] / 1e6:.2f}",
+                f"{b['params'] / 1e6:.3f}",
+                f"{b['train_seconds']:.1f}",
+                f"{b['images_per_second']:.0f}",
+            ]
+            for b in st["best"]
+        ]
+        headers = ["id", "name", "error %", "MF", "M params", "train s", "images/s"]
+        searched = list(dict.fromkeys(k for b in st["best"] for k in b.get("recipe", {})))
+        headers += searched
+        for row, b in zip(rows, st["best"], strict=True):
+            row += [f"{b.get('recipe', {}).get(k, '')}" for k in searched]
+        lines += ["", f"best {len(rows)}:", render_table(headers, rows, markdown=False).rstrip()]
+    for f in st["failures"]:
+        lines.append(f"failed: trial {f['id']} ({f['attempts']} attempt(s)): {f['message']}")
+    sys.stdout.write("\n".join(lines) + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# export
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(columns)
+    for r in rows:
+        cells = []
+        for c in columns:
+            v = r.get(c)
+            if v is None:
+                cells.append("")
+            elif isinstance(v, (list, dict)):
+                cells.append(json.dumps(v, separators=(",", ":")))
+            elif isinstance(v, bool):
+                cells.append(str(v).lower())
+            else:
+                cells.append(v if isinstance(v, str) else json.dumps(v))
+        writer.writerow(cells)
+    return buf.getvalue()
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Write every trial of a study database as JSONL or CSV."""
+    from ..analysis.studydb import read_study_db
+
+    stdout = args.output == "-"
+    if not stdout:
+        check_target(args.output, args.force)
+    db = read_study_db(args.db)
+    rows = [t.export_row() for t in db.trials]
+    fmt = args.format or ("csv" if not stdout and args.output.lower().endswith(".csv") else "jsonl")
+    text = _csv(rows) if fmt == "csv" else "".join(json.dumps(r) + "\n" for r in rows)
+    if stdout:
+        sys.stdout.write(text)
+        return 0
+    atomic_write_text(args.output, text, args.force)
+    counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
+    sys.stderr.write(f"wrote {args.output}: {len(rows)} trial(s) ({counts})\n")
+    return 0

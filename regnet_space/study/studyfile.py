@@ -1,0 +1,324 @@
+"""Study files: which space, how many designs, which recipe, data and executor; resolved up front.
+
+A study file is YAML with exactly the keys of `StudyFile`. Resolving it loads the space and
+the recipe (paths relative to the study file), samples the n designs, draws the per-trial
+recipe fields of `search`, validates every trial's recipe and checks the data root, so that
+every user error is one line before any training starts and before the database exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+
+from ..core.errors import RegNetSpaceError
+from ..core.loading import format_errors, parse_yaml, read_text_file
+from ..space.sampling import DesignRecord, sample
+from ..space.space import Space, load_space, parse_bounds
+from .data import DataSpec, check_data
+from .errors import StudyError
+from .recipe import Recipe, load_recipe, recipe_with
+
+_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+MAX_TRIALS = 100_000
+MAX_RETRIES = 100
+# Search keys that name a recipe field by its usual short name (the issue's example: lr).
+ALIASES = {"lr": "base_lr", "wd": "weight_decay"}
+SEARCH_SALT = 0x5EA4C4  # keeps the search draws independent of the design draws of one seed
+
+Number = int | float
+Bound = str | int | list[Any] | None
+
+
+class StudyConstraints(BaseModel):
+    """Overrides of the space's constraints, in the `sample` syntax ("4M:12M", [lo, hi])."""
+
+    model_config = _CONFIG
+
+    flops: Bound = None
+    params: Bound = None
+    acts: Bound = None
+    stages: Bound = None
+
+
+class SearchRange(BaseModel):
+    """A recipe field drawn per trial from [low, high]: uniform or log-uniform.
+
+    Integer low and high draw integers (uniform over the integers, or log-uniform rounded).
+    """
+
+    model_config = _CONFIG
+
+    dist: Literal["uniform", "log_uniform"]
+    low: Number
+    high: Number
+
+
+class SearchChoice(BaseModel):
+    """A recipe field drawn per trial uniformly from a list."""
+
+    model_config = _CONFIG
+
+    values: list[Number | str | bool] = Field(min_length=1, max_length=4096)
+
+
+def _search_tag(value: Any) -> str | None:
+    if isinstance(value, SearchChoice) or (isinstance(value, Mapping) and "values" in value):
+        return "choice"
+    if isinstance(value, (SearchRange, Mapping)):
+        return "range"
+    return None
+
+
+SearchParam = Annotated[
+    Annotated[SearchRange, Tag("range")] | Annotated[SearchChoice, Tag("choice")],
+    Discriminator(
+        _search_tag,
+        custom_error_type="search",
+        custom_error_message="expected {dist: uniform|log_uniform, low: ..., high: ...} "
+        "or {values: [...]}",
+    ),
+]
+
+
+class LocalExecutor(BaseModel):
+    """Long-lived worker processes on this machine; torch threads = cores // workers."""
+
+    model_config = _CONFIG
+
+    kind: Literal["local"]
+    workers: int = Field(1, ge=1, le=1024)
+    threads: int | None = Field(None, ge=1, le=4096, description="torch threads per trial")
+
+
+class RayExecutor(BaseModel):
+    """One Ray task per trial; no address starts a local Ray, `auto` or ray:// joins one."""
+
+    model_config = _CONFIG
+
+    kind: Literal["ray"]
+    address: str | None = Field(None, min_length=1, max_length=1000)
+    cpus_per_trial: Number = Field(1, gt=0, le=4096)
+    gpus_per_trial: Number = Field(0, ge=0, le=64)
+
+
+Executor = Annotated[LocalExecutor | RayExecutor, Field(discriminator="kind")]
+
+
+class StudyFile(BaseModel):
+    """The study file's keys, exactly."""
+
+    model_config = _CONFIG
+
+    name: str = Field(min_length=1, max_length=200)
+    space: str | dict[str, Any] = Field(description="space file (relative path) or inline space")
+    n: int = Field(ge=1, le=MAX_TRIALS, description="designs to train")
+    seed: int = Field(0, ge=0, le=2**63 - 1)
+    constraints: StudyConstraints = StudyConstraints()
+    recipe: str | dict[str, Any] = Field(description="recipe file (relative path) or inline")
+    search: dict[str, SearchParam] = Field(default_factory=dict)
+    data: DataSpec
+    executor: Executor = LocalExecutor(kind="local")
+    retries: int = Field(0, ge=0, le=MAX_RETRIES)
+
+
+@dataclass(frozen=True)
+class TrialPlan:
+    """One trial to run: the sampled design and its recipe fields drawn by `search`."""
+
+    record: DesignRecord
+    recipe_fields: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class ResolvedStudy:
+    """A study file with everything loaded, sampled and checked."""
+
+    path: Path
+    file: StudyFile
+    space: Space
+    recipe: Recipe
+    data: DataSpec  # root resolved relative to the study file
+    trials: tuple[TrialPlan, ...]
+    canonical: str  # canonical JSON of what decides the trials' results
+    digest: str  # sha256 of `canonical`
+
+    @property
+    def name(self) -> str:
+        return self.file.name
+
+    def trial_recipe(self, recipe_fields: Mapping[str, Any]) -> Recipe:
+        """The recipe of one trial: the study's with its sampled fields."""
+        return recipe_with(self.recipe, recipe_fields)
+
+
+def default_db_path(study_path: str | Path) -> Path:
+    """`<study file stem>.db` in the current folder."""
+    return Path(f"{Path(study_path).stem}.db")
+
+
+def _load_file(path: Path) -> StudyFile:
+    try:
+        text = read_text_file(path, "study")
+        data = parse_yaml(text, str(path), "study")
+    except RegNetSpaceError as exc:
+        raise StudyError(str(exc)) from None
+    if not isinstance(data, Mapping):
+        raise StudyError(f"{path}: expected a mapping of study keys, got {type(data).__name__}")
+    try:
+        return StudyFile.model_validate(dict(data))
+    except ValidationError as exc:
+        raise StudyError(f"{path}: {format_errors(exc, StudyFile)}") from None
+
+
+def _relative(base: Path, value: str) -> Path:
+    p = Path(value).expanduser()
+    return p if p.is_absolute() else base / p
+
+
+def _load_space(file: StudyFile, base: Path, where: Path) -> Space:
+    try:
+        if isinstance(file.space, str):
+            return load_space(_relative(base, file.space))
+        return load_space(file.space)
+    except RegNetSpaceError as exc:
+        raise StudyError(f"{where}: space: {exc}") from None
+
+
+def _load_recipe(file: StudyFile, base: Path, where: Path) -> Recipe:
+    try:
+        if isinstance(file.recipe, str):
+            path = _relative(base, file.recipe)
+            if not path.is_file():
+                raise StudyError(f"{path}: no such file")
+            return load_recipe(path)
+        return load_recipe(file.recipe)
+    except RegNetSpaceError as exc:
+        raise StudyError(f"{where}: recipe: {exc}") from None
+
+
+def _search_fields(file: StudyFile, where: Path) -> dict[str, SearchRange | SearchChoice]:
+    """Search keys mapped onto recipe field names; unknown or repeated fields refused."""
+    out: dict[str, SearchRange | SearchChoice] = {}
+    for key, param in file.search.items():
+        field = ALIASES.get(key, key)
+        if field not in Recipe.model_fields or field in ("name", "seed"):
+            raise StudyError(f"{where}: search.{key}: not a recipe field that can be searched")
+        if field in out:
+            raise StudyError(f"{where}: search.{key}: {field} is searched twice")
+        if isinstance(param, SearchRange):
+            lo, hi = param.low, param.high
+            if lo > hi:
+                raise StudyError(f"{where}: search.{key}: low {lo} is above high {hi}")
+            if param.dist == "log_uniform" and lo <= 0:
+                raise StudyError(f"{where}: search.{key}: log_uniform needs low > 0, got {lo}")
+        out[field] = param
+    return out
+
+
+def draw_search(
+    search: Mapping[str, SearchRange | SearchChoice], n: int, seed: int
+) -> list[dict[str, Any]]:
+    """The recipe fields of n trials, drawn field by field from one seeded generator."""
+    rng = np.random.default_rng([seed, SEARCH_SALT])
+    columns: dict[str, list[Any]] = {}
+    for field, p in search.items():
+        if isinstance(p, SearchChoice):
+            idx = rng.integers(0, len(p.values), n)
+            columns[field] = [p.values[i] for i in idx.tolist()]
+            continue
+        integer = isinstance(p.low, int) and isinstance(p.high, int)
+        if p.dist == "uniform" and integer:
+            columns[field] = rng.integers(p.low, p.high + 1, n).tolist()
+        elif p.dist == "uniform":
+            columns[field] = (p.low + (p.high - p.low) * rng.random(n)).tolist()
+        else:
+            x = np.exp(np.log(p.low) + (np.log(p.high) - np.log(p.low)) * rng.random(n))
+            columns[field] = (
+                np.clip(np.rint(x), p.low, p.high).astype(np.int64).tolist()
+                if integer
+                else [float(f"{v:.6g}") for v in x.tolist()]  # readable, stable in JSON
+            )
+    return [{f: columns[f][i] for f in search} for i in range(n)]
+
+
+def resolve(path: str | Path) -> ResolvedStudy:
+    """Load a study file and everything it names; sample the designs; check the data root."""
+    where = Path(path)
+    file = _load_file(where)
+    base = where.resolve().parent
+    space = _load_space(file, base, where)
+    recipe = _load_recipe(file, base, where)
+    search = _search_fields(file, where)
+    try:
+        data = check_data(file.data, base=base)
+    except RegNetSpaceError as exc:
+        raise StudyError(f"{where}: data: {exc}") from None
+    c = file.constraints
+    bounds = {}
+    for key in ("flops", "params", "acts", "stages"):
+        value = getattr(c, key)
+        if value is not None:
+            try:
+                bounds[key] = parse_bounds(tuple(value) if isinstance(value, list) else value)
+            except RegNetSpaceError as exc:
+                raise StudyError(f"{where}: constraints.{key}: {exc}") from None
+    try:
+        sampled = sample(space, file.n, seed=file.seed, input_size=recipe.test_size, **bounds)
+    except RegNetSpaceError as exc:
+        raise StudyError(f"{where}: {exc}") from None
+    fields = draw_search(search, file.n, file.seed)
+    for i, f in enumerate(fields):
+        try:
+            recipe_with(recipe, f)
+        except RegNetSpaceError as exc:
+            raise StudyError(f"{where}: search: trial {i}: {exc}") from None
+    trials = tuple(TrialPlan(record, f) for record, f in zip(sampled.records, fields, strict=True))
+    canonical_data = {
+        "name": file.name,
+        "space": space.model_dump(mode="json"),
+        "n": file.n,
+        "seed": file.seed,
+        "constraints": {k: str(v) for k, v in bounds.items()},
+        "input_size": recipe.test_size,
+        "recipe": recipe.model_dump(mode="json"),
+        "search": {k: v.model_dump(mode="json") for k, v in search.items()},
+        "data": file.data.model_dump(mode="json"),
+    }
+    canonical = json.dumps(canonical_data, sort_keys=True, separators=(",", ":"))
+    return ResolvedStudy(
+        path=where,
+        file=file,
+        space=space,
+        recipe=recipe,
+        data=data,
+        trials=trials,
+        canonical=canonical,
+        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+    )
+
+
+def cores() -> int:
+    """CPU cores this process may use."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def threads_per_trial(executor: LocalExecutor | RayExecutor, workers: int | None = None) -> int:
+    """torch threads of one trial: the local executor's share of cores, or Ray's CPUs."""
+    if isinstance(executor, RayExecutor):
+        return max(1, math.floor(executor.cpus_per_trial))
+    if executor.threads is not None:
+        return executor.threads
+    return max(1, cores() // (workers or executor.workers))
