@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+# First: installs the start-up Ctrl-C handler, so an interrupt during the imports is one line.
+from . import _startup  # noqa: F401
 from .core.complexity import Complexity, count
 from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
 from .core.generator import Plan, plan, to_explicit

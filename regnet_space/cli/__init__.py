@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
+from .._startup import quiet_exit
 from ..core.errors import RegNetSpaceError
+from ..core.text import clean
 from . import analyze, build, interop, sample
 from .args import PROG, Parser
 
@@ -42,12 +45,18 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand, turning user errors into one line and exit status 2."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is quiet_exit:
+        # From here on Ctrl-C raises KeyboardInterrupt, so that writers remove their temp files.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
+        parser = make_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args))
     except RegNetSpaceError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {clean(str(exc))}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{PROG}: input nested too deeply", file=sys.stderr)
         return 2
     except MemoryError:
         print(f"{PROG}: out of memory; the design is too large for this machine", file=sys.stderr)

@@ -10,8 +10,8 @@ from typing import Any
 
 from ..core.complexity import CONVENTIONS, Complexity
 from ..core.errors import BuildError
-from ..core.generator import Plan, to_explicit
-from ..core.io import atomic_write_text, atomic_write_with, check_target
+from ..core.generator import Plan, resolved_spec_text
+from ..core.io import OutputSet, call_writer
 from ..core.report import (
     FORMATS,
     SpecSummary,
@@ -20,7 +20,8 @@ from ..core.report import (
     summarize,
     summarize_paths,
 )
-from ..core.spec import Spec, dump_spec, load_spec_file, spec_json_schema
+from ..core.resources import available_memory, forward_bytes, human_bytes
+from ..core.spec import Spec, load_spec_file, spec_json_schema
 from .args import input_size
 
 CONVENTION_HELP = (
@@ -105,16 +106,20 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
     return "\n".join(lines) + "\n"
 
 
-def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
+def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, Path, str]:
+    """Check both outputs and validate the resolved spec before any work (nothing half-done)."""
     weights = Path(save)
     if weights.suffix in (".yaml", ".yml"):
         raise BuildError(f"{weights}: --save names the weights file (.pt, .pth or .safetensors)")
     # Not FILE.yaml: beside a spec's own folder that name could be the source spec itself.
     spec_path = weights.with_suffix(".resolved.yaml")
-    return check_target(weights, force), check_target(spec_path, force)
+    text = resolved_spec_text(spec)
+    outputs = OutputSet(force)
+    return outputs, outputs.file(weights), outputs.file(spec_path), text
 
 
-def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, force: bool) -> None:
+def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: str) -> None:
+    """Weights and resolved spec, committed together (the weights last)."""
     import torch
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -123,18 +128,32 @@ def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, forc
             from safetensors.torch import save_file
         except ImportError:
             raise BuildError("saving .safetensors needs the safetensors package") from None
-        atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
+        write = lambda tmp: save_file(state, tmp)  # noqa: E731
     else:
-        atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
-    resolved = to_explicit(summary.spec)
-    atomic_write_text(spec_path, dump_spec(resolved), force)
+        write = lambda tmp: torch.save(state, tmp)  # noqa: E731
+    with outputs.staging() as staging:
+        staging.write_text(spec_path, text)
+        call_writer(write, staging.path(weights), weights)
+
+
+def _check_memory(p: Plan, allow_large: bool) -> None:
+    """Refuse a forward pass estimated above the free memory (an allocator crash otherwise)."""
+    need = forward_bytes(p)
+    free = available_memory()
+    if free is not None and need > free and not allow_large:
+        raise BuildError(
+            f"{p.name} at input size {p.input_size} needs about {human_bytes(need)} for one "
+            f"forward pass, more than the {human_bytes(free)} free (--allow-large to try anyway)"
+        )
 
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
     spec = load_spec_file(args.spec)
     summary = summarize(spec, args.spec, args.input_size, "paper")
-    targets = _save_targets(args.save, args.force) if args.save else None
+    saving = _save_targets(args.save, args.force, spec) if args.save else None
+    targets = saving[1:3] if saving is not None else None
+    _check_memory(summary.plan, args.allow_large)
     import torch  # torch is imported here, and only here
 
     from ..nn.model import build_model
@@ -155,8 +174,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         from ..nn.counters import torch_check
 
         torch_checked = torch_check(summary.plan)
-    if targets is not None:
-        _save(model, summary, *targets, args.force)
+    if saving is not None:
+        _save(model, *saving)
     if args.json:
         data = summary.as_dict() | {"output_shape": output_shape}
         if verification is not None:
@@ -264,6 +283,11 @@ def register(sub: Any) -> None:
         "--force",
         action="store_true",
         help="overwrite --save outputs; build designs too large for the default memory guard",
+    )
+    b.add_argument(
+        "--allow-large",
+        action="store_true",
+        help="build even when the forward pass is estimated to need more memory than is free",
     )
     b.set_defaults(func=cmd_build)
 

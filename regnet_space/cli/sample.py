@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import OutputError, RegNetSpaceError
-from ..core.io import atomic_write_text, check_target
+from ..core.io import OutputSet
 from ..core.spec import dump_spec
+from ..core.text import clean
 from .args import input_size
 
 if TYPE_CHECKING:
@@ -213,35 +214,36 @@ def _reasons(result: SampleResult) -> str:
     return ", ".join(parts) or "none"
 
 
-def _targets(args: argparse.Namespace, space_name: str) -> tuple[Path, Path | None, list[Path]]:
+def _targets(args: argparse.Namespace, space_name: str) -> tuple[OutputSet, Path, Path | None]:
     """Check every output path before sampling, so that a long run never ends in a refusal."""
-    from ..space.sampling import spec_file_names
+    from ..space.sampling import MAX_DESIGNS, spec_file_names
 
     out = Path(args.output)
     if out.suffix not in SUFFIXES:
-        raise OutputError(f"{out}: the output must end in .jsonl or .csv")
-    check_target(out, args.force)
-    if args.specs_dir is None:
-        return out, None, []
-    folder = Path(args.specs_dir)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: exists and is not a directory")
-    if not folder.parent.is_dir():
-        raise OutputError(f"{folder.parent}: no such directory")
-    files = [folder / name for name in spec_file_names(space_name, args.n)]
-    if folder.is_dir():
-        for f in files:
-            check_target(f, args.force)
-    return out, folder, files
+        raise OutputError(f"{clean(str(out))}: the output must end in .jsonl or .csv")
+    if args.n > MAX_DESIGNS:  # before building n file names
+        raise OutputError(f"--n must be at most {MAX_DESIGNS:,}, got {args.n:,}")
+    outputs = OutputSet(args.force)
+    folder = None
+    if args.specs_dir is not None:
+        folder = outputs.folder(args.specs_dir, spec_file_names(space_name, args.n), shared=True)
+    outputs.file(out)  # last: a records file means its spec folder is complete
+    return outputs, out, folder
 
 
 def run(args: argparse.Namespace) -> int:
     """Sample, then write the records (and spec files); 0 on success."""
-    from ..space.sampling import SampleError, records_to_csv, records_to_jsonl, sample
+    from ..space.sampling import (
+        SampleError,
+        records_to_csv,
+        records_to_jsonl,
+        sample,
+        spec_file_names,
+    )
     from ..space.space import load_space
 
     space = load_space(args.space)
-    out, folder, spec_files = _targets(args, space.space)
+    outputs, out, folder = _targets(args, space.space)
     progress = _Progress(sys.stderr, not args.quiet)
     t0 = time.perf_counter()
     try:
@@ -264,12 +266,13 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.done()
     elapsed = time.perf_counter() - t0
-    if folder is not None:
-        folder.mkdir(exist_ok=True)
-        for path, rec in zip(spec_files, result.records, strict=True):
-            atomic_write_text(path, dump_spec(rec.to_spec()), args.force)
     render = records_to_jsonl if out.suffix == ".jsonl" else records_to_csv
-    atomic_write_text(out, render(result.records), args.force)
+    with outputs.staging() as staging:
+        if folder is not None:
+            names = spec_file_names(result.space, args.n)
+            for name, rec in zip(names, result.records, strict=True):
+                staging.write_text(folder / name, dump_spec(rec.to_spec()))
+        staging.write_text(out, render(result.records))
     if not args.quiet:
         sys.stderr.write(
             f"sample: {result.accepted:,} designs from {result.space} in {result.tries:,} tries "

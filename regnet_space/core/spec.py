@@ -224,4 +224,7 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
 def dump_spec(spec: Spec) -> str:
     """The spec as YAML text that load_spec reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
+    if isinstance(spec, ExplicitSpec) and spec.stages[0].stride is not None:
+        # The first stage's stride already says it; both would read as a contradiction.
+        data.pop("downsample_in_first_stage", None)
     return yaml.safe_dump(data, sort_keys=False)

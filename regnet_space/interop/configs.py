@@ -5,10 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-import yaml
-
-from ..core.loading import read_text_file
-from ..core.spec import Spec, spec_from_text
+from ..core.loading import parse_yaml, read_text_file
+from ..core.spec import Spec, spec_from_dict
 from .hf import load_hf_config
 
 
@@ -18,12 +16,9 @@ def load_any_spec(path: str | Path) -> Spec:
     if p.is_dir() or p.suffix == ".json":
         return load_hf_config(p)
     text = read_text_file(p)
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError:
-        data = None  # spec_from_text reports the YAML error
+    data = parse_yaml(text, str(p))  # the one safe loader: no aliases, depth and size limits
     if isinstance(data, Mapping) and "MODEL" in data:
         from .pycls import spec_from_pycls_yaml
 
         return spec_from_pycls_yaml(text, str(p))
-    return spec_from_text(text, str(p))
+    return spec_from_dict(data, str(p))

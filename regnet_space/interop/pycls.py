@@ -16,7 +16,7 @@ from typing import Any
 import yaml
 
 from ..core.generator import to_explicit
-from ..core.loading import read_text_file
+from ..core.loading import parse_yaml, read_text_file
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
@@ -130,12 +130,7 @@ _MODEL_KEYS = {
 
 def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
     """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise InteropError(f"{source}: {where}invalid YAML") from None
+    data = parse_yaml(text, source, "pycls config", InteropError)  # the one safe loader
     if not isinstance(data, Mapping) or "MODEL" not in data:
         raise InteropError(f"{source}: not a pycls config (no MODEL section)")
     model = _Section(data["MODEL"], "MODEL", _MODEL_KEYS, source)

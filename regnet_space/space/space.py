@@ -134,6 +134,11 @@ class Bounds(BaseModel):
             sides = [data, data]
         else:
             raise ValueError(f'expected [lo, hi] or "LO:HI", got {type(data).__name__}')
+        for side in sides:
+            if side is not None and (
+                isinstance(side, bool) or not isinstance(side, (str, int, float))
+            ):
+                raise ValueError(f"each side must be a number or empty, got {type(side).__name__}")
         try:
             lo, hi = (None if s is None else parse_count(s) for s in sides)
         except ValueError as exc:
@@ -147,7 +152,9 @@ class Bounds(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Bounds:
         if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise ValueError(f"empty range: {self.lo} > {self.hi}")
+            raise ValueError(f"empty range: {format_count(self.lo)} > {format_count(self.hi)}")
+        if any(v is not None and v < 0 for v in (self.lo, self.hi)):
+            raise ValueError("a count cannot be negative")
         return self
 
     def contains(self, value: int) -> bool:
