@@ -170,6 +170,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     spec = load_any_spec(args.spec)
     p = make_plan(spec, args.input_size)
     check_target(out, args.force)
+    if args.format == "onnx":  # large models keep their weights in OUT.data beside it
+        data = out.with_name(out.name + ".data")
+        if data.exists() or data.is_symlink():
+            check_target(data, args.force)
 
     import torch
 

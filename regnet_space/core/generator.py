@@ -229,6 +229,8 @@ def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation
             raise PlanError(
                 f"stage {i}: width rounds to {width}; raise w0 or bottleneck_multiplier"
             )
+        if width > MAX_WIDTH or g > MAX_WIDTH:
+            raise PlanError(f"stage {i}: width rounds to {max(width, g)}, above {MAX_WIDTH}")
         stride = (2 if spec.downsample_in_first_stage else 1) if i == 0 else 2
         stages.append(
             StageSpec(

@@ -306,7 +306,8 @@ class OutputSet:
     _manifests: dict[Path, list[str]] = field(default_factory=dict)
 
     def file(self, path: str | Path, optional: bool = False) -> Path:
-        """Add one output file (checked now); `optional`: the writer may leave it unwritten."""
+        """Add one output file (checked now); `optional`: the writer may leave it unwritten
+        (then, with force, an existing file of that name is removed with the commit)."""
         final = check_target(path, self.force)
         self._add(_Entry(final, Path(path), "file", optional=optional))
         return final
@@ -377,7 +378,13 @@ class OutputSet:
 
     def _commit(self) -> None:
         pid = os.getpid()
-        entries = [e for e in self.entries if not (e.kind == "file" and e.optional and not _has(e))]
+        for e in self.entries:
+            if e.kind == "file" and e.optional and not _has(e):
+                # Not written this time: an earlier result's file of that name goes (force).
+                e.kind, e.staged = "remove", None
+        entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
+        if not entries:
+            return
         for e in entries:
             if e.staged is not None and e.kind == "file":
                 _finish_file(e.staged)
