@@ -7,11 +7,14 @@ The study tools (sampling, analysis, scaling, fitting) load on first use, keepin
 
 from __future__ import annotations
 
+# First of all: installs the start-up Ctrl-C handler, so an interrupt during the imports below
+# is one line too.
+from . import _startup  # noqa: F401
+
+# isort: split
 import importlib
 from typing import TYPE_CHECKING, Any
 
-# First: installs the start-up Ctrl-C handler, so an interrupt during the imports is one line.
-from . import _startup  # noqa: F401
 from .core.complexity import Complexity, count
 from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
 from .core.generator import Plan, plan, to_explicit

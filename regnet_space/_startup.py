@@ -1,16 +1,18 @@
-"""Ctrl-C while the command starts up: one line and exit status 130, never a traceback."""
+"""Ctrl-C while the command starts up: one line and exit status 130, never a traceback.
+
+Imports only modules the interpreter has loaded before any package code runs.
+"""
 
 from __future__ import annotations
 
 import os
 import signal
 import sys
-from types import FrameType
 
 _PROG = b"regnet-space"
 
 
-def quiet_exit(signum: int, frame: FrameType | None) -> None:
+def quiet_exit(signum: int, frame: object) -> None:
     # Nothing is written yet during start-up: leaving at once loses nothing.
     os.write(2, _PROG + b": interrupted\n")
     os._exit(130)
