@@ -80,6 +80,8 @@ def _cell(text: str) -> Any:
     t = text.strip()
     if not t:
         return None
+    if t[0] == "'" and t[1:2] in ("=", "+", "-", "@"):
+        return text.strip()[1:]  # a cell written text-safe for spreadsheets (csv_cell)
     if t[0] in "[{":
         try:
             return parse_json(t, "cell", AnalysisError)
@@ -238,11 +240,24 @@ def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     return spec
 
 
-def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
+def _checked_number(data: Mapping[str, Any], key: str, source: str) -> float | None:
+    """A numeric field: None when absent or empty; a one-line error when not a finite number."""
+    raw = data.get(key)
+    if raw is None or raw == "":
+        return None
+    v = _number(raw)
+    if v is None or not math.isfinite(v):
+        raise AnalysisError(f"{source}: {key}: not a finite number: {_short(raw)}")
+    return v
+
+
+def _parameters(data: Mapping[str, Any], source: str = "<record>") -> dict[str, float]:
     out: dict[str, float] = {}
     for f in REGNET_FIELDS:
-        v = _number(data.get(f))
-        if v is not None and not isinstance(data.get("stages"), list):
+        if isinstance(data.get("stages"), list):
+            break
+        v = _checked_number(data, f, source)
+        if v is not None:
             out[f] = v
     stages = data.get("stages")
     if isinstance(stages, list):
@@ -260,7 +275,10 @@ def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
 
 def _complexity(rec: Record) -> dict[str, float]:
     data = rec.data
-    values = {k: _number(data.get(k)) for k in COMPLEXITY}
+    values = {k: _checked_number(data, k, rec.source) for k in COMPLEXITY}
+    for k, v in values.items():
+        if v is not None and v < 0:
+            raise AnalysisError(f"{rec.source}: {k}: must not be negative, got {_short(data[k])}")
     if all(v is not None for v in values.values()):
         return values  # type: ignore[return-value]
     size = data.get("input_size") or 224
@@ -385,7 +403,7 @@ def study_from_records(
             if not has_design(r.data):
                 raise AnalysisError(f"{r.source}: the record carries no design")
         values = [_metric(r, metric) for r in rs]
-        params = [_parameters(r.data) for r in rs]
+        params = [_parameters(r.data, r.source) for r in rs]
         comps = [_complexity(r) for r in rs]
         keys = list(dict.fromkeys(k for p in params for k in p))
         columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}

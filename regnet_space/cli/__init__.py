@@ -15,7 +15,7 @@ from collections.abc import Sequence
 
 from .._startup import quiet_exit
 from ..core.errors import RegNetSpaceError
-from ..core.text import clean
+from ..core.text import SafeStream, clean
 from . import analyze, build, interop, sample
 from .args import PROG, Parser
 
@@ -48,6 +48,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     if signal.getsignal(signal.SIGINT) is quiet_exit:
         # From here on Ctrl-C raises KeyboardInterrupt, so that writers remove their temp files.
         signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Names, labels and headers come from users' files: nothing printed may drive the terminal.
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)  # type: ignore[assignment]
+    try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: Sequence[str] | None) -> int:
     try:
         parser = make_parser()
         args = parser.parse_args(argv)

@@ -151,13 +151,14 @@ class _Progress:
             f"sample: {p.accepted:,}/{p.requested:,} designs, {p.tries:,} tries "
             f"({_percent(p.accepted, p.tries)}), {p.elapsed:.1f} s"
         )
-        self.stream.write(f"\r{line}\033[K" if self.tty else line + "\n")
+        write = getattr(self.stream, "write_raw", self.stream.write)  # our own \r and \033[K
+        write(f"\r{line}\033[K" if self.tty else line + "\n")
         self.stream.flush()
         self.shown = True
 
     def done(self) -> None:
         if self.tty and self.shown:
-            self.stream.write("\r\033[K")
+            getattr(self.stream, "write_raw", self.stream.write)("\r\033[K")
             self.stream.flush()
         self.shown = False
 

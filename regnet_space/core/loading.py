@@ -247,9 +247,10 @@ def format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
         known = sorted(_fields_at(model, loc[:-1]))
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        return f"{where}: unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"{where}: " if where else "") + "unknown field" + hint
     if err["type"] == "missing":
-        return f"{where}: required field is missing"
+        return (f"{where}: " if where else "") + "required field is missing"
     value = err.get("input")
     if isinstance(value, _TooLong):
         return f"{where}: number too long to read"

@@ -15,6 +15,7 @@ from .errors import SpecError
 from .generator import Plan, plan
 from .loading import is_space_file
 from .spec import Spec, load_spec_file
+from .text import csv_cell
 
 Format = Literal["table", "csv", "json", "markdown"]
 FORMATS: tuple[Format, ...] = ("table", "csv", "json", "markdown")
@@ -130,7 +131,10 @@ def render_report(summaries: Sequence[SpecSummary], fmt: Format) -> str:
         writer.writeheader()
         for s in summaries:
             writer.writerow(
-                {k: _join(v) if isinstance(v, list) else v for k, v in s.as_dict().items()}
+                {
+                    k: _join(v) if isinstance(v, list) else csv_cell(v) if isinstance(v, str) else v
+                    for k, v in s.as_dict().items()
+                }
             )
         return buf.getvalue()
     conv = summaries[0].counts.convention if summaries else "paper"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any, TextIO
 
 # C0 and C1 controls and DEL, except tab and newline in multi-line text; also the Unicode
 # bidirectional overrides, which reorder what a reader sees.
@@ -27,3 +28,25 @@ def csv_cell(text: str) -> str:
     if text and text[0] in "=+-@\t\r" and not _NUMBER.fullmatch(text):
         return "'" + text
     return text
+
+
+class SafeStream:
+    """A text stream whose `write` escapes control characters (newlines and tabs pass).
+
+    `write_raw` writes as is: for the command's own terminal controls (a progress line's \\r).
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.raw = stream
+
+    def write(self, text: str) -> int:
+        """Write `text` with its control characters escaped; returns len(text)."""
+        self.raw.write(clean(text, multiline=True))
+        return len(text)
+
+    def write_raw(self, text: str) -> int:
+        """Write `text` unchanged."""
+        return self.raw.write(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.raw, name)

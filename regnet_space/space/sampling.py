@@ -27,6 +27,7 @@ import numpy as np
 from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
 from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
+from ..core.text import csv_cell
 from .bulk import (
     Body,
     Counts,
@@ -62,6 +63,7 @@ TRIES_PER_DESIGN = 50_000
 MAX_DESIGNS = 1_000_000
 # Repeats per distinct design found after which the space is taken as exhausted.
 EXHAUSTED = 30
+SMALL_SPACE = 100_000  # spaces with at most this many designs: every drawn design is tracked
 CLOSEST = 5  # designs kept to show when the constraints cannot be met
 
 # Rejection reasons, in the order they are checked (0 = meets every constraint).
@@ -583,6 +585,9 @@ def sample(
     tries, t0 = 0, time.perf_counter()
     repeats = 0  # acceptable draws since the last new design
     exhausted = False
+    # A small space is tracked whole: once every design was drawn, more draws cannot help.
+    total = distinct_designs(sp)
+    drawn: set[tuple[Any, ...]] | None = set() if total <= SMALL_SPACE else None
     while len(records) < n and tries < max_tries and not exhausted:
         batch = sampler.evaluate(sampler.draw(rng, BATCH), BATCH)
         usable = min(BATCH, max_tries - tries)
@@ -604,10 +609,13 @@ def sample(
             if code:
                 rejected[REASONS[code - 1]] += int(count)
         closest = _update_closest(sampler, batch, cut, tries, closest)
+        if drawn is not None:
+            drawn.update(sampler.key(batch, i) for i in range(cut))
+            exhausted = len(drawn) >= total and len(records) < n
         tries += cut
         # Only repeats for this long: almost surely every acceptable design is found (a design
         # not yet seen among k found would have shown up with probability >= 1 - e**-EXHAUSTED).
-        exhausted = repeats >= EXHAUSTED * (len(seen) + 1)
+        exhausted = exhausted or repeats >= EXHAUSTED * (len(seen) + 1)
         if progress is not None:
             elapsed = time.perf_counter() - t0
             progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
@@ -622,6 +630,14 @@ def sample(
         rejected=MappingProxyType(rejected),
         closest=tuple(near.record for near in closest),
     )
+    if not result.complete and exhausted and drawn is not None and len(drawn) >= total:
+        found = f"only {len(records)}" if records else "none"
+        advice = f"ask for at most {len(records)}" if records else "relax the constraints"
+        raise SampleError(
+            f"{sp.space}: {found} of the space's {total:,} distinct designs meet the "
+            f"constraints (every one of them was drawn); {advice}",
+            result,
+        )
     if not result.complete and exhausted:
         raise SampleError(
             f"{sp.space}: only {len(records)} distinct designs meet the constraints (the last "
@@ -666,7 +682,8 @@ def records_to_csv(records: Sequence[DesignRecord]) -> str:
     writer.writerow(rows[0])
     for row in rows:
         writer.writerow(
-            v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in row.values()
+            csv_cell(v) if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+            for v in row.values()
         )
     return buf.getvalue()
 

@@ -334,7 +334,9 @@ class _SpaceBase(BaseModel):
 
     model_config = _CONFIG
 
-    space: str = Field(min_length=1, max_length=200, description="Name of the design space.")
+    # Designs are named SPACE-ID (ids up to 7 digits) and written as SPACE-ID.yaml: the name
+    # must leave room in a spec name (200) and a file name (255 bytes).
+    space: str = Field(min_length=1, max_length=120, description="Name of the design space.")
     description: str = Field("", max_length=10_000)
     input_size: int = Field(224, ge=1, le=MAX_INPUT_SIZE)
     spec: dict[str, Any] = Field(
