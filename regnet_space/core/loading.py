@@ -287,8 +287,8 @@ def is_space_file(path: str | Path) -> bool:
     can skip space files with this. Unreadable files are not space files.
     """
     try:
-        with Path(path).open("rb") as fh:
+        with open_regular(Path(path), "spec") as fh:  # a FIFO must not block a folder scan
             head = fh.read(1 << 16)
-    except OSError:
+    except (OSError, RegNetSpaceError):
         return False
     return _SPACE_KEY.search(head) is not None
