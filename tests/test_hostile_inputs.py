@@ -302,9 +302,7 @@ def test_convert_names_a_disallowed_pickle_global(
         "-o",
         str(tmp_path / "o.pt"),
     )
-    assert (
-        "CompletedProcess" in err and "weights_only" in err and "unreadable" not in err
-    )
+    assert "CompletedProcess" in err and "weights_only" in err and "unreadable" not in err
 
 
 # ---------------------------------------------------------------------------------------------

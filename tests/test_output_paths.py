@@ -2,7 +2,7 @@
 
 Each writer (build --save, sample -o [--specs-dir], analyze -o, scale -o, fit -o, convert -o,
 export -o) meets: an existing output (with and without --force), a directory, a symlink to a
-file and to a device, a FIFO, /dev/null itself, a missing parent, the input file, a read-only
+file and to a device, a FIFO, a device node, a missing parent, the input file, a read-only
 folder (an immutable directory: root ignores permission bits) and a full disk (a small tmpfs).
 """
 
@@ -20,6 +20,18 @@ import pytest
 
 from regnet_space.cli import main
 from regnet_space.core.io import TMP_PREFIX
+
+
+def _device(folder: Path) -> Path:
+    """A private null device node (never the system's /dev/null: code that wrongly replaces a
+    device must only ever destroy this copy); a FIFO where mknod is not allowed."""
+    node = folder / "nulldev"
+    try:
+        os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
+    except (PermissionError, OSError):
+        os.mkfifo(node)
+    return node
+
 
 ROOT = Path(__file__).resolve().parents[1]
 ZOO = str(ROOT / "examples" / "zoo_errors.csv")
@@ -119,12 +131,12 @@ def test_directory_missing_parent_and_devices_are_refused(
     fifo = tmp_path / f"fifo{Path(name).suffix}"
     os.mkfifo(fifo)
     link_dev = tmp_path / f"dev{Path(name).suffix}"
-    link_dev.symlink_to("/dev/null")
+    link_dev.symlink_to(_device(tmp_path))
     before = _listing(tmp_path)
     cases = [
         (folder / name, "directory"),
         (tmp_path / "missing" / name, "no such directory"),
-        (link_dev, "device"),
+        (link_dev, "outputs are regular files or new paths"),
     ]
     if writer != "build":  # --save names the weights file; its suffix must be .pt
         cases.append((fifo, "FIFO"))
@@ -132,17 +144,17 @@ def test_directory_missing_parent_and_devices_are_refused(
         status, err = _run(capsys, [*_argv(writer, target, inputs), "--force"])
         _one_line_refusal(status, err, words)
     assert _listing(tmp_path) == before
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)  # /dev/null is still the device
 
 
 @pytest.mark.parametrize("writer", ["scale", "fit"])
-def test_dev_null_itself_is_never_replaced(
-    writer: str, inputs: Path, capsys: pytest.CaptureFixture[str]
+def test_a_device_node_is_never_replaced(
+    writer: str, tmp_path: Path, inputs: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    # The check comes before any write, so pointing --force at /dev/null is safe to try.
-    status, err = _run(capsys, [*_argv(writer, Path("/dev/null"), inputs), "--force"])
-    _one_line_refusal(status, err, "device")
-    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    node = _device(tmp_path)
+    kind = os.lstat(node).st_mode
+    status, err = _run(capsys, [*_argv(writer, node, inputs), "--force"])
+    _one_line_refusal(status, err, "outputs are regular files or new paths")
+    assert os.lstat(node).st_mode == kind and not stat.S_ISREG(kind)
 
 
 def test_symlink_to_a_file_is_written_through(
@@ -280,7 +292,9 @@ def test_convert_and_export_refuse_before_the_work(
     before = out.read_bytes()
     _one_line_refusal(*_run(capsys, argv), "already exists")
     assert out.read_bytes() == before
-    _one_line_refusal(*_run(capsys, [*argv[:-1], "/dev/null", "--force"]))
+    node = _device(tmp_path)
+    _one_line_refusal(*_run(capsys, [*argv[:-1], str(node), "--force"]))
+    assert not stat.S_ISREG(os.lstat(node).st_mode)
     # export: the target and the external-data name beside it are checked first
     onnx = tmp_path / "m.onnx"
     (tmp_path / "m.onnx.data").write_text("someone's file\n")

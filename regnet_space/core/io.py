@@ -189,7 +189,7 @@ def _parent_dir(p: Path) -> Path:
     return parent
 
 
-def check_target(path: str | Path, force: bool) -> Path:
+def check_target(path: str | Path, force: bool, _seen: set[Path] | None = None) -> Path:
     """Refuse what an output must not replace; probe the folder; remove stale temp files there.
 
     Allowed: a new path, or (with force) an existing regular file, directly or through a
@@ -214,8 +214,11 @@ def check_target(path: str | Path, force: bool) -> Path:
         if not force:
             raise OutputError(f"{clean(str(shown))}: already exists (use --force to overwrite)")
     parent = _parent_dir(p)
-    clean_stale(parent)
-    _probe(parent, shown)
+    if _seen is None or parent not in _seen:  # once per folder for many files in one folder
+        clean_stale(parent)
+        _probe(parent, shown)
+        if _seen is not None:
+            _seen.add(parent)
     return p
 
 
@@ -304,11 +307,13 @@ class OutputSet:
     entries: list[_Entry] = field(default_factory=list)
     token: str = field(default_factory=lambda: secrets.token_hex(4))
     _manifests: dict[Path, list[str]] = field(default_factory=dict)
+    _checked: set[Path] = field(default_factory=set)
+    _finals: set[Path] = field(default_factory=set)
 
     def file(self, path: str | Path, optional: bool = False) -> Path:
         """Add one output file (checked now); `optional`: the writer may leave it unwritten
         (then, with force, an existing file of that name is removed with the commit)."""
-        final = check_target(path, self.force)
+        final = check_target(path, self.force, self._checked)
         self._add(_Entry(final, Path(path), "file", optional=optional))
         return final
 
@@ -342,25 +347,25 @@ class OutputSet:
         self._add(_Entry(final, final, "remove"))
 
     def _add(self, entry: _Entry) -> None:
-        if any(e.final == entry.final for e in self.entries):
+        if entry.final in self._finals:
             raise OutputError(f"{clean(str(entry.shown))}: named twice among the outputs")
+        self._finals.add(entry.final)
         self.entries.append(entry)
 
     @contextlib.contextmanager
     def staging(self) -> Iterator[Staging]:
         """Temp paths to write into; committed when the block ends normally, else removed."""
-        staging = Staging(self)
         try:
             for e in self.entries:
+                if e.kind in ("dir", "file"):
+                    e.staged = e.final.parent / _tmp_name(os.getpid(), self.token, e.final.name)
                 if e.kind == "dir":
-                    e.staged = e.final.parent / _tmp_name(os.getpid(), self.token, e.final.name)
-                    os.mkdir(e.staged)
-                elif e.kind == "file":
-                    e.staged = e.final.parent / _tmp_name(os.getpid(), self.token, e.final.name)
+                    os.mkdir(e.staged)  # type: ignore[arg-type]
+            staging = Staging(self)
             yield staging
             for folder, names in self._manifests.items():
                 text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
-                _write_bytes(staging.path(folder / MANIFEST), text.encode())
+                staging.write_bytes(folder / MANIFEST, text.encode())
             self._commit()
         except OSError as exc:
             self._discard()
@@ -385,9 +390,13 @@ class OutputSet:
         entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
         if not entries:
             return
+        synced = _syncfs(list(dict.fromkeys(e.final.parent for e in entries)))
         for e in entries:
             if e.staged is not None and e.kind == "file":
-                _finish_file(e.staged)
+                _finish_file(e.staged, sync=not synced)
+            elif e.staged is not None and e.kind == "dir":
+                for f in e.staged.iterdir():
+                    _finish_file(f, sync=not synced)
         folders = list(dict.fromkeys(e.final.parent for e in entries))
         journal = folders[0] / _tmp_name(pid, self.token, "commit" + _JOURNAL)
         pointers = [f / _tmp_name(pid, self.token, "commit" + _POINTER) for f in folders[1:]]
@@ -467,12 +476,16 @@ def _journal_row(e: _Entry) -> dict[str, object]:
 
 def _apply(e: _Entry, force: bool) -> None:
     if e.backup is not None:
-        os.link(e.final, e.backup)  # the previous file stays in place until replaced
+        try:
+            os.link(e.final, e.backup)  # the previous file stays in place until replaced
+        except OSError:  # a file system without hard links: moved aside instead
+            os.rename(e.final, e.backup)
     if e.kind == "remove":
         with contextlib.suppress(FileNotFoundError):
             os.unlink(e.final)
         return
-    assert e.staged is not None  # staged for every file and dir entry by staging()
+    if e.staged is None:  # staged for every file and dir entry by staging()
+        raise RuntimeError(f"{e.final}: output was not staged")
     if force and e.kind == "file":
         os.replace(e.staged, e.final)
     else:
@@ -502,29 +515,49 @@ def _recover(journal: Path) -> None:
     journal.unlink()
 
 
-def _write_bytes(path: Path, data: bytes) -> None:
+def _write_bytes(path: Path, data: bytes, sync: bool = True) -> None:
     fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(path)
         raise
 
 
-def _finish_file(path: Path) -> None:
-    """Give a staged file the usual mode and flush it to disk before it is moved into place."""
+def _finish_file(path: Path, sync: bool) -> None:
+    """Give a staged file the usual mode (and flush it to disk) before it is moved into place."""
     if not path.is_file():
         return
     os.chmod(path, _umask_mode())
+    if not sync:
+        return
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def _syncfs(folders: Sequence[Path]) -> bool:
+    """Flush the file systems holding `folders` (one call for thousands of files); False if
+    syncfs(2) is unavailable (then each file is flushed on its own)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return False
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if fn(fd) != 0:
+                return False
+        finally:
+            os.close(fd)
+    return True
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -540,27 +573,30 @@ class Staging:
     """Where a command writes its outputs before the commit."""
 
     def __init__(self, outputs: OutputSet) -> None:
-        self._outputs = outputs
+        self._files: dict[Path, Path] = {}
+        self._dirs: dict[Path, Path] = {}
+        for e in outputs.entries:
+            if e.staged is None:
+                continue
+            index = self._files if e.kind == "file" else self._dirs
+            index[e.final] = index[e.shown] = e.staged
 
     def path(self, final: str | Path) -> Path:
         """The temp path standing for output `final` (a file in a new folder: inside its temp)."""
         f = Path(final)
-        for e in self._outputs.entries:
-            if e.kind == "file" and (e.final == f or e.shown == f):
-                assert e.staged is not None
-                return e.staged
-            if e.kind == "dir" and (f.parent == e.final or f.parent == e.shown):
-                assert e.staged is not None
-                return e.staged / f.name
+        if f in self._files:
+            return self._files[f]
+        if f.parent in self._dirs:
+            return self._dirs[f.parent] / f.name
         raise KeyError(f"{f} is not one of the outputs")
 
     def write_text(self, final: str | Path, text: str) -> None:
         """Write text (UTF-8) to output `final`'s temp path."""
-        _write_bytes(self.path(final), text.encode("utf-8"))
+        _write_bytes(self.path(final), text.encode("utf-8"), sync=False)
 
     def write_bytes(self, final: str | Path, data: bytes) -> None:
         """Write bytes to output `final`'s temp path."""
-        _write_bytes(self.path(final), data)
+        _write_bytes(self.path(final), data, sync=False)
 
 
 # ---------------------------------------------------------------------------------------------
