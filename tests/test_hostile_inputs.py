@@ -421,6 +421,13 @@ def test_messages_name_the_field_once_and_stay_short(
     big.write_text(TINY.replace("depth: 1", "depth: " + "9" * 400))
     err = _refused(capsys, "report", str(big))
     assert "9" * 50 not in err and len(err) < 300
+    stages = tmp_path / "stages.yaml"
+    stages.write_text(
+        space.read_text().replace("{stem_width: 32}", "{block: x}")
+        + "constraints: {stages: [1, 100]}\n"
+    )
+    err = _refused(capsys, "sample", str(stages), "--n", "1", "-o", str(tmp_path / "o.jsonl"))
+    assert "constraints.stages: at most 64" in err and err.count("constraints") == 1
     # a missing path with a colon is a path, not YAML text
     err = _refused(capsys, "report", str(tmp_path / "dir:name.yaml"))
     assert "no such file" in err

@@ -403,6 +403,13 @@ class OutputSet:
         for e in entries:
             if e.kind in ("file", "remove") and e.final.exists() and self.force:
                 e.backup = e.final.parent / _tmp_name(pid, self.token, "old-" + e.final.name)
+        # Ctrl-C waits until the commit (or its rollback) is complete: never half of it.
+        with _interrupts_deferred():
+            self._commit_entries(entries, folders, journal, pointers)
+
+    def _commit_entries(
+        self, entries: list[_Entry], folders: list[Path], journal: Path, pointers: list[Path]
+    ) -> None:
         _write_bytes(journal, json.dumps([_journal_row(e) for e in entries]).encode())
         for ptr in pointers:
             _write_bytes(ptr, str(journal.resolve()).encode())
@@ -430,6 +437,31 @@ class OutputSet:
         for e in entries:
             if e.backup is not None:
                 _remove(e.backup)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back for the block; one that came meanwhile is raised after it.
+
+    The Python-level handler is swapped (a signal mask would not do: the kernel may hand the
+    signal to another thread, such as a BLAS worker, whose mask lets it through).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+    elif caught and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
 
 
 @contextlib.contextmanager

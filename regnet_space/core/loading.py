@@ -251,6 +251,10 @@ def format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
         return (f"{where}: " if where else "") + "unknown field" + hint
     if err["type"] == "missing":
         return (f"{where}: " if where else "") + "required field is missing"
+    named = re.match(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ", msg)
+    if where and named and err["type"] == "value_error":
+        # A model-level rule naming its own field: one location, `outer.field: ...`.
+        where, msg = f"{where}.{named.group(1)}", msg[named.end() :]
     value = err.get("input")
     if isinstance(value, _TooLong):
         return f"{where}: number too long to read"

@@ -323,9 +323,7 @@ class Constraints(BaseModel):
     def _check(self) -> Constraints:
         st = self.stages
         if st is not None and ((st.lo or 1) > MAX_STAGES or (st.hi or 1) > MAX_STAGES):
-            raise ValueError(
-                f"constraints.stages: at most {MAX_STAGES} (write a range as [lo, hi]), got {st}"
-            )
+            raise ValueError(f"stages: at most {MAX_STAGES} (write a range as [lo, hi]), got {st}")
         return self
 
 
