@@ -263,6 +263,7 @@ def _checkpoint(tmp_path: Path, name: str, change: object) -> Path:
         (lambda t: t.clone().fill_(float("nan")), "NaN"),
         (lambda t: t.clone().fill_(float("inf")), "NaN or infinite"),
         (lambda t: t.to_sparse(), "dense"),
+        (lambda t: t.to("meta"), "meta tensor"),
     ],
 )
 def test_convert_refuses_tensors_that_would_load_wrong(

@@ -304,3 +304,14 @@ def test_convert_and_export_refuse_before_the_work(
     _one_line_refusal(status, err, "m.onnx.data", "already exists")
     assert not onnx.exists()
     _no_temp_files(tmp_path)
+
+
+def test_export_pt2_on_a_full_disk_is_one_line(
+    full_disk: Path, inputs: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # torch.export.save used to abort the whole process (exit 134) on a full disk.
+    out = full_disk / "m.pt2"
+    argv = ["export", str(inputs / "tiny.yaml"), "--format", "pt2", "--input-size", "32"]
+    status, err = _run(capsys, [*argv, "--no-check", "-o", str(out)])
+    _one_line_refusal(status, err, "no space left on device")
+    assert sorted(p.name for p in full_disk.iterdir()) == ["filler"]
