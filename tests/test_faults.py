@@ -209,3 +209,59 @@ def test_two_writers_racing_for_one_output_one_wins(
         whole = {k: v for k, v in sample_states[winner].items() if with_specs or "/" not in k}
         assert _state(d) == whole  # the winner's result, whole
         assert _temps(d) == []
+
+
+CRASH_MID_COMMIT = """\
+import os, sys
+from pathlib import Path
+from regnet_space.core import io
+
+real, done = io._apply, []
+
+
+def apply_then_die(entry, force):
+    real(entry, force)
+    done.append(entry)
+    if len(done) == int(sys.argv[3]):
+        os._exit(9)  # as kill -9 between two renames of one commit
+
+
+io._apply = apply_then_die
+a, b = Path(sys.argv[1]), Path(sys.argv[2])
+outputs = io.OutputSet(force=True)
+outputs.file(a)
+outputs.file(b)
+with outputs.staging() as staging:
+    staging.write_text(a, "new a")
+    staging.write_text(b, "new b")
+"""
+
+
+@pytest.mark.parametrize("same_folder", [True, False])
+def test_a_commit_killed_halfway_is_rolled_back_by_the_next_writer(
+    tmp_path: Path, same_folder: bool
+) -> None:
+    d1, d2 = tmp_path / "one", tmp_path / ("one" if same_folder else "two")
+    d1.mkdir()
+    d2.mkdir(exist_ok=True)
+    a, b = d1 / "a.txt", d2 / "b.txt"
+    a.write_text("old a")
+    b.write_text("old b")
+    script = tmp_path / "crash.py"
+    script.write_text(CRASH_MID_COMMIT)
+    proc = subprocess.run(
+        [sys.executable, str(script), str(a), str(b), "1"], env=ENV, capture_output=True, text=True
+    )
+    assert proc.returncode == 9, proc.stderr
+    assert (a.read_text(), b.read_text()) == ("new a", "old b")  # half a commit, for now
+    # The next writer in the second folder finds the dead writer's journal (or a pointer to
+    # it) and restores both files before its own work.
+    nxt = _run("fit", "--widths", "24,56", "-o", str(d2 / "fit.yaml"), cwd=tmp_path)
+    assert nxt.returncode == 0, nxt.stderr
+    assert (a.read_text(), b.read_text()) == ("old a", "old b")
+    assert _temps(d2) == []
+    if not same_folder:  # the journal's own folder is cleaned by its next writer
+        assert (
+            _run("fit", "--widths", "24,56", "-o", str(d1 / "f.yaml"), cwd=tmp_path).returncode == 0
+        )
+        assert _temps(d1) == []

@@ -297,6 +297,7 @@ class _Entry:
     staged: Path | None = None
     backup: Path | None = None
     optional: bool = False
+    replace: bool = False  # replaced even without force (a folder's manifest)
 
 
 @dataclass
@@ -309,6 +310,7 @@ class OutputSet:
     _manifests: dict[Path, list[str]] = field(default_factory=dict)
     _checked: set[Path] = field(default_factory=set)
     _finals: set[Path] = field(default_factory=set)
+    _existing: set[Path] = field(default_factory=set)  # folders that hold earlier results
 
     def file(self, path: str | Path, optional: bool = False) -> Path:
         """Add one output file (checked now); `optional`: the writer may leave it unwritten
@@ -329,15 +331,32 @@ class OutputSet:
             self._add(_Entry(final, Path(path), "dir"))
             self._manifests[final] = list(names)
             return final
-        old = _read_manifest(final)
         for name in names:
             self.file(final / name)
-        for name in old:
-            if name not in names and (final / name).is_file():
-                self.remove(final / name)
         self._manifests[final] = list(names)
-        self.file(final / MANIFEST)
+        self._existing.add(final)
+        manifest = check_target(final / MANIFEST, True, self._checked)
+        self._add(_Entry(manifest, manifest, "file", replace=True))
         return final
+
+    def _earlier_results(self, staging: Staging) -> None:
+        """With force, files of an earlier result (its manifest) that this one does not write
+        are removed; without, the manifest lists both results. Read at commit time, under the
+        folder lock, so a result committed meanwhile by another writer is accounted for too.
+        """
+        for folder in self._existing:
+            names = self._manifests[folder]
+            old = _read_manifest(folder)
+            if self.force:
+                for name in old:
+                    path = folder / name
+                    if name not in names and path not in self._finals and path.is_file():
+                        self.remove(path)
+            else:
+                names = list(dict.fromkeys([*old, *names]))
+            text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
+            staging.write_bytes(folder / MANIFEST, text.encode())
+            _finish_file(staging.path(folder / MANIFEST), sync=True)
 
     def remove(self, path: str | Path) -> None:
         """Remove an existing file with the commit (a stale companion of the previous result)."""
@@ -364,9 +383,10 @@ class OutputSet:
             staging = Staging(self)
             yield staging
             for folder, names in self._manifests.items():
-                text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
-                staging.write_bytes(folder / MANIFEST, text.encode())
-            self._commit()
+                if folder not in self._existing:  # a new folder: its manifest goes inside
+                    text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
+                    staging.write_bytes(folder / MANIFEST, text.encode())
+            self._commit(staging)
         except OSError as exc:
             self._discard()
             raise write_error(
@@ -381,30 +401,32 @@ class OutputSet:
             if e.staged is not None:
                 _remove(e.staged)
 
-    def _commit(self) -> None:
+    def _commit(self, staging: Staging) -> None:
         pid = os.getpid()
         for e in self.entries:
             if e.kind == "file" and e.optional and not _has(e):
                 # Not written this time: an earlier result's file of that name goes (force).
                 e.kind, e.staged = "remove", None
-        entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
-        if not entries:
-            return
-        synced = _syncfs(list(dict.fromkeys(e.final.parent for e in entries)))
-        for e in entries:
-            if e.staged is not None and e.kind == "file":
+        staged = [e for e in self.entries if e.staged is not None]
+        synced = _syncfs(list(dict.fromkeys(e.final.parent for e in staged)))
+        for e in staged:
+            if e.kind == "file":
                 _finish_file(e.staged, sync=not synced)
-            elif e.staged is not None and e.kind == "dir":
-                for f in e.staged.iterdir():
+            elif e.kind == "dir":
+                for f in e.staged.iterdir():  # type: ignore[union-attr]
                     _finish_file(f, sync=not synced)
-        folders = list(dict.fromkeys(e.final.parent for e in entries))
-        journal = folders[0] / _tmp_name(pid, self.token, "commit" + _JOURNAL)
-        pointers = [f / _tmp_name(pid, self.token, "commit" + _POINTER) for f in folders[1:]]
-        for e in entries:
-            if e.kind in ("file", "remove") and e.final.exists() and self.force:
-                e.backup = e.final.parent / _tmp_name(pid, self.token, "old-" + e.final.name)
+        folders = list(dict.fromkeys(e.final.parent for e in self.entries))
         # Ctrl-C waits until the commit (or its rollback) is complete: never half of it.
-        with _interrupts_deferred():
+        with _interrupts_deferred(), _locked(folders):
+            self._earlier_results(staging)
+            entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
+            if not entries:
+                return
+            journal = folders[0] / _tmp_name(pid, self.token, "commit" + _JOURNAL)
+            pointers = [f / _tmp_name(pid, self.token, "commit" + _POINTER) for f in folders[1:]]
+            for e in entries:
+                if e.kind in ("file", "remove") and e.final.exists() and (self.force or e.replace):
+                    e.backup = e.final.parent / _tmp_name(pid, self.token, "old-" + e.final.name)
             self._commit_entries(entries, folders, journal, pointers)
 
     def _commit_entries(
@@ -414,9 +436,8 @@ class OutputSet:
         for ptr in pointers:
             _write_bytes(ptr, str(journal.resolve()).encode())
         try:
-            with _locked(folders):
-                for e in entries:
-                    _apply(e, self.force)
+            for e in entries:
+                _apply(e, self.force)
         except FileExistsError as exc:
             _recover(journal)
             for ptr in pointers:
@@ -518,7 +539,7 @@ def _apply(e: _Entry, force: bool) -> None:
         return
     if e.staged is None:  # staged for every file and dir entry by staging()
         raise RuntimeError(f"{e.final}: output was not staged")
-    if force and e.kind == "file":
+    if (force or e.replace) and e.kind == "file":
         os.replace(e.staged, e.final)
     else:
         _move_new(e.staged, e.final)
