@@ -35,7 +35,8 @@ Spearman rank correlations of the metric with each parameter and with flops, par
 Spaces are the --space-label values (one per RESULTS), else a `space` column, else file names.
 
 With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
-pictures need matplotlib (pip install 'regnet-space[plot]')."""
+pictures need matplotlib (pip install 'regnet-space[plot]'). Each RESULTS file is read up to
+64 MB and 200,000 records (regular files only); a repeated id or name is refused."""
 
 ANALYZE_EPILOG = """\
 examples:
