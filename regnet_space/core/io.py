@@ -24,14 +24,16 @@ import stat
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from .errors import OutputError
+from .errors import OutputError, RegNetSpaceError
+from .loading import open_regular, parse_json
 from .text import clean
 
 TMP_PREFIX = ".regnet-space-tmp-"
 MANIFEST = ".regnet-space-manifest"
 _JOURNAL = ".journal"
+_MAX_BOOKKEEPING = 64 << 20  # bytes of a manifest or journal (a million file names)
 _POINTER = ".pointer"
 
 
@@ -508,11 +510,20 @@ def _has(e: _Entry) -> bool:
 
 def _read_manifest(folder: Path) -> list[str]:
     try:
-        data = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+        data = _read_small_json(folder / MANIFEST)
         files = data["files"]
-    except (OSError, ValueError, KeyError, TypeError):
+    except (OSError, ValueError, KeyError, TypeError, RegNetSpaceError):
         return []
     return [f for f in files if isinstance(f, str) and "/" not in f and f not in ("", ".", "..")]
+
+
+def _read_small_json(path: Path) -> Any:
+    """A manifest or journal: a regular file (a FIFO must not block), bounded, safe JSON."""
+    with open_regular(path, "JSON", OutputError) as fh:
+        raw = fh.read(_MAX_BOOKKEEPING + 1)
+    if len(raw) > _MAX_BOOKKEEPING:
+        raise OutputError(f"{path}: too large")
+    return parse_json(raw.decode("utf-8"), str(path), OutputError)
 
 
 def _journal_row(e: _Entry) -> dict[str, object]:
@@ -548,9 +559,12 @@ def _apply(e: _Entry, force: bool) -> None:
 def _recover(journal: Path) -> None:
     """Undo a commit that did not finish: each target back to its state before the commit."""
     try:
-        rows = json.loads(journal.read_text(encoding="utf-8"))
+        rows = _read_small_json(journal)
     except FileNotFoundError:
         return  # committed: the journal is deleted at the commit point
+    except (OSError, ValueError, RegNetSpaceError):
+        _remove(journal)  # not one of ours (or unreadable): nothing to roll back with
+        return
     for row in reversed(rows):
         final = Path(row["final"])
         backup = Path(row["backup"]) if row["backup"] else None

@@ -4,7 +4,7 @@ MODEL.TYPE regnet maps to a parametric spec (REGNET.DEPTH, W0, WA, WM, GROUP_W, 
 BOT_MUL, STEM_W), anynet to an explicit one (ANYNET.DEPTHS, WIDTHS, STRIDES, BOT_MULS,
 GROUP_WS); other model types, stems, blocks or heads are refused with one line naming the
 key. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
-with `yaml.safe_load`.
+with the package's one safe loader (no aliases or duplicate keys; size and depth limits).
 """
 
 from __future__ import annotations
