@@ -7,6 +7,11 @@ included), keeping `import regnet_space` and the command line's start-up fast.
 
 from __future__ import annotations
 
+# First of all: installs the start-up Ctrl-C handler, so an interrupt during the imports below
+# is one line too.
+from . import _startup  # noqa: F401
+
+# isort: split
 import importlib
 from typing import TYPE_CHECKING, Any
 

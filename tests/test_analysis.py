@@ -266,7 +266,8 @@ def test_cli_analyze_text_and_json(capsys: pytest.CaptureFixture[str], tmp_path:
     assert data["outputs"] == []
     out_dir = tmp_path / "rep"
     assert main(["analyze", str(ZOO_CSV), "--no-plots", "-o", str(out_dir)]) == 0
-    assert sorted(p.name for p in out_dir.iterdir()) == ["report.html", "results.json"]
+    names = sorted(p.name for p in out_dir.iterdir())
+    assert names == [".regnet-space-manifest", "report.html", "results.json"]
     assert json.loads((out_dir / "results.json").read_text())["metric"] == "error"
 
 

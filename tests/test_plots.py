@@ -96,7 +96,7 @@ def test_output_folder_rules(tmp_path: Path) -> None:
     a = analyze(study, resamples=50)
     out = tmp_path / "r"
     write_report(study, a, out, plots=False)
-    assert [p.name for p in out.iterdir()] == ["report.html"]
+    assert sorted(p.name for p in out.iterdir()) == [".regnet-space-manifest", "report.html"]
     with pytest.raises(OutputError, match="not empty"):
         write_report(study, a, out, plots=False)
     (out / "report.html").write_text("old")

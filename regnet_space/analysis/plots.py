@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import OutputError, RegNetSpaceError
-from ..core.io import atomic_open, atomic_write_text
+from ..core.errors import RegNetSpaceError
+from ..core.io import OutputSet, check_folder
 from .results import COMPLEXITY, Study
 from .stats import Analysis, correlation_table, fmt, range_table, space_table
 
@@ -178,11 +178,14 @@ def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
 
 def draw_all(study: Study, a: Analysis) -> dict[str, bytes]:
     """Every picture of an analysis by file name: edf, complexity, one per space."""
-    images = {"edf.png": edf_png(a), "complexity.png": complexity_png(study, a)}
-    for i, s in enumerate(study.spaces):
-        png = parameters_png(study, a, i)
-        if png is not None:
-            images[f"parameters-{i + 1}-{_slug(s.label)}.png"] = png
+    matplotlib = require_matplotlib()
+    # User text (labels, metric names) is shown as typed: `$...$` is not math to parse.
+    with matplotlib.rc_context({"text.parse_math": False, "text.usetex": False}):
+        images = {"edf.png": edf_png(a), "complexity.png": complexity_png(study, a)}
+        for i, s in enumerate(study.spaces):
+            png = parameters_png(study, a, i)
+            if png is not None:
+                images[f"parameters-{i + 1}-{_slug(s.label)}.png"] = png
     return images
 
 
@@ -277,15 +280,8 @@ def render_html(
 
 
 def prepare_dir(path: str | Path, force: bool) -> Path:
-    """An output folder: created if missing; an existing non-empty one only with force."""
-    p = Path(path)
-    if p.exists() and not p.is_dir():
-        raise OutputError(f"{p}: exists and is not a directory")
-    if p.is_dir() and any(p.iterdir()) and not force:
-        raise OutputError(f"{p}: not empty (use --force to write into it)")
-    if not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: no such directory")
-    return p
+    """An output folder: new, empty, or (with force) holding an earlier result; checked now."""
+    return check_folder(path, force)
 
 
 def write_report(
@@ -300,29 +296,18 @@ def write_report(
     extra_images: Mapping[str, bytes] | None = None,
     extra_html: str = "",
 ) -> list[Path]:
-    """Write report.html (and the PNGs, and results.json when given) into out_dir."""
-    folder = prepare_dir(out_dir, force)
+    """Write report.html (and the PNGs, and results.json when given) into out_dir, together:
+    all of them appear at once or none does, and with force an earlier result's other files go.
+    """
     images = {**draw_all(study, a), **(extra_images or {})} if plots else {}
-    folder.mkdir(exist_ok=True)
-    written = []
-    for name, data in images.items():
-        with atomic_open(folder / name, "wb", force) as fh:
-            fh.write(data)
-        written.append(folder / name)
-    if json_text is not None:
-        written.append(atomic_write_text(folder / "results.json", json_text, force))
-    written.append(
-        atomic_write_text(
-            folder / "report.html", render_html(study, a, images, sources, extra_html), force
-        )
-    )
-    if not plots:
-        # Pictures of an earlier run would sit beside a report that no longer shows them
-        # (removed only once the new report is in place).
-        for stale in (
-            "edf.png",
-            "complexity.png",
-            *(f.name for f in folder.glob("parameters-*.png")),
-        ):
-            (folder / stale).unlink(missing_ok=True)
-    return written
+    html = render_html(study, a, images, sources, extra_html)
+    names = [*images, *(["results.json"] if json_text is not None else []), "report.html"]
+    outputs = OutputSet(force)
+    folder = outputs.folder(out_dir, names)
+    with outputs.staging() as staging:
+        for name, data in images.items():
+            staging.write_bytes(folder / name, data)
+        if json_text is not None:
+            staging.write_text(folder / "results.json", json_text)
+        staging.write_text(folder / "report.html", html)
+    return [Path(out_dir) / name for name in names]

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,13 +21,17 @@ import numpy as np
 
 from ..core.complexity import count
 from ..core.errors import RegNetSpaceError
+from ..core.loading import MAX_DIGITS, open_regular, parse_json
+from ..core.loading import short as short_repr
 from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
 from .studydb import RECIPE_PREFIX, analysis_records, is_study_db, read_study_db
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
 COMPLEXITY = ("flops", "params", "acts")
-JOIN_KEYS = ("id", "name")
+JOIN_KEYS = ("name", "id")  # a name (space-0001) is unique across sample files; an id is not
+MAX_RESULTS_BYTES = 64 << 20
+MAX_RESULTS_ROWS = 200_000
 MAX_STAGE_COLUMNS = 16
 
 
@@ -78,16 +81,20 @@ def _cell(text: str) -> Any:
     t = text.strip()
     if not t:
         return None
+    if t[0] == "'" and t[1:2] in ("=", "+", "-", "@"):
+        return text.strip()[1:]  # a cell written text-safe for spreadsheets (csv_cell)
     if t[0] in "[{":
         try:
-            return json.loads(t)
-        except json.JSONDecodeError:
+            return parse_json(t, "cell", AnalysisError)
+        except AnalysisError:
             return text
-    for kind in (int, float):
-        try:
-            return kind(t)
-        except ValueError:
-            pass
+    if len(t) <= MAX_DIGITS:
+        for kind in (int, float):
+            try:
+                value = kind(t)
+            except ValueError:
+                continue
+            return value if not isinstance(value, float) or math.isfinite(value) else text
     return text
 
 
@@ -95,15 +102,19 @@ def read_records(path: str | Path) -> list[Record]:
     """Records of a .jsonl, .csv or JSON-list file, each with its file and line for messages."""
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise AnalysisError(f"{p}: no such file") from None
-    except IsADirectoryError:
-        raise AnalysisError(f"{p}: is a directory, expected a results file") from None
-    except UnicodeDecodeError:
-        raise AnalysisError(f"{p}: not UTF-8 text, expected JSONL or CSV") from None
+        with open_regular(p, "results", AnalysisError) as fh:
+            raw = fh.read(MAX_RESULTS_BYTES + 1)
     except OSError as exc:
         raise AnalysisError(f"{p}: cannot read: {exc.strerror or exc}") from None
+    if len(raw) > MAX_RESULTS_BYTES:
+        limit = MAX_RESULTS_BYTES >> 20
+        raise AnalysisError(f"{p}: larger than {limit} MB, the most analyze reads")
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise AnalysisError(f"{p}: not UTF-8 text, expected JSONL or CSV") from None
+    if "\0" in text:
+        raise AnalysisError(f"{p}: binary data, expected JSONL or CSV")
     head = text.lstrip()[:1]
     if p.suffix.lower() == ".csv" or head not in ("{", "["):
         records = _read_csv(p, text)
@@ -113,7 +124,26 @@ def read_records(path: str | Path) -> list[Record]:
         records = _read_jsonl(p, text)
     if not records:
         raise AnalysisError(f"{p}: no records")
+    if len(records) > MAX_RESULTS_ROWS:
+        raise AnalysisError(f"{p}: {len(records):,} records, more than {MAX_RESULTS_ROWS:,}")
+    _refuse_duplicates(records)
     return records
+
+
+def _refuse_duplicates(records: Sequence[Record]) -> None:
+    """A model listed twice would count twice: refuse a repeated id or name within a file."""
+    for key in JOIN_KEYS:
+        seen: dict[str, str] = {}
+        for r in records:
+            if r.data.get(key) is None:
+                continue
+            k = str(r.data[key])
+            if k in seen:
+                raise AnalysisError(
+                    f"{r.source}: {key} {_short(r.data[key])} appears twice (also {seen[k]}); "
+                    "each model must be listed once"
+                )
+            seen[k] = r.source.rsplit(": ", 1)[-1]
 
 
 def _read_jsonl(p: Path, text: str) -> list[Record]:
@@ -121,10 +151,9 @@ def _read_jsonl(p: Path, text: str) -> list[Record]:
     for i, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise AnalysisError(f"{p}: line {i}: invalid JSON: {exc.msg}") from None
+        if i > MAX_RESULTS_ROWS + 1:
+            raise AnalysisError(f"{p}: more than {MAX_RESULTS_ROWS:,} records")
+        obj = parse_json(line, f"{p}: line {i}", AnalysisError)
         if not isinstance(obj, dict):
             raise AnalysisError(f"{p}: line {i}: expected a JSON object per line")
         out.append(Record(f"{p}: line {i}", obj))
@@ -132,10 +161,7 @@ def _read_jsonl(p: Path, text: str) -> list[Record]:
 
 
 def _read_json_list(p: Path, text: str) -> list[Record]:
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise AnalysisError(f"{p}: invalid JSON: {exc.msg} (line {exc.lineno})") from None
+    data = parse_json(text, str(p), AnalysisError)
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise AnalysisError(f"{p}: expected a JSON list of objects or one object per line")
     return [Record(f"{p}: record {i + 1}", r) for i, r in enumerate(data)]
@@ -154,6 +180,8 @@ def _read_csv(p: Path, text: str) -> list[Record]:
         for row in reader:
             if not any(c.strip() for c in row):
                 continue
+            if len(out) >= MAX_RESULTS_ROWS:
+                raise AnalysisError(f"{p}: more than {MAX_RESULTS_ROWS:,} records")
             line = reader.line_num
             if len(row) != len(names):
                 raise AnalysisError(
@@ -201,8 +229,7 @@ def _metric(rec: Record, metric: str) -> float:
 
 
 def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 40 else text[:37] + "..."
+    return short_repr(value)
 
 
 def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -215,11 +242,24 @@ def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
     return spec
 
 
-def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
+def _checked_number(data: Mapping[str, Any], key: str, source: str) -> float | None:
+    """A numeric field: None when absent or empty; a one-line error when not a finite number."""
+    raw = data.get(key)
+    if raw is None or raw == "":
+        return None
+    v = _number(raw)
+    if v is None or not math.isfinite(v):
+        raise AnalysisError(f"{source}: {key}: not a finite number: {_short(raw)}")
+    return v
+
+
+def _parameters(data: Mapping[str, Any], source: str = "<record>") -> dict[str, float]:
     out: dict[str, float] = {}
     for f in REGNET_FIELDS:
-        v = _number(data.get(f))
-        if v is not None and not isinstance(data.get("stages"), list):
+        if isinstance(data.get("stages"), list):
+            break
+        v = _checked_number(data, f, source)
+        if v is not None:
             out[f] = v
     stages = data.get("stages")
     if isinstance(stages, list):
@@ -241,7 +281,10 @@ def _parameters(data: Mapping[str, Any]) -> dict[str, float]:
 
 def _complexity(rec: Record) -> dict[str, float]:
     data = rec.data
-    values = {k: _number(data.get(k)) for k in COMPLEXITY}
+    values = {k: _checked_number(data, k, rec.source) for k in COMPLEXITY}
+    for k, v in values.items():
+        if v is not None and v < 0:
+            raise AnalysisError(f"{rec.source}: {k}: must not be negative, got {_short(data[k])}")
     if all(v is not None for v in values.values()):
         return values  # type: ignore[return-value]
     size = data.get("input_size") or 224
@@ -258,7 +301,8 @@ def _complexity(rec: Record) -> dict[str, float]:
 
 
 def _join(results: list[Record], samples: list[Record], where: str) -> list[Record]:
-    key = next((k for k in JOIN_KEYS if k in results[0].data), None)
+    key = next((k for k in JOIN_KEYS if k in results[0].data and k in samples[0].data), None)
+    key = key or next((k for k in JOIN_KEYS if k in results[0].data), None)
     if key is None:
         raise AnalysisError(
             f"{where}: records carry neither a design nor an id or name to join with the samples"
@@ -276,7 +320,14 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
             raise AnalysisError(f"{r.source}: no {key!r} to join with the samples")
         s = index.get(str(r.data[key]))
         if s is None:
-            raise AnalysisError(f"{r.source}: {key} {r.data[key]!r} is not in the samples")
+            raise AnalysisError(f"{r.source}: {key} {_short(r.data[key])} is not in the samples")
+        for field in ("space", *JOIN_KEYS):
+            if field in r.data and field in s.data and str(r.data[field]) != str(s.data[field]):
+                raise AnalysisError(
+                    f"{r.source}: joined by {key} to {s.source}, whose {field} "
+                    f"{_short(s.data[field])} differs from {_short(r.data[field])}: the wrong "
+                    "sample file for these results?"
+                )
         out.append(Record(r.source, {**s.data, **r.data}))
     return out
 
@@ -366,7 +417,7 @@ def study_from_records(
             if not has_design(r.data):
                 raise AnalysisError(f"{r.source}: the record carries no design")
         values = [_metric(r, metric) for r in rs]
-        params = [_parameters(r.data) for r in rs]
+        params = [_parameters(r.data, r.source) for r in rs]
         comps = [_complexity(r) for r in rs]
         keys = list(dict.fromkeys(k for p in params for k in p))
         columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}

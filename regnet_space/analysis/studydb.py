@@ -166,7 +166,12 @@ def _finite(x: float | None) -> bool:
 
 
 def is_study_db(path: str | Path) -> bool:
-    """Whether a file starts with SQLite's header (cheap; says nothing about its tables)."""
+    """Whether a regular file starts with SQLite's header (cheap; says nothing about its tables).
+
+    FIFOs and devices are not databases: opening one for reading could block or never end.
+    """
+    if not Path(path).is_file():
+        return False
     try:
         with Path(path).open("rb") as fh:
             return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from collections.abc import Sequence
 
 from .. import __version__
+from .._startup import quiet_exit
 from ..core.errors import RegNetSpaceError
+from ..core.text import SafeStream, clean
 from . import analyze, build, interop, presets, sample, study, train
 from .args import PROG, Parser
 
@@ -51,12 +54,28 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: run a subcommand, turning user errors into one line and exit status 2."""
-    parser = make_parser()
-    args = parser.parse_args(argv)
+    if signal.getsignal(signal.SIGINT) is quiet_exit:
+        # From here on Ctrl-C raises KeyboardInterrupt, so that writers remove their temp files.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+    # Names, labels and headers come from users' files: nothing printed may drive the terminal.
+    streams = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)  # type: ignore[assignment]
     try:
+        return _run(argv)
+    finally:
+        sys.stdout, sys.stderr = streams
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    try:
+        parser = make_parser()
+        args = parser.parse_args(argv)
         return int(args.func(args))
     except RegNetSpaceError as exc:
-        print(f"{PROG}: {exc}", file=sys.stderr)
+        print(f"{PROG}: {clean(str(exc))}", file=sys.stderr)
+        return 2
+    except RecursionError:
+        print(f"{PROG}: input nested too deeply", file=sys.stderr)
         return 2
     except MemoryError:
         print(f"{PROG}: out of memory; the design is too large for this machine", file=sys.stderr)

@@ -52,7 +52,8 @@ their measured cost (train seconds, images/s) beside flops, params and acts. Tri
 on synthetic data are refused unless --allow-synthetic.
 
 With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
-pictures need matplotlib (pip install 'regnet-space[plot]')."""
+pictures need matplotlib (pip install 'regnet-space[plot]'). Each RESULTS file is read up to
+64 MB and 200,000 records (regular files only); a repeated id or name is refused."""
 
 ANALYZE_EPILOG = """\
 examples:
@@ -335,7 +336,7 @@ def _refuse_specs(paths: Sequence[str]) -> None:
     from ..core.loading import is_space_file
 
     for path in paths:
-        if Path(path).suffix in (".yaml", ".yml"):
+        if Path(path).suffix in (".yaml", ".yml") and Path(path).is_file():
             kind = "a design-space file" if is_space_file(path) else "a spec file"
             raise AnalysisError(
                 f"{path}: {kind}; analyze expects results of trained models (.jsonl, .csv or "

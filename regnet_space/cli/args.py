@@ -24,7 +24,10 @@ STDIO = "-"
 INPUT_SIZE_HELP = "square input side (default: the spec's input_size, 224 when it has none)"
 JSON_HELP = "print machine-readable JSON on stdout (human text, if any, goes to stderr)"
 FORCE_HELP = "overwrite existing outputs"
-ALLOW_LARGE_HELP = "build designs above the memory guard (over 1e9 parameters)"
+ALLOW_LARGE_HELP = (
+    "build designs above the size guards: over 1e9 parameters, or a forward pass estimated "
+    "to need more memory than is free"
+)
 SPEC_HELP = (
     "a spec (YAML), a Hugging Face config.json (or its folder), a pycls config, a shipped "
     "model name as any library spells it (y040, RegNetY-4.0GF, regnety_040, regnet_y_3_2gf, "

@@ -24,6 +24,7 @@ from .progress import Progress
 if TYPE_CHECKING:
     from ..core.complexity import Complexity
     from ..core.generator import Plan
+    from ..core.io import OutputSet
     from ..core.report import SpecSummary
     from ..core.spec import Spec
 
@@ -146,9 +147,11 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
     return "\n".join(lines) + "\n"
 
 
-def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
-    """Check --save before any work: a file name with a known suffix, its package installed."""
-    from ..core.io import check_target
+def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, Path, str]:
+    """Check both --save outputs and validate the resolved spec before any work: a file name
+    with a known suffix, its package installed, nothing half-done."""
+    from ..core.generator import resolved_spec_text
+    from ..core.io import OutputSet
 
     weights = Path(save)
     if save.endswith(("/", os.sep)) or weights.is_dir():
@@ -168,25 +171,40 @@ def _save_targets(save: str, force: bool) -> tuple[Path, Path]:
             ) from None
     # Not FILE.yaml: beside a spec's own folder that name could be the source spec itself.
     spec_path = weights.with_suffix(".resolved.yaml")
-    return check_target(weights, force), check_target(spec_path, force)
+    text = resolved_spec_text(spec)
+    outputs = OutputSet(force)
+    return outputs, outputs.file(weights), outputs.file(spec_path), text
 
 
-def _save(model: Any, summary: SpecSummary, weights: Path, spec_path: Path, force: bool) -> None:
+def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: str) -> None:
+    """Weights and resolved spec, committed together (the weights last)."""
     import torch
 
-    from ..core.generator import to_explicit
-    from ..core.io import atomic_write_text, atomic_write_with
-    from ..core.spec import dump_spec
+    from ..core.io import call_writer
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if weights.suffix == ".safetensors":
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # checked by _save_targets
 
-        atomic_write_with(weights, lambda tmp: save_file(state, tmp), force)
+        write = lambda tmp: save_file(state, tmp)  # noqa: E731
     else:
-        atomic_write_with(weights, lambda tmp: torch.save(state, tmp), force)
-    resolved = to_explicit(summary.spec)
-    atomic_write_text(spec_path, dump_spec(resolved), force)
+        write = lambda tmp: torch.save(state, tmp)  # noqa: E731
+    with outputs.staging() as staging:
+        staging.write_text(spec_path, text)
+        call_writer(write, staging.path(weights), weights)
+
+
+def _check_memory(p: Plan, allow_large: bool) -> None:
+    """Refuse a forward pass estimated above the free memory (an allocator crash otherwise)."""
+    from ..core.resources import available_memory, forward_bytes, human_bytes
+
+    need = forward_bytes(p)
+    free = available_memory()
+    if free is not None and need > free and not allow_large:
+        raise BuildError(
+            f"{p.name} at input size {p.input_size} needs about {human_bytes(need)} for one "
+            f"forward pass, more than the {human_bytes(free)} free (--allow-large to try anyway)"
+        )
 
 
 def cmd_build(args: argparse.Namespace) -> int:
@@ -195,7 +213,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
     spec, source = load_spec_argument(args.spec)
     summary = summarize(spec, source, args.input_size, "paper")
-    targets = _save_targets(args.save, args.force) if args.save else None
+    saving = _save_targets(args.save, args.force, spec) if args.save else None
+    targets = saving[1:3] if saving is not None else None
+    _check_memory(summary.plan, args.allow_large)
     progress = Progress("build")
     progress.step("building the model")
     import torch  # torch is imported here, and only here
@@ -223,9 +243,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 
             progress.step("counting with FlopCounterMode")
             torch_checked = torch_check(summary.plan)
-        if targets is not None:
+        if saving is not None:
             progress.step("saving")
-            _save(model, summary, *targets, args.force)
+            _save(model, *saving)
     finally:
         progress.done()
     if args.json:

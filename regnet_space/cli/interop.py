@@ -190,6 +190,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     p = make_plan(spec, args.input_size)
     size = p.input_size
     check_target(out, args.force)
+    if fmt == "onnx":  # large models keep their weights in OUT.data beside it
+        data = out.with_name(out.name + ".data")
+        if data.exists() or data.is_symlink():
+            check_target(data, args.force)
     progress = Progress("export")
     try:
         return _export(args, p, out, fmt, size, progress)

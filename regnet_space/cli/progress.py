@@ -51,16 +51,26 @@ class Progress:
             self._show(f"{self.label}: {text} ({_duration(time.perf_counter() - self.start)})")
 
     def _show(self, text: str) -> None:
-        self.stream.write(f"\r{text}\033[K")
+        self._write_raw(f"\r{self._clean(text)}\033[K")
         self.stream.flush()
         self.shown = True
 
     def done(self) -> None:
         """Erase the line (the command's own output follows)."""
         if self.shown:
-            self.stream.write("\r\033[K")
+            self._write_raw("\r\033[K")
             self.stream.flush()
             self.shown = False
+
+    def _write_raw(self, text: str) -> None:
+        # Our own \r and erase-line controls; SafeStream.write would escape them.
+        getattr(self.stream, "write_raw", self.stream.write)(text)
+
+    @staticmethod
+    def _clean(text: str) -> str:
+        from ..core.text import clean
+
+        return clean(text)
 
 
 def _isatty(stream: IO[str]) -> bool:

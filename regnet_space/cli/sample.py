@@ -19,6 +19,7 @@ from .args import FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
 from .progress import Progress
 
 if TYPE_CHECKING:
+    from ..core.io import OutputSet
     from ..space.sampling import DesignRecord, SampleError, SampleProgress, SampleResult
     from ..space.space import Bounds
 
@@ -211,45 +212,48 @@ def _reasons(result: SampleResult) -> str:
     return ", ".join(parts) or "none"
 
 
-def _targets(args: argparse.Namespace, space_name: str) -> tuple[Path, Path | None, list[Path]]:
+def _targets(args: argparse.Namespace, space_name: str) -> tuple[OutputSet, Path, Path | None]:
     """Check every output path before sampling, so that a long run never ends in a refusal."""
-    from ..core.io import check_target
-    from ..space.sampling import spec_file_names
+    from ..core.io import OutputSet
+    from ..core.text import clean
+    from ..space.sampling import MAX_DESIGNS, spec_file_names
 
     out = Path(args.output)
     if args.output == STDIO:
         if args.json:
             raise OutputError("-o - writes the designs to stdout; --json would mix into them")
     elif out.suffix not in SUFFIXES:
-        raise OutputError(f"{out}: the output must end in .jsonl or .csv (or - for stdout)")
+        raise OutputError(
+            f"{clean(str(out))}: the output must end in .jsonl or .csv (or - for stdout)"
+        )
     elif args.format is not None and out.suffix != f".{args.format}":
-        raise OutputError(f"{out}: --format {args.format} writes a .{args.format} file")
-    else:
-        check_target(out, args.force)
-    if args.specs_dir is None:
-        return out, None, []
-    folder = Path(args.specs_dir)
-    if folder.exists() and not folder.is_dir():
-        raise OutputError(f"{folder}: exists and is not a directory")
-    if not folder.parent.is_dir():
-        raise OutputError(f"{folder.parent}: no such directory")
-    files = [folder / name for name in spec_file_names(space_name, args.n)]
-    if folder.is_dir():
-        for f in files:
-            check_target(f, args.force)
-    return out, folder, files
+        raise OutputError(f"{clean(str(out))}: --format {args.format} writes a .{args.format} file")
+    if args.n > MAX_DESIGNS:  # before building n file names
+        raise OutputError(f"--n must be at most {MAX_DESIGNS:,}, got {args.n:,}")
+    outputs = OutputSet(args.force)
+    folder = None
+    if args.specs_dir is not None:
+        folder = outputs.folder(args.specs_dir, spec_file_names(space_name, args.n), shared=True)
+    if args.output != STDIO:
+        outputs.file(out)  # last: a records file means its spec folder is complete
+    return outputs, out, folder
 
 
 def run(args: argparse.Namespace) -> int:
     """Sample, then write the records (and spec files); 0 on success."""
-    from ..core.io import atomic_write_text
     from ..core.presets import resolve
     from ..core.spec import dump_spec, spec_from_dict
-    from ..space.sampling import SampleError, records_to_csv, records_to_jsonl, sample
+    from ..space.sampling import (
+        SampleError,
+        records_to_csv,
+        records_to_jsonl,
+        sample,
+        spec_file_names,
+    )
     from ..space.space import load_space
 
     space = load_space(resolve(args.space, "space") if args.space != STDIO else sys.stdin.read())
-    out, folder, spec_files = _targets(args, space.space)
+    outputs, out, folder = _targets(args, space.space)
     progress = _Progress(not args.quiet)
     t0 = time.perf_counter()
     try:
@@ -272,15 +276,19 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.done()
     elapsed = time.perf_counter() - t0
-    if folder is not None:
-        folder.mkdir(exist_ok=True)
-        for path, rec in zip(spec_files, result.records, strict=True):
-            # The design was counted at the sample's input size: the spec file says so.
-            spec = spec_from_dict(rec.to_dict_spec() | {"input_size": rec.input_size}, str(path))
-            atomic_write_text(path, dump_spec(spec), args.force)
     fmt = args.format or ("csv" if out.suffix == ".csv" and args.output != STDIO else "jsonl")
     render = records_to_csv if fmt == "csv" else records_to_jsonl
-    written = write_output(args.output, render(result.records), args.force)
+    text = render(result.records)
+    with outputs.staging() as staging:  # the spec folder and the records appear together
+        if folder is not None:
+            names = spec_file_names(result.space, args.n)
+            for name, rec in zip(names, result.records, strict=True):
+                # The design was counted at the sample's input size: the spec file says so.
+                fields = rec.to_dict_spec() | {"input_size": rec.input_size}
+                staging.write_text(folder / name, dump_spec(spec_from_dict(fields, name)))
+        if args.output != STDIO:
+            staging.write_text(out, text)
+    written = write_output(STDIO, text, args.force) if args.output == STDIO else str(out)
     if not args.quiet:
         sys.stderr.write(
             f"sample: {result.accepted:,} designs from {result.space} in {result.tries:,} tries "

@@ -17,8 +17,6 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ..core.io import atomic_write_text, check_target
-
 RUN_DESCRIPTION = """\
 Train every design of a study file under one recipe and record each result in the study
 database (SQLite, one file; default: <study file stem>.db in the current folder).
@@ -329,10 +327,13 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:
+    """Rows as CSV; text cells a spreadsheet would run as formulas are neutralized."""
+    from ..core.text import csv_cell
+
     columns = list(dict.fromkeys(k for r in rows for k in r))
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(columns)
+    writer.writerow([csv_cell(c) for c in columns])
     for r in rows:
         cells = []
         for c in columns:
@@ -345,13 +346,14 @@ def _csv(rows: list[dict[str, Any]]) -> str:
                 cells.append(str(v).lower())
             else:
                 cells.append(v if isinstance(v, str) else json.dumps(v))
-        writer.writerow(cells)
+        writer.writerow([csv_cell(c) for c in cells])
     return buf.getvalue()
 
 
 def run_export(args: argparse.Namespace) -> int:
     """Write every trial of a study database as JSONL or CSV."""
     from ..analysis.studydb import read_study_db
+    from ..core.io import atomic_write_text, check_target
 
     stdout = args.output == "-"
     if not stdout:

@@ -10,10 +10,21 @@ from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
+from pydantic import ValidationError
 
-from .errors import PlanError
+from .errors import PlanError, SpecError
 from .limits import MAX_INPUT_SIZE
-from .spec import MAX_WIDTH, STEM_STRIDES, ExplicitSpec, ParametricSpec, Spec, StageSpec
+from .loading import format_errors
+from .spec import (
+    MAX_WIDTH,
+    STEM_STRIDES,
+    ExplicitSpec,
+    ParametricSpec,
+    Spec,
+    StageSpec,
+    dump_spec,
+    spec_from_text,
+)
 
 
 @dataclass(frozen=True)
@@ -273,6 +284,8 @@ def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation
             raise PlanError(
                 f"stage {i}: width rounds to {width}; raise w0 or bottleneck_multiplier"
             )
+        if width > MAX_WIDTH or g > MAX_WIDTH:
+            raise PlanError(f"stage {i}: width rounds to {max(width, g)}, above {MAX_WIDTH}")
         stride = (2 if spec.downsample_in_first_stage else 1) if i == 0 else 2
         stages.append(
             StageSpec(
@@ -363,4 +376,21 @@ def to_explicit(spec: Spec) -> ExplicitSpec:
         include={"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
         | {"activation", "downsample_in_first_stage", "input_size", "stem"}
     )
-    return ExplicitSpec.model_validate({**data, "stages": stage_list})
+    try:
+        return ExplicitSpec.model_validate({**data, "stages": stage_list})
+    except ValidationError as exc:  # e.g. more stages than a spec may list
+        why = format_errors(exc, ExplicitSpec)
+        raise PlanError(f"{spec.name}: its resolved explicit form is invalid: {why}") from None
+
+
+def resolved_spec_text(spec: Spec) -> str:
+    """The explicit spec as YAML, checked to read back to the same network (PlanError if not)."""
+    resolved = to_explicit(spec)
+    text = dump_spec(resolved)
+    try:
+        again = spec_from_text(text, "resolved spec")
+    except SpecError as exc:
+        raise PlanError(f"{spec.name}: the resolved spec does not read back: {exc}") from None
+    if plan(again) != plan(resolved):
+        raise PlanError(f"{spec.name}: the resolved spec does not read back to the same design")
+    return text

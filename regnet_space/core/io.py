@@ -1,72 +1,714 @@
-"""Writing outputs: atomically (temp file + rename), never silently overwriting."""
+"""Writing outputs: checked before any work, created exclusively, committed whole or not at all.
+
+Every output is staged under a temp name with one recognizable prefix, `.regnet-space-tmp-<pid>-`,
+beside its target, then moved into place. Without `force` the move is exclusive (rename with
+RENAME_NOREPLACE, or link()), so of two writers racing for one name exactly one wins and the
+other fails with one line; with `force` the last complete result replaces the previous one whole.
+An output made of several files (weights + resolved spec, records + a folder of specs, an HTML
+report with its pictures) is committed under a journal: a writer killed in the middle leaves a
+journal that the next writer in that folder uses to roll the targets back to their previous
+state. Temp files of processes that no longer exist are removed by the next writer in the folder
+(`find . -name '.regnet-space-tmp-*'` lists them meanwhile).
+"""
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import errno
+import json
 import os
-import tempfile
-from collections.abc import Callable, Iterator
+import secrets
+import shutil
+import stat
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
-from .errors import OutputError
+from .errors import OutputError, RegNetSpaceError
+from .loading import open_regular, parse_json
+from .text import clean
+
+TMP_PREFIX = ".regnet-space-tmp-"
+MANIFEST = ".regnet-space-manifest"
+_JOURNAL = ".journal"
+_MAX_BOOKKEEPING = 64 << 20  # bytes of a manifest or journal (a million file names)
+_POINTER = ".pointer"
 
 
 def _umask_mode() -> int:
-    # mkstemp creates files 0600; outputs should get the usual mode (0666 less the umask).
+    # mkstemp-like files are 0600; outputs should get the usual mode (0666 less the umask).
     mask = os.umask(0)
     os.umask(mask)
     return 0o666 & ~mask
 
 
-def check_target(path: str | Path, force: bool) -> Path:
-    """Refuse an existing output without force, a directory, or a missing parent folder."""
-    p = Path(path)
-    if p.is_dir():
-        raise OutputError(f"{p}: is a directory, expected a file name")
-    if p.exists() and not force:
-        raise OutputError(f"{p}: already exists (use --force to overwrite)")
-    if not p.parent.is_dir():
-        raise OutputError(f"{p.parent}: no such directory")
+def _why(exc: OSError) -> str:
+    """An OSError's reason in a few words (ENOSPC: 'no space left on device')."""
+    if exc.errno == errno.ENOSPC:
+        return "no space left on device"
+    if exc.errno == errno.EROFS:
+        return "read-only file system"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return "permission denied"
+    return (exc.strerror or type(exc).__name__).lower()
+
+
+def write_error(path: str | Path, exc: BaseException) -> OutputError:
+    """One-line OutputError for a failed write (OSError, or a library's own error type)."""
+    if isinstance(exc, OSError):
+        return OutputError(f"{clean(str(path))}: cannot write: {_why(exc)}")
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    low = text.lower()
+    if "no space" in low or "enospc" in low or "os error 28" in low:
+        text = "no space left on device"
+    return OutputError(f"{clean(str(path))}: cannot write: {clean(text)[:120]}")
+
+
+# ---------------------------------------------------------------------------------------------
+# Temp names and stale temp files
+
+
+def _tmp_name(pid: int, token: str, what: str) -> str:
+    # The target's name after the token helps a person recognize the file; NAME_MAX is 255.
+    return f"{TMP_PREFIX}{pid}-{token}-{what[:120]}"
+
+
+def _owner(name: str) -> int | None:
+    if not name.startswith(TMP_PREFIX):
+        return None
+    head = name[len(TMP_PREFIX) :].split("-", 1)[0]
+    return int(head) if head.isdigit() else None
+
+
+def _start_time(pid: int) -> float | None:
+    """When a live process started (seconds since the epoch), from /proc; None if unknown."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        with open("/proc/stat") as fh:
+            btime = next(int(line.split()[1]) for line in fh if line.startswith("btime"))
+        return btime + int(fields[19]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, StopIteration):
+        return None
+
+
+def _is_stale(entry: Path, pid: int) -> bool:
+    """Temp file of a process that is gone (or whose pid now names a younger process)."""
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        pass  # alive, someone else's
+    started = _start_time(pid)
+    if started is None:
+        return False
+    try:
+        return entry.lstat().st_mtime < started - 2  # made before that process existed
+    except OSError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink()
+
+
+def clean_stale(folder: str | Path) -> list[Path]:
+    """Roll back dead writers' journals in `folder`, then remove their temp files; the removed."""
+    d = Path(folder)
+    try:
+        entries = [e for e in d.iterdir() if e.name.startswith(TMP_PREFIX)]
+    except OSError:
+        return []
+    stale = [e for e in entries if (pid := _owner(e.name)) is not None and _is_stale(e, pid)]
+    for e in stale:
+        if e.name.endswith(_POINTER):
+            with contextlib.suppress(OSError, ValueError):
+                _recover(Path(e.read_text(encoding="utf-8").strip()))
+    for e in stale:
+        if e.name.endswith(_JOURNAL):
+            with contextlib.suppress(OSError, ValueError):
+                _recover(e)
+    removed = []
+    for e in stale:
+        if e.exists() or e.is_symlink():
+            _remove(e)
+            removed.append(e)
+    return removed
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking targets
+
+
+def _kind(mode: int) -> str:
+    if stat.S_ISDIR(mode):
+        return "a directory"
+    if stat.S_ISFIFO(mode):
+        return "a FIFO"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "a device"
+    if stat.S_ISSOCK(mode):
+        return "a socket"
+    return "not a regular file"
+
+
+def _resolve_link(p: Path) -> Path:
+    """A symlink's final target (outputs are written through links, never replace them)."""
+    if not p.is_symlink():
+        return p
+    try:
+        return Path(os.path.realpath(p))
+    except OSError as exc:
+        raise OutputError(f"{clean(str(p))}: cannot follow the link: {_why(exc)}") from None
+
+
+def _probe(folder: Path, shown: Path) -> None:
+    """Create and remove a temp file in `folder`: the only sure test of writability (root...)."""
+    name = folder / _tmp_name(os.getpid(), secrets.token_hex(4), "probe")
+    try:
+        fd = os.open(name, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+        raise OutputError(f"{clean(str(shown))}: cannot write in {folder}: {_why(exc)}") from None
+
+
+def _parent_dir(p: Path) -> Path:
+    parent = p.parent
+    if not parent.is_dir():
+        what = "not a directory" if parent.exists() else "no such directory"
+        raise OutputError(f"{clean(str(parent))}: {what} (for {clean(p.name)})")
+    return parent
+
+
+def check_target(path: str | Path, force: bool, _seen: set[Path] | None = None) -> Path:
+    """Refuse what an output must not replace; probe the folder; remove stale temp files there.
+
+    Allowed: a new path, or (with force) an existing regular file, directly or through a
+    symlink (the link's target is written). Refused: directories, FIFOs, devices, sockets,
+    links to them, an existing file without force, a missing or unwritable parent folder.
+    """
+    shown = Path(path)
+    p = _resolve_link(shown)
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        st = None
+    except OSError as exc:
+        raise OutputError(f"{clean(str(shown))}: {_why(exc)}") from None
+    if st is not None:
+        if not stat.S_ISREG(st.st_mode):
+            extra = ", expected a file name" if stat.S_ISDIR(st.st_mode) else ""
+            raise OutputError(
+                f"{clean(str(shown))}: is {_kind(st.st_mode)}{extra}; "
+                "outputs are regular files or new paths"
+            )
+        if not force:
+            raise OutputError(f"{clean(str(shown))}: already exists (use --force to overwrite)")
+    parent = _parent_dir(p)
+    if _seen is None or parent not in _seen:  # once per folder for many files in one folder
+        clean_stale(parent)
+        _probe(parent, shown)
+        if _seen is not None:
+            _seen.add(parent)
     return p
+
+
+def check_folder(path: str | Path, force: bool, shared: bool = False) -> Path:
+    """An output folder: new, empty, or (with force) one holding a previous result.
+
+    `shared`: other files may stay in it (each output file is then checked on its own).
+    """
+    shown = Path(path)
+    p = _resolve_link(shown)
+    try:
+        st = p.lstat()
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISDIR(st.st_mode):
+        raise OutputError(f"{clean(str(shown))}: exists and is not a directory")
+    if st is not None:
+        names = [e.name for e in p.iterdir() if not e.name.startswith(TMP_PREFIX)]
+        if names and not force and not shared:
+            raise OutputError(f"{clean(str(shown))}: not empty (use --force to replace its result)")
+        clean_stale(p)
+        _probe(p, shown)
+        return p
+    parent = _parent_dir(p)
+    clean_stale(parent)
+    _probe(parent, shown)
+    return p
+
+
+# ---------------------------------------------------------------------------------------------
+# Exclusive moves
+
+
+def _renameat2(src: Path, dst: Path, flags: int) -> bool:
+    """renameat2(2); False where the system or file system lacks it (the caller falls back)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        fn = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    at_fdcwd = -100
+    rc = fn(at_fdcwd, os.fsencode(src), at_fdcwd, os.fsencode(dst), ctypes.c_uint(flags))
+    if rc == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.EINVAL, errno.ENOSYS, errno.ENOTSUP):
+        return False
+    raise OSError(err, os.strerror(err), str(dst))
+
+
+_RENAME_NOREPLACE = 1
+
+
+def _move_new(src: Path, dst: Path) -> None:
+    """Move src to dst only if dst does not exist (FileExistsError otherwise), atomically."""
+    if _renameat2(src, dst, _RENAME_NOREPLACE):
+        return
+    if src.is_dir():
+        if dst.exists() or dst.is_symlink():
+            raise FileExistsError(errno.EEXIST, "exists", str(dst))
+        os.rename(src, dst)
+        return
+    os.link(src, dst)  # fails with EEXIST: the classic exclusive create
+    os.unlink(src)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output sets
+
+
+@dataclass
+class _Entry:
+    final: Path
+    shown: Path
+    kind: str  # "file", "dir" (a new folder staged whole) or "remove" (a stale companion)
+    staged: Path | None = None
+    backup: Path | None = None
+    optional: bool = False
+    replace: bool = False  # replaced even without force (a folder's manifest)
+
+
+@dataclass
+class OutputSet:
+    """Outputs of one command: checked when added, staged by `staging()`, committed together."""
+
+    force: bool
+    entries: list[_Entry] = field(default_factory=list)
+    token: str = field(default_factory=lambda: secrets.token_hex(4))
+    _manifests: dict[Path, list[str]] = field(default_factory=dict)
+    _checked: set[Path] = field(default_factory=set)
+    _finals: set[Path] = field(default_factory=set)
+    _existing: set[Path] = field(default_factory=set)  # folders that hold earlier results
+
+    def file(self, path: str | Path, optional: bool = False) -> Path:
+        """Add one output file (checked now); `optional`: the writer may leave it unwritten
+        (then, with force, an existing file of that name is removed with the commit)."""
+        final = check_target(path, self.force, self._checked)
+        self._add(_Entry(final, Path(path), "file", optional=optional))
+        return final
+
+    def folder(self, path: str | Path, names: Sequence[str], shared: bool = False) -> Path:
+        """Add a folder of files `names`: staged whole if new, else those files plus a manifest.
+
+        With force, files an earlier result listed in the folder's manifest and this one does
+        not write are removed in the same commit. `shared`: an existing folder may hold other
+        files (without force each of `names` must be new).
+        """
+        final = check_folder(path, self.force, shared)
+        if not final.exists():
+            self._add(_Entry(final, Path(path), "dir"))
+            self._manifests[final] = list(names)
+            return final
+        for name in names:
+            self.file(final / name)
+        self._manifests[final] = list(names)
+        self._existing.add(final)
+        manifest = check_target(final / MANIFEST, True, self._checked)
+        self._add(_Entry(manifest, manifest, "file", replace=True))
+        return final
+
+    def _earlier_results(self, staging: Staging) -> None:
+        """With force, files of an earlier result (its manifest) that this one does not write
+        are removed; without, the manifest lists both results. Read at commit time, under the
+        folder lock, so a result committed meanwhile by another writer is accounted for too.
+        """
+        for folder in self._existing:
+            names = self._manifests[folder]
+            old = _read_manifest(folder)
+            if self.force:
+                for name in old:
+                    path = folder / name
+                    if name not in names and path not in self._finals and path.is_file():
+                        self.remove(path)
+            else:
+                names = list(dict.fromkeys([*old, *names]))
+            text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
+            staging.write_bytes(folder / MANIFEST, text.encode())
+            _finish_file(staging.path(folder / MANIFEST), sync=True)
+
+    def remove(self, path: str | Path) -> None:
+        """Remove an existing file with the commit (a stale companion of the previous result)."""
+        final = Path(path)
+        if final.exists() and not self.force:
+            raise OutputError(f"{clean(str(final))}: already exists (use --force to overwrite)")
+        self._add(_Entry(final, final, "remove"))
+
+    def _add(self, entry: _Entry) -> None:
+        if entry.final in self._finals:
+            raise OutputError(f"{clean(str(entry.shown))}: named twice among the outputs")
+        self._finals.add(entry.final)
+        self.entries.append(entry)
+
+    @contextlib.contextmanager
+    def staging(self) -> Iterator[Staging]:
+        """Temp paths to write into; committed when the block ends normally, else removed."""
+        try:
+            for e in self.entries:
+                if e.kind in ("dir", "file"):
+                    e.staged = e.final.parent / _tmp_name(os.getpid(), self.token, e.final.name)
+                if e.kind == "dir":
+                    os.mkdir(e.staged)  # type: ignore[arg-type]
+            staging = Staging(self)
+            yield staging
+            for folder, names in self._manifests.items():
+                if folder not in self._existing:  # a new folder: its manifest goes inside
+                    text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
+                    staging.write_bytes(folder / MANIFEST, text.encode())
+            self._commit(staging)
+        except OSError as exc:
+            self._discard()
+            raise write_error(
+                getattr(exc, "filename", None) or self.entries[0].shown, exc
+            ) from None
+        except BaseException:
+            self._discard()
+            raise
+
+    def _discard(self) -> None:
+        for e in self.entries:
+            if e.staged is not None:
+                _remove(e.staged)
+
+    def _commit(self, staging: Staging) -> None:
+        pid = os.getpid()
+        for e in self.entries:
+            if e.kind == "file" and e.optional and not _has(e):
+                # Not written this time: an earlier result's file of that name goes (force).
+                e.kind, e.staged = "remove", None
+        staged = [e for e in self.entries if e.staged is not None]
+        synced = _syncfs(list(dict.fromkeys(e.final.parent for e in staged)))
+        for e in staged:
+            if e.kind == "file":
+                _finish_file(e.staged, sync=not synced)
+            elif e.kind == "dir":
+                for f in e.staged.iterdir():  # type: ignore[union-attr]
+                    _finish_file(f, sync=not synced)
+        folders = list(dict.fromkeys(e.final.parent for e in self.entries))
+        # Ctrl-C waits until the commit (or its rollback) is complete: never half of it.
+        with _interrupts_deferred(), _locked(folders):
+            self._earlier_results(staging)
+            entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
+            if not entries:
+                return
+            journal = folders[0] / _tmp_name(pid, self.token, "commit" + _JOURNAL)
+            pointers = [f / _tmp_name(pid, self.token, "commit" + _POINTER) for f in folders[1:]]
+            for e in entries:
+                if e.kind in ("file", "remove") and e.final.exists() and (self.force or e.replace):
+                    e.backup = e.final.parent / _tmp_name(pid, self.token, "old-" + e.final.name)
+            self._commit_entries(entries, folders, journal, pointers)
+
+    def _commit_entries(
+        self, entries: list[_Entry], folders: list[Path], journal: Path, pointers: list[Path]
+    ) -> None:
+        _write_bytes(journal, json.dumps([_journal_row(e) for e in entries]).encode())
+        for ptr in pointers:
+            _write_bytes(ptr, str(journal.resolve()).encode())
+        try:
+            for e in entries:
+                _apply(e, self.force)
+        except FileExistsError as exc:
+            _recover(journal)
+            for ptr in pointers:
+                _remove(ptr)
+            raise OutputError(
+                f"{clean(str(exc.filename or entries[0].shown))}: already exists "
+                "(another writer created it meanwhile; use --force to overwrite)"
+            ) from None
+        except BaseException:
+            _recover(journal)
+            for ptr in pointers:
+                _remove(ptr)
+            raise
+        _fsync_dir(folders[0])
+        os.unlink(journal)  # the commit point
+        for ptr in pointers:
+            _remove(ptr)
+        for e in entries:
+            if e.backup is not None:
+                _remove(e.backup)
+
+
+@contextlib.contextmanager
+def _interrupts_deferred() -> Iterator[None]:
+    """Hold Ctrl-C (SIGINT) back for the block; one that came meanwhile is raised after it.
+
+    The Python-level handler is swapped (a signal mask would not do: the kernel may hand the
+    signal to another thread, such as a BLAS worker, whose mask lets it through).
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    caught: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if caught and callable(previous):
+        previous(signal.SIGINT, None)  # the default handler raises KeyboardInterrupt
+    elif caught and previous == signal.SIG_DFL:
+        raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _locked(folders: Sequence[Path]) -> Iterator[None]:
+    """flock the target folders (in a fixed order): two forced commits never interleave."""
+    import fcntl
+
+    fds = []
+    try:
+        for folder in sorted({f.resolve() for f in folders}):
+            fd = os.open(folder, os.O_RDONLY)
+            fds.append(fd)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def _has(e: _Entry) -> bool:
+    return e.staged is not None and e.staged.exists()
+
+
+def _read_manifest(folder: Path) -> list[str]:
+    try:
+        data = _read_small_json(folder / MANIFEST)
+        files = data["files"]
+    except (OSError, ValueError, KeyError, TypeError, RegNetSpaceError):
+        return []
+    return [f for f in files if isinstance(f, str) and "/" not in f and f not in ("", ".", "..")]
+
+
+def _read_small_json(path: Path) -> Any:
+    """A manifest or journal: a regular file (a FIFO must not block), bounded, safe JSON."""
+    with open_regular(path, "JSON", OutputError) as fh:
+        raw = fh.read(_MAX_BOOKKEEPING + 1)
+    if len(raw) > _MAX_BOOKKEEPING:
+        raise OutputError(f"{path}: too large")
+    return parse_json(raw.decode("utf-8"), str(path), OutputError)
+
+
+def _journal_row(e: _Entry) -> dict[str, object]:
+    staged_ino = None
+    if e.staged is not None and e.staged.exists():
+        staged_ino = e.staged.lstat().st_ino
+    return {
+        "final": str(e.final.absolute()),
+        "staged": None if e.staged is None else str(e.staged.absolute()),
+        "backup": None if e.backup is None else str(e.backup.absolute()),
+        "ino": staged_ino,
+    }
+
+
+def _apply(e: _Entry, force: bool) -> None:
+    if e.backup is not None:
+        try:
+            os.link(e.final, e.backup)  # the previous file stays in place until replaced
+        except OSError:  # a file system without hard links: moved aside instead
+            os.rename(e.final, e.backup)
+    if e.kind == "remove":
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(e.final)
+        return
+    if e.staged is None:  # staged for every file and dir entry by staging()
+        raise RuntimeError(f"{e.final}: output was not staged")
+    if (force or e.replace) and e.kind == "file":
+        os.replace(e.staged, e.final)
+    else:
+        _move_new(e.staged, e.final)
+
+
+def _recover(journal: Path) -> None:
+    """Undo a commit that did not finish: each target back to its state before the commit."""
+    try:
+        rows = _read_small_json(journal)
+    except FileNotFoundError:
+        return  # committed: the journal is deleted at the commit point
+    except (OSError, ValueError, RegNetSpaceError):
+        _remove(journal)  # not one of ours (or unreadable): nothing to roll back with
+        return
+    for row in reversed(rows):
+        final = Path(row["final"])
+        backup = Path(row["backup"]) if row["backup"] else None
+        staged = Path(row["staged"]) if row["staged"] else None
+        try:
+            new_in = row["ino"] is not None and final.lstat().st_ino == row["ino"]
+        except FileNotFoundError:
+            new_in = False
+        if backup is not None and backup.exists():
+            os.replace(backup, final)
+        elif new_in:
+            _remove(final)
+        if staged is not None:
+            _remove(staged)
+    journal.unlink()
+
+
+def _write_bytes(path: Path, data: bytes, sync: bool = True) -> None:
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            if sync:
+                os.fsync(fh.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(path)
+        raise
+
+
+def _finish_file(path: Path, sync: bool) -> None:
+    """Give a staged file the usual mode (and flush it to disk) before it is moved into place."""
+    if not path.is_file():
+        return
+    os.chmod(path, _umask_mode())
+    if not sync:
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _syncfs(folders: Sequence[Path]) -> bool:
+    """Flush the file systems holding `folders` (one call for thousands of files); False if
+    syncfs(2) is unavailable (then each file is flushed on its own)."""
+    try:
+        fn = ctypes.CDLL(None, use_errno=True).syncfs
+    except (OSError, AttributeError):
+        return False
+    for folder in folders:
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            if fn(fd) != 0:
+                return False
+        finally:
+            os.close(fd)
+    return True
+
+
+def _fsync_dir(folder: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+class Staging:
+    """Where a command writes its outputs before the commit."""
+
+    def __init__(self, outputs: OutputSet) -> None:
+        self._files: dict[Path, Path] = {}
+        self._dirs: dict[Path, Path] = {}
+        for e in outputs.entries:
+            if e.staged is None:
+                continue
+            index = self._files if e.kind == "file" else self._dirs
+            index[e.final] = index[e.shown] = e.staged
+
+    def path(self, final: str | Path) -> Path:
+        """The temp path standing for output `final` (a file in a new folder: inside its temp)."""
+        f = Path(final)
+        if f in self._files:
+            return self._files[f]
+        if f.parent in self._dirs:
+            return self._dirs[f.parent] / f.name
+        raise KeyError(f"{f} is not one of the outputs")
+
+    def write_text(self, final: str | Path, text: str) -> None:
+        """Write text (UTF-8) to output `final`'s temp path."""
+        _write_bytes(self.path(final), text.encode("utf-8"), sync=False)
+
+    def write_bytes(self, final: str | Path, data: bytes) -> None:
+        """Write bytes to output `final`'s temp path."""
+        _write_bytes(self.path(final), data, sync=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# One file
 
 
 @contextlib.contextmanager
 def atomic_open(path: str | Path, mode: str = "w", force: bool = False) -> Iterator[IO]:
-    """Open a temp file beside `path`; rename it onto `path` only if the block succeeds."""
-    p = check_target(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, mode, **({} if "b" in mode else {"encoding": "utf-8"})) as fh:
+    """Open a temp file for `path`; it replaces (force) or creates `path` if the block succeeds."""
+    outputs = OutputSet(force)
+    final = outputs.file(path)
+    with outputs.staging() as staging:
+        encoding = {} if "b" in mode else {"encoding": "utf-8"}
+        with open(staging.path(final), mode.replace("w", "x"), **encoding) as fh:
             yield fh
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def atomic_write_text(path: str | Path, text: str, force: bool = False) -> Path:
-    """Write text to `path` atomically."""
+    """Write text to `path` atomically and exclusively (unless force)."""
     with atomic_open(path, "w", force) as fh:
         fh.write(text)
     return Path(path)
 
 
 def atomic_write_with(path: str | Path, writer: Callable[[str], None], force: bool = False) -> Path:
-    """Let `writer(tmp_path)` write a file (e.g. torch.save), then rename it onto `path`."""
-    p = check_target(path, force)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
+    """Let `writer(tmp_path)` write a file (e.g. torch.save), then move it onto `path`."""
+    outputs = OutputSet(force)
+    final = outputs.file(path)
+    with outputs.staging() as staging:
+        _call_writer(writer, staging.path(final), Path(path))
+    return Path(path)
+
+
+def _call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
+    """Run a library's writer; its failures (OSError or its own error types) become one line."""
     try:
-        writer(tmp)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        writer(str(tmp))
+    except (OSError, RuntimeError, ValueError) as exc:
+        raise write_error(shown, exc) from None
+    except Exception as exc:  # e.g. safetensors' SafetensorError: a write failure all the same
+        if type(exc).__name__ in ("SafetensorError",):
+            raise write_error(shown, exc) from None
         raise
-    return p
+
+
+def call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
+    """Public form of `_call_writer` for commands that stage several files."""
+    _call_writer(writer, tmp, shown)

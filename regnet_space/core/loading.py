@@ -8,8 +8,11 @@ errors become `field.path: rule, got value` joined by "; ".
 from __future__ import annotations
 
 import difflib
+import json
 import math
+import os
 import re
+import stat
 import typing
 from collections.abc import Mapping
 from pathlib import Path
@@ -18,9 +21,11 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
-from .errors import SpecError
+from .errors import RegNetSpaceError, SpecError
 
 MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 64  # nesting of lists and mappings in any YAML or JSON input
+MAX_DIGITS = 400  # digits of a number literal; longer ones are refused by name
 
 
 class _TooLong:
@@ -69,20 +74,28 @@ SafeLoader.add_constructor("tag:yaml.org,2002:int", SafeLoader.construct_yaml_in
 def is_yaml_text(source: str) -> bool:
     """Whether a string argument is YAML text rather than a path.
 
-    Text when it is blank, holds a newline, or holds a `key:` and names no existing file.
+    Text when it is blank, holds a newline, or looks like a mapping (`key: value`, `{...}`)
+    and names no existing file; `dir:name.yaml` or `C:/x.yaml` is a path.
     """
-    return not source.strip() or "\n" in source or (":" in source and not Path(source).exists())
+    if not source.strip() or "\n" in source:
+        return True
+    looks = re.search(r":(\s|$)", source) is not None or source.lstrip().startswith("{")
+    return looks and not Path(source).exists()
 
 
 def parse_yaml(
-    text: str, source: str, what: str = "spec", error: type[SpecError] = SpecError
+    text: str, source: str, what: str = "spec", error: type[RegNetSpaceError] = SpecError
 ) -> Any:
     """Parse YAML text with SafeLoader; every failure is one line `source: ...` of `error`."""
     if not text.strip():
         raise error(f"{source}: the {what} is empty")
     try:
-        return yaml.load(text, Loader=SafeLoader)  # SafeLoader subclass: no arbitrary objects
+        data = yaml.load(text, Loader=SafeLoader)  # SafeLoader subclass: no arbitrary objects
+        check_depth(data, source, error)
+        return data
     except SpecError as exc:
+        if str(exc).startswith(f"{source}: "):
+            raise error(str(exc)) from None
         raise error(f"{source}: {exc}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -93,17 +106,86 @@ def parse_yaml(
         raise error(f"{source}: YAML nested too deeply") from None
 
 
+def check_depth(
+    data: Any, source: str, error: type[RegNetSpaceError] = SpecError, limit: int = MAX_DEPTH
+) -> None:
+    """Refuse lists and mappings nested deeper than `limit` (iteratively: no recursion)."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, Mapping):
+            children: Any = item.values()
+        elif isinstance(item, (list, tuple)):
+            children = item
+        else:
+            continue
+        if depth > limit:
+            raise error(f"{source}: nested more than {limit} levels deep")
+        stack.extend((child, depth + 1) for child in children)
+
+
+def parse_json(text: str, source: str, error: type[RegNetSpaceError] = SpecError) -> Any:
+    """JSON with limits: no NaN/Infinity, finite floats, numbers of at most MAX_DIGITS digits,
+    nesting at most MAX_DEPTH; every failure is one line `source: ...` of `error`."""
+
+    def constant(name: str) -> Any:
+        raise error(f"{source}: {name} is not a number JSON allows")
+
+    def number(literal: str, kind: type) -> Any:
+        if len(literal) > MAX_DIGITS:
+            raise error(f"{source}: a number of {len(literal)} digits; at most {MAX_DIGITS}")
+        value = kind(literal)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise error(f"{source}: number {short_text(literal)} is out of range")
+        return value
+
+    try:
+        data = json.loads(
+            text,
+            parse_constant=constant,
+            parse_float=lambda t: number(t, float),
+            parse_int=lambda t: number(t, int),
+        )
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+    except RecursionError:
+        raise error(f"{source}: nested more than {MAX_DEPTH} levels deep") from None
+    check_depth(data, source, error)
+    return data
+
+
+def short_text(text: str, limit: int = 40) -> str:
+    """A user's text shortened to `limit` characters for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecError) -> Any:
+    """Open a regular file for reading (binary); FIFOs, devices and folders are refused at once.
+
+    Opened non-blocking, so that a FIFO with no writer cannot hang the command.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    except FileNotFoundError:
+        raise error(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise error(f"{path}: is a directory, expected a {what} file") from None
+    except OSError as exc:
+        raise error(f"{path}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
+        raise error(f"{path}: is {kind}, expected a {what} file")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 def read_text_file(path: Path, what: str = "spec") -> str:
     """Read a small UTF-8 text file, turning every OS problem into a one-line SpecError."""
     try:
-        if path.is_dir():
-            raise SpecError(f"{path}: is a directory, expected a {what} file")
-        with path.open("rb") as fh:
+        with open_regular(path, what) as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
-    except SpecError:
-        raise
-    except FileNotFoundError:
-        raise SpecError(f"{path}: no such file") from None
     except OSError as exc:
         raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_FILE_BYTES:
@@ -165,9 +247,14 @@ def format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
     if err["type"] == "extra_forbidden":
         known = sorted(_fields_at(model, loc[:-1]))
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-        return f"{where}: unknown field" + (f" (did you mean {close[0]!r}?)" if close else "")
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        return (f"{where}: " if where else "") + "unknown field" + hint
     if err["type"] == "missing":
-        return f"{where}: required field is missing"
+        return (f"{where}: " if where else "") + "required field is missing"
+    named = re.match(r"([A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*): ", msg)
+    if where and named and err["type"] == "value_error":
+        # A model-level rule naming its own field: one location, `outer.field: ...`.
+        where, msg = f"{where}.{named.group(1)}", msg[named.end() :]
     value = err.get("input")
     if isinstance(value, _TooLong):
         return f"{where}: number too long to read"
@@ -204,8 +291,8 @@ def is_space_file(path: str | Path) -> bool:
     can skip space files with this. Unreadable files are not space files.
     """
     try:
-        with Path(path).open("rb") as fh:
+        with open_regular(Path(path), "spec") as fh:  # a FIFO must not block a folder scan
             head = fh.read(1 << 16)
-    except OSError:
+    except (OSError, RegNetSpaceError):
         return False
     return _SPACE_KEY.search(head) is not None

@@ -17,6 +17,7 @@ from .limits import FORMATS as FORMATS
 from .limits import Format
 from .loading import is_space_file
 from .spec import Spec, load_spec_file
+from .text import csv_cell
 
 SPEC_SUFFIXES = (".yaml", ".yml")
 
@@ -166,7 +167,10 @@ def render_report(summaries: Sequence[SpecSummary], fmt: Format) -> str:
         writer.writeheader()
         for s in summaries:
             writer.writerow(
-                {k: _join(v) if isinstance(v, list) else v for k, v in s.as_dict().items()}
+                {
+                    k: _join(v) if isinstance(v, list) else csv_cell(v) if isinstance(v, str) else v
+                    for k, v in s.as_dict().items()
+                }
             )
         return buf.getvalue()
     conv = summaries[0].counts.convention if summaries else "paper"

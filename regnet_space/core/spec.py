@@ -286,5 +286,5 @@ def dump_spec(spec: Spec) -> str:
         and spec.stages[0].stride is not None
         and "downsample_in_first_stage" not in spec.model_fields_set
     ):  # the first stage's stride says it; both would read back as a contradiction
-        del data["downsample_in_first_stage"]
+        data.pop("downsample_in_first_stage", None)
     return yaml.safe_dump(data, sort_keys=False)

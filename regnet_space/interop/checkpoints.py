@@ -9,6 +9,7 @@ are read with `torch.load(..., weights_only=True)` or safetensors only.
 from __future__ import annotations
 
 import pickle
+import re
 import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from torch import Tensor
 from ..core.errors import RegNetSpaceError
 from ..core.generator import Plan
 from ..core.io import atomic_write_with, check_target
+from ..core.text import clean
 
 __all__ = [
     "LIBRARIES",
@@ -299,6 +301,7 @@ def convert_state_dict(
             raise ConvertError(f"{origin}: missing key {pair.theirs!r} for {plan.name}{why}{hint}")
         if not isinstance(value, Tensor):
             raise ConvertError(f"{origin}: {pair.theirs}: not a tensor ({type(value).__name__})")
+        _check_tensor(value, pair.theirs, origin)
         if tuple(value.shape) != want:
             raise ConvertError(
                 f"{origin}: {pair.theirs}: shape {_shape(tuple(value.shape))} does not fit "
@@ -318,6 +321,25 @@ def convert_state_dict(
             raise ConvertError(f"{origin}: --bgr-to-rgb needs 3 input channels")
         out[stem] = out[stem].flip(1).contiguous()
     return out
+
+
+def _check_tensor(value: Tensor, key: str, origin: str) -> None:
+    """Refuse what would load silently wrong: meta, sparse, non-float weights, NaN or inf."""
+    if value.is_meta:
+        raise ConvertError(f"{origin}: {key}: a meta tensor (shape only, no values)")
+    if value.layout != torch.strided:
+        raise ConvertError(f"{origin}: {key}: a {value.layout} tensor; expected a dense one")
+    if key.endswith("num_batches_tracked"):
+        if value.dtype not in (torch.int64, torch.int32):
+            raise ConvertError(f"{origin}: {key}: dtype {value.dtype}, expected an integer count")
+        return
+    if not value.dtype.is_floating_point:
+        raise ConvertError(
+            f"{origin}: {key}: dtype {str(value.dtype).removeprefix('torch.')}; weights must be "
+            "floating point (an integer or bool checkpoint would load as wrong values)"
+        )
+    if not bool(torch.isfinite(value).all()):
+        raise ConvertError(f"{origin}: {key}: holds NaN or infinite values")
 
 
 def _library_hint(keys: list[str], source: Library) -> str:
@@ -369,9 +391,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
             warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
             obj = torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):
+        text = str(exc)
+        if "Unsupported global" in text or "unsupported GLOBAL" in text:
+            found = re.search(r"GLOBAL ([\w.]+)", text)
+            what = f" ({clean(found.group(1))})" if found else ""
             raise ConvertError(
-                f"{p}: holds Python objects other than tensors (refused: weights_only=True)"
+                f"{p}: holds a Python object{what} other than tensors; refused "
+                "(checkpoints are read with weights_only=True)"
             ) from None
         raise ConvertError(f"{p}: not a PyTorch checkpoint ({_unpickler_reason(exc)})") from None
     except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:

@@ -10,13 +10,12 @@ anything with spec fields ours; a string that is no file is looked up in the nam
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import SpecError
-from ..core.loading import is_yaml_text, parse_yaml, read_text_file
+from ..core.loading import is_yaml_text, parse_json, parse_yaml, read_text_file
 from ..core.names import EXAMPLES, resolve_name, suggest_name
 from ..core.report import collect_spec_paths
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, load_spec_file, spec_from_dict
@@ -61,10 +60,7 @@ def _load_path(p: Path) -> Spec:
         raise SpecError(f"{p}: no such file")
     text = read_text_file(p)
     if p.suffix == ".json" or text.lstrip().startswith("{"):
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError(f"{p}: invalid JSON: line {exc.lineno}: {exc.msg}") from None
+        data = parse_json(text, str(p))
         if isinstance(data, Mapping) and _is_hf(data):
             return load_hf_config(p)  # named after its snapshot folder
     else:

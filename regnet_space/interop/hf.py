@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 from ..core.errors import SpecError
 from ..core.generator import plan as make_plan
 from ..core.hf_config import hf_fields, spec_from_hf_fields
-from ..core.loading import read_text_file
+from ..core.loading import parse_json, read_text_file
 from ..core.spec import ExplicitSpec, Spec
 from .common import InteropError
 
@@ -88,10 +87,7 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ExplicitSpec:
     if p.is_dir():
         p = p / "config.json"
     text = read_text_file(p, what="config.json")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InteropError(f"{p}: invalid JSON: line {exc.lineno}: {exc.msg}") from None
+    data = parse_json(text, str(p), InteropError)
     if not isinstance(data, dict):
         raise InteropError(f"{p}: expected a JSON object")
     default = p.parent.name if p.name == "config.json" and p.parent.name else p.stem

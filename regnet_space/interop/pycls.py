@@ -4,7 +4,7 @@ MODEL.TYPE regnet maps to a parametric spec (REGNET.DEPTH, W0, WA, WM, GROUP_W, 
 BOT_MUL, STEM_W), anynet to an explicit one (ANYNET.DEPTHS, WIDTHS, STRIDES, BOT_MULS,
 GROUP_WS); other model types, stems, blocks or heads are refused with one line naming the
 key. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
-with `yaml.safe_load`.
+with the package's one safe loader (no aliases or duplicate keys; size and depth limits).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import yaml
 
 from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
-from ..core.loading import read_text_file
+from ..core.loading import parse_yaml, read_text_file
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
@@ -139,12 +139,7 @@ _MODEL_KEYS = {
 
 def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
     """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}: " if mark is not None else ""
-        raise InteropError(f"{source}: {where}invalid YAML") from None
+    data = parse_yaml(text, source, "pycls config", InteropError)  # the one safe loader
     return spec_from_pycls_dict(data, source, name)
 
 

@@ -9,17 +9,20 @@ torch.export-based exporter (packages onnx and onnxscript); checking runs onnxru
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
+import os
+import tempfile
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import Tensor, nn
 
 from ..core.errors import RegNetSpaceError
-from ..core.io import atomic_write_with
+from ..core.io import TMP_PREFIX, OutputSet, call_writer
 from .inference import InferenceRegNet
 from .model import RegNetForImageClassification, RegNetModel
 
@@ -108,11 +111,15 @@ def save_program(
     if p.suffix != ".pt2":
         raise ExportError(f"{p}: a torch.export program is saved as .pt2")
 
-    def write(tmp: str) -> None:
-        with open(tmp, "wb") as fh:  # a file object: the temp name does not end in .pt2
-            torch.export.save(program, fh)
-
-    return atomic_write_with(p, write, force)
+    outputs = OutputSet(force)
+    final = outputs.file(p)
+    # Serialized in memory first: torch.export.save aborts the process on a full disk, while
+    # a failed write of bytes is an ordinary error (one line).
+    buf = io.BytesIO()
+    torch.export.save(program, buf)
+    with outputs.staging() as staging:
+        staging.write_bytes(final, buf.getvalue())
+    return p
 
 
 @contextlib.contextmanager
@@ -138,8 +145,13 @@ def export_onnx(
     dynamic_batch: bool = True,
     opset: int | None = None,
     force: bool = False,
+    external_data: bool | None = None,
 ) -> Path:
-    """Write the model as an ONNX file (input `pixel_values`, NCHW float32), atomically."""
+    """Write the model as an ONNX file (input `pixel_values`, NCHW float32), atomically.
+
+    The weights go to `NAME.onnx.data` beside it when `external_data` is true, or by default
+    when they pass ONNX's 2 GB limit.
+    """
     p = Path(path)
     if p.suffix != ".onnx":
         raise ExportError(f"{p}: an ONNX model is saved as .onnx")
@@ -165,7 +177,36 @@ def export_onnx(
         )
     if program is None:  # pragma: no cover - the dynamo exporter always returns a program
         raise ExportError("the ONNX exporter returned no program")
-    return atomic_write_with(p, lambda tmp: program.save(tmp), force)
+    return _save_onnx(program, p, force, external_data)
+
+
+def onnx_outputs(path: str | Path, force: bool) -> OutputSet:
+    """The files an ONNX export writes, checked: the model and `NAME.onnx.data` beside it.
+
+    Models over 2 GB keep their weights in that data file (the model refers to it by its name,
+    so it is written under its final name and committed with the model). With force, a data
+    file of an earlier export that this one does not need is removed in the same commit.
+    """
+    p = Path(path)
+    outputs = OutputSet(force)
+    outputs.file(p.with_name(p.name + ".data"), optional=True)
+    outputs.file(p)  # last: a model file means its data file is complete
+    return outputs
+
+
+def _save_onnx(program: Any, p: Path, force: bool, external_data: bool | None) -> Path:
+    outputs = onnx_outputs(p, force)
+    data = p.with_name(p.name + ".data")
+    with tempfile.TemporaryDirectory(prefix=TMP_PREFIX + f"{os.getpid()}-", dir=p.parent) as d:
+        # Saved under the final names in a private folder, so the model refers to NAME.onnx.data.
+        call_writer(
+            lambda dest: program.save(dest, external_data=external_data), Path(d) / p.name, p
+        )
+        with outputs.staging() as staging:
+            for name, target in ((data.name, data), (p.name, p)):
+                if (Path(d) / name).exists():
+                    os.replace(Path(d) / name, staging.path(target))
+    return p
 
 
 def _reference(model: nn.Module, pixel_values: Tensor) -> Tensor:

@@ -27,6 +27,7 @@ import numpy as np
 from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
 from ..core.spec import MAX_WIDTH, STEM_STRIDES, Spec, spec_from_dict
+from ..core.text import csv_cell
 from .bulk import (
     Body,
     Counts,
@@ -50,6 +51,7 @@ from .space import (
     Space,
     SpaceError,
     ValuesDist,
+    format_count,
     load_space,
     parse_bounds,
     spec_fields_of,
@@ -59,6 +61,9 @@ BATCH = 4096  # draws per batch: fixed, so that the accepted designs never depen
 MIN_MAX_TRIES = 10_000_000  # default tries: max(this, TRIES_PER_DESIGN * n)
 TRIES_PER_DESIGN = 50_000
 MAX_DESIGNS = 1_000_000
+# Repeats per distinct design found after which the space is taken as exhausted.
+EXHAUSTED = 30
+SMALL_SPACE = 100_000  # spaces with at most this many designs: every drawn design is tracked
 CLOSEST = 5  # designs kept to show when the constraints cannot be met
 
 # Rejection reasons, in the order they are checked (0 = meets every constraint).
@@ -471,8 +476,9 @@ def _resolve_constraints(
     return c
 
 
-def _check_bounds(space: Space, sampler: _Sampler) -> None:
-    """Refuse ranges whose largest designs could overflow 64-bit counts."""
+def _check_bounds(space: Space, sampler: _Sampler, n: int) -> None:
+    """Refuse ranges whose largest designs could overflow 64-bit counts, and constraints that
+    no design of the space can meet (below its smallest stem or above its largest design)."""
     if isinstance(space, RegNetSpace):
         top = {f: float(d.max_value) for f, d in space.sample.items()}
         fixed = sampler.fixed
@@ -495,6 +501,61 @@ def _check_bounds(space: Space, sampler: _Sampler) -> None:
             f"{space.space}: designs at the top of these ranges could overflow 64-bit counts "
             f"at input size {sampler.body.input_size}; narrow the ranges"
         )
+    b = sampler.body
+    stem = (b.input_size - 1) // 2 + 1
+    # Every design has at least the stem: a 3x3 convolution to stem_width channels.
+    least = {
+        "flops": 9 * b.num_channels * b.stem_width * stem * stem,
+        "params": 9 * b.num_channels * b.stem_width,
+        "acts": b.stem_width * stem * stem,
+    }
+    c = sampler.constraints
+    for metric, low in least.items():
+        bounds = getattr(c, metric)
+        if bounds is None:
+            continue
+        if bounds.hi is not None and bounds.hi < low:
+            raise SpaceError(
+                f"{space.space}: no design can meet {metric} {bounds}: the stem alone has "
+                f"{format_count(low)} {metric} at input size {b.input_size}"
+            )
+        if bounds.lo is not None and bounds.lo > bound:
+            raise SpaceError(
+                f"{space.space}: no design can meet {metric} {bounds}: the largest designs of "
+                f"the space have at most {format_count(bound)}"
+            )
+    distinct = distinct_designs(space)
+    if distinct < n:
+        raise SpaceError(
+            f"{space.space}: the space holds at most {distinct:,} distinct designs, "
+            f"fewer than the {n:,} asked for"
+        )
+
+
+def _values_of(dist: QuantizedDist | ValuesDist) -> int:
+    """How many values a distribution can give (an upper bound for power2_or_log_uniform)."""
+    if isinstance(dist, ValuesDist):
+        return len(dist.values)
+    low, high, q = _fraction(dist.low), _fraction(dist.high), _fraction(dist.quantum)
+    if dist.dist.startswith("power2"):
+        powers = round(math.log2(high)) - round(math.log2(low)) + 1
+        if dist.dist == "power2_uniform":
+            return powers
+        return powers + math.floor(high / min(high, q)) - math.ceil(max(low, q) / q) + 1
+    return math.floor(high / q) - math.ceil(low / q) + 1
+
+
+def distinct_designs(space: Space) -> int:
+    """An upper bound of the distinct designs of a space (distinct sampled values)."""
+    total = 1
+    if isinstance(space, RegNetSpace):
+        for _, dist in space.sample.items():
+            total *= max(1, _values_of(dist))
+        return total
+    for name, dist in space.per_stage.items():
+        k = max(1, _values_of(dist))
+        total *= k if name in space.shared else k**space.num_stages
+    return total
 
 
 def sample(
@@ -530,7 +591,7 @@ def sample(
         raise SpaceError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r}")
     overrides = {"flops": flops, "params": params, "acts": acts, "stages": stages}
     sampler = _Sampler(sp, _resolve_constraints(sp, overrides), size)
-    _check_bounds(sp, sampler)
+    _check_bounds(sp, sampler, n)
 
     rng = np.random.default_rng(seed)
     records: list[DesignRecord] = []
@@ -538,7 +599,12 @@ def sample(
     closest: list[_Near] = []
     rejected = dict.fromkeys((*REASONS, "duplicate"), 0)
     tries, t0 = 0, time.perf_counter()
-    while len(records) < n and tries < max_tries:
+    repeats = 0  # acceptable draws since the last new design
+    exhausted = False
+    # A small space is tracked whole: once every design was drawn, more draws cannot help.
+    total = distinct_designs(sp)
+    drawn: set[tuple[Any, ...]] | None = set() if total <= SMALL_SPACE else None
+    while len(records) < n and tries < max_tries and not exhausted:
         batch = sampler.evaluate(sampler.draw(rng, BATCH), BATCH)
         usable = min(BATCH, max_tries - tries)
         cut = usable
@@ -546,7 +612,9 @@ def sample(
             key = sampler.key(batch, i)
             if key in seen:
                 rejected["duplicate"] += 1
+                repeats += 1
                 continue
+            repeats = 0
             seen.add(key)
             name = design_name(sp.space, n, len(records))
             records.append(sampler.record(batch, i, len(records), name))
@@ -557,7 +625,13 @@ def sample(
             if code:
                 rejected[REASONS[code - 1]] += int(count)
         closest = _update_closest(sampler, batch, cut, tries, closest)
+        if drawn is not None:
+            drawn.update(sampler.key(batch, i) for i in range(cut))
+            exhausted = len(drawn) >= total and len(records) < n
         tries += cut
+        # Only repeats for this long: almost surely every acceptable design is found (a design
+        # not yet seen among k found would have shown up with probability >= 1 - e**-EXHAUSTED).
+        exhausted = exhausted or repeats >= EXHAUSTED * (len(seen) + 1)
         if progress is not None:
             elapsed = time.perf_counter() - t0
             progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
@@ -572,6 +646,20 @@ def sample(
         rejected=MappingProxyType(rejected),
         closest=tuple(near.record for near in closest),
     )
+    if not result.complete and exhausted and drawn is not None and len(drawn) >= total:
+        found = f"only {len(records)}" if records else "none"
+        advice = f"ask for at most {len(records)}" if records else "relax the constraints"
+        raise SampleError(
+            f"{sp.space}: {found} of the space's {total:,} distinct designs meet the "
+            f"constraints (every one of them was drawn); {advice}",
+            result,
+        )
+    if not result.complete and exhausted:
+        raise SampleError(
+            f"{sp.space}: only {len(records)} distinct designs meet the constraints (the last "
+            f"{repeats:,} acceptable draws all repeated them); ask for at most {len(records)}",
+            result,
+        )
     if not result.complete:
         raise SampleError(
             f"{sp.space}: only {len(records)} of {n} designs met the constraints in "
@@ -610,7 +698,8 @@ def records_to_csv(records: Sequence[DesignRecord]) -> str:
     writer.writerow(rows[0])
     for row in rows:
         writer.writerow(
-            v if isinstance(v, str) else json.dumps(v, separators=(",", ":")) for v in row.values()
+            csv_cell(v) if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
+            for v in row.values()
         )
     return buf.getvalue()
 

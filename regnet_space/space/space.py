@@ -134,6 +134,11 @@ class Bounds(BaseModel):
             sides = [data, data]
         else:
             raise ValueError(f'expected [lo, hi] or "LO:HI", got {type(data).__name__}')
+        for side in sides:
+            if side is not None and (
+                isinstance(side, bool) or not isinstance(side, (str, int, float))
+            ):
+                raise ValueError(f"each side must be a number or empty, got {type(side).__name__}")
         try:
             lo, hi = (None if s is None else parse_count(s) for s in sides)
         except ValueError as exc:
@@ -147,7 +152,9 @@ class Bounds(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Bounds:
         if self.lo is not None and self.hi is not None and self.lo > self.hi:
-            raise ValueError(f"empty range: {self.lo} > {self.hi}")
+            raise ValueError(f"empty range: {format_count(self.lo)} > {format_count(self.hi)}")
+        if any(v is not None and v < 0 for v in (self.lo, self.hi)):
+            raise ValueError("a count cannot be negative")
         return self
 
     def contains(self, value: int) -> bool:
@@ -316,9 +323,7 @@ class Constraints(BaseModel):
     def _check(self) -> Constraints:
         st = self.stages
         if st is not None and ((st.lo or 1) > MAX_STAGES or (st.hi or 1) > MAX_STAGES):
-            raise ValueError(
-                f"constraints.stages: at most {MAX_STAGES} (write a range as [lo, hi]), got {st}"
-            )
+            raise ValueError(f"stages: at most {MAX_STAGES} (write a range as [lo, hi]), got {st}")
         return self
 
 
@@ -327,7 +332,9 @@ class _SpaceBase(BaseModel):
 
     model_config = _CONFIG
 
-    space: str = Field(min_length=1, max_length=200, description="Name of the design space.")
+    # Designs are named SPACE-ID (ids up to 7 digits) and written as SPACE-ID.yaml: the name
+    # must leave room in a spec name (200) and a file name (255 bytes).
+    space: str = Field(min_length=1, max_length=120, description="Name of the design space.")
     description: str = Field("", max_length=10_000)
     input_size: int = Field(224, ge=1, le=MAX_INPUT_SIZE)
     spec: dict[str, Any] = Field(
