@@ -134,6 +134,22 @@ def test_output_is_channels_last_for_the_last_hidden_state() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_weights_are_packed_per_input_shape_and_stay_exact() -> None:
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    conv = fast.blocks[0].a
+    shapes = [(1, 3, 32, 32), (3, 3, 45, 45), (2, 3, 40, 36), (1, 3, 32, 32)]
+    shapes += [(b, 3, 33, 33) for b in range(1, 6)]
+    with torch.inference_mode():
+        for shape in shapes:
+            x = torch.randn(shape)
+            assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+    # one packing per input shape seen by this conv, the oldest dropped past the bound
+    assert len(conv.packed) == inference_mod.MAX_PACKED_SHAPES
+    assert all(s[0] in (2, 3, 4, 5) and s[2:] == (17, 17) for s in conv.packed)
+
+
 def test_fused_kernels_refused_where_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference_mod, "fused_kernels_available", lambda: False)
     model = eager(design())
@@ -167,8 +183,9 @@ def test_forward_benchmark_runs_and_prints_the_ratios(
         "name: tiny\nblock: y\nstages:\n  - {width: 16, depth: 1, group_width: 8}\n"
         "  - {width: 32, depth: 2, group_width: 8}\n"
     )
-    argv = ["--spec", str(spec), "--batch", "2", "--input-size", "32", "--rounds", "2"]
-    assert bench.main(argv) == 0
+    argv = ["--models", str(spec), "--batches", "1,2", "--threads", "1", "--input-size", "32"]
+    assert bench.main([*argv, "--rounds", "2", "--min-time", "0", "--no-gpu"]) == 0
     out = capsys.readouterr().out
-    assert "hugging face eager" in out and "ours inference form" in out
-    assert "goals: eager >= 1.00x HF" in out
+    assert out.startswith("worst: inference form ")
+    assert "goals: eager >= 1.00x HF" in out and "outputs within 0.0001 met" in out
+    assert len([ln for ln in out.splitlines() if ln.startswith(str(spec))]) == 2

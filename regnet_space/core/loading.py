@@ -12,6 +12,7 @@ import math
 import re
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from .errors import SpecError
 MAX_FILE_BYTES = 1 << 20
 
 
+@dataclass(frozen=True)
 class _TooLong:
     """Stands for an integer literal too long for Python to convert (over 4300 digits)."""
 
@@ -35,16 +37,19 @@ def short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class SafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses aliases and duplicate keys and never fails on long ints."""
+# Deeper YAML is refused (specs nest 3 levels); the same bound on both parsers keeps their
+# answers equal, and it stays far below Python's recursion limit and libyaml's 1,000 levels.
+MAX_DEPTH = 100
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+class _TooDeep(Exception):
+    """Raised inside the loaders when a document nests deeper than MAX_DEPTH."""
+
+
+class _Checks:
+    """The checks both loaders share: duplicate keys refused, long ints left to validation."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         # PyYAML keeps the last of two equal keys; in a spec that hides a mistake.
         seen: set[str] = set()
         for key_node, _ in node.value:
@@ -54,16 +59,147 @@ class SafeLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 raise SpecError(f"line {line}: duplicate key {short(key_node.value)}")
             seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
+        return super().construct_mapping(node, deep)  # type: ignore[misc]
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except SpecError:
+            raise
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+            # PyYAML's scalar constructors fail this way on explicit tags (`!!int ''`,
+            # `!!bool x`, `!!timestamp x`); say which value, not where PyYAML broke.
+            line = node.start_mark.line + 1
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            value = short(node.value) if isinstance(node, yaml.ScalarNode) else "a collection"
+            raise SpecError(f"line {line}: {value} is not a valid {tag}") from exc
 
     def construct_yaml_int(self, node: Any) -> Any:
         try:
-            return super().construct_yaml_int(node)
-        except ValueError:  # left to validation, which names the field
-            return _TooLong()
+            return super().construct_yaml_int(node)  # type: ignore[misc]
+        except ValueError:
+            if len(str(node.value)) < 4000:
+                raise
+            return _TooLong()  # left to validation, which names the field
+
+
+class SafeLoader(_Checks, yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases, duplicate keys and deep nesting; long ints pass."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 SafeLoader.add_constructor("tag:yaml.org,2002:int", SafeLoader.construct_yaml_int)
+
+_CBase: Any = getattr(yaml, "CSafeLoader", None)  # None when PyYAML was built without libyaml
+
+
+class _Fallback(Exception):
+    """The C loader cannot answer for this text; the Python loader will."""
+
+
+if _CBase is not None:
+
+    class CSafeLoader(_Checks, _CBase):  # type: ignore[misc, valid-type]
+        """libyaml's parser and composer with SafeLoader's constructor checks.
+
+        The C composer takes no hooks: an alias comes back as a second reference to its
+        anchored node, so a node constructed twice is an alias. Every problem sends the
+        text to the Python loader, whose result or message is then the answer.
+        """
+
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            if node in self.constructed_objects:
+                raise _Fallback
+            return super().construct_object(node, deep)
+
+    CSafeLoader.add_constructor("tag:yaml.org,2002:int", CSafeLoader.construct_yaml_int)
+
+
+def _node_depth(root: Any) -> int:
+    """How deeply a composed node tree nests (1 for a scalar), without recursion."""
+    deepest, stack = 0, [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack.extend((n, depth + 1) for pair in node.value for n in pair)
+    return deepest
+
+
+# Where libyaml was seen to answer otherwise than PyYAML's Python parser (differential fuzzing):
+# tabs, explicit tags, "?" (a key to PyYAML in flow context even unspaced), byte-order marks
+# and Unicode line breaks, a block scalar header running into a comment, and what the Python
+# reader refuses as non-printable.
+_C_DISAGREES = re.compile(
+    r"[\t!?\ufeff\x85\u2028\u2029]|[|>][-+0-9]*#|" + yaml.reader.Reader.NON_PRINTABLE.pattern
+)
+
+
+def _load_c(text: str) -> Any:
+    """Parse with libyaml where it gives what the Python loader gives; else raise _Fallback."""
+    if _CBase is None or _C_DISAGREES.search(text):
+        raise _Fallback
+        raise _Fallback
+    loader = CSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        # Every collection needs one of these indicators, so few of them bound the depth.
+        indicators = sum(text.count(c) for c in "[{-?:")
+        if indicators >= MAX_DEPTH and _node_depth(node) > MAX_DEPTH:
+            raise _Fallback
+        return loader.construct_document(node)
+    except Exception:  # any problem: the Python loader decides, with its own message
+        raise _Fallback from None
+    finally:
+        loader.dispose()
+
+
+# Strings the C emitter was seen to write byte for byte as the Python one does (differential
+# fuzzing): longer ones are wrapped differently, empty keys and escapes written differently.
+_C_DUMPABLE = re.compile(r"[A-Za-z0-9_.+\-/ ]{1,64}")
+_CDumper: Any = getattr(yaml, "CSafeDumper", None)
+
+
+def _c_dumpable(data: Any) -> bool:
+    """Whether every string in nested dicts and lists is one _C_DUMPABLE matches."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _C_DUMPABLE.fullmatch(item) is None:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+def dump_yaml(data: Any) -> str:
+    """yaml.safe_dump(data, sort_keys=False), by libyaml where it writes the same bytes."""
+    if _CDumper is not None and _c_dumpable(data):
+        return yaml.dump(data, Dumper=_CDumper, sort_keys=False)
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def is_yaml_text(source: str) -> bool:
@@ -77,9 +213,23 @@ def is_yaml_text(source: str) -> bool:
 def parse_yaml(
     text: str, source: str, what: str = "spec", error: type[SpecError] = SpecError
 ) -> Any:
-    """Parse YAML text with SafeLoader; every failure is one line `source: ...` of `error`."""
+    """Parse YAML text safely; every failure is one line `source: ...` of `error`.
+
+    libyaml parses when PyYAML has it, with the same checks; whatever it cannot answer
+    exactly as the pure-Python SafeLoader would goes to that loader, so results and
+    messages are the same with or without libyaml.
+    """
     if not text.strip():
         raise error(f"{source}: the {what} is empty")
+    try:
+        return _load_c(text)
+    except _Fallback:
+        pass
+    return _load_python(text, source, error)
+
+
+def _load_python(text: str, source: str, error: type[SpecError]) -> Any:
+    """Parse with the pure-Python SafeLoader; the reference for results and messages."""
     try:
         return yaml.load(text, Loader=SafeLoader)  # SafeLoader subclass: no arbitrary objects
     except SpecError as exc:
@@ -89,7 +239,7 @@ def parse_yaml(
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise error(f"{source}: {where}invalid YAML: {problem}") from None
-    except RecursionError:
+    except (RecursionError, _TooDeep):
         raise error(f"{source}: YAML nested too deeply") from None
 
 

@@ -20,11 +20,10 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import SpecError
-from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
+from .loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
@@ -224,4 +223,4 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
 def dump_spec(spec: Spec) -> str:
     """The spec as YAML text that load_spec reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
-    return yaml.safe_dump(data, sort_keys=False)
+    return dump_yaml(data)
