@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import OutputError, RegNetSpaceError
-from ..core.io import atomic_write_text, check_target
+from ..core.io import atomic_write_text, atomic_write_texts, check_target
 from ..core.spec import dump_spec
 from .args import input_size
 
@@ -266,8 +266,8 @@ def run(args: argparse.Namespace) -> int:
     elapsed = time.perf_counter() - t0
     if folder is not None:
         folder.mkdir(exist_ok=True)
-        for path, rec in zip(spec_files, result.records, strict=True):
-            atomic_write_text(path, dump_spec(rec.to_spec()), args.force)
+        texts = [dump_spec(rec.to_spec()) for rec in result.records]
+        atomic_write_texts(list(zip(spec_files, texts, strict=True)), args.force)
     render = records_to_jsonl if out.suffix == ".jsonl" else records_to_csv
     atomic_write_text(out, render(result.records), args.force)
     if not args.quiet:

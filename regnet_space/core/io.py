@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import IO
 
@@ -70,3 +70,33 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None], force: bo
             os.unlink(tmp)
         raise
     return p
+
+
+def atomic_write_texts(items: Sequence[tuple[Path, str]], force: bool = False) -> None:
+    """Write many small files, each atomically, with one flush to disk for all of them.
+
+    Every target is checked first; the texts go to temp files beside their targets, one
+    os.sync() makes them durable (an fsync per file costs milliseconds each), then each is
+    renamed onto its target. On a failure the temp files not yet renamed are removed.
+    """
+    for path, _ in items:
+        check_target(path, force)
+    mode = _umask_mode()
+    temps: list[tuple[str, Path]] = []
+    try:
+        for path, text in items:
+            fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+            temps.append((tmp, path))
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                os.fchmod(fd, mode)
+                fh.write(text)
+        os.sync()
+        for i, (tmp, path) in enumerate(temps):
+            os.replace(tmp, path)
+            temps[i] = ("", path)  # renamed: nothing to remove
+    except BaseException:
+        for tmp, _ in temps:
+            if tmp:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+        raise
