@@ -98,9 +98,12 @@ def test_depth_limit_is_exact() -> None:
 
 
 @needs_libyaml
-def test_an_anchor_without_alias_and_a_merge_key_read_alike() -> None:
-    for text in ("a: &x 1\nb: 2\n", "a: 1\n<<: {b: 2}\n", "a: [1, {b: [2, 3]}]\n"):
+def test_plain_data_by_libyaml_and_the_rest_by_python_read_alike() -> None:
+    for text in ("a: &x 1\nb: 2\n", "a: [1, {b: [2, 3]}]\n", "1: a\n2.5: b\nnull: c\nfalse: d\n"):
         assert answered_by_libyaml(text)
+        assert outcome_c(text) == outcome_python(text)
+    for text in ("a: 1\n<<: {b: 2}\n", "=: 1\n", "a: 2020-01-01\n", "1: a\n01: b\n"):
+        assert not answered_by_libyaml(text)  # left to the Python loader
         assert outcome_c(text) == outcome_python(text)
 
 

@@ -115,32 +115,46 @@ class _Fallback(Exception):
 if _CBase is not None:
 
     class CSafeLoader(_Checks, _CBase):  # type: ignore[misc, valid-type]
-        """libyaml's parser and composer with SafeLoader's constructor checks.
-
-        The C composer takes no hooks: an alias comes back as a second reference to its
-        anchored node, so a node constructed twice is an alias. Every problem sends the
-        text to the Python loader, whose result or message is then the answer.
-        """
-
-        def construct_object(self, node: Any, deep: bool = False) -> Any:
-            if node in self.constructed_objects:
-                raise _Fallback
-            return super().construct_object(node, deep)
+        """libyaml's parser and composer with SafeLoader's constructor checks."""
 
     CSafeLoader.add_constructor("tag:yaml.org,2002:int", CSafeLoader.construct_yaml_int)
 
+_TAG = "tag:yaml.org,2002:"
+_PLAIN = {_TAG + t for t in ("int", "float", "bool", "null")}
 
-def _node_depth(root: Any) -> int:
-    """How deeply a composed node tree nests (1 for a scalar), without recursion."""
-    deepest, stack = 0, [(root, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            stack.extend((n, depth + 1) for pair in node.value for n in pair)
-    return deepest
+
+def _build(loader: Any, node: Any, seen: set[int], depth: int) -> Any:
+    """The object SafeLoader constructs from a composed node, for plain data only.
+
+    Mappings, lists, strings, numbers, booleans and nulls are built directly (PyYAML's own
+    constructors for the scalars); anything else (an alias, which the C composer returns as
+    a shared node, a duplicate or non-scalar key, a merge key, another tag, nesting deeper
+    than MAX_DEPTH) raises _Fallback.
+    """
+    if depth > MAX_DEPTH or id(node) in seen:
+        raise _Fallback
+    seen.add(id(node))
+    tag = node.tag
+    if tag == _TAG + "str":
+        return node.value
+    if tag in _PLAIN:
+        return loader.yaml_constructors[tag](loader, node)
+    if tag == _TAG + "seq":
+        return [_build(loader, child, seen, depth + 1) for child in node.value]
+    if tag != _TAG + "map":
+        raise _Fallback
+    out = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _KEY_TAGS:
+            raise _Fallback
+        key = _build(loader, key_node, seen, depth + 1)
+        if key in out:  # a duplicate key, or two keys of equal value: SafeLoader's call
+            raise _Fallback
+        out[key] = _build(loader, value_node, seen, depth + 1)
+    return out
+
+
+_KEY_TAGS = {_TAG + "str"} | _PLAIN
 
 
 # Where libyaml was seen to answer otherwise than PyYAML's Python parser (differential fuzzing):
@@ -156,17 +170,10 @@ def _load_c(text: str) -> Any:
     """Parse with libyaml where it gives what the Python loader gives; else raise _Fallback."""
     if _CBase is None or _C_DISAGREES.search(text):
         raise _Fallback
-        raise _Fallback
     loader = CSafeLoader(text)
     try:
         node = loader.get_single_node()
-        if node is None:
-            return None
-        # Every collection needs one of these indicators, so few of them bound the depth.
-        indicators = sum(text.count(c) for c in "[{-?:")
-        if indicators >= MAX_DEPTH and _node_depth(node) > MAX_DEPTH:
-            raise _Fallback
-        return loader.construct_document(node)
+        return None if node is None else _build(loader, node, set(), 1)
     except Exception:  # any problem: the Python loader decides, with its own message
         raise _Fallback from None
     finally:
