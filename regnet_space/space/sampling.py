@@ -185,8 +185,9 @@ class _Grid:
     def values(self, k: np.ndarray) -> np.ndarray:
         """k * q; a float is the double nearest the decimal, so it reads back as itself."""
         if self.integer:
-            return k * (self.num // self.den)
-        return (k * self.num) / self.den
+            step = self.num // self.den
+            return k if step == 1 else k * step
+        return (k if self.num == 1 else k * self.num) / self.den
 
 
 @dataclass(frozen=True)
@@ -289,6 +290,8 @@ def _in(bounds: Bounds | None, values: np.ndarray) -> np.ndarray:
 
 def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str) -> None:
     """Mark designs `where[failed]` with `name` unless an earlier check already did."""
+    if not failed.any():
+        return
     hit = where[failed]
     reason[hit[reason[hit] == 0]] = _CODE[name]
 
