@@ -82,7 +82,7 @@ class _ConvAct(nn.Module):
     With `fused`, the weights are also prepacked for oneDNN and ReLU (and, for the block's
     last conv, the residual add) run inside the convolution kernel. oneDNN picks the packed
     layout from the input shape it is told; packed without one, a 320->320 1x1 conv at 14x14
-    runs ~15x slower than PyTorch's own conv. So the weights are packed for each input shape
+    runs ~9x slower than PyTorch's own conv. So the weights are packed for each input shape
     on its first call, and the few most recent packings are kept.
     """
 
