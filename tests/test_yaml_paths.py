@@ -143,3 +143,30 @@ names = st.text(st.sampled_from("abAZ09_.+-/ :#'\"\\é\n\t{}[]&*!?"), min_size=1
 def test_dump_yaml_writes_the_python_dumper_s_bytes(name: str, values: list) -> None:
     data = {name: values, "n": {name: 1.5}}
     assert loading.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
+
+
+flat_values = st.one_of(
+    st.booleans(),
+    st.none(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(st.sampled_from("aZ09_.+-: #'yYnN"), max_size=12),
+    st.sampled_from(["yes", "No", "on", "OFF", "null", "true", "1e3", "0x1f", "1_0", "12:30"]),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.dictionaries(st.text(st.sampled_from("abyn_-.1 :"), max_size=8), flat_values))
+def test_flat_mappings_written_directly_are_the_python_dumper_s_bytes(data: dict) -> None:
+    assert loading.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
+
+
+def test_parametric_specs_are_written_directly_with_the_same_bytes() -> None:
+    from regnet_space.space.sampling import sample
+
+    records = sample(ROOT / "specs" / "spaces" / "regnety.yaml", 20, seed=3).records
+    specs = [load_spec(ROOT / "specs" / "y040.yaml"), *(r.to_spec() for r in records)]
+    for spec in specs:
+        data = spec.model_dump(mode="json", exclude_none=True)
+        assert loading._dump_flat(data) == yaml.safe_dump(data, sort_keys=False)
+        assert load_spec(dump_spec(spec)) == spec

@@ -202,8 +202,55 @@ def _c_dumpable(data: Any) -> bool:
     return True
 
 
+# A word PyYAML writes plain (no quotes) when it resolves to a string: a letter first, then
+# letters, digits and _ . + - (no space, colon or hash that would call for quotes).
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.+\-]{0,63}")
+_REPRESENTER = yaml.representer.SafeRepresenter()
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _flat_scalar(value: Any) -> str | None:
+    """How safe_dump writes one scalar of a flat mapping; None when it is not that simple."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        text = _REPRESENTER.represent_float(value).value
+        return (
+            text
+            if _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)).endswith(":float")
+            else None
+        )
+    if type(value) is str and _PLAIN_WORD.fullmatch(value):
+        resolved = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
+        return value if resolved.endswith(":str") else None
+    return None
+
+
+def _dump_flat(data: dict) -> str | None:
+    """safe_dump of a non-empty mapping of plain words to simple scalars, written directly."""
+    lines = []
+    for key, value in data.items():
+        text = _flat_scalar(value)
+        if text is None or type(key) is not str or _flat_scalar(key) != key:
+            return None
+        lines.append(f"{key}: {text}\n")
+    return "".join(lines) or None
+
+
 def dump_yaml(data: Any) -> str:
-    """yaml.safe_dump(data, sort_keys=False), by libyaml where it writes the same bytes."""
+    """yaml.safe_dump(data, sort_keys=False), by libyaml where it writes the same bytes.
+
+    A flat mapping of words to numbers, booleans and words (a parametric spec) is written
+    directly: the same bytes, without PyYAML's representer.
+    """
+    if isinstance(data, dict):
+        flat = _dump_flat(data)
+        if flat is not None:
+            return flat
     if _CDumper is not None and _c_dumpable(data):
         return yaml.dump(data, Dumper=_CDumper, sort_keys=False)
     return yaml.safe_dump(data, sort_keys=False)
