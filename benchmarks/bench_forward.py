@@ -42,6 +42,7 @@ GOAL_EAGER = 1.0
 GOAL_INFERENCE = 1.25
 ATOL = 1e-4
 HF, EAGER, FAST = "hugging face eager", "ours eager", "ours inference form"
+UNFUSED = "ours inference form, fused kernels off"
 
 
 @dataclass(frozen=True)
@@ -107,6 +108,8 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
     assert isinstance(ours, RegNetForImageClassification)
     hf = hugging_face_model(ours)
     fast = inference_model(ours)
+    unfused = inference_model(ours, fused_kernels=False) if args.unfused else None
+    names = [HF, EAGER, FAST] + ([UNFUSED] if unfused is not None else [])
     side = args.input_size
     inputs = {b: torch.randn(b, spec.num_channels, side, side) for b in args.batches}
     keys = [(t, b) for t in args.threads for b in args.batches]
@@ -121,23 +124,24 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
                 EAGER: lambda x=x: ours(x).logits,
                 FAST: lambda x=x: fast(x),
             }
+            if unfused is not None:
+                runners[t, b][UNFUSED] = lambda x=x: unfused(x)
             torch.set_num_threads(t)
             reference = runners[t, b][HF]()
             diffs[t, b] = max(
-                float((runners[t, b][n]() - reference).abs().max()) for n in (EAGER, FAST)
+                float((runners[t, b][n]() - reference).abs().max()) for n in names[1:]
             )
             # warm-up (allocator, oneDNN primitives and packings), and a count of forwards
             # that makes each timing last at least --min-time
             slowest = max(timed(f, 1) for f in runners[t, b].values())
             iters[t, b] = max(1, math.ceil(args.min_time / slowest))
         rates: dict[tuple[int, int], dict[str, list[float]]] = {
-            k: {n: [] for n in (HF, EAGER, FAST)} for k in keys
+            k: {n: [] for n in names} for k in keys
         }
         for r in range(args.rounds):
             for t, b in keys:
                 torch.set_num_threads(t)
-                names = [HF, EAGER, FAST]
-                for n in names[r % 3 :] + names[: r % 3]:
+                for n in names[r % len(names) :] + names[: r % len(names)]:
                     rates[t, b][n].append(b / timed(runners[t, b][n], iters[t, b]))
             print(f"  {name}: round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
     return [
@@ -162,7 +166,9 @@ def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
         f"(medians), torch {torch.__version__}"
     )
     head = f"{'model':<8}{'batch':>6}{'thr':>4}{'HF img/s':>11}{'eager/HF':>10}{'form/HF':>9}"
-    print(head + f"{'form min..max':>16}{'max |diff|':>12}")
+    unfused = UNFUSED in points[0].rates
+    head += f"{'form min..max':>16}{'max |diff|':>12}"
+    print(head + ("  fused/unfused" if unfused else ""))
     for q in sorted(points, key=lambda q: q.ratio(FAST)):
         lo = min(q.rates[FAST]) / q.median(HF)
         hi = max(q.rates[FAST]) / q.median(HF)
@@ -170,6 +176,7 @@ def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
             f"{q.model:<8}{q.batch:>6}{q.threads:>4}{q.median(HF):>11.2f}"
             f"{q.ratio(EAGER):>9.2f}x{q.ratio(FAST):>8.2f}x{lo:>8.2f}..{hi:<5.2f}"
             f"{q.max_diff:>12.1e}"
+            + (f"{q.median(FAST) / q.median(UNFUSED):>14.2f}x" if unfused else "")
         )
     ok_eager = worst_eager.ratio(EAGER) >= GOAL_EAGER
     ok_fast = worst_fast.ratio(FAST) >= GOAL_INFERENCE
@@ -272,6 +279,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU matrix")
+    p.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also time the inference form with fused kernels off (a fused/unfused column)",
+    )
     p.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
     args = p.parse_args(argv)
     if args.quick:
