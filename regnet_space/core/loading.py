@@ -1,8 +1,9 @@
 """Reading user files safely and turning validation failures into one-line messages.
 
 Shared by every file format of the project (specs, design spaces, configs): the YAML loader
-is a SafeLoader that also refuses aliases (alias bombs) and duplicate keys, and pydantic
-errors become `field.path: rule, got value` joined by "; ".
+is a SafeLoader that also refuses aliases (alias bombs), duplicate keys and deep nesting,
+parsing with libyaml where PyYAML has it and the same answers either way; pydantic errors
+become `field.path: rule, got value` joined by "; ".
 """
 
 from __future__ import annotations
