@@ -150,6 +150,25 @@ def test_fused_weights_are_packed_per_input_shape_and_stay_exact() -> None:
     assert all(s[0] in (2, 3, 4, 5) and s[2:] == (17, 17) for s in conv.packed)
 
 
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_form_shared_by_threads_on_many_shapes_stays_exact() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    inputs = [torch.randn(1 + i % 3, 3, 30 + i, 30 + i) for i in range(12)]
+    expected = [reference(model, x) for x in inputs]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fast(x)
+
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(run, inputs))
+    assert all((o - e).abs().max() <= ATOL for o, e in zip(outs, expected, strict=True))
+    assert len(fast.blocks[0].a.packed) <= inference_mod.MAX_PACKED_SHAPES
+
+
 def test_fused_kernels_refused_where_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference_mod, "fused_kernels_available", lambda: False)
     model = eager(design())

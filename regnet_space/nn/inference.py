@@ -102,13 +102,14 @@ class _ConvAct(nn.Module):
         shape = tuple(x.shape)
         packed = self.packed.get(shape)
         if packed is None:
-            if len(self.packed) >= MAX_PACKED_SHAPES:
-                del self.packed[next(iter(self.packed))]
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 self.conv.weight.detach(), self.padding, self.stride, self.dilation,
                 self.groups, list(shape),
             )  # fmt: skip
-            self.packed[shape] = packed
+            # A new dict, never one changed in place: threads running the model meanwhile
+            # read the old one or the new one, whole.
+            kept = list(self.packed.items())[-(MAX_PACKED_SHAPES - 1) :]
+            self.packed = {**dict(kept), shape: packed}
         return packed
 
     def forward(self, x: Tensor) -> Tensor:
