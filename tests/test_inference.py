@@ -147,7 +147,23 @@ def test_fused_weights_are_packed_per_input_shape_and_stay_exact() -> None:
             assert (fast(x) - reference(model, x)).abs().max() <= ATOL
     # one packing per input shape seen by this conv, the oldest dropped past the bound
     assert len(conv.packed) == inference_mod.MAX_PACKED_SHAPES
-    assert all(s[0] in (2, 3, 4, 5) and s[2:] == (17, 17) for s in conv.packed)
+    assert all(s[0] in (2, 3, 4, 5) and s[2:4] == (17, 17) for s in conv.packed)
+
+
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_weights_are_packed_per_thread_count_too() -> None:
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    x = torch.randn(2, 3, 32, 32)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(s[-1] for s in fast.blocks[0].a.packed) == [1, 2]
 
 
 @pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")

@@ -81,9 +81,10 @@ class _ConvAct(nn.Module):
 
     With `fused`, the weights are also prepacked for oneDNN and ReLU (and, for the block's
     last conv, the residual add) run inside the convolution kernel. oneDNN picks the packed
-    layout from the input shape it is told; packed without one, a 320->320 1x1 conv at 14x14
-    runs ~9x slower than PyTorch's own conv. So the weights are packed for each input shape
-    on its first call, and the few most recent packings are kept.
+    layout from the input shape it is told (and the thread count); packed without a shape, a
+    320->320 1x1 conv at 14x14 runs ~9x slower than PyTorch's own conv. So the weights are
+    packed for each input shape and thread count on first use, and the few most recent
+    packings are kept.
     """
 
     def __init__(self, layer: RegNetConvLayer | RegNetShortCut, act: str | None, fused: bool):
@@ -99,12 +100,14 @@ class _ConvAct(nn.Module):
 
     def _packed_for(self, x: Tensor) -> Tensor:
         """The weights packed for inputs of x's shape (packed on the first call)."""
-        shape = tuple(x.shape)
+        # oneDNN's choice of layout also depends on the thread count: packed at 2 threads and
+        # run at 1, the y040 form was seen 3.6x slower than without fused kernels.
+        shape = (*x.shape, torch.get_num_threads())
         packed = self.packed.get(shape)
         if packed is None:
             packed = torch.ops.mkldnn._reorder_convolution_weight(
                 self.conv.weight.detach(), self.padding, self.stride, self.dilation,
-                self.groups, list(shape),
+                self.groups, list(x.shape),
             )  # fmt: skip
             # A new dict, never one changed in place: threads running the model meanwhile
             # read the old one or the new one, whole.
