@@ -185,6 +185,23 @@ def test_fused_form_shared_by_threads_on_many_shapes_stays_exact() -> None:
     assert len(fast.blocks[0].a.packed) <= inference_mod.MAX_PACKED_SHAPES
 
 
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_the_default_times_both_kernels_per_shape_and_either_is_exact() -> None:
+    model = eager(design())
+    fast = inference_model(model)
+    assert fast.fused and fast.auto
+    assert not inference_model(model, fused_kernels=True).auto
+    shapes = [(1, 3, 32, 32), (3, 3, 45, 45), (1, 3, 32, 32)]
+    with torch.inference_mode():
+        for shape in shapes:
+            x = torch.randn(shape)
+            assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+            for fused in (True, False):  # whichever the timing picks
+                assert (fast._body(x, fused) - fast._body(x, not fused)).abs().max() <= ATOL
+    threads = torch.get_num_threads()
+    assert set(fast.choices) == {(1, 3, 32, 32, threads), (3, 3, 45, 45, threads)}
+
+
 def test_fused_kernels_refused_where_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference_mod, "fused_kernels_available", lambda: False)
     model = eager(design())
