@@ -202,6 +202,7 @@ class InferenceRegNet(nn.Module):
         self.channels_last = channels_last
 
     def _body(self, x: Tensor, fused: bool) -> Tensor:
+        """Stem and blocks, with fused kernels or without."""
         x = self.stem(x, fused)
         for block in self.blocks:
             x = block(x, fused)
