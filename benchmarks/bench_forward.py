@@ -1,18 +1,27 @@
-"""Forward-pass throughput: our eager model, our inference form and Hugging Face's RegNet.
+"""Forward-pass throughput over a matrix: our inference form and eager model vs Hugging Face's.
 
-All three hold the same weights (BatchNorm statistics randomised so that folding is not
-trivial) and run interleaved in one process, several rounds, rotating the order each round
-so that a busy neighbour or a warming CPU affects them alike. Prints the median images per
-second of each, the ratios to Hugging Face's eager model, and whether the goals are met
-(eager >= 1.0x, inference form >= 1.25x).
+For every model x batch x thread count, three models holding the same weights (BatchNorm
+statistics randomised so that folding is not trivial) run interleaved in one process:
+Hugging Face's eager RegNetForImageClassification (transformers), ours eager, ours inference
+form. Each round visits every point of the matrix and, at each point, runs the three in a
+rotated order, so that a busy neighbour or a warming CPU affects them alike; figures are
+medians over rounds. The table is sorted worst inference-form ratio first, after a line
+naming the worst ratio of each kind. Goals: eager >= 1.0x HF, inference form >= 1.25x HF,
+outputs within 1e-4 of HF's.
 
-    python benchmarks/bench_forward.py                       # specs/y040.yaml, batch 4
-    python benchmarks/bench_forward.py --spec specs/x016.yaml --batch 8 --rounds 21
+On a machine with CUDA, a second matrix runs on the GPU: HF eager (float32) against our
+inference form in channels-last float32, bfloat16 and float16, and torch.compile of it. On a
+CPU-only machine that part says it is skipped.
+
+    python benchmarks/bench_forward.py --quick            # y002, y008 x batch 1, 8 x 1, 2 threads
+    python benchmarks/bench_forward.py                    # y002 y008 y040 y320 x 1 8 32 x 1 2
+    python benchmarks/bench_forward.py --models y040 --batches 1,8 --threads 1 --rounds 9
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import time
@@ -31,18 +40,26 @@ from regnet_space.nn.model import RegNetForImageClassification, build_model, hf_
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_EAGER = 1.0
 GOAL_INFERENCE = 1.25
+ATOL = 1e-4
+HF, EAGER, FAST = "hugging face eager", "ours eager", "ours inference form"
+UNFUSED = "ours inference form, fused kernels off"
 
 
 @dataclass(frozen=True)
-class Result:
-    """Images per second of one model over the rounds."""
+class Point:
+    """Medians of one model, batch and thread count, in images per second."""
 
-    name: str
-    rates: tuple[float, ...]
+    model: str
+    batch: int
+    threads: int
+    rates: dict[str, tuple[float, ...]]
+    max_diff: float  # largest |ours - HF| over both of ours
 
-    @property
-    def median(self) -> float:
-        return statistics.median(self.rates)
+    def median(self, name: str) -> float:
+        return statistics.median(self.rates[name])
+
+    def ratio(self, name: str) -> float:
+        return self.median(name) / self.median(HF)
 
 
 def randomise_batchnorm(model: nn.Module, seed: int) -> None:
@@ -67,84 +84,224 @@ def hugging_face_model(ours: RegNetForImageClassification) -> nn.Module:
     return hf.eval()
 
 
-def time_rounds(
-    runners: dict[str, Callable[[], Tensor]], batch: int, rounds: int, iters: int
-) -> list[Result]:
-    """Interleaved timing: each round runs every model `iters` times, order rotated."""
-    names = list(runners)
-    rates: dict[str, list[float]] = {n: [] for n in names}
-    for r in range(rounds):
-        order = names[r % len(names) :] + names[: r % len(names)]
-        for name in order:
-            start = time.perf_counter()
-            for _ in range(iters):
-                runners[name]()
-            rates[name].append(batch * iters / (time.perf_counter() - start))
-    return [Result(n, tuple(rates[n])) for n in names]
+def spec_path(name: str) -> Path:
+    """specs/NAME.yaml for a shipped model name, else the path as given."""
+    shipped = ROOT / "specs" / f"{name}.yaml"
+    return shipped if shipped.is_file() else Path(name)
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--spec", default=str(ROOT / "specs" / "y040.yaml"), help="spec file")
-    p.add_argument("--batch", type=int, default=4, help="images per forward (default 4)")
-    p.add_argument("--input-size", type=int, default=224, help="square input side")
-    p.add_argument("--rounds", type=int, default=15, help="interleaved rounds (default 15)")
-    p.add_argument("--iters", type=int, default=1, help="forwards per model per round")
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=1,
-        help="intra-op threads (default 1: on a shared 2-core machine more threads mostly "
-        "measure OpenMP waits)",
-    )
-    p.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
-    return p.parse_args(argv)
+def timed(run: Callable[[], Tensor], iters: int) -> float:
+    """Seconds per forward over `iters` forwards."""
+    start = time.perf_counter()
+    for _ in range(iters):
+        run()
+    return (time.perf_counter() - start) / iters
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    spec = load_spec_file(args.spec)
+def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
+    """Every batch x thread point of one model, interleaved over the rounds."""
+    spec = load_spec_file(spec_path(name))
     p = make_plan(spec, args.input_size)
+    torch.manual_seed(0)
     ours = build_model(p, True).eval()
     randomise_batchnorm(ours, seed=0)
     assert isinstance(ours, RegNetForImageClassification)
     hf = hugging_face_model(ours)
     fast = inference_model(ours)
-    x = torch.randn(args.batch, spec.num_channels, args.input_size, args.input_size)
-
-    runners: dict[str, Callable[[], Tensor]] = {
-        "hugging face eager": lambda: hf(x).logits,
-        "ours eager": lambda: ours(x).logits,
-        "ours inference form": lambda: fast(x),
-    }
+    unfused = inference_model(ours, fused_kernels=False) if args.unfused else None
+    names = [HF, EAGER, FAST] + ([UNFUSED] if unfused is not None else [])
+    side = args.input_size
+    inputs = {b: torch.randn(b, spec.num_channels, side, side) for b in args.batches}
+    keys = [(t, b) for t in args.threads for b in args.batches]
+    runners: dict[tuple[int, int], dict[str, Callable[[], Tensor]]] = {}
+    iters: dict[tuple[int, int], int] = {}
+    diffs: dict[tuple[int, int], float] = {}
     with torch.inference_mode():
-        reference = runners["hugging face eager"]()
-        diffs = {n: float((f() - reference).abs().max()) for n, f in runners.items()}
-        time_rounds(runners, args.batch, 1, 1)  # warm-up: allocator, oneDNN primitive caches
-        results = time_rounds(runners, args.batch, args.rounds, args.iters)
+        for t, b in keys:
+            x = inputs[b]
+            runners[t, b] = {
+                HF: lambda x=x: hf(x).logits,
+                EAGER: lambda x=x: ours(x).logits,
+                FAST: lambda x=x: fast(x),
+            }
+            if unfused is not None:
+                runners[t, b][UNFUSED] = lambda x=x: unfused(x)
+            torch.set_num_threads(t)
+            reference = runners[t, b][HF]()
+            diffs[t, b] = max(
+                float((runners[t, b][n]() - reference).abs().max()) for n in names[1:]
+            )
+            # warm-up (allocator, oneDNN primitives and packings), and a count of forwards
+            # that makes each timing last at least --min-time
+            slowest = max(timed(f, 1) for f in runners[t, b].values())
+            iters[t, b] = max(1, math.ceil(args.min_time / slowest))
+        rates: dict[tuple[int, int], dict[str, list[float]]] = {
+            k: {n: [] for n in names} for k in keys
+        }
+        for r in range(args.rounds):
+            for t, b in keys:
+                torch.set_num_threads(t)
+                for n in names[r % len(names) :] + names[: r % len(names)]:
+                    rates[t, b][n].append(b / timed(runners[t, b][n], iters[t, b]))
+            print(f"  {name}: round {r + 1}/{args.rounds} done", file=sys.stderr, flush=True)
+    return [
+        Point(name, b, t, {n: tuple(v) for n, v in rates[t, b].items()}, diffs[t, b])
+        for t, b in keys
+    ]
 
-    base = results[0].median
+
+def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
+    """The table, worst inference-form ratio first; whether every goal is met."""
+    worst_fast = min(points, key=lambda q: q.ratio(FAST))
+    worst_eager = min(points, key=lambda q: q.ratio(EAGER))
+    worst_diff = max(q.max_diff for q in points)
     print(
-        f"{p.name}: batch {args.batch} x {spec.num_channels}x{args.input_size}x{args.input_size}"
-        f", {args.threads} thread(s), {args.rounds} interleaved rounds x {args.iters} forwards"
-        f", torch {torch.__version__}"
+        f"worst: inference form {worst_fast.ratio(FAST):.2f}x HF ({worst_fast.model} batch "
+        f"{worst_fast.batch}, {worst_fast.threads} thread(s)); eager "
+        f"{worst_eager.ratio(EAGER):.2f}x HF ({worst_eager.model} batch {worst_eager.batch}, "
+        f"{worst_eager.threads} thread(s)); max |diff| {worst_diff:.1e}"
     )
-    print(f"{'model':<22}{'median img/s':>14}{'min':>9}{'max':>9}{'vs HF':>8}{'max |diff|':>13}")
-    for res in results:
+    print(
+        f"CPU, {args.input_size}x{args.input_size} inputs, {args.rounds} interleaved rounds "
+        f"(medians), torch {torch.__version__}"
+    )
+    head = f"{'model':<8}{'batch':>6}{'thr':>4}{'HF img/s':>11}{'eager/HF':>10}{'form/HF':>9}"
+    unfused = UNFUSED in points[0].rates
+    head += f"{'form min..max':>16}{'max |diff|':>12}"
+    print(head + ("  fused/unfused" if unfused else ""))
+    for q in sorted(points, key=lambda q: q.ratio(FAST)):
+        lo = min(q.rates[FAST]) / q.median(HF)
+        hi = max(q.rates[FAST]) / q.median(HF)
         print(
-            f"{res.name:<22}{res.median:>14.2f}{min(res.rates):>9.2f}{max(res.rates):>9.2f}"
-            f"{res.median / base:>7.2f}x{diffs[res.name]:>13.2e}"
+            f"{q.model:<8}{q.batch:>6}{q.threads:>4}{q.median(HF):>11.2f}"
+            f"{q.ratio(EAGER):>9.2f}x{q.ratio(FAST):>8.2f}x{lo:>8.2f}..{hi:<5.2f}"
+            f"{q.max_diff:>12.1e}"
+            + (f"{q.median(FAST) / q.median(UNFUSED):>14.2f}x" if unfused else "")
         )
-    eager_ratio, fast_ratio = results[1].median / base, results[2].median / base
-    ok_eager, ok_fast = eager_ratio >= GOAL_EAGER, fast_ratio >= GOAL_INFERENCE
+    ok_eager = worst_eager.ratio(EAGER) >= GOAL_EAGER
+    ok_fast = worst_fast.ratio(FAST) >= GOAL_INFERENCE
+    ok_diff = worst_diff <= ATOL
     print(
-        f"goals: eager >= {GOAL_EAGER:.2f}x HF: {eager_ratio:.3f}x "
-        f"{'met' if ok_eager else 'NOT met'}; inference form >= {GOAL_INFERENCE:.2f}x HF: "
-        f"{fast_ratio:.3f}x {'met' if ok_fast else 'NOT met'}"
+        f"goals: eager >= {GOAL_EAGER:.2f}x HF {'met' if ok_eager else 'NOT met'}; "
+        f"inference form >= {GOAL_INFERENCE:.2f}x HF {'met' if ok_fast else 'NOT met'}; "
+        f"outputs within {ATOL:g} {'met' if ok_diff else 'NOT met'}"
     )
-    return 0 if (ok_eager and ok_fast) or not args.check else 1
+    return ok_eager and ok_fast and ok_diff
+
+
+def gpu_runners(
+    hf: nn.Module,
+    fp32: nn.Module,
+    half: dict[torch.dtype, nn.Module],
+    compiled: Callable[[Tensor], Tensor],
+    x: Tensor,
+) -> dict[str, Callable[[], Tensor]]:
+    """The five GPU columns on one input."""
+    xb, xh = x.to(torch.bfloat16), x.to(torch.float16)
+    return {
+        "hf fp32": lambda: hf(x).logits,
+        "fp32": lambda: fp32(x),
+        "bf16": lambda: half[torch.bfloat16](xb),
+        "fp16": lambda: half[torch.float16](xh),
+        "compiled fp32": lambda: compiled(x),
+    }
+
+
+def bench_gpu(args: argparse.Namespace) -> None:
+    """HF eager fp32 vs our inference form (channels-last fp32 / bf16 / fp16, compiled)."""
+    if not torch.cuda.is_available():
+        print("GPU matrix: skipped (CUDA is not available)")
+        return
+    dev = torch.device("cuda")
+    print(f"GPU matrix on {torch.cuda.get_device_name(dev)}, medians of {args.rounds} rounds")
+    cols = ["hf fp32", "fp32", "bf16", "fp16", "compiled fp32"]
+    print(f"{'model':<8}{'batch':>6}" + "".join(f"{c:>15}" for c in cols) + "  (x HF fp32)")
+    for name in args.models:
+        p = make_plan(load_spec_file(spec_path(name)), args.input_size)
+        torch.manual_seed(0)
+        ours = build_model(p, True).eval()
+        randomise_batchnorm(ours, seed=0)
+        assert isinstance(ours, RegNetForImageClassification)
+        hf = hugging_face_model(ours).to(dev)
+        fp32 = inference_model(ours, fused_kernels=False).to(dev)
+        half = {
+            dt: inference_model(ours, fused_kernels=False).to(dev, dt)
+            for dt in (torch.bfloat16, torch.float16)
+        }
+        compiled = torch.compile(inference_model(ours, fused_kernels=False).to(dev))
+        for b in args.batches:
+            x = torch.randn(b, p.num_channels, args.input_size, args.input_size, device=dev)
+            runs = gpu_runners(hf, fp32, half, compiled, x)
+            rates: dict[str, list[float]] = {c: [] for c in cols}
+            with torch.inference_mode():
+                for f in runs.values():  # warm-up, compilation included
+                    f()
+                for r in range(args.rounds):
+                    for c in cols[r % len(cols) :] + cols[: r % len(cols)]:
+                        torch.cuda.synchronize()
+                        start = time.perf_counter()
+                        for _ in range(10):
+                            runs[c]()
+                        torch.cuda.synchronize()
+                        rates[c].append(10 * b / (time.perf_counter() - start))
+            med = {c: statistics.median(v) for c, v in rates.items()}
+            ratios = "".join(f"{med[c] / med['hf fp32']:>14.2f}x" for c in cols)
+            print(f"{name:<8}{b:>6}{ratios}   HF {med['hf fp32']:.0f} img/s")
+
+
+def int_list(text: str) -> list[int]:
+    """`1,8,32` -> [1, 8, 32]."""
+    try:
+        values = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected integers like 1,8,32, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive integers, got {text!r}")
+    return values
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    p.add_argument(
+        "--models",
+        type=lambda s: s.split(","),
+        default=["y002", "y008", "y040", "y320"],
+        help="shipped model names (specs/NAME.yaml) or spec paths, comma-separated",
+    )
+    p.add_argument("--batches", type=int_list, default=[1, 8, 32], help="e.g. 1,8,32")
+    p.add_argument("--threads", type=int_list, default=[1, 2], help="intra-op threads, e.g. 1,2")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="the subset y002,y008 x batch 1,8 (threads as given), 3 rounds",
+    )
+    p.add_argument("--input-size", type=int, default=224, help="square input side")
+    p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
+    p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
+    p.add_argument("--no-gpu", action="store_true", help="skip the GPU matrix")
+    p.add_argument(
+        "--unfused",
+        action="store_true",
+        help="also time the inference form with fused kernels off (a fused/unfused column)",
+    )
+    p.add_argument("--check", action="store_true", help="exit 1 when a goal is not met")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.models, args.batches, args.rounds = ["y002", "y008"], [1, 8], 3
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    threads_before = torch.get_num_threads()
+    try:
+        points = [q for name in args.models for q in bench_model(name, args)]
+    finally:
+        torch.set_num_threads(threads_before)
+    ok = print_cpu(points, args)
+    if not args.no_gpu:
+        bench_gpu(args)
+    return 0 if ok or not args.check else 1
 
 
 if __name__ == "__main__":

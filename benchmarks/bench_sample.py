@@ -1,4 +1,4 @@
-"""Designs per second: the bulk path against the one-design path, interleaved in one process.
+"""Designs per second: the bulk path, the one-design path, sample() and a plain numpy kernel.
 
     python benchmarks/bench_sample.py [--space specs/spaces/regnety.yaml] [--rounds 7]
 
@@ -8,14 +8,24 @@ One-design path: for M of the same designs, spec_from_dict + generator.plan +
 complexity.count_plan, one by one. Rounds alternate between the two so that machine load hits
 both alike; each figure is the median over rounds, in wall-clock time and in CPU time of this
 process (the one-core figure when other processes share the machine). Both paths are checked
-to agree on the designs timed. Then the headline use: 1,000 designs in the +-1 % band around
-400 MF, through regnet_space.space.sampling.sample.
+to agree on the designs timed.
+
+Then the headline use, 1,000 designs in the +-1 % band around 400 MF through
+regnet_space.space.sampling.sample, interleaved with a plain numpy kernel written here for
+the regnety space (draw the five fields as pycls does, the 4 stage widths and block counts
+in closed form, paper-convention flops; no validity checks, no records): the ratio of the
+two in draws per second is sample()'s distance to what numpy allows. Last, what writing
+spec files costs per design (`sample --specs-dir`: dump_spec and the atomic writes of the
+files in a temp folder), beside the per-design time of sample() itself.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
+import shutil
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,9 +33,10 @@ import numpy as np
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.generator import plan
-from regnet_space.core.spec import spec_from_dict
+from regnet_space.core.io import OutputSet
+from regnet_space.core.spec import dump_spec, spec_from_dict
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
-from regnet_space.space.sampling import BATCH, body_of, iter_designs, sample
+from regnet_space.space.sampling import BATCH, body_of, iter_designs, sample, spec_file_names
 from regnet_space.space.space import RegNetSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,14 +111,105 @@ def main() -> None:
         f"{med['bulk cpu'] / med['one cpu']:>12,.0f} x"
     )
 
-    times = []
-    for seed in range(3):
-        wall = time.perf_counter()
-        result = sample(space, 1000, seed=seed, flops="396M:404M")
-        times.append(time.perf_counter() - wall)
+    headline(space, args.rounds)
+    specs_dir_cost(space)
+
+
+def _log_uniform(rng: np.random.Generator, n: int, low: float, high: float, q: float) -> np.ndarray:
+    """pycls's log-uniform draw of multiples of q in [low, high] (floats)."""
+    lo, hi = math.log(low - min(q, low / 2)), math.log(high)
+    k = np.ceil(np.exp(hi - rng.random(n) * (hi - lo)) / q)
+    return np.clip(k, math.ceil(low / q), math.floor(high / q)) * q
+
+
+SIDES2 = np.array([56, 28, 14, 7], dtype=np.float64) ** 2
+
+
+def numpy_kernel(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """regnety draws, 4 stage widths and block counts in closed form, flops; (flops, 4-stage)."""
+    depth = rng.integers(12, 29, n)
+    w0 = _log_uniform(rng, n, 8, 256, 8)
+    wa = _log_uniform(rng, n, 8, 256, 0.1)
+    wm = _log_uniform(rng, n, 2, 3, 0.001)
+    p2 = np.ldexp(1.0, rng.integers(3, 8, n))
+    g = np.where(p2 < 8, p2, _log_uniform(rng, n, 8, 128, 8))
+    log_wm = np.log(wm)
+    four = np.round(np.log((wa * (depth - 1) + w0) / w0) / log_wm) == 3
+    power = np.power(wm[:, None], np.arange(4.0))
+    w = np.round(w0[:, None] * power / 8) * 8
+    start = np.ceil(w0[:, None] * (power / np.sqrt(wm)[:, None] - 1) / wa[:, None])
+    start = np.clip(start, 0, depth[:, None])
+    start[:, 0] = 0
+    d = np.diff(start, axis=1, append=depth[:, None])
+    flops = (d * w * w * (2 + 9 * np.minimum(g[:, None], w) / w) * SIDES2).sum(axis=1)
+    return flops, four
+
+
+def headline(space: RegNetSpace, rounds: int) -> None:
+    """sample() of 1,000 designs in 396M:404M against the numpy kernel, interleaved."""
+    sample(space, 10, seed=0, flops="396M:404M")  # warm-up
+    rates: dict[str, list[float]] = {"ours": [], "ours cpu": [], "kernel": [], "kernel cpu": []}
+    times, tries = [], []
+    for r in range(rounds):
+        wall, cpu = _clocks()
+        result = sample(space, 1000, seed=r, flops="396M:404M")
+        wall2, cpu2 = _clocks()
+        rates["ours"].append(result.tries / (wall2 - wall))
+        rates["ours cpu"].append(result.tries / (cpu2 - cpu))
+        times.append(wall2 - wall)
+        tries.append(result.tries)
+        rng = np.random.default_rng(r)
+        batches = max(1, result.tries // BATCH)
+        wall, cpu = _clocks()
+        for _ in range(batches):
+            numpy_kernel(rng, BATCH)
+        wall2, cpu2 = _clocks()
+        rates["kernel"].append(batches * BATCH / (wall2 - wall))
+        rates["kernel cpu"].append(batches * BATCH / (cpu2 - cpu))
     print(
         f"sample 1,000 designs in 396M:404M: {statistics.median(times):.2f} s wall clock "
-        f"(median of 3; {result.tries:,} draws, acceptance {result.acceptance_rate:.3%})"
+        f"(median of {rounds}; ~{statistics.median(tries):,.0f} draws each)"
+    )
+    for clock, suffix in (("wall clock", ""), ("CPU time", " cpu")):
+        ours, kernel = rates["ours" + suffix], rates["kernel" + suffix]
+        ratios = [a / b for a, b in zip(ours, kernel, strict=True)]
+        print(
+            f"  {clock:<10} sample() {statistics.median(ours) / 1e6:.2f} M draws/s, numpy "
+            f"kernel {statistics.median(kernel) / 1e6:.2f} M draws/s: ratio "
+            f"{statistics.median(ratios):.2f}x (median of per-round ratios, "
+            f"{min(ratios):.2f}..{max(ratios):.2f})"
+        )
+
+
+def specs_dir_cost(space: RegNetSpace, n: int = 1000, rounds: int = 3) -> None:
+    """Per-design time of sample() and of writing the designs' spec files (--specs-dir)."""
+    result = sample(space, n, seed=0)  # no complexity band: this times the writing
+    names = spec_file_names(result.space, n)
+    times: dict[str, list[float]] = {"sample": [], "dump": [], "write": []}
+    for r in range(rounds):
+        wall = time.perf_counter()
+        sample(space, n, seed=r)
+        times["sample"].append((time.perf_counter() - wall) / n)
+        parent = Path(tempfile.mkdtemp(prefix="bench_sample_"))
+        try:
+            wall = time.perf_counter()
+            texts = [dump_spec(rec.to_spec()) for rec in result.records]
+            wall2 = time.perf_counter()
+            outputs = OutputSet(force=False)  # what `sample --specs-dir` does: one commit
+            folder = outputs.folder(parent / "specs", names)
+            with outputs.staging() as staging:
+                for name, text in zip(names, texts, strict=True):
+                    staging.write_text(folder / name, text)
+            times["dump"].append((wall2 - wall) / n)
+            times["write"].append((time.perf_counter() - wall2) / n)
+        finally:
+            shutil.rmtree(parent)
+    med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
+    print(
+        f"--specs-dir: {med['dump'] + med['write']:.3f} ms per design ({med['dump']:.3f} to "
+        f"dump its spec, {med['write']:.3f} to write the files as one all-or-nothing commit, "
+        f"one syncfs for all, in {tempfile.gettempdir()}), beside {med['sample']:.3f} ms per "
+        f"design for sample() itself (n = {n}, no band; medians of {rounds})"
     )
 
 

@@ -134,6 +134,74 @@ def test_output_is_channels_last_for_the_last_hidden_state() -> None:
     assert out.is_contiguous(memory_format=torch.channels_last)
 
 
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_weights_are_packed_per_input_shape_and_stay_exact() -> None:
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    conv = fast.blocks[0].a
+    shapes = [(1, 3, 32, 32), (3, 3, 45, 45), (2, 3, 40, 36), (1, 3, 32, 32)]
+    shapes += [(b, 3, 33, 33) for b in range(1, 6)]
+    with torch.inference_mode():
+        for shape in shapes:
+            x = torch.randn(shape)
+            assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+    # one packing per input shape seen by this conv, the oldest dropped past the bound
+    assert len(conv.packed) == inference_mod.MAX_PACKED_SHAPES
+    assert all(s[0] in (2, 3, 4, 5) and s[2:4] == (17, 17) for s in conv.packed)
+
+
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_weights_are_packed_per_thread_count_too() -> None:
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    x = torch.randn(2, 3, 32, 32)
+    before = torch.get_num_threads()
+    try:
+        for threads in (2, 1, 2):
+            torch.set_num_threads(threads)
+            with torch.inference_mode():
+                assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+    finally:
+        torch.set_num_threads(before)
+    assert sorted(s[-1] for s in fast.blocks[0].a.packed) == [1, 2]
+
+
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_fused_form_shared_by_threads_on_many_shapes_stays_exact() -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    model = eager(design())
+    fast = inference_model(model, fused_kernels=True)
+    inputs = [torch.randn(1 + i % 3, 3, 30 + i, 30 + i) for i in range(12)]
+    expected = [reference(model, x) for x in inputs]
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        with torch.inference_mode():
+            return fast(x)
+
+    with ThreadPoolExecutor(4) as pool:
+        outs = list(pool.map(run, inputs))
+    assert all((o - e).abs().max() <= ATOL for o, e in zip(outs, expected, strict=True))
+    assert len(fast.blocks[0].a.packed) <= inference_mod.MAX_PACKED_SHAPES
+
+
+@pytest.mark.skipif(not fused_kernels_available(), reason="no oneDNN in this PyTorch build")
+def test_the_default_times_both_kernels_per_shape_and_either_is_exact() -> None:
+    model = eager(design())
+    fast = inference_model(model)
+    assert fast.fused and fast.auto
+    assert not inference_model(model, fused_kernels=True).auto
+    shapes = [(1, 3, 32, 32), (3, 3, 45, 45), (1, 3, 32, 32)]
+    with torch.inference_mode():
+        for shape in shapes:
+            x = torch.randn(shape)
+            assert (fast(x) - reference(model, x)).abs().max() <= ATOL
+            for fused in (True, False):  # whichever the timing picks
+                assert (fast._body(x, fused) - fast._body(x, not fused)).abs().max() <= ATOL
+    threads = torch.get_num_threads()
+    assert set(fast.choices) == {(1, 3, 32, 32, threads), (3, 3, 45, 45, threads)}
+
+
 def test_fused_kernels_refused_where_unavailable(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(inference_mod, "fused_kernels_available", lambda: False)
     model = eager(design())
@@ -167,8 +235,9 @@ def test_forward_benchmark_runs_and_prints_the_ratios(
         "name: tiny\nblock: y\nstages:\n  - {width: 16, depth: 1, group_width: 8}\n"
         "  - {width: 32, depth: 2, group_width: 8}\n"
     )
-    argv = ["--spec", str(spec), "--batch", "2", "--input-size", "32", "--rounds", "2"]
-    assert bench.main(argv) == 0
+    argv = ["--models", str(spec), "--batches", "1,2", "--threads", "1", "--input-size", "32"]
+    assert bench.main([*argv, "--rounds", "2", "--min-time", "0", "--no-gpu"]) == 0
     out = capsys.readouterr().out
-    assert "hugging face eager" in out and "ours inference form" in out
-    assert "goals: eager >= 1.00x HF" in out
+    assert out.startswith("worst: inference form ")
+    assert "goals: eager >= 1.00x HF" in out and "outputs within 0.0001 met" in out
+    assert len([ln for ln in out.splitlines() if ln.startswith(str(spec))]) == 2

@@ -1,8 +1,9 @@
 """Reading user files safely and turning validation failures into one-line messages.
 
 Shared by every file format of the project (specs, design spaces, configs): the YAML loader
-is a SafeLoader that also refuses aliases (alias bombs) and duplicate keys, and pydantic
-errors become `field.path: rule, got value` joined by "; ".
+is a SafeLoader that also refuses aliases (alias bombs), duplicate keys and deep nesting,
+parsing with libyaml where PyYAML has it and the same answers either way; pydantic errors
+become `field.path: rule, got value` joined by "; ".
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import re
 import stat
 import typing
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +30,7 @@ MAX_DEPTH = 64  # nesting of lists and mappings in any YAML or JSON input
 MAX_DIGITS = 400  # digits of a number literal; longer ones are refused by name
 
 
+@dataclass(frozen=True)
 class _TooLong:
     """Stands for an integer literal too long for Python to convert (over 4300 digits)."""
 
@@ -40,16 +43,19 @@ def short(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-class SafeLoader(yaml.SafeLoader):
-    """yaml.SafeLoader that refuses aliases and duplicate keys and never fails on long ints."""
+# Deeper YAML is refused (specs nest 3 levels); the same bound on both parsers keeps their
+# answers equal, and it stays far below Python's recursion limit and libyaml's 1,000 levels.
+MAX_DEPTH = 100
 
-    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
-        return super().compose_node(parent, index)
 
-    def construct_mapping(self, node: Any, deep: bool = False) -> Any:  # type: ignore[override]
+class _TooDeep(Exception):
+    """Raised inside the loaders when a document nests deeper than MAX_DEPTH."""
+
+
+class _Checks:
+    """The checks both loaders share: duplicate keys refused, long ints left to validation."""
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
         # PyYAML keeps the last of two equal keys; in a spec that hides a mistake.
         seen: set[str] = set()
         for key_node, _ in node.value:
@@ -59,16 +65,201 @@ class SafeLoader(yaml.SafeLoader):
                 line = key_node.start_mark.line + 1
                 raise SpecError(f"line {line}: duplicate key {short(key_node.value)}")
             seen.add(key_node.value)
-        return super().construct_mapping(node, deep)
+        return super().construct_mapping(node, deep)  # type: ignore[misc]
+
+    def construct_object(self, node: Any, deep: bool = False) -> Any:
+        try:
+            return super().construct_object(node, deep)  # type: ignore[misc]
+        except SpecError:
+            raise
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as exc:
+            # PyYAML's scalar constructors fail this way on explicit tags (`!!int ''`,
+            # `!!bool x`, `!!timestamp x`); say which value, not where PyYAML broke.
+            line = node.start_mark.line + 1
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            value = short(node.value) if isinstance(node, yaml.ScalarNode) else "a collection"
+            raise SpecError(f"line {line}: {value} is not a valid {tag}") from exc
 
     def construct_yaml_int(self, node: Any) -> Any:
         try:
-            return super().construct_yaml_int(node)
-        except ValueError:  # left to validation, which names the field
-            return _TooLong()
+            return super().construct_yaml_int(node)  # type: ignore[misc]
+        except ValueError:
+            if len(str(node.value)) < 4000:
+                raise
+            return _TooLong()  # left to validation, which names the field
+
+
+class SafeLoader(_Checks, yaml.SafeLoader):
+    """yaml.SafeLoader that refuses aliases, duplicate keys and deep nesting; long ints pass."""
+
+    def __init__(self, stream: Any) -> None:
+        super().__init__(stream)
+        self.depth = 0
+
+    def compose_node(self, parent: Any, index: Any) -> Any:  # type: ignore[override]
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise SpecError(f"line {mark.line + 1}: YAML aliases (*name) are not allowed")
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 SafeLoader.add_constructor("tag:yaml.org,2002:int", SafeLoader.construct_yaml_int)
+
+_CBase: Any = getattr(yaml, "CSafeLoader", None)  # None when PyYAML was built without libyaml
+
+
+class _Fallback(Exception):
+    """The C loader cannot answer for this text; the Python loader will."""
+
+
+if _CBase is not None:
+
+    class CSafeLoader(_Checks, _CBase):  # type: ignore[misc, valid-type]
+        """libyaml's parser and composer with SafeLoader's constructor checks."""
+
+    CSafeLoader.add_constructor("tag:yaml.org,2002:int", CSafeLoader.construct_yaml_int)
+
+_TAG = "tag:yaml.org,2002:"
+_PLAIN = {_TAG + t for t in ("int", "float", "bool", "null")}
+
+
+def _build(loader: Any, node: Any, seen: set[int], depth: int) -> Any:
+    """The object SafeLoader constructs from a composed node, for plain data only.
+
+    Mappings, lists, strings, numbers, booleans and nulls are built directly (PyYAML's own
+    constructors for the scalars); anything else (an alias, which the C composer returns as
+    a shared node, a duplicate or non-scalar key, a merge key, another tag, nesting deeper
+    than MAX_DEPTH) raises _Fallback.
+    """
+    if depth > MAX_DEPTH or id(node) in seen:
+        raise _Fallback
+    seen.add(id(node))
+    tag = node.tag
+    if tag == _TAG + "str":
+        return node.value
+    if tag in _PLAIN:
+        return loader.yaml_constructors[tag](loader, node)
+    if tag == _TAG + "seq":
+        return [_build(loader, child, seen, depth + 1) for child in node.value]
+    if tag != _TAG + "map":
+        raise _Fallback
+    out = {}
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode) or key_node.tag not in _KEY_TAGS:
+            raise _Fallback
+        key = _build(loader, key_node, seen, depth + 1)
+        if key in out:  # a duplicate key, or two keys of equal value: SafeLoader's call
+            raise _Fallback
+        out[key] = _build(loader, value_node, seen, depth + 1)
+    return out
+
+
+_KEY_TAGS = {_TAG + "str"} | _PLAIN
+
+
+# Where libyaml was seen to answer otherwise than PyYAML's Python parser (differential fuzzing):
+# tabs, explicit tags, "?" (a key to PyYAML in flow context even unspaced), byte-order marks
+# and Unicode line breaks, a block scalar header running into a comment, and what the Python
+# reader refuses as non-printable.
+_C_DISAGREES = re.compile(
+    r"[\t!?\ufeff\x85\u2028\u2029]|[|>][-+0-9]*#|" + yaml.reader.Reader.NON_PRINTABLE.pattern
+)
+
+
+def _load_c(text: str) -> Any:
+    """Parse with libyaml where it gives what the Python loader gives; else raise _Fallback."""
+    if _CBase is None or _C_DISAGREES.search(text):
+        raise _Fallback
+    loader = CSafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        return None if node is None else _build(loader, node, set(), 1)
+    except Exception:  # any problem: the Python loader decides, with its own message
+        raise _Fallback from None
+    finally:
+        loader.dispose()
+
+
+# Strings the C emitter was seen to write byte for byte as the Python one does (differential
+# fuzzing): longer ones are wrapped differently, empty keys and escapes written differently.
+_C_DUMPABLE = re.compile(r"[A-Za-z0-9_.+\-/ ]{1,64}")
+_CDumper: Any = getattr(yaml, "CSafeDumper", None)
+
+
+def _c_dumpable(data: Any) -> bool:
+    """Whether every string in nested dicts and lists is one _C_DUMPABLE matches."""
+    stack = [data]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _C_DUMPABLE.fullmatch(item) is None:
+                return False
+        elif isinstance(item, dict):
+            stack.extend(item)
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return True
+
+
+# A word PyYAML writes plain (no quotes) when it resolves to a string: a letter first, then
+# letters, digits and _ . + - (no space, colon or hash that would call for quotes).
+_PLAIN_WORD = re.compile(r"[A-Za-z][A-Za-z0-9_.+\-]{0,63}")
+_REPRESENTER = yaml.representer.SafeRepresenter()
+_RESOLVER = yaml.resolver.Resolver()
+
+
+def _flat_scalar(value: Any) -> str | None:
+    """How safe_dump writes one scalar of a flat mapping; None when it is not that simple."""
+    if value is True or value is False:
+        return "true" if value else "false"
+    if value is None:
+        return "null"
+    if type(value) is int:
+        return str(value)
+    if type(value) is float:
+        text = _REPRESENTER.represent_float(value).value
+        return (
+            text
+            if _RESOLVER.resolve(yaml.ScalarNode, text, (True, False)).endswith(":float")
+            else None
+        )
+    if type(value) is str and _PLAIN_WORD.fullmatch(value):
+        resolved = _RESOLVER.resolve(yaml.ScalarNode, value, (True, False))
+        return value if resolved.endswith(":str") else None
+    return None
+
+
+def _dump_flat(data: dict) -> str | None:
+    """safe_dump of a non-empty mapping of plain words to simple scalars, written directly."""
+    lines = []
+    for key, value in data.items():
+        text = _flat_scalar(value)
+        if text is None or type(key) is not str or _flat_scalar(key) != key:
+            return None
+        lines.append(f"{key}: {text}\n")
+    return "".join(lines) or None
+
+
+def dump_yaml(data: Any) -> str:
+    """yaml.safe_dump(data, sort_keys=False), by libyaml where it writes the same bytes.
+
+    A flat mapping of words to numbers, booleans and words (a parametric spec) is written
+    directly: the same bytes, without PyYAML's representer.
+    """
+    if isinstance(data, dict):
+        flat = _dump_flat(data)
+        if flat is not None:
+            return flat
+    if _CDumper is not None and _c_dumpable(data):
+        return yaml.dump(data, Dumper=_CDumper, sort_keys=False)
+    return yaml.safe_dump(data, sort_keys=False)
 
 
 def is_yaml_text(source: str) -> bool:
@@ -86,13 +277,28 @@ def is_yaml_text(source: str) -> bool:
 def parse_yaml(
     text: str, source: str, what: str = "spec", error: type[RegNetSpaceError] = SpecError
 ) -> Any:
-    """Parse YAML text with SafeLoader; every failure is one line `source: ...` of `error`."""
+    """Parse YAML text safely; every failure is one line `source: ...` of `error`.
+
+    libyaml parses when PyYAML has it, with the same checks; whatever it cannot answer
+    exactly as the pure-Python SafeLoader would goes to that loader, so results and
+    messages are the same with or without libyaml.
+    """
     if not text.strip():
         raise error(f"{source}: the {what} is empty")
     try:
-        data = yaml.load(text, Loader=SafeLoader)  # SafeLoader subclass: no arbitrary objects
-        check_depth(data, source, error)
-        return data
+        data = _load_c(text)
+    except _Fallback:
+        data = _load_python(text, source, error)
+    except RecursionError:
+        raise error(f"{source}: YAML nested too deeply") from None
+    check_depth(data, source, error)  # both paths: libyaml has no depth limit of its own
+    return data
+
+
+def _load_python(text: str, source: str, error: type[RegNetSpaceError]) -> Any:
+    """Parse with the pure-Python SafeLoader; the reference for results and messages."""
+    try:
+        return yaml.load(text, Loader=SafeLoader)  # SafeLoader subclass: no arbitrary objects
     except SpecError as exc:
         if str(exc).startswith(f"{source}: "):
             raise error(str(exc)) from None
@@ -102,7 +308,7 @@ def parse_yaml(
         where = f"line {mark.line + 1}: " if mark is not None else ""
         problem = getattr(exc, "problem", None) or "malformed YAML"
         raise error(f"{source}: {where}invalid YAML: {problem}") from None
-    except RecursionError:
+    except (RecursionError, _TooDeep):
         raise error(f"{source}: YAML nested too deeply") from None
 
 

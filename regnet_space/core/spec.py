@@ -30,12 +30,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from .errors import SpecError
 from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
-from .loading import format_errors, is_yaml_text, parse_yaml, read_text_file
+from .loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
 from .names import resolve_name
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
@@ -287,4 +286,4 @@ def dump_spec(spec: Spec) -> str:
         and "downsample_in_first_stage" not in spec.model_fields_set
     ):  # the first stage's stride says it; both would read back as a contradiction
         data.pop("downsample_in_first_stage", None)
-    return yaml.safe_dump(data, sort_keys=False)
+    return dump_yaml(data)

@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections import Counter
 from dataclasses import dataclass
+from numbers import Number
+from typing import Any
 
 import torch
 from torch import nn
@@ -178,11 +181,48 @@ class _TupleOutput(nn.Module):
         return self.model(x, return_dict=False)
 
 
+def _fvcore_totals(model: nn.Module, x: torch.Tensor) -> tuple[int, int]:
+    """fvcore's flop and activation totals from one trace of the model.
+
+    FlopCountAnalysis and ActivationCountAnalysis are the same JitModelAnalysis with
+    different op handles, and each traces the model. One analysis holding, for every op,
+    a handle that returns both counts under two keys traces once and sums the same numbers.
+    """
+    from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
+    from fvcore.nn.jit_analysis import JitModelAnalysis
+
+    by_op: dict[str, dict[str, Any]] = {}
+    for key, analysis in (
+        ("flops", FlopCountAnalysis(model, x)),  # neither traces until asked for counts
+        ("acts", ActivationCountAnalysis(model, x)),
+    ):
+        for op, handle in analysis._op_handles.items():
+            by_op.setdefault(op, {})[key] = handle
+    both = JitModelAnalysis(model, x)
+    both.set_op_handle(**{op: _both_counts(handles) for op, handles in by_op.items()})
+    both.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
+    totals = both.by_operator()
+    return int(totals["flops"]), int(totals["acts"])
+
+
+def _both_counts(handles: dict[str, Any]) -> Any:
+    """One fvcore op handle returning each handle's count under its key (flops, acts)."""
+
+    def count(inputs: list[Any], outputs: list[Any]) -> Counter[str]:
+        out: Counter[str] = Counter()
+        for key, handle in handles.items():
+            value = handle(inputs, outputs)
+            out[key] += value if isinstance(value, Number) else sum(value.values())
+        return out
+
+    return count
+
+
 def fvcore_counts(model: nn.Module, num_channels: int, input_size: int) -> FvcoreCounts:
     """Run fvcore's flop, activation and parameter counters on one image (batch 1)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # fvcore's import uses deprecated torch.jit.script
-        from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis, parameter_count
+        from fvcore.nn import parameter_count
 
     was_training = model.training
     model.eval()
@@ -192,11 +232,7 @@ def fvcore_counts(model: nn.Module, num_channels: int, input_size: int) -> Fvcor
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             logging.getLogger("fvcore").setLevel(logging.ERROR)
-            flops = FlopCountAnalysis(traced, x)
-            flops.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            acts = ActivationCountAnalysis(traced, x)
-            acts.unsupported_ops_warnings(False).uncalled_modules_warnings(False)
-            total_flops, total_acts = int(flops.total()), int(acts.total())
+            total_flops, total_acts = _fvcore_totals(traced, x)
     finally:
         model.train(was_training)
     return FvcoreCounts(

@@ -9,6 +9,8 @@ its ops run in place.
 from __future__ import annotations
 
 import copy
+import math
+import time
 
 import torch
 from torch import Tensor, nn
@@ -72,11 +74,21 @@ def fused_kernels_available() -> bool:
     )
 
 
+# Packed copies kept per conv: one per input shape seen, oldest dropped first.
+MAX_PACKED_SHAPES = 4
+# Kernel choices kept per inference form: one per input shape and thread count.
+MAX_CHOICES = 16
+
+
 class _ConvAct(nn.Module):
     """A folded conv (BN inside its weights and bias) followed by the activation.
 
     With `fused`, the weights are also prepacked for oneDNN and ReLU (and, for the block's
-    last conv, the residual add) run inside the convolution kernel.
+    last conv, the residual add) run inside the convolution kernel. oneDNN picks the packed
+    layout from the input shape it is told (and the thread count); packed without a shape, a
+    320->320 1x1 conv at 14x14 runs ~9x slower than PyTorch's own conv. So the weights are
+    packed for each input shape and thread count on first use, and the few most recent
+    packings are kept.
     """
 
     def __init__(self, layer: RegNetConvLayer | RegNetShortCut, act: str | None, fused: bool):
@@ -86,30 +98,44 @@ class _ConvAct(nn.Module):
         c = self.conv
         self.padding = [int(v) for v in c.padding]  # model.py pads with ints, never "same"
         self.stride, self.dilation, self.groups = list(c.stride), list(c.dilation), c.groups
-        # An opaque oneDNN copy of the folded weights; deliberately not a registered buffer.
-        self.packed: Tensor | None = None
-        if fused:
-            self.packed = torch.ops.mkldnn._reorder_convolution_weight(
-                c.weight.detach(), self.padding, self.stride, self.dilation, self.groups, None
-            )
+        self.fused = fused
+        # Opaque oneDNN copies of the folded weights by input shape; deliberately not buffers.
+        self.packed: dict[tuple[int, ...], Tensor] = {}
 
-    def forward(self, x: Tensor) -> Tensor:
-        if self.packed is not None and self.act in (None, "relu"):
+    def _packed_for(self, x: Tensor) -> Tensor:
+        """The weights packed for inputs of x's shape (packed on the first call)."""
+        # oneDNN's choice of layout also depends on the thread count: packed at 2 threads and
+        # run at 1, the y040 form was seen 3.6x slower than without fused kernels.
+        shape = (*x.shape, torch.get_num_threads())
+        packed = self.packed.get(shape)
+        if packed is None:
+            packed = torch.ops.mkldnn._reorder_convolution_weight(
+                self.conv.weight.detach(), self.padding, self.stride, self.dilation,
+                self.groups, list(x.shape),
+            )  # fmt: skip
+            # A new dict, never one changed in place: threads running the model meanwhile
+            # read the old one or the new one, whole.
+            kept = list(self.packed.items())[-(MAX_PACKED_SHAPES - 1) :]
+            self.packed = {**dict(kept), shape: packed}
+        return packed
+
+    def forward(self, x: Tensor, fused: bool = True) -> Tensor:
+        if fused and self.fused and self.act in (None, "relu"):
             attr = "relu" if self.act == "relu" else "none"
             return torch.ops.mkldnn._convolution_pointwise(
-                x, self.packed, self.conv.bias, self.padding, self.stride, self.dilation,
-                self.groups, attr, [], "",
+                x, self._packed_for(x), self.conv.bias, self.padding, self.stride,
+                self.dilation, self.groups, attr, [], "",
             )  # fmt: skip
         return _act_(self.conv(x), self.act)
 
-    def add_act(self, x: Tensor, other: Tensor, act: str | None) -> Tensor:
+    def add_act(self, x: Tensor, other: Tensor, act: str | None, fused: bool = True) -> Tensor:
         """act(conv(x) + other), in one kernel when fused."""
-        if self.packed is not None and act in (None, "relu") and self.act is None:
+        if fused and self.fused and act in (None, "relu") and self.act is None:
             return torch.ops.mkldnn._convolution_pointwise.binary(
-                x, other, self.packed, self.conv.bias, self.padding, self.stride, self.dilation,
-                self.groups, "add", None, act, [], "",
+                x, other, self._packed_for(x), self.conv.bias, self.padding, self.stride,
+                self.dilation, self.groups, "add", None, act, [], "",
             )  # fmt: skip
-        out = self(x)
+        out = self(x, fused)
         out += other
         return _act_(out, act)
 
@@ -141,19 +167,24 @@ class _Block(nn.Module):
         self.shortcut = _ConvAct(sc, None, fused) if isinstance(sc, RegNetShortCut) else None
         self.act = _act_name(block.activation)
 
-    def forward(self, x: Tensor) -> Tensor:
-        out = self.b(self.a(x))
+    def forward(self, x: Tensor, fused: bool = True) -> Tensor:
+        out = self.b(self.a(x, fused), fused)
         if self.se is not None:
             out = self.se(out)
-        residual = x if self.shortcut is None else self.shortcut(x)
-        return self.c.add_act(out, residual, self.act)
+        residual = x if self.shortcut is None else self.shortcut(x, fused)
+        return self.c.add_act(out, residual, self.act, fused)
 
 
 class InferenceRegNet(nn.Module):
     """Stem, blocks and (optionally) the classifier, folded; returns one tensor."""
 
     def __init__(
-        self, model: RegNetModel, classifier: nn.Module | None, channels_last: bool, fused: bool
+        self,
+        model: RegNetModel,
+        classifier: nn.Module | None,
+        channels_last: bool,
+        fused: bool,
+        auto: bool = False,
     ) -> None:
         super().__init__()
         stem = model.embedder.embedder
@@ -163,8 +194,38 @@ class InferenceRegNet(nn.Module):
             *(_Block(b, fused) for stage in model.encoder.stages for b in stage.layers)
         )
         self.fused = fused
+        # With `auto`, fused kernels run for an input shape and thread count only where they
+        # were timed faster than the plain ones (first call); otherwise `fused` decides.
+        self.auto = auto
+        self.choices: dict[tuple[int, ...], bool] = {}
         self.classifier = classifier
         self.channels_last = channels_last
+
+    def _body(self, x: Tensor, fused: bool) -> Tensor:
+        """Stem and blocks, with fused kernels or without."""
+        x = self.stem(x, fused)
+        for block in self.blocks:
+            x = block(x, fused)
+        return x
+
+    def _fused_wins(self, x: Tensor) -> bool:
+        """Whether fused kernels are faster for x's shape at this thread count (cached)."""
+        key = (*x.shape, torch.get_num_threads())
+        choice = self.choices.get(key)
+        if choice is None:
+            with torch.inference_mode():
+                self._body(x, True)  # warm-up: packing, oneDNN primitives, allocations
+                self._body(x, False)
+                best = {True: math.inf, False: math.inf}
+                for _ in range(2):
+                    for fused in (True, False):
+                        start = time.perf_counter()
+                        self._body(x, fused)
+                        best[fused] = min(best[fused], time.perf_counter() - start)
+            choice = best[True] <= best[False]
+            kept = list(self.choices.items())[-(MAX_CHOICES - 1) :]
+            self.choices = {**dict(kept), key: choice}  # a new dict: threads may read it
+        return choice
 
     def forward(self, pixel_values: Tensor) -> Tensor:
         """Logits with a classifier; otherwise the last hidden state."""
@@ -175,7 +236,10 @@ class InferenceRegNet(nn.Module):
             )
         if self.channels_last:
             pixel_values = pixel_values.contiguous(memory_format=torch.channels_last)
-        x = self.blocks(self.stem(pixel_values))
+        fused = self.fused and (
+            not self.auto or (pixel_values.is_cpu and self._fused_wins(pixel_values))
+        )
+        x = self._body(pixel_values, fused)
         if self.classifier is None:
             return x
         return self.classifier(x.mean((2, 3)))
@@ -189,10 +253,14 @@ def inference_model(
 ) -> InferenceRegNet:
     """The folded inference form of an eager model (which is left unchanged), in eval mode.
 
-    `fused_kernels` (default: when available and channels-last) prepacks the weights for
-    oneDNN and fuses ReLU and the residual add into the convolutions; the result then runs
-    on the CPU only and does not export. Use `fused_kernels=False` for torch.export / ONNX.
+    `fused_kernels=True` prepacks the weights for oneDNN and fuses ReLU and the residual add
+    into the convolutions; the result then runs on the CPU only and does not export. The
+    default (None), when oneDNN is available and the form is channels-last, times both
+    kernels on the first call for each input shape and thread count (six forwards) and uses
+    the faster from then on; both give outputs equal within float32 rounding. Use
+    `fused_kernels=False` for torch.export / ONNX.
     """
+    auto = fused_kernels is None
     if fused_kernels is None:
         fused_kernels = channels_last and fused_kernels_available()
     if fused_kernels and not fused_kernels_available():
@@ -205,7 +273,9 @@ def inference_model(
     else:
         raise BuildError(f"expected a RegNet model, got {type(model).__name__}")
     with torch.no_grad():
-        fast = InferenceRegNet(base, classifier, channels_last, fused_kernels)
+        fast = InferenceRegNet(
+            base, classifier, channels_last, fused_kernels, auto and fused_kernels
+        )
     fast.eval().requires_grad_(False)
     if channels_last:
         fast = fast.to(memory_format=torch.channels_last)

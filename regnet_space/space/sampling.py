@@ -78,6 +78,8 @@ REASONS = (
 )
 _CODE = {name: i + 1 for i, name in enumerate(REASONS)}
 _METRICS = ("flops", "params", "acts")
+# reason code -> whether it is a complexity rejection (flops, params or acts)
+_COMPLEXITY_CODE = np.isin(np.arange(len(REASONS) + 1), [_CODE[m] for m in _METRICS])
 
 
 class SampleError(RegNetSpaceError):
@@ -203,8 +205,9 @@ class _Grid:
     def values(self, k: np.ndarray) -> np.ndarray:
         """k * q; a float is the double nearest the decimal, so it reads back as itself."""
         if self.integer:
-            return k * (self.num // self.den)
-        return (k * self.num) / self.den
+            step = self.num // self.den
+            return k if step == 1 else k * step
+        return (k if self.num == 1 else k * self.num) / self.den
 
 
 @dataclass(frozen=True)
@@ -223,10 +226,17 @@ class _LogUniform:
 
     def multiples(self, rng: np.random.Generator, n: int) -> np.ndarray:
         g = self.grid
-        f = np.exp(self.log_high - rng.random(n) * self.log_span)
-        k = np.ceil(f * g.den / g.num).astype(np.int64)
+        # exp(log_high - u * log_span) * den / num, rounded up: in place, operation for
+        # operation, so the values are those of the plain expression.
+        f = rng.random(n)
+        f *= self.log_span
+        np.subtract(self.log_high, f, out=f)
+        np.exp(f, out=f)
+        f *= g.den
+        f /= g.num
+        k = np.ceil(f, out=f).astype(np.int64)
         # Float rounding at the very ends must not step outside [low, high].
-        return np.minimum(np.maximum(k, g.lo, out=k), g.hi, out=k)
+        return np.clip(k, g.lo, g.hi, out=k)
 
 
 Drawer = Callable[[np.random.Generator, int], np.ndarray]
@@ -300,6 +310,8 @@ def _in(bounds: Bounds | None, values: np.ndarray) -> np.ndarray:
 
 def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str) -> None:
     """Mark designs `where[failed]` with `name` unless an earlier check already did."""
+    if not failed.any():
+        return
     hit = where[failed]
     reason[hit[reason[hit] == 0]] = _CODE[name]
 
@@ -435,14 +447,14 @@ class _Sampler:
             acts=int(batch.counts.acts[j]),
         )
 
-    def distance(self, batch: _Batch) -> np.ndarray:
-        """How far each generated design is outside the complexity bounds (log scale)."""
-        total = np.zeros(len(batch.index))
+    def distance(self, batch: _Batch, which: np.ndarray) -> np.ndarray:
+        """How far generated designs `which` are outside the complexity bounds (log scale)."""
+        total = np.zeros(len(which))
         for metric in _METRICS:
             bounds = getattr(self.constraints, metric)
             if bounds is None:
                 continue
-            x = np.maximum(getattr(batch.counts, metric), 1).astype(np.float64)
+            x = np.maximum(getattr(batch.counts, metric)[which], 1).astype(np.float64)
             if bounds.lo is not None:
                 total += np.maximum(0.0, np.log(max(bounds.lo, 1) / x))
             if bounds.hi is not None:
@@ -713,11 +725,14 @@ def _update_closest(
     sampler: _Sampler, batch: _Batch, cut: int, tries: int, closest: list[_Near]
 ) -> list[_Near]:
     """Keep the CLOSEST designs rejected only for their complexity, nearest first."""
-    codes = [_CODE[m] for m in _METRICS]
-    mine = np.flatnonzero(np.isin(batch.reason[batch.index], codes) & (batch.index < cut))
+    if all(getattr(sampler.constraints, m) is None for m in _METRICS):
+        return closest  # no design can be rejected for its complexity
+    complexity = _COMPLEXITY_CODE[batch.reason[batch.index]]
+    complexity[np.searchsorted(batch.index, cut) :] = False  # drawn past the cut
+    mine = np.flatnonzero(complexity)
     if mine.size == 0:
         return closest
-    dist = sampler.distance(batch)[mine]
+    dist = sampler.distance(batch, mine)
     if len(closest) == CLOSEST:  # only designs nearer than the farthest kept can enter
         nearer = dist < closest[-1].distance
         mine, dist = mine[nearer], dist[nearer]
