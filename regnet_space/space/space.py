@@ -274,23 +274,29 @@ class ValuesDist(BaseModel):
         return max(self.values)
 
 
-def _param_tag(value: Any) -> str | None:
-    if isinstance(value, ValuesDist) or (isinstance(value, Mapping) and "values" in value):
-        return "choice"
-    if isinstance(value, (QuantizedDist, Mapping)):
-        return "range"
-    return None
+def range_or_choice(range_type: type, choice_type: type, kind: str, expected: str) -> Any:
+    """A field type that is `range_type` or `choice_type` (told apart by a `values` key), with
+    one message naming both forms when a value is neither."""
+
+    def tag(value: Any) -> str | None:
+        if isinstance(value, choice_type) or (isinstance(value, Mapping) and "values" in value):
+            return "choice"
+        if isinstance(value, (range_type, Mapping)):
+            return "range"
+        return None
+
+    return Annotated[
+        Annotated[range_type, Tag("range")] | Annotated[choice_type, Tag("choice")],
+        Discriminator(tag, custom_error_type=kind, custom_error_message=expected),
+    ]
 
 
-Param = Annotated[
-    Annotated[QuantizedDist, Tag("range")] | Annotated[ValuesDist, Tag("choice")],
-    Discriminator(
-        _param_tag,
-        custom_error_type="param",
-        custom_error_message="expected {dist: ..., low: ..., high: ..., quantum: ...} "
-        "or {values: [...]}",
-    ),
-]
+Param = range_or_choice(
+    QuantizedDist,
+    ValuesDist,
+    "param",
+    "expected {dist: ..., low: ..., high: ..., quantum: ...} or {values: [...]}",
+)
 
 
 def _check_int_param(name: str, p: QuantizedDist | ValuesDist) -> None:

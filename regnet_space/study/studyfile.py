@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import RegNetSpaceError
 from ..core.loading import format_errors, parse_yaml, read_text_file
 from ..space.sampling import DesignRecord, sample
-from ..space.space import Space, load_space, parse_bounds
+from ..space.space import Space, load_space, parse_bounds, range_or_choice
 from .data import DataSpec, check_data
 from .errors import StudyError
 from .recipe import Recipe, load_recipe, recipe_with
@@ -71,23 +71,12 @@ class SearchChoice(BaseModel):
     values: list[Number | str | bool] = Field(min_length=1, max_length=4096)
 
 
-def _search_tag(value: Any) -> str | None:
-    if isinstance(value, SearchChoice) or (isinstance(value, Mapping) and "values" in value):
-        return "choice"
-    if isinstance(value, (SearchRange, Mapping)):
-        return "range"
-    return None
-
-
-SearchParam = Annotated[
-    Annotated[SearchRange, Tag("range")] | Annotated[SearchChoice, Tag("choice")],
-    Discriminator(
-        _search_tag,
-        custom_error_type="search",
-        custom_error_message="expected {dist: uniform|log_uniform, low: ..., high: ...} "
-        "or {values: [...]}",
-    ),
-]
+SearchParam = range_or_choice(
+    SearchRange,
+    SearchChoice,
+    "search",
+    "expected {dist: uniform|log_uniform, low: ..., high: ...} or {values: [...]}",
+)
 
 
 class LocalExecutor(BaseModel):
