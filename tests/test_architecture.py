@@ -67,3 +67,17 @@ def test_nothing_cites_files_outside_the_repository() -> None:
         text = path.read_text()
         for outside in ("shared/", "reference/", "regnet-facts", "zoo.md", "studies.md"):
             assert outside not in text, f"{path.relative_to(ROOT)} cites {outside}"
+
+
+def test_every_module_path_the_readme_names_exists() -> None:
+    import importlib
+    import re
+
+    names = set(re.findall(r"regnet_space(?:\.[a-z_]+)+", (ROOT / "README.md").read_text()))
+    assert names, "the README names modules"
+    for name in sorted(names):
+        try:
+            importlib.import_module(name)
+        except ModuleNotFoundError:
+            parent, _, attr = name.rpartition(".")
+            assert hasattr(importlib.import_module(parent), attr), name
