@@ -63,9 +63,8 @@ def load_spec_argument(argument: str) -> tuple[Spec, str]:
     if argument == STDIO:  # any form whose text YAML reads (JSON included)
         data = parse_yaml(sys.stdin.read(), "<stdin>", "spec")
         return spec_from_any_mapping(data, "<stdin>"), "<stdin>"
-    spec = load_any_spec(argument)
-    named = None if Path(argument).exists() else resolve_name(argument)
-    return spec, str(named or argument)
+    named = None if Path(argument).exists() else resolve_name(argument)  # looked up once
+    return load_any_spec(named or argument), str(named or argument)
 
 
 def write_output(path: str, text: str, force: bool) -> str:

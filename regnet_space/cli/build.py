@@ -194,11 +194,12 @@ def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: 
         call_writer(write, staging.path(weights), weights)
 
 
-def _check_memory(p: Plan, allow_large: bool) -> None:
+def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
     """Refuse a forward pass estimated above the free memory (an allocator crash otherwise)."""
     from ..core.resources import available_memory, forward_bytes, human_bytes
 
-    need = forward_bytes(p)
+    p = summary.plan
+    need = forward_bytes(p, summary.counts.params)  # the counts build already has
     free = available_memory()
     if free is not None and need > free and not allow_large:
         raise BuildError(
@@ -215,7 +216,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     summary = summarize(spec, source, args.input_size, "paper")
     saving = _save_targets(args.save, args.force, spec) if args.save else None
     targets = saving[1:3] if saving is not None else None
-    _check_memory(summary.plan, args.allow_large)
+    _check_memory(summary, args.allow_large)
     progress = Progress("build")
     progress.step("building the model")
     import torch  # torch is imported here, and only here

@@ -16,10 +16,9 @@ from .generator import Plan, plan
 from .limits import FORMATS as FORMATS
 from .limits import Format
 from .loading import is_space_file
+from .presets import SPEC_SUFFIXES, resolve
 from .spec import Spec, load_spec_file
 from .text import csv_cell
-
-SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass(frozen=True)
@@ -75,8 +74,6 @@ def find_spec_files(inputs: Iterable[str | Path], recursive: bool = False) -> Sp
     Design-space files in folders are set aside as skipped: they live beside specs but are
     not specs. A name that is no file here may be a shipped spec (`y040`).
     """
-    from .presets import resolve
-
     specs: list[Path] = []
     skipped: list[Path] = []
     missing: list[str] = []

@@ -10,14 +10,13 @@ anything with spec fields ours; a string that is no file is looked up in the nam
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from ..core.errors import SpecError
 from ..core.loading import is_yaml_text, parse_json, parse_yaml, read_text_file
 from ..core.names import EXAMPLES, resolve_name, suggest_name
-from ..core.report import collect_spec_paths
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, load_spec_file, spec_from_dict
 from .hf import load_hf_config, spec_from_hf_config
 from .pycls import spec_from_pycls_dict
@@ -88,15 +87,3 @@ def load_any_spec(source: str | Path | Mapping[str, Any] | Spec | Any) -> Spec:
         guess = f"; did you mean {hint}?" if hint else ""
         raise SpecError(f"{source}: no such file, and not a shipped model name{guess} ({FORMS})")
     return spec_from_any_mapping(source, "<dict>" if isinstance(source, Mapping) else "<input>")
-
-
-def load_specs(inputs: Iterable[str | Path]) -> list[tuple[str, Spec]]:
-    """(source, spec) of every input: files, model names, HF snapshot folders, spec folders."""
-    out: list[tuple[str, Spec]] = []
-    for item in inputs:
-        p = Path(item)
-        if p.is_dir() and not (p / "config.json").is_file():
-            out.extend((str(f), load_any_spec(f)) for f in collect_spec_paths([p]))
-        else:
-            out.append((str(item), load_any_spec(item if isinstance(item, str) else p)))
-    return out
