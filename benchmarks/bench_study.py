@@ -32,20 +32,9 @@ from regnet_space.study.studyfile import LocalExecutor, RayExecutor, resolve
 
 GOAL = 0.5  # seconds per trial, amortized
 
-SPACE = {
-    "space": "bench-tiny",
-    "family": "regnet",
-    "input_size": 16,
-    "spec": {"block": "x", "stem_width": 8, "bottleneck_multiplier": 1.0, "q": 8},
-    "sample": {
-        "depth": {"dist": "uniform", "low": 2, "high": 4, "quantum": 1},
-        "w0": {"dist": "log_uniform", "low": 8, "high": 24, "quantum": 8},
-        "wa": {"dist": "log_uniform", "low": 8, "high": 16, "quantum": 0.1},
-        "wm": {"dist": "log_uniform", "low": 2, "high": 3, "quantum": 0.001},
-        "group_width": {"values": [8]},
-    },
-    "constraints": {"stages": [1, 3]},
-}
+ROOT = Path(__file__).resolve().parents[1]
+# The study tests' tiny space: designs that train in a second, so the overhead shows.
+SPACE = yaml.safe_load((ROOT / "tests/data/spaces/tiny.yaml").read_text())
 
 
 def _study(folder: Path, trials: int) -> Path:

@@ -12,21 +12,9 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# A real RegNet space small enough to train in a second on one core at 16 px.
-TINY_SPACE: dict[str, Any] = {
-    "space": "tiny",
-    "family": "regnet",
-    "input_size": 16,
-    "spec": {"block": "x", "stem_width": 8, "bottleneck_multiplier": 1.0, "q": 8},
-    "sample": {
-        "depth": {"dist": "uniform", "low": 2, "high": 4, "quantum": 1},
-        "w0": {"dist": "log_uniform", "low": 8, "high": 24, "quantum": 8},
-        "wa": {"dist": "log_uniform", "low": 8, "high": 16, "quantum": 0.1},
-        "wm": {"dist": "log_uniform", "low": 2, "high": 3, "quantum": 0.001},
-        "group_width": {"values": [8]},
-    },
-    "constraints": {"stages": [1, 3]},
-}
+# A real RegNet space small enough to train in a second on one core at 16 px (shared with
+# benchmarks/bench_study.py).
+TINY_SPACE: dict[str, Any] = yaml.safe_load((ROOT / "tests/data/spaces/tiny.yaml").read_text())
 
 TINY_RECIPE: dict[str, Any] = {
     "name": "tiny",
