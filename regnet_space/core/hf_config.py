@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .errors import SpecError
+from .loading import is_int
 from .spec import ExplicitSpec, spec_from_dict
 
 # transformers' RegNetConfig defaults (the regnet-y-040 design) and PretrainedConfig's labels.
@@ -29,10 +30,6 @@ HF_DEFAULTS: dict[str, Any] = {
 }
 HF_FIELDS = tuple(HF_DEFAULTS)
 _REQUIRED = ("hidden_sizes", "depths", "groups_width", "layer_type")
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
@@ -55,11 +52,11 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
             raise SpecError(f"{source}: {key}: required field is missing")
     sizes, depths, gw = data["hidden_sizes"], data["depths"], data["groups_width"]
     for key, values in (("hidden_sizes", sizes), ("depths", depths)):
-        if not isinstance(values, (list, tuple)) or not all(_is_int(v) and v > 0 for v in values):
+        if not isinstance(values, (list, tuple)) or not all(is_int(v) and v > 0 for v in values):
             raise SpecError(f"{source}: {key}: expected a list of positive integers")
     if len(sizes) != len(depths) or not sizes:
         raise SpecError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
-    if not _is_int(gw) or gw < 1:
+    if not is_int(gw) or gw < 1:
         raise SpecError(f"{source}: groups_width: expected a positive integer, got {gw!r}")
     stages = []
     for i, (width, depth) in enumerate(zip(sizes, depths, strict=True)):

@@ -262,6 +262,16 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+def is_int(value: Any) -> bool:
+    """An int that is not a bool (YAML and JSON `true` are ints to isinstance)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_number(value: Any) -> bool:
+    """An int or float that is not a bool."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def is_yaml_text(source: str) -> bool:
     """Whether a string argument is YAML text rather than a path.
 

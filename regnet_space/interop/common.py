@@ -12,14 +12,6 @@ class InteropError(RegNetSpaceError, ValueError):
     """A peer config that does not describe a RegNet this package builds, or the reverse."""
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def validated_spec(fields: dict[str, Any], source: str) -> Spec:
     """Validate spec fields built from a peer config; errors become one-line InteropErrors."""
     try:

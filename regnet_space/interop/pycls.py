@@ -17,7 +17,7 @@ import yaml
 
 from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
-from ..core.loading import parse_yaml, read_text_file
+from ..core.loading import is_int, is_number, parse_yaml, read_text_file
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
@@ -27,14 +27,6 @@ __all__ = [
     "spec_from_pycls_dict",
     "spec_from_pycls_yaml",
 ]
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 # pycls's defaults (pycls/core/config.py) for the fields read here.
@@ -93,13 +85,13 @@ class _Section:
 
     def integer(self, key: str) -> int:
         value = self.values[key]
-        if not _is_int(value):
+        if not is_int(value):
             raise self._bad(key, "an integer")
         return value
 
     def number(self, key: str) -> float:
         value = self.values[key]
-        if not _is_number(value):
+        if not is_number(value):
             raise self._bad(key, "a number")
         return float(value)
 
@@ -119,7 +111,7 @@ class _Section:
 
     def numbers(self, key: str, floats: bool = False) -> list[Any]:
         value = self.values[key]
-        check = _is_number if floats else _is_int
+        check = is_number if floats else is_int
         if not isinstance(value, list) or not all(check(v) for v in value):
             raise self._bad(key, "a list of numbers" if floats else "a list of integers")
         return [float(v) for v in value] if floats else list(value)

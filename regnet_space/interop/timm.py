@@ -8,8 +8,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.generator import plan as make_plan
+from ..core.loading import is_number
 from ..core.spec import ParametricSpec, Spec
-from .common import InteropError, _is_number, validated_spec
+from .common import InteropError, validated_spec
 
 
 @dataclass(frozen=True)
@@ -137,8 +138,8 @@ def spec_from_timm_cfg(
         "se_ratio": float(se),
         "depth": merged["depth"],
         "w0": merged["w0"],
-        "wa": float(merged["wa"]) if _is_number(merged["wa"]) else merged["wa"],
-        "wm": float(merged["wm"]) if _is_number(merged["wm"]) else merged["wm"],
+        "wa": float(merged["wa"]) if is_number(merged["wa"]) else merged["wa"],
+        "wm": float(merged["wm"]) if is_number(merged["wm"]) else merged["wm"],
         "group_width": merged["group_size"],
         "bottleneck_multiplier": float(merged["bottle_ratio"]),
         "stem_width": merged["stem_width"],
