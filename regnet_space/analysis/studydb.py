@@ -20,6 +20,7 @@ from types import MappingProxyType
 from typing import Any
 
 from ..core.errors import RegNetSpaceError
+from ..core.loading import open_regular
 
 SCHEMA_VERSION = 1
 META_TABLE = "meta"
@@ -168,14 +169,12 @@ def _finite(x: float | None) -> bool:
 def is_study_db(path: str | Path) -> bool:
     """Whether a regular file starts with SQLite's header (cheap; says nothing about its tables).
 
-    FIFOs and devices are not databases: opening one for reading could block or never end.
+    Opened as every input is (`open_regular`): a FIFO or device is no database and never blocks.
     """
-    if not Path(path).is_file():
-        return False
     try:
-        with Path(path).open("rb") as fh:
+        with open_regular(Path(path), "study database") as fh:
             return fh.read(len(SQLITE_MAGIC)) == SQLITE_MAGIC
-    except OSError:
+    except (OSError, RegNetSpaceError):
         return False
 
 
