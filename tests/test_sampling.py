@@ -335,3 +335,112 @@ def test_csv_reads_back() -> None:
         assert row.keys() == expected.keys()
         for key, value in row.items():
             assert (value if isinstance(expected[key], str) else json.loads(value)) == expected[key]
+
+
+# ---------------------------------------------------------------------------------------------
+# The sampling loop against a plain one-draw-at-a-time reading of its rules
+
+_PLAIN = ("id", "name")  # fields that name a record rather than describe the design
+
+
+def _plain(records: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in _PLAIN} for r in records]
+
+
+def _reference(space_src: Path, n: int, seed: int, flops: str, max_tries: int) -> dict:
+    """sample()'s rules applied draw by draw to the same draws, evaluated all at once."""
+    from regnet_space.space import sampling as s
+
+    sp = load_space(space_src)
+    sampler = s._Sampler(sp, s._resolve_constraints(sp, {"flops": flops}), sp.input_size)
+    rng = np.random.default_rng(seed)
+    batches = -(-max_tries // s.BATCH)
+    draws = [sampler.draw(rng, s.BATCH) for _ in range(batches)]
+    sampled = {f: np.concatenate([d[f] for d in draws]) for f in draws[0]}
+    every = sampler.evaluate(sampled, batches * s.BATCH)
+    seen, accepted, rejected, tries = set(), [], {}, 0
+    for i in range(max_tries):
+        tries = i + 1
+        reason = s.REASONS[every.reason[i] - 1] if every.reason[i] else None
+        (key,) = sampler.keys(every, [i])
+        if reason is None and key in seen:
+            reason = "duplicate"
+        if reason is not None:
+            rejected[reason] = rejected.get(reason, 0) + 1
+            continue
+        seen.add(key)
+        (record,) = sampler.records(every, [i], [len(accepted)], ["x"])
+        accepted.append(record.to_dict())
+        if len(accepted) == n:
+            break
+    # Closest: the distinct designs rejected for their flops alone, nearest first, the
+    # earlier draw first among equals.
+    near = []
+    for i in range(tries):
+        if every.reason[i] and s.REASONS[every.reason[i] - 1] == "flops":
+            j = np.searchsorted(every.index, i)
+            near.append((float(sampler.distance(every, np.array([j]))[0]), i))
+    closest, keys = [], set()
+    for _, i in sorted(near):
+        (key,) = sampler.keys(every, [i])
+        if key not in keys and len(closest) < s.CLOSEST:
+            keys.add(key)
+            (record,) = sampler.records(every, [i], [-1], ["x"])
+            closest.append(record.to_dict())
+    return {
+        "tries": tries,
+        "records": _plain(accepted),
+        "rejected": rejected,
+        "closest": _plain(closest),
+    }
+
+
+def _outcome(space_src: Path, n: int, seed: int, flops: str, max_tries: int) -> dict:
+    try:
+        result = sample(space_src, n, seed=seed, flops=flops, max_tries=max_tries)
+    except SampleError as error:
+        result = error.result
+    return {
+        "tries": result.tries,
+        "records": _plain([r.to_dict() for r in result]),
+        "rejected": {k: v for k, v in result.rejected.items() if v},
+        "closest": _plain([r.to_dict() for r in result.closest]),
+    }
+
+
+@pytest.mark.parametrize(
+    ("space", "n", "seed", "flops", "max_tries"),
+    [
+        (REGNETY, 40, 3, "396M:404M", 400_000),  # many batches, accepted in several chunks
+        (REGNETX, 5, 1, "10M:11M", 30_000),  # none found: the closest; tries stop mid-batch
+        (SPACES / "anynetx_b.yaml", 25, 2, "300M:500M", 100_000),
+    ],
+)
+def test_loop_matches_the_draw_by_draw_rules(
+    space: Path, n: int, seed: int, flops: str, max_tries: int
+) -> None:
+    assert _outcome(space, n, seed, flops, max_tries) == _reference(
+        space, n, seed, flops, max_tries
+    )
+
+
+def test_closest_designs_are_distinct_even_when_one_design_fills_a_batch() -> None:
+    # Four distinct designs, none in the band: each batch repeats them over and over, so the
+    # nearest five draws of a batch are one design five times; all four must still show.
+    with pytest.raises(SampleError) as info:
+        sample(_tiny_space(), 1, seed=0, flops="100G:101G")
+    closest = info.value.result.closest
+    keys = [(r.spec["depth"], r.spec["w0"]) for r in closest]
+    assert sorted(keys) == sorted({(12, 8), (12, 16), (13, 8), (13, 16)})
+    flops = [r.flops for r in closest]
+    assert flops == sorted(flops, reverse=True)  # below the band: the largest is nearest
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 3])
+def test_chunk_size_does_not_change_the_result(chunk: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    from regnet_space.space import sampling
+
+    args = (REGNETY, 60, 5, "396M:404M", 2_000_000)
+    default = _outcome(*args)
+    monkeypatch.setattr(sampling, "CHUNK", chunk)
+    assert _outcome(*args) == default

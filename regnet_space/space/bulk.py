@@ -162,7 +162,7 @@ class _Runs:
     num_k: np.ndarray  # (n,) max exponent + 1
 
 
-def _exponent_runs(p: RegNetParams) -> _Runs:
+def _exponent_runs(p: RegNetParams, num_k: np.ndarray | None) -> _Runs:
     """Quantized width and block count of each exponent k = 0..s_(d-1) of every design.
 
     Rather than evaluating all d exponents, find where each exponent k starts: a closed-form
@@ -173,7 +173,8 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     """
     n = len(p.depth)
     log_wm = np.log(p.wm)
-    num_k = last_exponent(p) + 1
+    if num_k is None:
+        num_k = last_exponent(p) + 1
     first = np.zeros(n + 1, dtype=np.int64)
     np.cumsum(num_k, out=first[1:])
     # Per-entry copies of the design's parameters (np.repeat is cheaper than gathers).
@@ -188,7 +189,7 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     with np.errstate(divide="ignore", invalid="ignore"):  # k = 0 entries are set apart
         guess = np.ceil(w0 * (power / np.sqrt(wm) - 1) / wa)
         # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
-        start = np.minimum(np.maximum(guess, 1), d - 1).astype(np.int64)
+        start = np.clip(guess, 1, d - 1, out=guess).astype(np.int64)
         start[zero] = 0
         later = _exponent(start, rule) < k
         earlier = _exponent(start - 1, rule) >= k
@@ -210,7 +211,8 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
     blocks[first[1:] - 1] = p.depth - start[first[1:] - 1]
 
     steep = (p.wa > 0) & (num_k > 1) & (p.wa * 1e9 < p.w0 + p.wa * (p.depth - 1))
-    for i in np.union1d(np.flatnonzero(steep), np.concatenate([[], *odd])).astype(int).tolist():
+    resolve = np.union1d(np.flatnonzero(steep), np.concatenate(odd)) if odd else steep.nonzero()[0]
+    for i in resolve.astype(int).tolist():
         gen = quantized_linear(
             int(p.depth[i]), int(p.w0[i]), float(p.wa[i]), float(p.wm[i]), p.q, rule.float32
         )
@@ -218,7 +220,8 @@ def _exponent_runs(p: RegNetParams) -> _Runs:
         if len(exact) != num_k[i]:
             raise PlanError(f"design {i}: exponents are not monotone; raise wa")
         blocks[first[i] : first[i + 1]] = exact
-    w = quantize_widths(w0, wm, k, p.q, rule.float32)  # as in generator.quantized_linear
+    # As in generator.quantized_linear; pycls's float64 expression with the power at hand.
+    w = quantize_widths(w0, wm, k, p.q, True) if rule.float32 else np.round(w0 * power / p.q) * p.q
     if not blocks.all():  # skipped exponents own no block
         keep = blocks > 0
         return _Runs(row[keep], w[keep], blocks[keep], np.bincount(row[keep], minlength=n), num_k)
@@ -247,12 +250,15 @@ def _adjust_torchvision(
     return (new_v / bm).astype(np.int64), g, ok
 
 
-def regnet_stages(p: RegNetParams) -> Stages:
-    """Stage plans of parametric designs, as generator.plan resolves them."""
+def regnet_stages(p: RegNetParams, *, num_exponents: np.ndarray | None = None) -> Stages:
+    """Stage plans of parametric designs, as generator.plan resolves them.
+
+    num_exponents: last_exponent(p) + 1, when the caller has it already.
+    """
     n = len(p.depth)
     if n == 0:
         return _empty_stages()
-    runs = _exponent_runs(p)
+    runs = _exponent_runs(p, num_exponents)
     row, w, blocks, per_design = runs.row, runs.width, runs.blocks, runs.per_design
     valid = np.ones(n, dtype=bool)
     bad = ~(w <= MAX_WIDTH) | (w < 1)  # NaN-safe
@@ -384,6 +390,11 @@ def _segment_sums(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.diff(np.cumsum(values)[last], prepend=0)
 
 
+def _where(mask: np.ndarray | None, values: np.ndarray) -> np.ndarray:
+    """values where mask holds, else 0; a None mask holds everywhere."""
+    return values if mask is None else values * mask
+
+
 def _se_costs(se: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Flops (= params) and acts of the SE convs of width se on wb channels (0 if se = 0)."""
     cost, acts = wb * (2 * se + 1) + se, se + wb  # wb -> se -> wb, 1x1 convs with bias
@@ -425,10 +436,10 @@ def count_stages(stages: Stages, body: Body) -> Counts:
     params = (wb * (inner + 4) + 2 * w) * d + wb * (w_in - w)  # weights, 2 per BN channel
     acts = (2 * wbo + wo) * d + wb * (hi2 - ho2)
     # Projection shortcut (1x1 conv + BN): every first block has one when it has stride 2.
-    proj = 1 if first_stride == 2 else ((w_in != w) | (pos > 0))
-    flops += proj * (w_in * wo)
-    params += proj * (w * (w_in + 2))
-    acts += proj * wo
+    proj = None if first_stride == 2 else (w_in != w) | (pos > 0)
+    flops += _where(proj, w_in * wo)
+    params += _where(proj, w * (w_in + 2))
+    acts += _where(proj, wo)
     if body.se_ratio:
         # SE width int(round(se_ratio * input width)), as generator.plan: a later block's
         # from its own width, a first block's from the previous stage's (or the stem's).
@@ -438,8 +449,9 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         se1[starts] = round(body.se_ratio * body.stem_width)
         (cost, se_acts), (cost1, se_acts1) = _se_costs(se, wb), _se_costs(se1, wb)
         d1 = d - 1
-        flops += cost * d1 + cost1
-        params += cost * d1 + cost1
+        se_cost = cost * d1 + cost1  # an SE conv's flops equal its params (1x1 on a 1x1 map)
+        flops += se_cost
+        params += se_cost
         acts += se_acts * d1 + se_acts1
 
     c, k, nc = body.num_channels, body.stem_width, body.num_classes

@@ -58,6 +58,7 @@ from .space import (
 )
 
 BATCH = 4096  # draws per batch: fixed, so that the accepted designs never depend on timing
+CHUNK = 4  # batches generated and counted by one call at most (results do not depend on it)
 MIN_MAX_TRIES = 10_000_000  # default tries: max(this, TRIES_PER_DESIGN * n)
 TRIES_PER_DESIGN = 50_000
 MAX_DESIGNS = 1_000_000
@@ -232,11 +233,14 @@ class _LogUniform:
         f *= self.log_span
         np.subtract(self.log_high, f, out=f)
         np.exp(f, out=f)
-        f *= g.den
-        f /= g.num
+        if g.den != 1:  # x * 1 and x / 1 are x exactly: skipped
+            f *= g.den
+        if g.num != 1:
+            f /= g.num
         k = np.ceil(f, out=f).astype(np.int64)
         # Float rounding at the very ends must not step outside [low, high].
-        return np.clip(k, g.lo, g.hi, out=k)
+        np.maximum(k, g.lo, out=k)
+        return np.minimum(k, g.hi, out=k)
 
 
 Drawer = Callable[[np.random.Generator, int], np.ndarray]
@@ -371,13 +375,15 @@ class _Sampler:
         if isinstance(self.space, RegNetSpace):
             params = self._regnet_params(sampled, n)
             index = everyone
+            num_exponents = None
             if not c.allow_skipped_exponents and c.stages is not None:
                 # Without skipping, stage count = max exponent + 1: check that before generating.
-                fits = _in(c.stages, last_exponent(params) + 1)
-                _reject(reason, everyone, ~fits, "stages")
+                num_exponents = last_exponent(params) + 1
+                fits = _in(c.stages, num_exponents)
+                reason[~fits] = _CODE["stages"]  # the first check: no earlier reason to keep
                 index = np.flatnonzero(fits)
-                params = params.take(index)
-            stages = regnet_stages(params)
+                params, num_exponents = params.take(index), num_exponents[index]
+            stages = regnet_stages(params, num_exponents=num_exponents)
         else:
             monotone = np.ones(n, dtype=bool)
             for name in self.space.non_decreasing:
@@ -391,7 +397,8 @@ class _Sampler:
         if not c.allow_skipped_exponents:
             _reject(reason, index, stages.num_stages != stages.total_stages, "skipped_exponents")
         for metric in _METRICS:
-            _reject(reason, index, ~_in(getattr(c, metric), getattr(counts, metric)), metric)
+            if getattr(c, metric) is not None:
+                _reject(reason, index, ~_in(getattr(c, metric), getattr(counts, metric)), metric)
         return _Batch(sampled, index, stages, counts, reason)
 
     def params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams | StageParams:
@@ -412,40 +419,80 @@ class _Sampler:
         }
         return RegNetParams(**cols, q=fixed.q, rounding=fixed.rounding)
 
-    def key(self, batch: _Batch, i: int) -> tuple[Any, ...]:
-        """What makes two draws the same design: their sampled values."""
-        return tuple(x for v in batch.sampled.values() for x in np.ravel(v[i]).tolist())
+    def keys(self, batch: _Batch, which: Sequence[int]) -> list[tuple[Any, ...]]:
+        """What makes two draws the same design: their sampled values (designs `which`)."""
+        idx = np.asarray(which, dtype=np.int64)
+        if not len(idx):
+            return []
+        columns = [v[idx] for v in batch.sampled.values()]
+        if all(c.ndim == 1 for c in columns):
+            return list(zip(*(c.tolist() for c in columns), strict=True))
+        rows = [c.reshape(len(idx), -1).tolist() for c in columns]
+        return [tuple(x for r in rows for x in r[m]) for m in range(len(idx))]
 
-    def record(self, batch: _Batch, i: int, sample_id: int, name: str) -> DesignRecord:
-        """The record of design i of the batch (it must have been generated)."""
-        j = int(np.searchsorted(batch.index, i))
-        st = batch.stages
-        a, b = int(st.offsets[j]), int(st.offsets[j + 1])
-        values = {f: v[i].tolist() for f, v in batch.sampled.items()}
-        spec: dict[str, Any] = {}
-        for f in self.fields:
-            if f == "name":
-                spec[f] = name
-            elif f == "block":
-                spec[f] = self.fixed.block
-            elif f == "stages":
-                spec[f] = tuple(
-                    MappingProxyType({g: values[g][s] for g in self.drawers})
-                    for s in range(self.space.num_stages)  # type: ignore[union-attr]
+    def records(
+        self, batch: _Batch, which: Sequence[int], ids: Sequence[int], names: Sequence[str]
+    ) -> list[DesignRecord]:
+        """The records of designs `which` of the batch (they must have been generated)."""
+        if not len(which):
+            return []
+        idx = np.asarray(which, dtype=np.int64)
+        j = np.searchsorted(batch.index, idx)
+        st, counts = batch.stages, batch.counts
+        lo, hi = st.offsets[j].tolist(), st.offsets[j + 1].tolist()
+        flops, params, acts = (getattr(counts, m)[j].tolist() for m in _METRICS)
+        columns = {f: v[idx].tolist() for f, v in batch.sampled.items()}
+        stage_fields = tuple(self.drawers)
+        out = []
+        for m, (a, b) in enumerate(zip(lo, hi, strict=True)):
+            spec: dict[str, Any] = {}
+            for f in self.fields:
+                if f == "name":
+                    spec[f] = names[m]
+                elif f == "block":
+                    spec[f] = self.fixed.block
+                elif f == "stages":
+                    spec[f] = tuple(
+                        MappingProxyType({g: columns[g][m][s] for g in stage_fields})
+                        for s in range(self.space.num_stages)  # type: ignore[union-attr]
+                    )
+                else:
+                    spec[f] = columns[f][m] if f in columns else self.space.spec[f]
+            out.append(
+                DesignRecord(
+                    id=ids[m],
+                    spec=MappingProxyType(spec),
+                    input_size=self.body.input_size,
+                    widths=tuple(st.width[a:b].tolist()),
+                    depths=tuple(st.depth[a:b].tolist()),
+                    group_widths=tuple(st.group_width[a:b].tolist()),
+                    flops=flops[m],
+                    params=params[m],
+                    acts=acts[m],
                 )
-            else:
-                spec[f] = values[f] if f in values else self.space.spec[f]
-        return DesignRecord(
-            id=sample_id,
-            spec=MappingProxyType(spec),
-            input_size=self.body.input_size,
-            widths=tuple(st.width[a:b].tolist()),
-            depths=tuple(st.depth[a:b].tolist()),
-            group_widths=tuple(st.group_width[a:b].tolist()),
-            flops=int(batch.counts.flops[j]),
-            params=int(batch.counts.params[j]),
-            acts=int(batch.counts.acts[j]),
-        )
+            )
+        return out
+
+    def may_be_nearer(self, batch: _Batch, which: np.ndarray, distance: float) -> np.ndarray:
+        """A mask of `which` that keeps every design nearer than `distance` (and a few more).
+
+        Each metric's term of the distance is non-negative, so a design is nearer only if
+        each count lies within the bounds widened by a factor e**distance; the factor is
+        loosened by 1e-9 so that float rounding never drops a design (the exact distance
+        decides after).
+        """
+        keep = np.ones(len(which), dtype=bool)
+        grow = math.exp(distance)
+        for metric in _METRICS:
+            bounds = getattr(self.constraints, metric)
+            if bounds is None:
+                continue
+            x = getattr(batch.counts, metric)[which]
+            if bounds.lo is not None:
+                keep &= x >= max(bounds.lo, 1) / grow * (1 - 1e-9)
+            if bounds.hi is not None:
+                keep &= x <= max(bounds.hi, 1) * grow * (1 + 1e-9)
+        return keep
 
     def distance(self, batch: _Batch, which: np.ndarray) -> np.ndarray:
         """How far generated designs `which` are outside the complexity bounds (log scale)."""
@@ -606,6 +653,7 @@ def sample(
     _check_bounds(sp, sampler, n)
 
     rng = np.random.default_rng(seed)
+    _adapt_allocator()
     records: list[DesignRecord] = []
     seen: set[tuple[Any, ...]] = set()
     closest: list[_Near] = []
@@ -616,37 +664,58 @@ def sample(
     # A small space is tracked whole: once every design was drawn, more draws cannot help.
     total = distinct_designs(sp)
     drawn: set[tuple[Any, ...]] | None = set() if total <= SMALL_SPACE else None
+    chunk = 1  # batches evaluated together; grows while designs are still missing
     while len(records) < n and tries < max_tries and not exhausted:
-        batch = sampler.evaluate(sampler.draw(rng, BATCH), BATCH)
-        usable = min(BATCH, max_tries - tries)
-        cut = usable
-        for i in np.flatnonzero(batch.reason[:usable] == 0).tolist():
-            key = sampler.key(batch, i)
-            if key in seen:
-                rejected["duplicate"] += 1
-                repeats += 1
-                continue
-            repeats = 0
-            seen.add(key)
-            name = design_name(sp.space, n, len(records))
-            records.append(sampler.record(batch, i, len(records), name))
-            if len(records) == n:
-                cut = i + 1
+        # Draw batch by batch (the random stream is that of BATCH-sized batches), but
+        # generate and count several at once: numpy's per-call cost is then paid per chunk.
+        k = min(chunk, -(-(max_tries - tries) // BATCH))
+        chunk = min(2 * chunk, CHUNK)
+        draws = [sampler.draw(rng, BATCH) for _ in range(k)]
+        sampled = draws[0]
+        if k > 1:
+            sampled = {f: np.concatenate([d[f] for d in draws]) for f in sampled}
+        batch = sampler.evaluate(sampled, k * BATCH)
+        accepted = np.flatnonzero(batch.reason == 0)
+        start, end = tries, 0  # draws of this chunk used: batch.reason[:end]
+        for b in range(k):
+            lo = b * BATCH
+            usable = min(BATCH, max_tries - tries)
+            cut = lo + usable
+            a, z = np.searchsorted(accepted, [lo, cut])
+            candidates = accepted[a:z].tolist()
+            picked: list[int] = []
+            for i, key in zip(candidates, sampler.keys(batch, candidates), strict=True):
+                if key in seen:
+                    rejected["duplicate"] += 1
+                    repeats += 1
+                    continue
+                repeats = 0
+                seen.add(key)
+                picked.append(i)
+                if len(records) + len(picked) == n:
+                    cut = i + 1
+                    break
+            ids = range(len(records), len(records) + len(picked))
+            names = [design_name(sp.space, n, sample_id) for sample_id in ids]
+            records.extend(sampler.records(batch, picked, ids, names))
+            if drawn is not None:
+                drawn.update(sampler.keys(batch, range(lo, cut)))
+                exhausted = len(drawn) >= total and len(records) < n
+            tries += cut - lo
+            end = cut
+            # Only repeats for this long: almost surely every acceptable design is found (a
+            # design not yet seen among k found would have shown up with probability
+            # >= 1 - e**-EXHAUSTED).
+            exhausted = exhausted or repeats >= EXHAUSTED * (len(seen) + 1)
+            if progress is not None:
+                elapsed = time.perf_counter() - t0
+                progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
+            if len(records) == n or tries >= max_tries or exhausted:
                 break
-        for code, count in enumerate(np.bincount(batch.reason[:cut], minlength=len(REASONS) + 1)):
+        for code, count in enumerate(np.bincount(batch.reason[:end], minlength=len(REASONS) + 1)):
             if code:
                 rejected[REASONS[code - 1]] += int(count)
-        closest = _update_closest(sampler, batch, cut, tries, closest)
-        if drawn is not None:
-            drawn.update(sampler.key(batch, i) for i in range(cut))
-            exhausted = len(drawn) >= total and len(records) < n
-        tries += cut
-        # Only repeats for this long: almost surely every acceptable design is found (a design
-        # not yet seen among k found would have shown up with probability >= 1 - e**-EXHAUSTED).
-        exhausted = exhausted or repeats >= EXHAUSTED * (len(seen) + 1)
-        if progress is not None:
-            elapsed = time.perf_counter() - t0
-            progress(SampleProgress(tries, len(records), n, max_tries, elapsed))
+        closest = _update_closest(sampler, batch, end, start, closest)
     result = SampleResult(
         space=sp.space,
         seed=seed,
@@ -679,6 +748,20 @@ def sample(
             result,
         )
     return result
+
+
+def _adapt_allocator() -> None:
+    """Allocate and free one 4 MiB block, so that glibc keeps the sampling loop's memory.
+
+    Each chunk allocates and frees a few MB of arrays of 10,000-odd entries. Until a block
+    larger than its threshold (128 KiB) has been freed, glibc's malloc hands the top of the
+    heap back to the kernel on such frees (trim threshold 256 KiB), and the next chunk faults
+    every page in again: a third of the sampling time. Freeing one mapped 4 MiB block is what
+    makes glibc raise its thresholds by its own rule (mmap threshold to the block's size, trim
+    threshold to twice that); a process that already freed larger blocks is left as it is,
+    and other C libraries just allocate and free 4 MiB.
+    """
+    np.empty(1 << 19)
 
 
 def _slug(space_name: str) -> str:
@@ -732,18 +815,27 @@ def _update_closest(
     mine = np.flatnonzero(complexity)
     if mine.size == 0:
         return closest
-    dist = sampler.distance(batch, mine)
     if len(closest) == CLOSEST:  # only designs nearer than the farthest kept can enter
-        nearer = dist < closest[-1].distance
+        farthest = closest[-1].distance
+        mine = mine[sampler.may_be_nearer(batch, mine, farthest)]
+        dist = sampler.distance(batch, mine)
+        nearer = dist < farthest
         mine, dist = mine[nearer], dist[nearer]
-    merged = list(closest)
-    for j, d in sorted(zip(mine.tolist(), dist.tolist(), strict=True), key=lambda t: t[1])[
-        :CLOSEST
-    ]:
+    else:
+        dist = sampler.distance(batch, mine)
+    merged, added = list(closest), 0
+    # Nearest first, earlier draws first among equals (a stable sort of draw order).
+    order = np.argsort(dist, kind="stable")
+    for j, d in zip(mine[order].tolist(), dist[order].tolist(), strict=True):
         i = int(batch.index[j])
-        key = sampler.key(batch, i)
-        if all(key != near.key for near in merged):  # a design drawn twice shows once
-            name = f"{_slug(sampler.space.space)}-try{tries + i}"
-            merged.append(_Near(d, tries + i, key, sampler.record(batch, i, -1, name)))
+        (key,) = sampler.keys(batch, [i])
+        if any(key == near.key for near in merged):  # a design drawn twice shows once
+            continue
+        name = f"{_slug(sampler.space.space)}-try{tries + i}"
+        (record,) = sampler.records(batch, [i], [-1], [name])
+        merged.append(_Near(d, tries + i, key, record))
+        added += 1
+        if added == CLOSEST:  # later candidates are no nearer than these
+            break
     merged.sort(key=lambda near: (near.distance, near.draw))
     return merged[:CLOSEST]
