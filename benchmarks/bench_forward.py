@@ -207,11 +207,16 @@ def gpu_runners(
     }
 
 
-def bench_gpu(args: argparse.Namespace) -> None:
-    """HF eager fp32 vs our inference form (channels-last fp32 / bf16 / fp16, compiled)."""
+def bench_gpu(args: argparse.Namespace) -> bool:
+    """HF eager fp32 vs our inference form (channels-last fp32 / bf16 / fp16, compiled).
+
+    Also prints each column's largest logit difference from HF's; False when a float32
+    column is off by more than ATOL.
+    """
     if not torch.cuda.is_available():
         print("GPU matrix: skipped (CUDA is not available)")
-        return
+        return True
+    failures: list[str] = []
     dev = torch.device("cuda")
     print(f"GPU matrix on {torch.cuda.get_device_name(dev)}, medians of {args.rounds} rounds")
     cols = ["hf fp32", "fp32", "bf16", "fp16", "compiled fp32"]
@@ -244,9 +249,29 @@ def bench_gpu(args: argparse.Namespace) -> None:
                             runs[c]()
                         torch.cuda.synchronize()
                         rates[c].append(10 * b / (time.perf_counter() - start))
+                diffs = gpu_differences(runs)
             med = {c: statistics.median(v) for c, v in rates.items()}
             ratios = "".join(f"{med[c] / med['hf fp32']:>14.2f}x" for c in cols)
+            worst = ", ".join(f"{c} {d:.1e}" for c, d in diffs.items())
             print(f"{name:<8}{b:>6}{ratios}   HF {med['hf fp32']:.0f} img/s")
+            print(f"{'':<14}largest |logit - HF's| (TF32 off): {worst}")
+            if diffs["fp32"] > ATOL or diffs["compiled fp32"] > ATOL:
+                print(f"  outputs: float32 columns differ from HF's by more than {ATOL:g}")
+                failures.append(f"{name} batch {b}")
+    return not failures
+
+
+def gpu_differences(runs: dict[str, Callable[[], Tensor]]) -> dict[str, float]:
+    """Largest |logit - HF's| of each column, computed with TF32 off (true float32 sums)."""
+    flags = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    try:
+        ref = runs["hf fp32"]().float()
+        return {
+            c: (f().float() - ref).abs().max().item() for c, f in runs.items() if c != "hf fp32"
+        }
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = flags
 
 
 def int_list(text: str) -> list[int]:
@@ -279,6 +304,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=5, help="interleaved rounds (default 5)")
     p.add_argument("--min-time", type=float, default=0.2, help="seconds each timing lasts at least")
     p.add_argument("--no-gpu", action="store_true", help="skip the GPU matrix")
+    p.add_argument("--gpu-only", action="store_true", help="skip the CPU matrix")
     p.add_argument(
         "--unfused",
         action="store_true",
@@ -293,14 +319,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    threads_before = torch.get_num_threads()
-    try:
-        points = [q for name in args.models for q in bench_model(name, args)]
-    finally:
-        torch.set_num_threads(threads_before)
-    ok = print_cpu(points, args)
+    ok = True
+    if not args.gpu_only:
+        threads_before = torch.get_num_threads()
+        try:
+            points = [q for name in args.models for q in bench_model(name, args)]
+        finally:
+            torch.set_num_threads(threads_before)
+        ok = print_cpu(points, args)
     if not args.no_gpu:
-        bench_gpu(args)
+        ok = bench_gpu(args) and ok
     return 0 if ok or not args.check else 1
 
 
