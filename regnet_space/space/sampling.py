@@ -753,13 +753,14 @@ def sample(
 def _adapt_allocator() -> None:
     """Allocate and free one 4 MiB block, so that glibc keeps the sampling loop's memory.
 
-    Each chunk allocates and frees a few MB of arrays of 10,000-odd entries. Until a block
-    larger than its threshold (128 KiB) has been freed, glibc's malloc hands the top of the
-    heap back to the kernel on such frees (trim threshold 256 KiB), and the next chunk faults
-    every page in again: a third of the sampling time. Freeing one mapped 4 MiB block is what
-    makes glibc raise its thresholds by its own rule (mmap threshold to the block's size, trim
-    threshold to twice that); a process that already freed larger blocks is left as it is,
-    and other C libraries just allocate and free 4 MiB.
+    Each chunk allocates and frees a few MB of arrays of 10,000-odd entries. Until glibc's
+    malloc has freed a large mapped block, its trim threshold stays low (128 KiB, or twice the
+    largest mapped block freed so far), so such frees hand the top of the heap back to the
+    kernel and the next chunk faults every page in again: a quarter of the sampling time
+    (bench_sample.py, 2 cores). Freeing one mapped 4 MiB block raises the thresholds by
+    glibc's own rule (mmap threshold to the block's size, trim threshold to twice that); a
+    process that has freed larger blocks already is left as it is, and other C libraries
+    just allocate and free 4 MiB.
     """
     np.empty(1 << 19)
 
