@@ -63,7 +63,10 @@ def load_spec_argument(argument: str) -> tuple[Spec, str]:
     if argument == STDIO:  # any form whose text YAML reads (JSON included)
         data = parse_yaml(sys.stdin.read(), "<stdin>", "spec")
         return spec_from_any_mapping(data, "<stdin>"), "<stdin>"
-    named = None if Path(argument).exists() else resolve_name(argument)  # looked up once
+    path = Path(argument)
+    if path.exists():  # a file or folder (as a Path: not tried as YAML text first)
+        return load_any_spec(path), argument
+    named = resolve_name(argument)  # looked up once
     return load_any_spec(named or argument), str(named or argument)
 
 

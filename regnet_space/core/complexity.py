@@ -130,14 +130,14 @@ def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
     parts.append(stem.part("stem"))
     for s in p.stages:
         t = _Tally(convention)
-        first, *later = s.blocks()
-        _block(t, first)
+        _block(t, s.block(0))
+        later = s.depth - 1
         if later:  # the blocks after the first are all alike: count one, depth - 1 times
             one = _Tally(convention)
-            _block(one, later[0])
-            t.flops += one.flops * len(later)
-            t.params += one.params * len(later)
-            t.acts += one.acts * len(later)
+            _block(one, s.block(1))
+            t.flops += one.flops * later
+            t.params += one.params * later
+            t.acts += one.acts * later
         parts.append(t.part(f"stage{s.index + 1}"))
     head = _Tally(convention)
     head.pool(p.out_width, p.stages[-1].out_size)
