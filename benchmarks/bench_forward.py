@@ -3,7 +3,8 @@
 For every model x batch x thread count, three models holding the same weights (BatchNorm
 statistics randomised so that folding is not trivial) run interleaved in one process:
 Hugging Face's eager RegNetForImageClassification (transformers), ours eager, ours inference
-form. Each round visits every point of the matrix and, at each point, runs the three in a
+form; where timm is installed, timm's RegNet too (a fourth column, with its own goals). Each
+round visits every point of the matrix and, at each point, runs the models in a
 rotated order, so that a busy neighbour or a warming CPU affects them alike; figures are
 medians over rounds. The table is sorted worst inference-form ratio first, after a line
 naming the worst ratio of each kind. Goals: eager >= 1.0x HF, inference form >= 1.25x HF,
@@ -28,6 +29,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import Tensor, nn
@@ -43,6 +45,7 @@ GOAL_INFERENCE = 1.25
 ATOL = 1e-4
 HF, EAGER, FAST = "hugging face eager", "ours eager", "ours inference form"
 UNFUSED = "ours inference form, fused kernels off"
+TIMM = "timm eager"  # a column where timm is installed
 
 
 @dataclass(frozen=True)
@@ -53,7 +56,7 @@ class Point:
     batch: int
     threads: int
     rates: dict[str, tuple[float, ...]]
-    max_diff: float  # largest |ours - HF| over both of ours
+    max_diff: float  # largest |model - HF| over ours (and timm's)
 
     def median(self, name: str) -> float:
         return statistics.median(self.rates[name])
@@ -84,6 +87,22 @@ def hugging_face_model(ours: RegNetForImageClassification) -> nn.Module:
     return hf.eval()
 
 
+def timm_model(ours: RegNetForImageClassification, spec: Any) -> nn.Module | None:
+    """timm's RegNet of the same design holding our weights, or None without timm."""
+    try:
+        from timm.models.regnet import RegNet, RegNetCfg
+    except ImportError:
+        return None
+    from regnet_space.interop.checkpoints import convert_state_dict
+    from regnet_space.interop.timm import timm_cfg_from_spec
+
+    cfg = timm_cfg_from_spec(spec)
+    model = RegNet(RegNetCfg(**cfg.as_kwargs()), in_chans=cfg.in_chans, num_classes=cfg.num_classes)
+    state = convert_state_dict(ours.state_dict(), ours.plan, "hf", "timm")
+    model.load_state_dict(state, strict=True)
+    return model
+
+
 def spec_path(name: str) -> Path:
     """specs/NAME.yaml for a shipped model name, else the path as given."""
     shipped = ROOT / "specs" / f"{name}.yaml"
@@ -109,7 +128,11 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
     hf = hugging_face_model(ours)
     fast = inference_model(ours)
     unfused = inference_model(ours, fused_kernels=False) if args.unfused else None
+    peer = timm_model(ours, spec)  # None without timm
     names = [HF, EAGER, FAST] + ([UNFUSED] if unfused is not None else [])
+    names += [TIMM] if peer is not None else []
+    if peer is not None:
+        peer.eval()
     side = args.input_size
     inputs = {b: torch.randn(b, spec.num_channels, side, side) for b in args.batches}
     keys = [(t, b) for t in args.threads for b in args.batches]
@@ -126,6 +149,8 @@ def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
             }
             if unfused is not None:
                 runners[t, b][UNFUSED] = lambda x=x: unfused(x)
+            if peer is not None:
+                runners[t, b][TIMM] = lambda x=x: peer(x)
             torch.set_num_threads(t)
             reference = runners[t, b][HF]()
             diffs[t, b] = max(
@@ -167,8 +192,10 @@ def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
     )
     head = f"{'model':<8}{'batch':>6}{'thr':>4}{'HF img/s':>11}{'eager/HF':>10}{'form/HF':>9}"
     unfused = UNFUSED in points[0].rates
+    timm = TIMM in points[0].rates
     head += f"{'form min..max':>16}{'max |diff|':>12}"
-    print(head + ("  fused/unfused" if unfused else ""))
+    head += "  fused/unfused" if unfused else ""
+    print(head + ("  eager/timm  form/timm" if timm else ""))
     for q in sorted(points, key=lambda q: q.ratio(FAST)):
         lo = min(q.rates[FAST]) / q.median(HF)
         hi = max(q.rates[FAST]) / q.median(HF)
@@ -177,6 +204,12 @@ def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
             f"{q.ratio(EAGER):>9.2f}x{q.ratio(FAST):>8.2f}x{lo:>8.2f}..{hi:<5.2f}"
             f"{q.max_diff:>12.1e}"
             + (f"{q.median(FAST) / q.median(UNFUSED):>14.2f}x" if unfused else "")
+            + (
+                f"{q.median(EAGER) / q.median(TIMM):>11.2f}x"
+                f"{q.median(FAST) / q.median(TIMM):>10.2f}x"
+                if timm
+                else ""
+            )
         )
     ok_eager = worst_eager.ratio(EAGER) >= GOAL_EAGER
     ok_fast = worst_fast.ratio(FAST) >= GOAL_INFERENCE
@@ -186,7 +219,18 @@ def print_cpu(points: list[Point], args: argparse.Namespace) -> bool:
         f"inference form >= {GOAL_INFERENCE:.2f}x HF {'met' if ok_fast else 'NOT met'}; "
         f"outputs within {ATOL:g} {'met' if ok_diff else 'NOT met'}"
     )
-    return ok_eager and ok_fast and ok_diff
+    if not timm:
+        print("timm: not installed, no timm column")
+        return ok_eager and ok_fast and ok_diff
+    eager_timm = min(q.median(EAGER) / q.median(TIMM) for q in points)
+    form_timm = min(q.median(FAST) / q.median(TIMM) for q in points)
+    ok_timm = eager_timm >= GOAL_EAGER and form_timm >= GOAL_INFERENCE
+    print(
+        f"goals against timm: eager {eager_timm:.2f}x at worst (>= {GOAL_EAGER:.2f}x), "
+        f"inference form {form_timm:.2f}x at worst (>= {GOAL_INFERENCE:.2f}x): "
+        f"{'met' if ok_timm else 'NOT met'}"
+    )
+    return ok_eager and ok_fast and ok_diff and ok_timm
 
 
 def gpu_runners(

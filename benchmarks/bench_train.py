@@ -27,40 +27,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from bench_forward import hugging_face_model, timm_model
 from torch import Tensor, nn
 
 from regnet_space.core.generator import plan as make_plan
 from regnet_space.core.spec import load_spec, load_spec_file
-from regnet_space.nn.model import RegNetForImageClassification, build_model, hf_config_kwargs
+from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 1.0
-
-
-def hugging_face_model(ours: RegNetForImageClassification) -> nn.Module:
-    """transformers' RegNetForImageClassification holding our weights."""
-    from transformers import RegNetConfig
-    from transformers import RegNetForImageClassification as HfModel
-
-    hf = HfModel(RegNetConfig(**hf_config_kwargs(ours.plan)))
-    hf.load_state_dict(ours.state_dict(), strict=True)
-    return hf
-
-
-def timm_model(ours: RegNetForImageClassification, spec: Any) -> nn.Module | None:
-    """timm's RegNet of the same design holding our weights, or None without timm."""
-    try:
-        from timm.models.regnet import RegNet, RegNetCfg
-    except ImportError:
-        return None
-    from regnet_space.interop.checkpoints import convert_state_dict
-    from regnet_space.interop.timm import timm_cfg_from_spec
-
-    cfg = timm_cfg_from_spec(spec)
-    model = RegNet(RegNetCfg(**cfg.as_kwargs()), in_chans=cfg.in_chans, num_classes=cfg.num_classes)
-    state = convert_state_dict(ours.state_dict(), ours.plan, "hf", "timm")
-    model.load_state_dict(state, strict=True)
-    return model
 
 
 def _logits(model: nn.Module) -> Callable[[Tensor], Tensor]:

@@ -312,3 +312,29 @@ def test_timm_names_are_timms_presets(name: str, stem: str) -> None:
     regnet = pytest.importorskip("timm.models.regnet")
     from_timm = spec_from_timm_cfg(regnet.model_cfgs[name].__dict__, name=name)
     assert plan(from_timm).stages == plan(load_spec(name)).stages
+
+
+# ---------------------------------------------------------------------------------------------
+# benchmarks/bench_forward.py's timm column
+
+
+def test_forward_benchmark_times_timm_beside_hugging_face(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    pytest.importorskip("timm")
+    pytest.importorskip("transformers")
+    import importlib.util
+    import sys
+
+    path = ROOT / "benchmarks" / "bench_forward.py"
+    module_spec = importlib.util.spec_from_file_location("bench_forward", path)
+    assert module_spec is not None and module_spec.loader is not None
+    bench = importlib.util.module_from_spec(module_spec)
+    monkeypatch.setitem(sys.modules, "bench_forward", bench)  # its dataclasses look it up
+    module_spec.loader.exec_module(bench)
+    argv = ["--models", "y002", "--batches", "1", "--threads", "1", "--input-size", "32"]
+    bench.main([*argv, "--rounds", "1", "--min-time", "0", "--no-gpu"])
+    out = capsys.readouterr().out
+    assert "eager/timm  form/timm" in out and "goals against timm: eager " in out
+    # timm's model holds our weights: its logits count in the largest difference from HF's
+    assert "outputs within 0.0001 met" in out
