@@ -482,6 +482,8 @@ class _Sampler:
         decides after).
         """
         keep = np.ones(len(which), dtype=bool)
+        if distance == math.inf:
+            return keep
         grow = math.exp(distance)
         for metric in _METRICS:
             bounds = getattr(self.constraints, metric)
@@ -816,14 +818,12 @@ def _update_closest(
     mine = np.flatnonzero(complexity)
     if mine.size == 0:
         return closest
-    if len(closest) == CLOSEST:  # only designs nearer than the farthest kept can enter
-        farthest = closest[-1].distance
-        mine = mine[sampler.may_be_nearer(batch, mine, farthest)]
-        dist = sampler.distance(batch, mine)
-        nearer = dist < farthest
-        mine, dist = mine[nearer], dist[nearer]
-    else:
-        dist = sampler.distance(batch, mine)
+    # Once CLOSEST are kept, only designs nearer than the farthest of them can enter.
+    farthest = closest[-1].distance if len(closest) == CLOSEST else math.inf
+    mine = mine[sampler.may_be_nearer(batch, mine, farthest)]
+    dist = sampler.distance(batch, mine)
+    nearer = dist < farthest
+    mine, dist = mine[nearer], dist[nearer]
     merged, added = list(closest), 0
     # Nearest first, earlier draws first among equals (a stable sort of draw order).
     order = np.argsort(dist, kind="stable")
