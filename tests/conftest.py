@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 from collections.abc import Iterator
+from pathlib import Path
+from types import ModuleType
 
 import pytest
 
@@ -16,3 +20,15 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def bench_forward(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
+    """benchmarks/bench_forward.py loaded as the module `bench_forward` (for this test only)."""
+    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_forward.py"
+    module_spec = importlib.util.spec_from_file_location("bench_forward", path)
+    assert module_spec is not None and module_spec.loader is not None
+    module = importlib.util.module_from_spec(module_spec)
+    monkeypatch.setitem(sys.modules, "bench_forward", module)  # its dataclasses look it up
+    module_spec.loader.exec_module(module)
+    return module

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -219,17 +218,10 @@ def test_bad_inputs() -> None:
 
 
 def test_forward_benchmark_runs_and_prints_the_ratios(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], bench_forward: Any
 ) -> None:
     pytest.importorskip("transformers")
-    import importlib.util
-
-    path = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_forward.py"
-    module_spec = importlib.util.spec_from_file_location("bench_forward", path)
-    assert module_spec is not None and module_spec.loader is not None
-    bench = importlib.util.module_from_spec(module_spec)
-    monkeypatch.setitem(sys.modules, "bench_forward", bench)  # its dataclasses look it up
-    module_spec.loader.exec_module(bench)
+    bench = bench_forward
     spec = tmp_path / "tiny.yaml"
     spec.write_text(
         "name: tiny\nblock: y\nstages:\n  - {width: 16, depth: 1, group_width: 8}\n"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -319,19 +320,11 @@ def test_timm_names_are_timms_presets(name: str, stem: str) -> None:
 
 
 def test_forward_benchmark_times_timm_beside_hugging_face(
-    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+    capsys: pytest.CaptureFixture[str], bench_forward: Any
 ) -> None:
     pytest.importorskip("timm")
     pytest.importorskip("transformers")
-    import importlib.util
-    import sys
-
-    path = ROOT / "benchmarks" / "bench_forward.py"
-    module_spec = importlib.util.spec_from_file_location("bench_forward", path)
-    assert module_spec is not None and module_spec.loader is not None
-    bench = importlib.util.module_from_spec(module_spec)
-    monkeypatch.setitem(sys.modules, "bench_forward", bench)  # its dataclasses look it up
-    module_spec.loader.exec_module(bench)
+    bench = bench_forward
     argv = ["--models", "y002", "--batches", "1", "--threads", "1", "--input-size", "32"]
     bench.main([*argv, "--rounds", "1", "--min-time", "0", "--no-gpu"])
     out = capsys.readouterr().out
