@@ -191,6 +191,16 @@ def _parent_dir(p: Path) -> Path:
     return parent
 
 
+def _lstat(p: Path, shown: Path) -> os.stat_result | None:
+    """What is at an output path (None: nothing); other errors are one line naming `shown`."""
+    try:
+        return p.lstat()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise OutputError(f"{clean(str(shown))}: {_why(exc)}") from None
+
+
 def check_target(path: str | Path, force: bool, _seen: set[Path] | None = None) -> Path:
     """Refuse what an output must not replace; probe the folder; remove stale temp files there.
 
@@ -200,12 +210,7 @@ def check_target(path: str | Path, force: bool, _seen: set[Path] | None = None) 
     """
     shown = Path(path)
     p = _resolve_link(shown)
-    try:
-        st = p.lstat()
-    except FileNotFoundError:
-        st = None
-    except OSError as exc:
-        raise OutputError(f"{clean(str(shown))}: {_why(exc)}") from None
+    st = _lstat(p, shown)
     if st is not None:
         if not stat.S_ISREG(st.st_mode):
             extra = ", expected a file name" if stat.S_ISDIR(st.st_mode) else ""
@@ -231,10 +236,7 @@ def check_folder(path: str | Path, force: bool, shared: bool = False) -> Path:
     """
     shown = Path(path)
     p = _resolve_link(shown)
-    try:
-        st = p.lstat()
-    except FileNotFoundError:
-        st = None
+    st = _lstat(p, shown)
     if st is not None and not stat.S_ISDIR(st.st_mode):
         raise OutputError(f"{clean(str(shown))}: exists and is not a directory")
     if st is not None:
