@@ -10,11 +10,15 @@ A config.json written by `save_pretrained` lists only the fields that differ fro
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from .errors import SpecError
-from .loading import is_int
+from .errors import BuildError, RegNetSpaceError, SpecError
+from .loading import is_int, parse_json, read_text_file
 from .spec import ExplicitSpec, spec_from_dict
+
+if TYPE_CHECKING:
+    from .generator import Plan
 
 # transformers' RegNetConfig defaults (the regnet-y-040 design) and PretrainedConfig's labels.
 HF_DEFAULTS: dict[str, Any] = {
@@ -117,3 +121,70 @@ def hf_config_json(fields: Mapping[str, Any], architecture: str) -> dict[str, An
     data["id2label"] = {str(i): f"LABEL_{i}" for i in range(n)}
     data["label2id"] = {f"LABEL_{i}": i for i in range(n)}
     return data
+
+
+def read_config_json(path: Path, error: type[RegNetSpaceError] = SpecError) -> dict[str, Any]:
+    """A config.json file's object, read with the safe JSON reader's limits."""
+    data = parse_json(read_text_file(path, what="config.json"), str(path), error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    return data
+
+
+def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
+    """Keyword arguments of a transformers `RegNetConfig` that builds the same network.
+
+    Hugging Face's config has no bottleneck multiplier, one group width for all stages
+    (groups = max(1, width // groups_width)), stride 2 in every stage but the first and
+    SE width round(in_width / 4); a plan outside that raises BuildError naming the reason.
+    """
+    if plan.block not in ("x", "y"):
+        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
+    if plan.stem_stride != 2:
+        raise BuildError(
+            f"{plan.name}: stem: cifar (stride-1 stem); Hugging Face RegNet has only the "
+            "stride-2 ImageNet stem"
+        )
+    if plan.block == "y" and plan.se_ratio != 0.25:
+        raise BuildError(
+            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
+        )
+    if plan.block == "x" and plan.se_ratio != 0:
+        raise BuildError(
+            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
+        )
+    for st in plan.stages:
+        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has bottleneck multiplier "
+                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
+            )
+        if st.index > 0 and st.stride != 2:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
+                "uses stride 2 in every stage but the first"
+            )
+    # Every shared groups_width that gives each stage its groups is a candidate; the
+    # largest stage group width is preferred (the published configs use it).
+    groups_width = hf_groups_width(
+        plan.widths,
+        [st.groups for st in plan.stages],
+        preferred=sorted(set(plan.group_widths), reverse=True),
+    )
+    if groups_width is None:
+        described = ", ".join(f"{st.width}/{st.groups}" for st in plan.stages)
+        raise BuildError(
+            f"{plan.name}: no shared groups_width gives every stage its group width "
+            f"(width/groups: {described}); Hugging Face uses groups = max(1, width // groups_width)"
+        )
+    return {
+        "num_channels": plan.num_channels,
+        "embedding_size": plan.stem_width,
+        "hidden_sizes": list(plan.widths),
+        "depths": list(plan.depths),
+        "groups_width": groups_width,
+        "layer_type": plan.block,
+        "hidden_act": plan.activation,
+        "downsample_in_first_stage": plan.stages[0].stride == 2,
+        "num_labels": plan.num_classes,
+    }

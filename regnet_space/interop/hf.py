@@ -10,8 +10,7 @@ from typing import Any
 
 from ..core.errors import SpecError
 from ..core.generator import plan as make_plan
-from ..core.hf_config import hf_fields, spec_from_hf_fields
-from ..core.loading import parse_json, read_text_file
+from ..core.hf_config import hf_config_kwargs, hf_fields, read_config_json, spec_from_hf_fields
 from ..core.spec import ExplicitSpec, Spec
 from .common import InteropError
 
@@ -44,20 +43,8 @@ class HfRegNetConfig:
 
 def hf_config_from_spec(spec: Spec) -> HfRegNetConfig:
     """The Hugging Face config that builds the same network (BuildError if it cannot)."""
-    from ..nn.model import hf_config_kwargs  # imports torch
-
     kw = hf_config_kwargs(make_plan(spec))
-    return HfRegNetConfig(
-        hidden_sizes=tuple(kw["hidden_sizes"]),
-        depths=tuple(kw["depths"]),
-        groups_width=kw["groups_width"],
-        layer_type=kw["layer_type"],
-        num_channels=kw["num_channels"],
-        embedding_size=kw["embedding_size"],
-        hidden_act=kw["hidden_act"],
-        downsample_in_first_stage=kw["downsample_in_first_stage"],
-        num_labels=kw["num_labels"],
-    )
+    return HfRegNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
 
 
 def _hf_fields(config: Mapping[str, Any] | Any, source: str = "<config>") -> dict[str, Any]:
@@ -86,9 +73,6 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ExplicitSpec:
     p = Path(path)
     if p.is_dir():
         p = p / "config.json"
-    text = read_text_file(p, what="config.json")
-    data = parse_json(text, str(p), InteropError)
-    if not isinstance(data, dict):
-        raise InteropError(f"{p}: expected a JSON object")
+    data = read_config_json(p, InteropError)
     default = p.parent.name if p.name == "config.json" and p.parent.name else p.stem
     return spec_from_hf_config(data, name or default or "hf-regnet", str(p))

@@ -15,7 +15,7 @@ import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 import torch
 import torch.utils._pytree as pytree
@@ -25,7 +25,13 @@ from ..core.complexity import count_plan
 from ..core.errors import BuildError, RegNetSpaceError
 from ..core.generator import BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
-from ..core.hf_config import hf_config_json, hf_fields, hf_groups_width, spec_from_hf_fields
+from ..core.hf_config import (
+    hf_config_json,
+    hf_config_kwargs,
+    hf_fields,
+    read_config_json,
+    spec_from_hf_fields,
+)
 from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
@@ -51,7 +57,6 @@ __all__ = [
 ]
 
 
-ProblemType = Literal["regression", "single_label_classification", "multi_label_classification"]
 PROBLEM_TYPES: tuple[str, ...] = (
     "regression",
     "single_label_classification",
@@ -609,65 +614,6 @@ def build_model(
     return RegNetModel(p, zero_init_last_bn=zero_init_last_bn, **switches)
 
 
-def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
-    """Keyword arguments of a transformers `RegNetConfig` that builds the same network.
-
-    Hugging Face's config has no bottleneck multiplier, one group width for all stages
-    (groups = max(1, width // groups_width)), stride 2 in every stage but the first and
-    SE width round(in_width / 4); a plan outside that raises BuildError naming the reason.
-    """
-    if plan.block not in _LAYERS:
-        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
-    if plan.stem_stride != 2:
-        raise BuildError(
-            f"{plan.name}: stem: cifar (stride-1 stem); Hugging Face RegNet has only the "
-            "stride-2 ImageNet stem"
-        )
-    if plan.block == "y" and plan.se_ratio != 0.25:
-        raise BuildError(
-            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
-        )
-    if plan.block == "x" and plan.se_ratio != 0:
-        raise BuildError(
-            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
-        )
-    for st in plan.stages:
-        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has bottleneck multiplier "
-                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
-            )
-        if st.index > 0 and st.stride != 2:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
-                "uses stride 2 in every stage but the first"
-            )
-    # Every shared groups_width that gives each stage its groups is a candidate; the
-    # largest stage group width is preferred (the published configs use it).
-    groups_width = hf_groups_width(
-        plan.widths,
-        [st.groups for st in plan.stages],
-        preferred=sorted(set(plan.group_widths), reverse=True),
-    )
-    if groups_width is None:
-        described = ", ".join(f"{st.width}/{st.groups}" for st in plan.stages)
-        raise BuildError(
-            f"{plan.name}: no shared groups_width gives every stage its group width "
-            f"(width/groups: {described}); Hugging Face uses groups = max(1, width // groups_width)"
-        )
-    return {
-        "num_channels": plan.num_channels,
-        "embedding_size": plan.stem_width,
-        "hidden_sizes": list(plan.widths),
-        "depths": list(plan.depths),
-        "groups_width": groups_width,
-        "layer_type": plan.block,
-        "hidden_act": plan.activation,
-        "downsample_in_first_stage": plan.stages[0].stride == 2,
-        "num_labels": plan.num_classes,
-    }
-
-
 # ---------------------------------------------------------------------------------------------
 # Hugging Face directories: config.json + model.safetensors (or pytorch_model.bin, or shards)
 
@@ -681,12 +627,7 @@ def _pretrained_plan(folder: Path) -> Plan:
     if not config.is_file():
         raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
     try:
-        data = json.loads(config.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BuildError(f"{config}: unreadable config.json ({type(exc).__name__})") from None
-    if not isinstance(data, Mapping):
-        raise BuildError(f"{config}: expected a JSON object")
-    try:
+        data = read_config_json(config, BuildError)
         spec = spec_from_hf_fields(hf_fields(data, str(config)), folder.name or "hf", str(config))
     except RegNetSpaceError as exc:
         raise BuildError(str(exc)) from None
