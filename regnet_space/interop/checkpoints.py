@@ -316,7 +316,7 @@ def convert_state_dict(
                 f"{origin}: unexpected key {key!r} for a {source} checkpoint of {plan.name}{hint}"
             )
     if bgr_to_rgb:
-        stem = key_pairs(plan, target, head=head)[0].theirs
+        stem = dst_pairs[src_pairs[0].ours]  # the stem conv's key in the target layout
         if out[stem].shape[1] != 3:
             raise ConvertError(f"{origin}: --bgr-to-rgb needs 3 input channels")
         out[stem] = out[stem].flip(1).contiguous()

@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from ..core.generator import Plan
 from ..core.generator import plan as make_plan
 from ..core.loading import is_number
 from ..core.spec import ParametricSpec, Spec
@@ -48,16 +49,16 @@ class TimmRegNetCfg:
 _TIMM_ROUNDING = {"timm": 0.0, "torchvision": 0.9}
 
 
-def _timm_rounding(spec: ParametricSpec) -> float:
-    """timm's group_min_ratio for the spec; a pycls spec only if float32 builds the same."""
+def _timm_rounding(spec: ParametricSpec, planned: Plan) -> float:
+    """timm's group_min_ratio for the spec (planned: its plan); pycls only if float32 agrees."""
     if spec.rounding != "pycls":
         return _TIMM_ROUNDING[spec.rounding]
-    as_timm = spec.model_copy(update={"rounding": "timm"})
-    if make_plan(as_timm).stages != make_plan(spec).stages:
-        ours, theirs = make_plan(spec).widths, make_plan(as_timm).widths
+    as_timm = make_plan(spec.model_copy(update={"rounding": "timm"}))
+    if as_timm.stages != planned.stages:
         raise InteropError(
-            f"{spec.name}: rounding: timm's float32 width rule gives widths {list(theirs)}, "
-            f"pycls's float64 rule {list(ours)} (a .5 tie); use rounding: timm to convert"
+            f"{spec.name}: rounding: timm's float32 width rule gives widths "
+            f"{list(as_timm.widths)}, pycls's float64 rule {list(planned.widths)} (a .5 tie); "
+            "use rounding: timm to convert"
         )
     return _TIMM_ROUNDING["timm"]
 
@@ -76,7 +77,8 @@ def timm_cfg_from_spec(spec: Spec) -> TimmRegNetCfg:
         raise InteropError(
             f"{spec.name}: bottleneck_multiplier: timm rounds bm > 1 differently from pycls"
         )
-    n = make_plan(spec).num_stages
+    planned = make_plan(spec)
+    n = planned.num_stages
     if n != 4:
         raise InteropError(f"{spec.name}: the design has {n} stages; timm builds exactly 4")
     return TimmRegNetCfg(
@@ -87,7 +89,7 @@ def timm_cfg_from_spec(spec: Spec) -> TimmRegNetCfg:
         group_size=spec.group_width,
         bottle_ratio=spec.bottleneck_multiplier,
         se_ratio=spec.se_ratio,
-        group_min_ratio=_timm_rounding(spec),
+        group_min_ratio=_timm_rounding(spec, planned),
         stem_width=spec.stem_width,
         act_layer=spec.activation,
         in_chans=spec.num_channels,
