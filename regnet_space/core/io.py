@@ -358,8 +358,7 @@ class OutputSet:
                         self.remove(path)
             else:
                 names = list(dict.fromkeys([*old, *names]))
-            text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
-            staging.write_bytes(folder / MANIFEST, text.encode())
+            _write_manifest(staging, folder, names)
             _finish_file(staging.path(folder / MANIFEST), sync=True)
 
     def remove(self, path: str | Path) -> None:
@@ -388,8 +387,7 @@ class OutputSet:
             yield staging
             for folder, names in self._manifests.items():
                 if folder not in self._existing:  # a new folder: its manifest goes inside
-                    text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
-                    staging.write_bytes(folder / MANIFEST, text.encode())
+                    _write_manifest(staging, folder, names)
             self._commit(staging)
         except OSError as exc:
             self._discard()
@@ -508,6 +506,12 @@ def _locked(folders: Sequence[Path]) -> Iterator[None]:
 
 def _has(e: _Entry) -> bool:
     return e.staged is not None and e.staged.exists()
+
+
+def _write_manifest(staging: Staging, folder: Path, names: list[str]) -> None:
+    """Stage the manifest naming the files a folder's result consists of."""
+    text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
+    staging.write_bytes(folder / MANIFEST, text.encode())
 
 
 def _read_manifest(folder: Path) -> list[str]:
@@ -695,11 +699,11 @@ def atomic_write_with(path: str | Path, writer: Callable[[str], None], force: bo
     outputs = OutputSet(force)
     final = outputs.file(path)
     with outputs.staging() as staging:
-        _call_writer(writer, staging.path(final), Path(path))
+        call_writer(writer, staging.path(final), Path(path))
     return Path(path)
 
 
-def _call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
+def call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
     """Run a library's writer; its failures (OSError or its own error types) become one line."""
     try:
         writer(str(tmp))
@@ -709,8 +713,3 @@ def _call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
         if type(exc).__name__ in ("SafetensorError",):
             raise write_error(shown, exc) from None
         raise
-
-
-def call_writer(writer: Callable[[str], None], tmp: Path, shown: Path) -> None:
-    """Public form of `_call_writer` for commands that stage several files."""
-    _call_writer(writer, tmp, shown)

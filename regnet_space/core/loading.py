@@ -26,7 +26,6 @@ from pydantic import BaseModel, ValidationError
 from .errors import RegNetSpaceError, SpecError
 
 MAX_FILE_BYTES = 1 << 20
-MAX_DEPTH = 64  # nesting of lists and mappings in any YAML or JSON input
 MAX_DIGITS = 400  # digits of a number literal; longer ones are refused by name
 
 
@@ -322,10 +321,8 @@ def _load_python(text: str, source: str, error: type[RegNetSpaceError]) -> Any:
         raise error(f"{source}: YAML nested too deeply") from None
 
 
-def check_depth(
-    data: Any, source: str, error: type[RegNetSpaceError] = SpecError, limit: int = MAX_DEPTH
-) -> None:
-    """Refuse lists and mappings nested deeper than `limit` (iteratively: no recursion)."""
+def check_depth(data: Any, source: str, error: type[RegNetSpaceError] = SpecError) -> None:
+    """Refuse lists and mappings nested deeper than MAX_DEPTH (iteratively: no recursion)."""
     stack = [(data, 1)]
     while stack:
         item, depth = stack.pop()
@@ -335,8 +332,8 @@ def check_depth(
             children = item
         else:
             continue
-        if depth > limit:
-            raise error(f"{source}: nested more than {limit} levels deep")
+        if depth > MAX_DEPTH:
+            raise error(f"{source}: nested more than {MAX_DEPTH} levels deep")
         stack.extend((child, depth + 1) for child in children)
 
 

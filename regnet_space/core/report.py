@@ -13,7 +13,6 @@ from typing import Any
 from .complexity import Complexity, Convention, count_plan
 from .errors import SpecError
 from .generator import Plan, plan
-from .limits import FORMATS as FORMATS
 from .limits import Format
 from .loading import is_space_file
 from .presets import SPEC_SUFFIXES, resolve
