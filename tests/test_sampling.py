@@ -444,3 +444,10 @@ def test_chunk_size_does_not_change_the_result(chunk: int, monkeypatch: pytest.M
     default = _outcome(*args)
     monkeypatch.setattr(sampling, "CHUNK", chunk)
     assert _outcome(*args) == default
+
+
+def test_a_band_below_the_cifar_stem_is_refused_before_drawing() -> None:
+    # The CIFAR stem keeps the full 32x32 side (stride 1): 9 x 3 x 16 x 32 x 32 flops.
+    stem = 9 * 3 * 16 * 32 * 32
+    with pytest.raises(SpaceError, match=f"the stem alone has {stem} flops at input size 32"):
+        sample(SPACES / "regnetx-cifar.yaml", 1, flops=f"0:{stem - 1}")

@@ -43,6 +43,7 @@ from .bulk import (
 )
 from .space import (
     INT_FIELDS,
+    REGNET_FIELDS,
     AnyNetSpace,
     Bounds,
     Constraints,
@@ -322,14 +323,18 @@ def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str
 
 def body_of(space: Space, input_size: int | None = None) -> Body:
     """What the bulk counts need from a space's fixed fields (input size: the space's)."""
-    fixed = space.fixed_spec()
+    return _body(space.fixed_spec(), space.input_size if input_size is None else input_size)
+
+
+def _body(fixed: Spec, input_size: int) -> Body:
+    """What the bulk counts need from the fixed spec fields of a space."""
     return Body(
         stem_width=fixed.stem_width,
         num_channels=fixed.num_channels,
         num_classes=fixed.num_classes,
         se_ratio=fixed.se_ratio,
         downsample_in_first_stage=fixed.downsample_in_first_stage,
-        input_size=space.input_size if input_size is None else input_size,
+        input_size=input_size,
         stem_stride=STEM_STRIDES[fixed.stem],
     )
 
@@ -349,8 +354,8 @@ class _Sampler:
     def __init__(self, space: Space, constraints: Constraints, input_size: int) -> None:
         self.space = space
         self.constraints = constraints
-        self.body = body_of(space, input_size)
         self.fixed = space.fixed_spec()
+        self.body = _body(self.fixed, input_size)
         self.fields = spec_fields_of(space)
         items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
         self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}
@@ -410,8 +415,7 @@ class _Sampler:
     def _regnet_params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams:
         fixed = self.fixed
         cols = {
-            f: sampled[f] if f in sampled else np.full(n, getattr(fixed, f))
-            for f in ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
+            f: sampled[f] if f in sampled else np.full(n, getattr(fixed, f)) for f in REGNET_FIELDS
         }
         cols = {
             f: v.astype(np.int64 if f in INT_FIELDS else np.float64, copy=False)
@@ -537,9 +541,10 @@ def _resolve_constraints(
     return c
 
 
-def _check_bounds(space: Space, sampler: _Sampler, n: int) -> None:
+def _check_bounds(space: Space, sampler: _Sampler, n: int) -> int:
     """Refuse ranges whose largest designs could overflow 64-bit counts, and constraints that
-    no design of the space can meet (below its smallest stem or above its largest design)."""
+    no design of the space can meet (below its smallest stem or above its largest design);
+    the space's distinct designs (an upper bound), at least n."""
     if isinstance(space, RegNetSpace):
         top = {f: float(d.max_value) for f, d in space.sample.items()}
         fixed = sampler.fixed
@@ -563,7 +568,7 @@ def _check_bounds(space: Space, sampler: _Sampler, n: int) -> None:
             f"at input size {sampler.body.input_size}; narrow the ranges"
         )
     b = sampler.body
-    stem = (b.input_size - 1) // 2 + 1
+    stem = (b.input_size - 1) // b.stem_stride + 1
     # Every design has at least the stem: a 3x3 convolution to stem_width channels.
     least = {
         "flops": 9 * b.num_channels * b.stem_width * stem * stem,
@@ -591,6 +596,7 @@ def _check_bounds(space: Space, sampler: _Sampler, n: int) -> None:
             f"{space.space}: the space holds at most {distinct:,} distinct designs, "
             f"fewer than the {n:,} asked for"
         )
+    return distinct
 
 
 def _values_of(dist: QuantizedDist | ValuesDist) -> int:
@@ -652,7 +658,7 @@ def sample(
         raise SpaceError(f"input size must be an integer from 1 to {MAX_INPUT_SIZE}, got {size!r}")
     overrides = {"flops": flops, "params": params, "acts": acts, "stages": stages}
     sampler = _Sampler(sp, _resolve_constraints(sp, overrides), size)
-    _check_bounds(sp, sampler, n)
+    total = _check_bounds(sp, sampler, n)  # distinct designs of the space
 
     rng = np.random.default_rng(seed)
     _adapt_allocator()
@@ -664,7 +670,6 @@ def sample(
     repeats = 0  # acceptable draws since the last new design
     exhausted = False
     # A small space is tracked whole: once every design was drawn, more draws cannot help.
-    total = distinct_designs(sp)
     drawn: set[tuple[Any, ...]] | None = set() if total <= SMALL_SPACE else None
     chunk = 1  # batches evaluated together; grows while designs are still missing
     while len(records) < n and tries < max_tries and not exhausted:
