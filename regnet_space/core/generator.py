@@ -269,7 +269,7 @@ def adjust_torchvision(width: int, bm: float, group_width: int) -> tuple[int, in
 
 # timm's group_min_ratio 0 is pycls's rule (bm <= 1; timm has no lcm for bm > 1), 0.9
 # torchvision's make-divisible.
-_ADJUST = {"pycls": adjust_pycls, "timm": adjust_pycls, "torchvision": adjust_torchvision}
+ADJUST = {"pycls": adjust_pycls, "timm": adjust_pycls, "torchvision": adjust_torchvision}
 
 
 def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation]:
@@ -279,7 +279,7 @@ def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation
     # pycls's np.unique(ws, return_counts=True): distinct widths in increasing order, each with
     # its block count (in plain Python: np.unique's first call imports numpy.ma, 6 ms).
     runs = sorted(Counter(gen.quantized_widths).items())
-    adjust = _ADJUST[spec.rounding]
+    adjust = ADJUST[spec.rounding]
     stages = []
     for i, (w, d) in enumerate(runs):
         width, g = adjust(int(w), spec.bottleneck_multiplier, spec.group_width)

@@ -25,9 +25,8 @@ import numpy as np
 
 from ..core.errors import PlanError, RegNetSpaceError
 from ..core.generator import (
+    ADJUST,
     FLOAT32_ROUNDINGS,
-    adjust_pycls,
-    adjust_torchvision,
     quantized_linear,
     to_explicit,
 )
@@ -101,7 +100,7 @@ def regenerate(
 ) -> tuple[int, ...]:
     """Per-block widths of parameters: the quantized linear rule, then block compatibility."""
     gen = quantized_linear(depth, w0, wa, wm, q, rounding in FLOAT32_ROUNDINGS)
-    adjust = adjust_torchvision if rounding == "torchvision" else adjust_pycls
+    adjust = ADJUST[rounding]
     table = {w: adjust(w, bottleneck_multiplier, group_width)[0] for w in set(gen.quantized_widths)}
     return tuple(table[w] for w in gen.quantized_widths)
 
@@ -139,7 +138,7 @@ class _Searcher:
         self.q = q
         self.log_t = np.log(target.astype(np.float64))
         self.limit = 4 * float(target.max()) + 2 * g / min(bm, 1.0) + q
-        adjust = adjust_torchvision if rounding == "torchvision" else adjust_pycls
+        adjust = ADJUST[rounding]
         top = int(self.limit // q) + 2
         # lookup[k] = block-compatible width of quantized width k * q (k = 0 is never used)
         self.lookup = np.array(
