@@ -394,21 +394,23 @@ def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecErro
     return os.fdopen(fd, "rb")
 
 
-def read_text_file(path: Path, what: str = "spec") -> str:
-    """Read a small UTF-8 text file, turning every OS problem into a one-line SpecError."""
+def read_text_file(
+    path: Path, what: str = "spec", error: type[RegNetSpaceError] = SpecError
+) -> str:
+    """Read a small UTF-8 text file, turning every OS problem into a one-line `error`."""
     try:
-        with open_regular(path, what) as fh:
+        with open_regular(path, what, error) as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
-        raise SpecError(f"{path}: cannot read: {exc.strerror or exc}") from None
+        raise error(f"{path}: cannot read: {exc.strerror or exc}") from None
     if len(raw) > MAX_FILE_BYTES:
-        raise SpecError(f"{path}: larger than {MAX_FILE_BYTES} bytes, not a {what} file")
+        raise error(f"{path}: larger than {MAX_FILE_BYTES} bytes, not a {what} file")
     if b"\0" in raw:
-        raise SpecError(f"{path}: binary data, expected a YAML {what} file")
+        raise error(f"{path}: binary data, expected a YAML {what} file")
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
-        raise SpecError(f"{path}: not UTF-8 text, expected a YAML {what} file") from None
+        raise error(f"{path}: not UTF-8 text, expected a YAML {what} file") from None
 
 
 # ---------------------------------------------------------------------------------------------

@@ -535,13 +535,7 @@ def space_from_text(text: str, source: str = "<string>") -> Space:
 def load_space_file(path: str | Path) -> Space:
     """Load and validate a YAML design-space file."""
     p = Path(path)
-    try:
-        text = read_text_file(p, "space")
-    except SpaceError:
-        raise
-    except SpecError as exc:
-        raise SpaceError(str(exc)) from None
-    return space_from_text(text, str(p))
+    return space_from_text(read_text_file(p, "space", SpaceError), str(p))
 
 
 def load_space(source: str | Path | Mapping[str, Any] | Space) -> Space:
