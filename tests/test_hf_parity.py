@@ -387,3 +387,14 @@ def test_build_model_takes_the_switches() -> None:
     with torch.no_grad():
         out = model(inputs()[0])
     assert isinstance(out, tuple) and len(out[1]) == len(HIDDEN_SIZES) + 1
+
+
+def test_from_pretrained_refuses_unreadable_files_in_one_line(tmp_path: Path) -> None:
+    make(RegNetForImageClassification).save_pretrained(tmp_path)
+    (tmp_path / "model.safetensors").unlink()
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not a pickle at all")
+    with pytest.raises(BuildError, match=r"pytorch_model\.bin: not a PyTorch checkpoint"):
+        RegNetForImageClassification.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text('{"hidden_sizes": ' + "[" * 200 + "]" * 200 + "}")
+    with pytest.raises(BuildError, match=r"config\.json: nested more than"):
+        RegNetForImageClassification.from_pretrained(tmp_path)

@@ -8,9 +8,6 @@ are read with `torch.load(..., weights_only=True)` or safetensors only.
 
 from __future__ import annotations
 
-import pickle
-import re
-import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +19,7 @@ from torch import Tensor
 from ..core.errors import RegNetSpaceError
 from ..core.generator import Plan
 from ..core.io import atomic_write_with, check_target
-from ..core.text import clean
+from ..nn.weights import SAFETENSORS_SUFFIX, read_weight_file
 
 __all__ = [
     "LIBRARIES",
@@ -43,7 +40,6 @@ Library = Literal["hf", "timm", "torchvision", "pycls"]
 LIBRARIES: tuple[Library, ...] = get_args(Library)
 
 TORCH_SUFFIXES = (".pth", ".pyth", ".pt", ".bin", ".ckpt")
-SAFETENSORS_SUFFIX = ".safetensors"
 # Wrappers around the state dict: pycls, training scripts (timm, Lightning), torchvision refs.
 _WRAPPER_KEYS = ("model_state", "state_dict", "model", "module")
 
@@ -384,49 +380,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
         p = found[0]
     if not p.is_file():
         raise ConvertError(f"{p}: no such file")
-    if p.suffix == SAFETENSORS_SUFFIX:
-        return _read_safetensors(p)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
-            obj = torch.load(p, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        text = str(exc)
-        if "Unsupported global" in text or "unsupported GLOBAL" in text:
-            found = re.search(r"GLOBAL ([\w.]+)", text)
-            what = f" ({clean(found.group(1))})" if found else ""
-            raise ConvertError(
-                f"{p}: holds a Python object{what} other than tensors; refused "
-                "(checkpoints are read with weights_only=True)"
-            ) from None
-        raise ConvertError(f"{p}: not a PyTorch checkpoint ({_unpickler_reason(exc)})") from None
-    except (RuntimeError, EOFError, OSError, ValueError, AttributeError, KeyError) as exc:
-        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(f"{p}: not a PyTorch checkpoint ({what[:120]})") from None
-    return _unwrap(obj, str(p))
-
-
-def _unpickler_reason(exc: Exception) -> str:
-    """The weights-only unpickler's own reason, without its long advice."""
-    text = str(exc)
-    marker = "WeightsUnpickler error:"
-    if marker in text:
-        reason = text.split(marker, 1)[1].strip().splitlines()
-        if reason:
-            return reason[0].strip()[:120]
-    return "unreadable pickle"
-
-
-def _read_safetensors(p: Path) -> dict[str, Tensor]:
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise ConvertError(f"{p}: reading .safetensors needs the safetensors package") from None
-    try:
-        state = load_file(str(p), device="cpu")
-    except Exception as exc:  # safetensors raises its own SafetensorError and OSError
-        what = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ConvertError(f"{p}: not a safetensors file ({what[:120]})") from None
+    state = read_weight_file(p, ConvertError)
     return _unwrap(state, str(p))
 
 

@@ -35,6 +35,7 @@ from ..core.hf_config import (
 from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
+from .weights import read_safetensors, read_weight_file
 
 __all__ = [
     "MAX_BUILD_PARAMS",
@@ -640,22 +641,19 @@ def _read_weights(folder: Path) -> dict[str, Tensor]:
     if not found:
         raise BuildError(f"{folder}: no weights ({', '.join(_WEIGHT_FILES)})")
     path = found[0]
-    if path.name == "pytorch_model.bin":
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if not isinstance(state, Mapping):
-            raise BuildError(f"{path}: expected a state dict")
-        return dict(state)
-    try:
-        from safetensors.torch import load_file
-    except ImportError:
-        raise BuildError(f"{path}: reading safetensors needs the safetensors package") from None
     if path.name.endswith(".index.json"):
-        shards = sorted(set(json.loads(path.read_text(encoding="utf-8"))["weight_map"].values()))
+        index = read_config_json(path, BuildError)
+        weight_map = index.get("weight_map")
+        if not isinstance(weight_map, Mapping):
+            raise BuildError(f"{path}: no weight_map")
         state: dict[str, Tensor] = {}
-        for shard in shards:
-            state.update(load_file(str(folder / shard)))
+        for shard in sorted(set(map(str, weight_map.values()))):
+            state.update(read_safetensors(folder / shard, BuildError))
         return state
-    return load_file(str(path))
+    loaded = read_weight_file(path, BuildError)
+    if not isinstance(loaded, Mapping):
+        raise BuildError(f"{path}: expected a state dict")
+    return dict(loaded)
 
 
 def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:
