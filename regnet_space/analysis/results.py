@@ -140,7 +140,7 @@ def _refuse_duplicates(records: Sequence[Record]) -> None:
             k = str(r.data[key])
             if k in seen:
                 raise AnalysisError(
-                    f"{r.source}: {key} {_short(r.data[key])} appears twice (also {seen[k]}); "
+                    f"{r.source}: {key} {short_repr(r.data[key])} appears twice (also {seen[k]}); "
                     "each model must be listed once"
                 )
             seen[k] = r.source.rsplit(": ", 1)[-1]
@@ -222,14 +222,10 @@ def _metric(rec: Record, metric: str) -> float:
     raw = rec.data[metric]
     value = _number(raw)
     if value is None:
-        raise AnalysisError(f"{rec.source}: {metric}: not a number: {_short(raw)}")
+        raise AnalysisError(f"{rec.source}: {metric}: not a number: {short_repr(raw)}")
     if not math.isfinite(value):
-        raise AnalysisError(f"{rec.source}: {metric}: not a finite number: {_short(raw)}")
+        raise AnalysisError(f"{rec.source}: {metric}: not a finite number: {short_repr(raw)}")
     return value
-
-
-def _short(value: Any) -> str:
-    return short_repr(value)
 
 
 def _spec_data(data: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -249,7 +245,7 @@ def _checked_number(data: Mapping[str, Any], key: str, source: str) -> float | N
         return None
     v = _number(raw)
     if v is None or not math.isfinite(v):
-        raise AnalysisError(f"{source}: {key}: not a finite number: {_short(raw)}")
+        raise AnalysisError(f"{source}: {key}: not a finite number: {short_repr(raw)}")
     return v
 
 
@@ -284,7 +280,9 @@ def _complexity(rec: Record) -> dict[str, float]:
     values = {k: _checked_number(data, k, rec.source) for k in COMPLEXITY}
     for k, v in values.items():
         if v is not None and v < 0:
-            raise AnalysisError(f"{rec.source}: {k}: must not be negative, got {_short(data[k])}")
+            raise AnalysisError(
+                f"{rec.source}: {k}: must not be negative, got {short_repr(data[k])}"
+            )
     if all(v is not None for v in values.values()):
         return values  # type: ignore[return-value]
     size = data.get("input_size") or 224
@@ -320,13 +318,15 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
             raise AnalysisError(f"{r.source}: no {key!r} to join with the samples")
         s = index.get(str(r.data[key]))
         if s is None:
-            raise AnalysisError(f"{r.source}: {key} {_short(r.data[key])} is not in the samples")
+            raise AnalysisError(
+                f"{r.source}: {key} {short_repr(r.data[key])} is not in the samples"
+            )
         for field in ("space", *JOIN_KEYS):
             if field in r.data and field in s.data and str(r.data[field]) != str(s.data[field]):
                 raise AnalysisError(
                     f"{r.source}: joined by {key} to {s.source}, whose {field} "
-                    f"{_short(s.data[field])} differs from {_short(r.data[field])}: the wrong "
-                    "sample file for these results?"
+                    f"{short_repr(s.data[field])} differs from {short_repr(r.data[field])}: "
+                    "the wrong sample file for these results?"
                 )
         out.append(Record(r.source, {**s.data, **r.data}))
     return out

@@ -346,13 +346,14 @@ def analyze(
     weights, edges, notes = complexity_weights(
         [np.asarray(s.complexity[normalize_by]) for s in study.spaces], bins
     )
-    spaces, ranges, corrs = [], [], []
+    spaces, ranges, corrs, parts = [], [], [], []
     for i, (s, w) in enumerate(zip(study.spaces, weights, strict=True)):
         spaces.append(_space_result(s, w, lower))
         ranges += _good_ranges(s, study.parameters, (seed, i), (resamples, fraction, lower))
-        corrs += _correlations(s.label, np.asarray(s.metric), _columns(s, study.parameters))
+        parts.append(_columns(s, study.parameters))
+        corrs += _correlations(s.label, np.asarray(s.metric), parts[-1])
     if len(study.spaces) > 1:
-        pooled = _pooled(study)
+        pooled = _pooled(study, parts)
         corrs += _correlations("all", pooled[0], pooled[1])
     return Analysis(
         metric=study.metric,
@@ -377,9 +378,11 @@ def _columns(s: SpaceModels, parameters: Sequence[str]) -> dict[str, np.ndarray]
     return cols
 
 
-def _pooled(study: Study) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+def _pooled(
+    study: Study, parts: Sequence[dict[str, np.ndarray]]
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Every space's metric and columns (`parts`, one per space) concatenated."""
     metric = np.concatenate([np.asarray(s.metric) for s in study.spaces])
-    parts = [_columns(s, study.parameters) for s in study.spaces]
     return metric, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
@@ -442,8 +445,5 @@ def correlation_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
     labels = list(dict.fromkeys(c.space for c in a.correlations))
     variables = list(dict.fromkeys(c.variable for c in a.correlations))
     rho = {(c.space, c.variable): c.rho for c in a.correlations}
-    rows = [
-        [v, *(fmt(rho.get((s, v)), 2) if rho.get((s, v)) is not None else "n/a" for s in labels)]
-        for v in variables
-    ]
+    rows = [[v, *(fmt(rho.get((s, v)), 2) for s in labels)] for v in variables]
     return ["variable", *labels], rows

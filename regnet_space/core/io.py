@@ -37,7 +37,7 @@ _MAX_BOOKKEEPING = 64 << 20  # bytes of a manifest or journal (a million file na
 _POINTER = ".pointer"
 
 
-def _umask_mode() -> int:
+def umask_mode() -> int:
     # mkstemp-like files are 0600; outputs should get the usual mode (0666 less the umask).
     mask = os.umask(0)
     os.umask(mask)
@@ -606,7 +606,7 @@ def _finish_file(path: Path, sync: bool) -> None:
     """Give a staged file the usual mode (and flush it to disk) before it is moved into place."""
     if not path.is_file():
         return
-    os.chmod(path, _umask_mode())
+    os.chmod(path, umask_mode())
     if not sync:
         return
     fd = os.open(path, os.O_RDONLY)

@@ -33,6 +33,7 @@ from ..analysis.studydb import (
     trial_from_row,
 )
 from ..core.errors import OutputError
+from ..core.io import umask_mode
 from .errors import StudyError
 from .studyfile import ResolvedStudy
 
@@ -97,7 +98,7 @@ def _create(path: Path, study: ResolvedStudy) -> None:
             con.execute("COMMIT")
         finally:
             con.close()  # checkpoints the WAL into the file and removes it
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, umask_mode())
         # Exclusive: if another driver created it meanwhile, opening it checks it is ours.
         try:
             os.link(tmp, path)
@@ -118,12 +119,6 @@ def _check_study(meta: Mapping[str, str], p: Path, study: ResolvedStudy) -> None
             f"{p}: holds study {meta.get('name', '?')!r} made from a different study file "
             "(space, n, seed, constraints, recipe, search or data differ); use another --db"
         )
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 class StudyDatabase:

@@ -203,6 +203,7 @@ class RayPool:
         ray = import_ray()
         self._ray = ray
         self._started = False
+        self._refs: dict[Any, int] = {}  # before any close(): it cancels these
         cpus, gpus = executor.cpus_per_trial, executor.gpus_per_trial
         if not ray.is_initialized():
             options: dict[str, Any] = {
@@ -238,7 +239,6 @@ class RayPool:
         self.slots = slots
         # max_retries=0: a dead worker fails the trial; the study's retries decide what next.
         self._remote = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=0)(run_trial)
-        self._refs: dict[Any, int] = {}
 
     def submit(self, task: TrialTask) -> None:
         """Start one Ray task."""

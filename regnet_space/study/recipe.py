@@ -10,12 +10,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..core.errors import SpecError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.loading import format_errors, is_yaml_text, parse_yaml, read_text_file
+from ..core.loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
 from .errors import StudyError
 
 # The batch size the base learning rate is quoted at (pycls: lr = base_lr * batch / 128).
@@ -165,4 +164,4 @@ def recipe_with(recipe: Recipe, overrides: Mapping[str, Any]) -> Recipe:
 
 def dump_recipe(recipe: Recipe) -> str:
     """The recipe as YAML text that load_recipe reads back to an equal recipe."""
-    return yaml.safe_dump(recipe.model_dump(mode="json"), sort_keys=False)
+    return dump_yaml(recipe.model_dump(mode="json"))

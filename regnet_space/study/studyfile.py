@@ -186,10 +186,7 @@ def _load_space(file: StudyFile, base: Path, where: Path) -> Space:
 def _load_recipe(file: StudyFile, base: Path, where: Path) -> Recipe:
     try:
         if isinstance(file.recipe, str):
-            path = _relative(base, file.recipe)
-            if not path.is_file():
-                raise StudyError(f"{path}: no such file")
-            return load_recipe(path)
+            return load_recipe(_relative(base, file.recipe))
         return load_recipe(file.recipe)
     except RegNetSpaceError as exc:
         raise StudyError(f"{where}: recipe: {exc}") from None
@@ -304,10 +301,10 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_trial(executor: LocalExecutor | RayExecutor, workers: int | None = None) -> int:
+def threads_per_trial(executor: LocalExecutor | RayExecutor) -> int:
     """torch threads of one trial: the local executor's share of cores, or Ray's CPUs."""
     if isinstance(executor, RayExecutor):
         return max(1, math.floor(executor.cpus_per_trial))
     if executor.threads is not None:
         return executor.threads
-    return max(1, cores() // (workers or executor.workers))
+    return max(1, cores() // executor.workers)

@@ -195,14 +195,6 @@ class RunFiles:
     def weights(self, safetensors: bool) -> Path:
         return self.folder / ("model.safetensors" if safetensors else "model.pt")
 
-    def remove_stale_temps(self) -> None:
-        """Delete temp files a killed run left behind (`.NAME.XXXX.tmp` of our files only)."""
-        names = {p.name for p in self.ours()}
-        for path in self.folder.glob(".*.tmp"):
-            if path.name[1:].removesuffix(".tmp").rsplit(".", 1)[0] in names:
-                with contextlib.suppress(OSError):
-                    path.unlink()
-
     def ours(self) -> tuple[Path, ...]:
         """Every file a run writes (removed by a forced restart, nothing else is)."""
         names = ("checkpoint", "metrics", "result", "spec", "recipe", "identity")
@@ -385,7 +377,7 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def _summarize(
-    curve: list[EpochMetrics], recipe: Recipe, device: torch.device, synthetic: bool, n: int
+    curve: list[EpochMetrics], device: torch.device, synthetic: bool, n: int
 ) -> TrainResult:
     loop_seconds = sum(n / m.images_per_second for m in curve if m.images_per_second > 0)
     return TrainResult(
@@ -488,8 +480,6 @@ def _train(
     start_epoch = 0
 
     if files is not None:
-        if state == "resume":
-            files.remove_stale_temps()
         if state == "resume" and files.checkpoint.is_file():
             ckpt = torch.load(files.checkpoint, map_location=device, weights_only=True)
             model.load_state_dict(ckpt["model"])
@@ -502,7 +492,6 @@ def _train(
             start_epoch = int(ckpt["epoch"])
         else:
             files.folder.mkdir(exist_ok=True)
-            files.remove_stale_temps()
             for path in files.ours():
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
@@ -585,7 +574,7 @@ def _train(
             _write_metrics(files, curve)
 
     images_per_epoch = steps * min(recipe.batch_size, loader.n_train)
-    result = _summarize(curve, recipe, device, data.name == "synthetic", images_per_epoch)
+    result = _summarize(curve, device, data.name == "synthetic", images_per_epoch)
     if files is not None:
         _save_weights(files, ema.model if ema is not None else model)
         atomic_write_text(files.result, json.dumps(result.as_dict(), indent=2) + "\n", True)
