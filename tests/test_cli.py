@@ -306,3 +306,20 @@ def test_build_and_report_show_the_cifar_stem_stride(
     assert stem_row.split()[:4] == ["stem", "16", "1", "1"] and stem_row.split()[4] == "32"
     assert main(["report", str(spec), "--format", "json", "--input-size", "32"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["stem_stride"] == 1
+
+
+def test_build_json_stages_show_the_cifar_stem_stride(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    spec = tmp_path / "c.yaml"
+    spec.write_text(
+        "name: c\nblock: x\ndepth: 6\nw0: 24\nwa: 20.0\nwm: 2.5\ngroup_width: 8\n"
+        "stem: cifar\nstem_width: 16\nnum_classes: 10\n"
+    )
+    status, out, err = run(capsys, "build", str(spec), "--input-size", "32", "--json")
+    assert status == 0, err
+    stem = json.loads(out)["stages"][0]
+    assert stem["part"] == "stem" and stem["stride"] == 1 and stem["out_size"] == 32
+    status, out, err = run(capsys, "build", Y040, "--json")
+    assert status == 0, err
+    assert json.loads(out)["stages"][0]["stride"] == 2  # the ImageNet stem

@@ -46,31 +46,6 @@ COUNTER_HELP = (
 # build
 
 
-def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
-    headers = ["stage", "width", "depth", "group w", "groups", "bottleneck", "SE w", "stride"]
-    headers += ["out", "flops %", "params %"]
-
-    def share(part: Any) -> list[str]:
-        return [f"{100 * part.flops / c.flops:.1f}", f"{100 * part.params / c.params:.1f}"]
-
-    parts = {part.name: part for part in c.parts}
-    stride = str(p.stem_stride)
-    rows = [["stem", str(p.stem_width), "1", "", "", "", "", stride, str(p.stem_size)]]
-    rows[0] += share(parts["stem"])
-    for s in p.stages:
-        se = f"{s.se_width_first}/{s.se_width}" if s.se_width else "-"
-        rows.append(
-            [
-                *map(str, (s.index + 1, s.width, s.depth, s.group_width, s.groups)),
-                *(str(s.bottleneck_width), se, str(s.stride), str(s.out_size)),
-                *share(parts[f"stage{s.index + 1}"]),
-            ]
-        )
-    head = parts["head"]
-    rows.append(["head", str(p.num_classes), "", "", "", "", "", "", "1", *share(head)])
-    return headers, rows
-
-
 def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
     """The per-stage table as numbers: stem, each stage, head, with their counts."""
     parts = {part.name: part for part in c.parts}
@@ -80,7 +55,7 @@ def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
         return {"flops": part.flops, "params": part.params, "acts": part.acts}
 
     rows: list[dict[str, Any]] = [
-        {"part": "stem", "width": p.stem_width, "stride": 2, "out_size": p.stem_size}
+        {"part": "stem", "width": p.stem_width, "stride": p.stem_stride, "out_size": p.stem_size}
         | counts("stem")
     ]
     for s in p.stages:
@@ -101,6 +76,29 @@ def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
         )
     rows.append({"part": "head", "width": p.num_classes, "out_size": 1} | counts("head"))
     return rows
+
+
+def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
+    """The per-stage table as text, made from `_stage_records` (one source for both)."""
+    headers = ["stage", "width", "depth", "group w", "groups", "bottleneck", "SE w", "stride"]
+    headers += ["out", "flops %", "params %"]
+    rows = []
+    for r in _stage_records(p, c):
+        if r["part"] == "stem":
+            r = r | {"depth": 1}  # the text table shows the stem as one layer
+        if "se_width" in r:
+            r = r | {"se": f"{r['se_width_first']}/{r['se_width']}" if r["se_width"] else "-"}
+        keys = ("width", "depth", "group_width", "groups", "bottleneck_width", "se", "stride")
+        rows.append(
+            [
+                r["part"].removeprefix("stage"),
+                *(str(r[k]) if k in r else "" for k in keys),
+                str(r["out_size"]),
+                f"{100 * r['flops'] / c.flops:.1f}",
+                f"{100 * r['params'] / c.params:.1f}",
+            ]
+        )
+    return headers, rows
 
 
 def _design_line(spec: Spec) -> str:

@@ -212,8 +212,13 @@ def _reasons(result: SampleResult) -> str:
     return ", ".join(parts) or "none"
 
 
-def _targets(args: argparse.Namespace, space_name: str) -> tuple[OutputSet, Path, Path | None]:
-    """Check every output path before sampling, so that a long run never ends in a refusal."""
+def _targets(
+    args: argparse.Namespace, space_name: str
+) -> tuple[OutputSet, Path, Path | None, list[str]]:
+    """Check every output path before sampling, so that a long run never ends in a refusal.
+
+    Also returns the spec file names of the --specs-dir folder (none without it).
+    """
     from ..core.io import OutputSet
     from ..core.text import clean
     from ..space.sampling import MAX_DESIGNS, spec_file_names
@@ -231,12 +236,13 @@ def _targets(args: argparse.Namespace, space_name: str) -> tuple[OutputSet, Path
     if args.n > MAX_DESIGNS:  # before building n file names
         raise OutputError(f"--n must be at most {MAX_DESIGNS:,}, got {args.n:,}")
     outputs = OutputSet(args.force)
-    folder = None
+    folder, names = None, []
     if args.specs_dir is not None:
-        folder = outputs.folder(args.specs_dir, spec_file_names(space_name, args.n), shared=True)
+        names = spec_file_names(space_name, args.n)
+        folder = outputs.folder(args.specs_dir, names, shared=True)
     if args.output != STDIO:
         outputs.file(out)  # last: a records file means its spec folder is complete
-    return outputs, out, folder
+    return outputs, out, folder, names
 
 
 def run(args: argparse.Namespace) -> int:
@@ -248,12 +254,12 @@ def run(args: argparse.Namespace) -> int:
         records_to_csv,
         records_to_jsonl,
         sample,
-        spec_file_names,
     )
     from ..space.space import load_space
 
     space = load_space(resolve(args.space, "space") if args.space != STDIO else sys.stdin.read())
-    outputs, out, folder = _targets(args, space.space)
+    # The names are those of result.space: sample() passes a loaded space through.
+    outputs, out, folder, names = _targets(args, space.space)
     progress = _Progress(not args.quiet)
     t0 = time.perf_counter()
     try:
@@ -281,7 +287,6 @@ def run(args: argparse.Namespace) -> int:
     text = render(result.records)
     with outputs.staging() as staging:  # the spec folder and the records appear together
         if folder is not None:
-            names = spec_file_names(result.space, args.n)
             for name, rec in zip(names, result.records, strict=True):
                 # The design was counted at the sample's input size: the spec file says so.
                 fields = rec.to_dict_spec() | {"input_size": rec.input_size}

@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .progress import Progress
+
 RUN_DESCRIPTION = """\
 Train every design of a study file under one recipe and record each result in the study
 database (SQLite, one file; default: <study file stem>.db in the current folder).
@@ -61,7 +63,6 @@ def _positive_number(text: str) -> float:
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `study` command group (run, status, export) to a CLI's subparsers."""
-    raw = argparse.RawDescriptionHelpFormatter
     study = subparsers.add_parser(
         "study",
         help="train sampled designs into a resumable study database (run, status, export)",
@@ -77,7 +78,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="run (or resume) a study",
         description=RUN_DESCRIPTION,
         epilog=RUN_EPILOG,
-        formatter_class=raw,
     )
     r.add_argument("study_file", metavar="STUDYFILE", help="study file (YAML)")
     r.add_argument("--db", metavar="PATH", help="study database (default: <STUDYFILE stem>.db)")
@@ -199,18 +199,22 @@ def run_run(args: argparse.Namespace) -> int:
     executor = _executor(args, study.file.executor)
     check_executor(executor.kind)
     db = Path(args.db) if args.db else default_db_path(args.study_file)
-    tty = sys.stderr.isatty() and not args.quiet
+    # Terminal only (quiet in pipes and with --quiet). The ETA is the driver's: from this
+    # run's trial times and parallelism, so trials finished by an earlier run do not skew it.
+    bar = Progress(study.name, enabled=not args.quiet)
 
     def show(p: RunProgress) -> None:
-        sys.stderr.write(
-            f"\r{study.name}: {p.done}/{p.total} done, {p.failed} failed, {p.running} running, "
-            f"{duration(p.elapsed)} elapsed, ETA {duration(p.eta)}   "
+        bar.step(
+            f"{p.done}/{p.total} done, {p.failed} failed, {p.running} running, "
+            f"ETA {duration(p.eta)}"
         )
-        sys.stderr.flush()
 
-    summary = run_study(study, db, executor, address=args.address, progress=show if tty else None)
-    if tty:
-        sys.stderr.write("\n")
+    try:
+        summary = run_study(
+            study, db, executor, address=args.address, progress=show if bar.tty else None
+        )
+    finally:
+        bar.done()
     complete = summary.done == summary.total
     if args.json:
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
@@ -335,19 +339,14 @@ def _csv(rows: list[dict[str, Any]]) -> str:
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow([csv_cell(c) for c in columns])
     for r in rows:
-        cells = []
-        for c in columns:
-            v = r.get(c)
-            if v is None:
-                cells.append("")
-            elif isinstance(v, (list, dict)):
-                cells.append(json.dumps(v, separators=(",", ":")))
-            elif isinstance(v, bool):
-                cells.append(str(v).lower())
-            else:
-                cells.append(v if isinstance(v, str) else json.dumps(v))
+        # Every value is read from JSON: text as is, None empty, the rest as compact JSON.
+        cells = [_cell(r.get(c)) for c in columns]
         writer.writerow([csv_cell(c) for c in cells])
     return buf.getvalue()
+
+
+def _cell(v: Any) -> str:
+    return "" if v is None else v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
 
 
 def run_export(args: argparse.Namespace) -> int:

@@ -32,7 +32,6 @@ def register(subparsers: Any) -> None:
         description="Train the model of SPEC under RECIPE on a data set and report its final "
         "top-1 test error; per-epoch metrics, checkpoints and the weights go to RUNDIR.",
         epilog=TRAIN_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     t.add_argument("spec", metavar="SPEC", help="spec file (YAML), pycls YAML or config.json")
     t.add_argument("--recipe", required=True, metavar="RECIPE", help="recipe file (recipes/)")
