@@ -610,14 +610,16 @@ def study_from_records(
 
 
 def _collapse_shared(columns: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
-    """Per-stage columns equal across all stages of every model become one (g1..g4 -> g)."""
+    """Per-stage columns equal across all stages of every model become one (g1..g4 -> g);
+    a model with fewer stages (nan past its last) is judged on the stages it has."""
     out = dict(columns)
     for short, key in STAGE_KEYS:
         names = [f"{short}{i}" for i in range(1, MAX_STAGE_COLUMNS + 1) if f"{short}{i}" in out]
         if len(names) < 2 or key in out:
             continue
         table = np.array([out[n] for n in names], dtype=np.float64)
-        if np.isfinite(table).all() and (table == table[0]).all():
+        has = np.isfinite(table)
+        if has[0].all() and (~has | (table == table[0])).all():
             for n in names:
                 del out[n]
             out[key] = tuple(table[0].tolist())
