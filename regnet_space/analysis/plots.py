@@ -158,8 +158,9 @@ def complexity_png(study: Study, a: Analysis) -> bytes:
 def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
     """One space: the metric against each design parameter, its good range shaded."""
     s = study.spaces[index]
+    # A parameter the space holds constant (a RegNet's stage count) has nothing to show.
     ranges = {g.parameter: g for g in a.good_ranges if g.space == s.label}
-    names = [p for p in a.parameters if p in ranges]
+    names = [p for p in a.parameters if p in ranges and math.isfinite(ranges[p].share)]
     if not names:
         return None
     cols = min(4, len(names))
@@ -227,6 +228,7 @@ th, td { border-bottom: 1px solid #ddd; padding: 3px 10px; text-align: right; }
 th { background: #f4f4f4; } td:first-child, th:first-child, .t { text-align: left; }
 table.facts td, table.facts th { text-align: left; vertical-align: top; }
 table.sortable th { cursor: pointer; user-select: none; }
+table.sortable td, table.sortable th { white-space: nowrap; }
 table.sortable th[aria-sort=ascending]::after { content: " \25B2"; }
 table.sortable th[aria-sort=descending]::after { content: " \25BC"; }
 .scroll { max-height: 36em; overflow: auto; }
