@@ -368,35 +368,37 @@ def study_facts(db: StudyDb) -> dict[str, str]:
     if not isinstance(study, dict):
         return {"study": NOT_RECORDED}
     space, recipe = study.get("space") or {}, study.get("recipe") or {}
-    data = study.get("data") or {}
+    data, search = study.get("data") or {}, study.get("search") or {}
+    where = ", ".join(f"{k} {v}" for k, v in data.items() if k != "name" and v is not None)
     facts = {
         "study": f"{study.get('name', db.name)} (n = {study.get('n', '?')}, seed "
         f"{study.get('seed', '?')})",
         "space": f"{space.get('space', '?')} ({space.get('family', '?')})",
-        "recipe": _recipe_text(recipe) if recipe else NOT_RECORDED,
-        "data": ", ".join(f"{k} {v}" for k, v in data.items() if v is not None) or "?",
+        "recipe": _recipe_text(recipe, search) if recipe else NOT_RECORDED,
+        "data": f"{data.get('name', '?')}" + (f" ({where})" if where else ""),
         "input size": str(study.get("input_size", "?")),
         "constraints": ", ".join(f"{k} {v}" for k, v in (study.get("constraints") or {}).items())
         or "the space's own",
-        "search": ", ".join(
-            f"{k} {_search_text(v)}" for k, v in (study.get("search") or {}).items()
-        )
-        or "none",
+        "search": ", ".join(f"{k} {_search_text(v)}" for k, v in search.items()) or "none",
     }
     counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
     facts["trials"] = counts or "none"
     return facts
 
 
-def _recipe_text(r: Mapping[str, Any]) -> str:
+def _recipe_text(r: Mapping[str, Any], searched: Mapping[str, Any]) -> str:
+    """Epochs, learning rate, batch and the usual stabilizers; searched fields say so."""
+
+    def value(key: str) -> str:
+        return "searched" if key in searched else str(r.get(key, "?"))
+
     batch, base_lr = r.get("batch_size"), r.get("base_lr")
-    lr = (
-        f"base_lr {base_lr:g} (lr {base_lr * batch / 128:.3g} at batch {batch})"
-        if isinstance(batch, int) and isinstance(base_lr, (int, float))
-        else f"base_lr {base_lr}, batch {batch}"
-    )
-    parts = [f"{r.get('name', '?')}: {r.get('epochs', '?')} epochs", lr]
-    parts.append(f"weight decay {r.get('weight_decay', '?')}")
+    lr = f"base_lr {value('base_lr')}"
+    fixed = not {"base_lr", "batch_size"} & set(searched)
+    if fixed and isinstance(base_lr, (int, float)) and isinstance(batch, int):
+        lr += f" (lr {base_lr * batch / 128:.3g})"
+    parts = [f"{r.get('name', '?')}: epochs {value('epochs')}", f"batch {value('batch_size')}"]
+    parts += [lr, f"weight decay {value('weight_decay')}"]
     if r.get("warmup_epochs"):
         parts.append(f"warmup {r['warmup_epochs']:g} epochs")
     if r.get("zero_init_last_bn"):
