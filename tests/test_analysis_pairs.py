@@ -268,3 +268,25 @@ def test_split_divides_spaces_by_a_field(tmp_path: Path) -> None:
     assert len(a.comparisons) == 3  # every pair
     with pytest.raises(FilterError, match="no record has a field 'lr'"):
         load_study([path], split="lr")
+
+
+def test_json_has_no_nan_for_constant_parameters_and_empty_normalizations() -> None:
+    # B's depth is constant (no good range to judge); inside the shared flops range A has
+    # models in the first and last of 3 bins, B in the middle one only: no bin is shared, the
+    # normalized EDFs are empty. Every such number is null in JSON, never NaN.
+    recs = {
+        "A": [design(depth=12 + i, error=30.0 - i, flops=f, params=1, acts=1)
+              for i, f in enumerate((1e8, 1e8, 1e8, 9e8))],
+        "B": [design(depth=20, error=25.0 + i, flops=f, params=1, acts=1)
+              for i, f in enumerate((5e7, 3e8, 3e8, 2e9))],
+    }  # fmt: skip
+    a = analyze(study_from_records(recs), resamples=20, bins=3)
+    data = json.loads(json.dumps(a.to_dict(), allow_nan=False))
+    (b_depth,) = [g for g in data["good_ranges"] if (g["space"], g["parameter"]) == ("B", "depth")]
+    assert b_depth["share"] is None and b_depth["verdict"] == "constant"
+    assert not b_depth["resolved"]
+    for space in data["spaces"]:
+        assert space["normalized_n"] == 0 and space["normalized_edf_band"] is None
+        assert space["normalized_median"] is None
+    (c,) = data["comparisons"]
+    assert c["normalized"]["ks_statistic"] is None and c["p_value"] is not None

@@ -160,7 +160,7 @@ def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
     s = study.spaces[index]
     # A parameter the space holds constant (a RegNet's stage count) has nothing to show.
     ranges = {g.parameter: g for g in a.good_ranges if g.space == s.label}
-    names = [p for p in a.parameters if p in ranges and math.isfinite(ranges[p].share)]
+    names = [p for p in a.parameters if p in ranges and ranges[p].share is not None]
     if not names:
         return None
     cols = min(4, len(names))

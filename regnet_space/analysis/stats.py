@@ -92,12 +92,12 @@ class GoodRange:
     n: int  # models with a value of this parameter
     observed_low: float  # smallest and largest value among the space's models
     observed_high: float
-    share: float  # share of the observed range the interval spans (nan: one value only)
+    share: float | None  # share of the observed range the interval spans (None: one value)
     resolved: bool  # share <= RESOLVED_SHARE: the interval says something
 
     def verdict(self) -> str:
         """The good range as people read it, or why it is not shown."""
-        if not math.isfinite(self.share):
+        if self.share is None:
             return "constant"
         return "resolved" if self.resolved else f"not resolved at n = {self.n}"
 
@@ -154,10 +154,10 @@ class Analysis:
                     "mean": s.mean,
                     "worst": s.worst,
                     "normalized_n": s.normalized_n,
-                    "normalized_median": s.normalized_median,
+                    "normalized_median": _finite(s.normalized_median),
                     "normalized_n_effective": s.normalized_n_effective,
-                    "edf_band": s.band,
-                    "normalized_edf_band": s.normalized_band,
+                    "edf_band": _finite(s.band),
+                    "normalized_edf_band": _finite(s.normalized_band),
                     "edf": {"values": list(s.edf.values), "fractions": list(s.edf.fractions)},
                     "normalized_edf": {
                         "values": list(s.normalized_edf.values),
@@ -172,6 +172,11 @@ class Analysis:
             "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
+
+
+def _finite(x: float) -> float | None:
+    """A number for JSON: None where it is not finite (JSON has no NaN)."""
+    return x if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -328,11 +333,12 @@ def _space_result(s: SpaceModels, weights: np.ndarray, lower: bool) -> SpaceResu
     )
 
 
-def range_share(values: np.ndarray, low: float, high: float) -> float:
-    """Share of the values' range that [low, high] spans; log scale for wide positive ranges."""
+def range_share(values: np.ndarray, low: float, high: float) -> float | None:
+    """Share of the values' range that [low, high] spans; log scale for wide positive ranges;
+    None when the values are all equal."""
     lo, hi = float(values.min()), float(values.max())
     if hi <= lo:
-        return math.nan
+        return None
     if lo > 0 and hi / lo >= LOG_SPAN:
         return (math.log(high) - math.log(low)) / (math.log(hi) - math.log(lo))
     return (high - low) / (hi - lo)
@@ -373,7 +379,7 @@ def _good_ranges(
                 observed_low=float(v[ok].min()),
                 observed_high=float(v[ok].max()),
                 share=share,
-                resolved=bool(share <= RESOLVED_SHARE),
+                resolved=share is not None and share <= RESOLVED_SHARE,
             )
         )
     return out
