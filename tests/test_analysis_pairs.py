@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -290,3 +291,14 @@ def test_json_has_no_nan_for_constant_parameters_and_empty_normalizations() -> N
         assert space["normalized_median"] is None
     (c,) = data["comparisons"]
     assert c["normalized"]["ks_statistic"] is None and c["p_value"] is not None
+
+
+def test_without_scipy_analyze_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = _records(tmp_path)
+    monkeypatch.setitem(sys.modules, "scipy", None)
+    monkeypatch.setitem(sys.modules, "scipy.stats", None)
+    assert main(["analyze", str(path), "--no-plots"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "need scipy" in err and "regnet-space[analysis]" in err

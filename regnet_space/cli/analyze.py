@@ -64,9 +64,11 @@ read directly, and the report adds the training curves of the best and worst tri
 their measured cost (train seconds, images/s) beside flops, params and acts. Trials trained
 on synthetic data are refused unless --allow-synthetic.
 
-With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
-pictures need matplotlib (pip install 'regnet-space[plot]'). Each RESULTS file is read up to
-64 MB and 200,000 records (regular files only); a repeated id or name is refused."""
+With -o DIR: report.html (self-contained, PNGs embedded; it states each input's space,
+recipe, data, n and the filters, and lists every model in a sortable table), the PNGs and
+results.json. The tests need scipy, the pictures matplotlib: pip install
+'regnet-space[analysis]' (or [plot], the same). Each RESULTS file is read up to 64 MB and
+200,000 records (regular files only); a repeated id or name is refused."""
 
 ANALYZE_EPILOG = """\
 examples:
