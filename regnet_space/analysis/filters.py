@@ -20,9 +20,9 @@ from typing import Any
 
 from ..core.errors import RegNetSpaceError
 from ..core.loading import short as short_repr
+from .studydb import RECIPE_PREFIX
 
 MAX_EXPRESSION = 200  # characters of one filter
-RECIPE_PREFIX = "recipe."
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "<=": operator.le,
     ">=": operator.ge,
@@ -65,7 +65,7 @@ class Filter:
         if isinstance(self.value, str):
             text = str(got).lower() if isinstance(got, bool) else str(got)
             return bool(compare(text, self.value))
-        number = _as_number(got)
+        number = as_number(got)
         if number is None:
             raise FilterError(
                 f"--filter {self.text!r}: {key} holds {short_repr(got)}, not a number; "
@@ -74,7 +74,8 @@ class Filter:
         return bool(compare(number, self.value))
 
 
-def _as_number(value: Any) -> float | None:
+def as_number(value: Any) -> float | None:
+    """A record's value as a number: ints, floats and numeric text; None for anything else."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):

@@ -28,7 +28,7 @@ from ..core.errors import RegNetSpaceError
 from ..core.loading import MAX_DIGITS, open_regular, parse_json
 from ..core.loading import short as short_repr
 from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
-from .filters import Filter, parse_filter, resolve_field
+from .filters import Filter, as_number, parse_filter, resolve_field
 from .studydb import RECIPE_PREFIX, StudyDb, analysis_records, is_study_db, read_study_db
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
@@ -219,19 +219,6 @@ def _read_csv(p: Path, text: str) -> list[Record]:
 # One record -> numbers
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def has_design(data: Mapping[str, Any]) -> bool:
     """True when a record carries a design (regnet parameters or explicit stages)."""
     return isinstance(data.get("stages"), list) or all(k in data for k in REGNET_FIELDS[:4])
@@ -241,7 +228,7 @@ def _metric(rec: Record, metric: str) -> float:
     if metric not in rec.data:
         raise AnalysisError(f"{rec.source}: no {metric!r} value")
     raw = rec.data[metric]
-    value = _number(raw)
+    value = as_number(raw)
     if value is None:
         raise AnalysisError(f"{rec.source}: {metric}: not a number: {short_repr(raw)}")
     if not math.isfinite(value):
@@ -264,7 +251,7 @@ def _checked_number(data: Mapping[str, Any], key: str, source: str) -> float | N
     raw = data.get(key)
     if raw is None or raw == "":
         return None
-    v = _number(raw)
+    v = as_number(raw)
     if v is None or not math.isfinite(v):
         raise AnalysisError(f"{source}: {key}: not a finite number: {short_repr(raw)}")
     return v
@@ -283,14 +270,14 @@ def _parameters(data: Mapping[str, Any], source: str = "<record>") -> dict[str, 
         for i, st in enumerate(stages[:MAX_STAGE_COLUMNS]):
             if isinstance(st, Mapping):
                 for short, key in STAGE_KEYS:
-                    v = _number(st.get(key))
+                    v = as_number(st.get(key))
                     if v is not None:
                         out[f"{short}{i + 1}"] = v
     widths = data.get("widths")
     if isinstance(widths, list):
         out["num_stages"] = float(len(widths))
     for k, raw in data.items():  # training settings a study searched, e.g. recipe.base_lr
-        v = _number(raw) if k.startswith(RECIPE_PREFIX) else None
+        v = as_number(raw) if k.startswith(RECIPE_PREFIX) else None
         if v is not None:
             out[k] = v
     return out
@@ -533,7 +520,7 @@ def _split(groups: Mapping[str, list[Record]], field: str) -> dict[str, list[Rec
         values = {id(r): r.data.get(key) for r in rs}
         order = sorted(
             {_split_value(v) for v in values.values()},
-            key=lambda v: (_number(v) is None, _number(v) or 0.0, v),
+            key=lambda v: (as_number(v) is None, as_number(v) or 0.0, v),
         )
         for v in order:
             out[f"{label} {field}={v}"] = [r for r in rs if _split_value(values[id(r)]) == v]
