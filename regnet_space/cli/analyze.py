@@ -330,8 +330,6 @@ def run_analyze(args: argparse.Namespace) -> int:
         bins=args.bins,
         normalize_by=args.normalize_by,
     )
-    for warning in result.warnings:
-        sys.stderr.write(f"analyze: warning: {warning}\n")
     data = result.to_dict() | {"filters": list(study.filters), "split": study.split}
     data["inputs"] = [
         {"path": f.path, "kind": f.kind, "records": f.records, "spaces": list(f.labels)}
@@ -359,6 +357,8 @@ def run_analyze(args: argparse.Namespace) -> int:
             extra_images=extra_images,
             extra_html=extra_html,
         )
+    for warning in result.warnings:  # with the results: a failed run says one line only
+        sys.stderr.write(f"analyze: warning: {warning}\n")
     if args.json:
         sys.stdout.write(json.dumps(data | {"outputs": [str(p) for p in written]}) + "\n")
     else:
