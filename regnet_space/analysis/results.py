@@ -4,15 +4,19 @@ A record carries a metric column and either the design (the spec fields of a sam
 depth, w0, wa, wm, ... or explicit ``stages``; with ``flops``, ``params``, ``acts`` or not)
 or a sample ``id`` (or ``name``) that a sample file supplies the design for. Counts missing
 from a record are computed from its design (paper convention, at its ``input_size`` or 224).
+Filters (`filters`) select records before anything else; a split field divides a space by
+that field's values. Each input file's provenance (space, recipe, data, as far as the file
+records them) travels with the study for the report's header.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
@@ -24,7 +28,8 @@ from ..core.errors import RegNetSpaceError
 from ..core.loading import MAX_DIGITS, open_regular, parse_json
 from ..core.loading import short as short_repr
 from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
-from .studydb import RECIPE_PREFIX, analysis_records, is_study_db, read_study_db
+from .filters import Filter, as_number, parse_filter, resolve_field
+from .studydb import RECIPE_PREFIX, StudyDb, analysis_records, is_study_db, read_study_db
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
@@ -33,6 +38,7 @@ JOIN_KEYS = ("name", "id")  # a name (space-0001) is unique across sample files;
 MAX_RESULTS_BYTES = 64 << 20
 MAX_RESULTS_ROWS = 200_000
 MAX_STAGE_COLUMNS = 16
+NOT_RECORDED = "not recorded"
 
 
 class AnalysisError(RegNetSpaceError, ValueError):
@@ -55,6 +61,17 @@ class SpaceModels:
 
 
 @dataclass(frozen=True)
+class InputFile:
+    """Where some of a study's models came from and what that file records about them."""
+
+    path: str
+    kind: str  # "study database" or "results file"
+    records: int  # records read (a database: its finished trials)
+    labels: tuple[str, ...]  # the spaces its records went to
+    facts: Mapping[str, str]  # space, recipe, data, ...: as recorded, or NOT_RECORDED
+
+
+@dataclass(frozen=True)
 class Study:
     """Models of one or more spaces and the metric compared (lower is better unless told)."""
 
@@ -62,6 +79,10 @@ class Study:
     lower_is_better: bool
     spaces: tuple[SpaceModels, ...]
     parameters: tuple[str, ...]  # design parameters that vary within at least one space
+    unit: str = ""  # the metric's unit where known ("%": a study's top-1 test error)
+    filters: tuple[str, ...] = ()  # the filters applied, as written
+    split: str | None = None  # the field spaces were split by
+    inputs: tuple[InputFile, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -198,19 +219,6 @@ def _read_csv(p: Path, text: str) -> list[Record]:
 # One record -> numbers
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or value is None:
-        return None
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
-        try:
-            return float(value)
-        except ValueError:
-            return None
-    return None
-
-
 def has_design(data: Mapping[str, Any]) -> bool:
     """True when a record carries a design (regnet parameters or explicit stages)."""
     return isinstance(data.get("stages"), list) or all(k in data for k in REGNET_FIELDS[:4])
@@ -220,7 +228,7 @@ def _metric(rec: Record, metric: str) -> float:
     if metric not in rec.data:
         raise AnalysisError(f"{rec.source}: no {metric!r} value")
     raw = rec.data[metric]
-    value = _number(raw)
+    value = as_number(raw)
     if value is None:
         raise AnalysisError(f"{rec.source}: {metric}: not a number: {short_repr(raw)}")
     if not math.isfinite(value):
@@ -243,7 +251,7 @@ def _checked_number(data: Mapping[str, Any], key: str, source: str) -> float | N
     raw = data.get(key)
     if raw is None or raw == "":
         return None
-    v = _number(raw)
+    v = as_number(raw)
     if v is None or not math.isfinite(v):
         raise AnalysisError(f"{source}: {key}: not a finite number: {short_repr(raw)}")
     return v
@@ -262,14 +270,14 @@ def _parameters(data: Mapping[str, Any], source: str = "<record>") -> dict[str, 
         for i, st in enumerate(stages[:MAX_STAGE_COLUMNS]):
             if isinstance(st, Mapping):
                 for short, key in STAGE_KEYS:
-                    v = _number(st.get(key))
+                    v = as_number(st.get(key))
                     if v is not None:
                         out[f"{short}{i + 1}"] = v
     widths = data.get("widths")
     if isinstance(widths, list):
         out["num_stages"] = float(len(widths))
     for k, raw in data.items():  # training settings a study searched, e.g. recipe.base_lr
-        v = _number(raw) if k.startswith(RECIPE_PREFIX) else None
+        v = as_number(raw) if k.startswith(RECIPE_PREFIX) else None
         if v is not None:
             out[k] = v
     return out
@@ -332,9 +340,76 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
     return out
 
 
-def _read_db(p: Path, allow_synthetic: bool) -> list[Record]:
-    rows = analysis_records(read_study_db(p), allow_synthetic)
-    return [Record(f"{p}: trial {r['id']}", r) for r in rows]
+def _read_db(p: Path, allow_synthetic: bool) -> tuple[list[Record], StudyDb]:
+    db = read_study_db(p)
+    rows = analysis_records(db, allow_synthetic)
+    return [Record(f"{p}: trial {r['id']}", r) for r in rows], db
+
+
+def study_facts(db: StudyDb) -> dict[str, str]:
+    """What a study database records about its trials: space, recipe, data, constraints."""
+    try:
+        study = json.loads(db.meta.get("study", ""))
+    except json.JSONDecodeError:
+        study = None
+    if not isinstance(study, dict):
+        return {"study": NOT_RECORDED}
+    space, recipe = study.get("space") or {}, study.get("recipe") or {}
+    data, search = study.get("data") or {}, study.get("search") or {}
+    where = ", ".join(f"{k} {v}" for k, v in data.items() if k != "name" and v is not None)
+    facts = {
+        "study": f"{study.get('name', db.name)} (n = {study.get('n', '?')}, seed "
+        f"{study.get('seed', '?')})",
+        "space": f"{space.get('space', '?')} ({space.get('family', '?')})",
+        "recipe": _recipe_text(recipe, search) if recipe else NOT_RECORDED,
+        "data": f"{data.get('name', '?')}" + (f" ({where})" if where else ""),
+        "input size": str(study.get("input_size", "?")),
+        "constraints": ", ".join(f"{k} {v}" for k, v in (study.get("constraints") or {}).items())
+        or "the space's own",
+        "search": ", ".join(f"{k} {_search_text(v)}" for k, v in search.items()) or "none",
+    }
+    counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
+    facts["trials"] = counts or "none"
+    return facts
+
+
+def _recipe_text(r: Mapping[str, Any], searched: Mapping[str, Any]) -> str:
+    """Epochs, learning rate, batch and the usual stabilizers; searched fields say so."""
+
+    def value(key: str) -> str:
+        return "searched" if key in searched else str(r.get(key, "?"))
+
+    batch, base_lr = r.get("batch_size"), r.get("base_lr")
+    lr = f"base_lr {value('base_lr')}"
+    fixed = not {"base_lr", "batch_size"} & set(searched)
+    if fixed and isinstance(base_lr, (int, float)) and isinstance(batch, int):
+        lr += f" (lr {base_lr * batch / 128:.3g})"
+    parts = [f"{r.get('name', '?')}: epochs {value('epochs')}", f"batch {value('batch_size')}"]
+    parts += [lr, f"weight decay {value('weight_decay')}"]
+    if r.get("warmup_epochs"):
+        parts.append(f"warmup {r['warmup_epochs']:g} epochs")
+    if r.get("zero_init_last_bn"):
+        parts.append("zero-init last BN")
+    return ", ".join(parts)
+
+
+def _search_text(p: Any) -> str:
+    if isinstance(p, Mapping) and "values" in p:
+        return "in " + ", ".join(map(str, p["values"]))
+    if isinstance(p, Mapping):
+        return f"{p.get('dist', '?')} {p.get('low', '?')}..{p.get('high', '?')}"
+    return str(p)
+
+
+def _file_facts(records: Sequence[Record]) -> dict[str, str]:
+    """What a results file says about training: the epochs column if it has one."""
+    epochs = sorted({str(r.data["epochs"]) for r in records if r.data.get("epochs") is not None})
+    recipe = f"epochs {', '.join(epochs[:8])} (from the records); the rest {NOT_RECORDED}"
+    return {
+        "space": NOT_RECORDED,
+        "recipe": recipe if epochs else NOT_RECORDED,
+        "data": NOT_RECORDED,
+    }
 
 
 def _unique_labels(paths: Sequence[Path]) -> list[str]:
@@ -350,14 +425,19 @@ def load_study(
     labels: Sequence[str] = (),
     lower_is_better: bool = True,
     allow_synthetic: bool = False,
+    filters: Sequence[str | Filter] = (),
+    split: str | None = None,
 ) -> Study:
     """Read result files (joined with sample files where needed) into a study, by space.
 
     A study database (`regnet-space study run`) is read directly: its finished trials, as
     `study export` writes them (synthetic-data trials only with allow_synthetic).
-    Spaces: the given labels (one per results file), else a `space` column, else file names.
+    Spaces: the given labels (one per results file), else a `space` column, else file names;
+    with `split`, each space divided by that field's values ("LABEL FIELD=VALUE").
     Samples: none, one for every results file, or one per results file.
+    Filters (`FIELD OP VALUE`, see `filters`) keep the records that pass them all.
     """
+    parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
     paths = [Path(r) for r in results]
     if not paths:
         raise AnalysisError("no results files given")
@@ -371,8 +451,14 @@ def load_study(
     cache: dict[Path, list[Record]] = {}
     groups: dict[str, list[Record]] = {}
     defaults = _unique_labels(paths)
+    files: list[tuple[Path, str, list[Record], dict[str, str]]] = []
     for i, p in enumerate(paths):
-        recs = _read_db(p, allow_synthetic) if is_study_db(p) else read_records(p)
+        if is_study_db(p):
+            recs, db = _read_db(p, allow_synthetic)
+            kind, facts = "study database", study_facts(db)
+        else:
+            recs = read_records(p)
+            kind, facts = "results file", _file_facts(recs)
         if metric not in recs[0].data:
             cols = ", ".join(list(recs[0].data)[:20])
             raise AnalysisError(
@@ -397,7 +483,56 @@ def load_study(
             else:
                 label = defaults[i]
             groups.setdefault(label, []).append(rec)
-    return study_from_records(groups, metric=metric, lower_is_better=lower_is_better)
+        files.append((p, kind, recs, facts))
+    if split is not None:
+        groups = _split(groups, split)
+    study = study_from_records(
+        groups, metric=metric, lower_is_better=lower_is_better, filters=parsed
+    )
+    inputs = []
+    for p, kind, recs, facts in files:
+        mine = {id(r) for r in recs}
+        own = tuple(label for label, rs in groups.items() if any(id(r) in mine for r in rs))
+        inputs.append(InputFile(str(p), kind, len(recs), own, MappingProxyType(facts)))
+    percent = all(kind == "study database" for _, kind, _, _ in files)
+    return replace(
+        study,
+        unit="%" if percent else _unit(metric, study),
+        split=split,
+        inputs=tuple(inputs),
+    )
+
+
+def _unit(metric: str, study: Study) -> str:
+    """Percent for an error or accuracy column whose values lie in 0..100, some above 1."""
+    values = np.concatenate([np.asarray(s.metric) for s in study.spaces])
+    named = any(word in metric.lower() for word in ("err", "acc", "top"))
+    return "%" if named and values.min() >= 0 and 1 < values.max() <= 100 else ""
+
+
+def _split(groups: Mapping[str, list[Record]], field: str) -> dict[str, list[Record]]:
+    """Each space divided by the values of one field: "LABEL FIELD=VALUE" (pycls's
+    SPLIT_FILTERS); records without the field go to "LABEL FIELD=none"."""
+    columns = {k for rs in groups.values() for r in rs for k in r.data}
+    key = resolve_field(field, columns, f"--split {field}")
+    out: dict[str, list[Record]] = {}
+    for label, rs in groups.items():
+        values = {id(r): r.data.get(key) for r in rs}
+        order = sorted(
+            {_split_value(v) for v in values.values()},
+            key=lambda v: (as_number(v) is None, as_number(v) or 0.0, v),
+        )
+        for v in order:
+            out[f"{label} {field}={v}"] = [r for r in rs if _split_value(values[id(r)]) == v]
+    return out
+
+
+def _split_value(value: Any) -> str:
+    if value is None:
+        return "none"
+    if isinstance(value, float):
+        return f"{value:g}"
+    return str(value)
 
 
 def study_from_records(
@@ -405,20 +540,39 @@ def study_from_records(
     *,
     metric: str = "error",
     lower_is_better: bool = True,
+    filters: Sequence[str | Filter] = (),
 ) -> Study:
-    """A study from records (plain mappings or read records) grouped by space label."""
+    """A study from records (plain mappings or read records) grouped by space label, keeping
+    the records that pass every filter."""
+    parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
+    read = {
+        label: [
+            r if isinstance(r, Record) else Record(f"{label}: record {i + 1}", r)
+            for i, r in enumerate(recs)
+        ]
+        for label, recs in groups.items()
+    }
+    fields = {k for rs in read.values() for r in rs for k in r.data} | {*COMPLEXITY, "space"}
+    checks = [(f, resolve_field(f.field, fields, f"--filter {f.text!r}")) for f in parsed]
     spaces = []
-    for label, recs in groups.items():
-        if not recs:
-            continue
-        rs = [r if isinstance(r, Record) else Record(f"{label}: record {i + 1}", r)
-              for i, r in enumerate(recs)]  # fmt: skip
+    total = 0
+    for label, rs in read.items():
+        total += len(rs)
         for r in rs:
             if not has_design(r.data):
                 raise AnalysisError(f"{r.source}: the record carries no design")
+        comps = [_complexity(r) for r in rs]
+        if parsed:
+            passed = [
+                all(f.matches({**r.data, **c, "space": label}, k) for f, k in checks)
+                for r, c in zip(rs, comps, strict=True)
+            ]
+            rs = [r for r, ok in zip(rs, passed, strict=True) if ok]
+            comps = [c for c, ok in zip(comps, passed, strict=True) if ok]
+        if not rs:
+            continue
         values = [_metric(r, metric) for r in rs]
         params = [_parameters(r.data, r.source) for r in rs]
-        comps = [_complexity(r) for r in rs]
         keys = list(dict.fromkeys(k for p in params for k in p))
         columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
         spaces.append(
@@ -431,19 +585,30 @@ def study_from_records(
             )
         )
     if not spaces:
+        if parsed and total:
+            shown = "; ".join(str(f) for f in parsed)
+            raise AnalysisError(f"no record of {total:,} passes the filters ({shown})")
         raise AnalysisError("no records to analyze")
-    return Study(metric, lower_is_better, tuple(spaces), _varying(spaces))
+    return Study(
+        metric,
+        lower_is_better,
+        tuple(spaces),
+        _varying(spaces),
+        filters=tuple(f.text for f in parsed),
+    )
 
 
 def _collapse_shared(columns: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:
-    """Per-stage columns equal across all stages of every model become one (g1..g4 -> g)."""
+    """Per-stage columns equal across all stages of every model become one (g1..g4 -> g);
+    a model with fewer stages (nan past its last) is judged on the stages it has."""
     out = dict(columns)
     for short, key in STAGE_KEYS:
         names = [f"{short}{i}" for i in range(1, MAX_STAGE_COLUMNS + 1) if f"{short}{i}" in out]
         if len(names) < 2 or key in out:
             continue
         table = np.array([out[n] for n in names], dtype=np.float64)
-        if np.isfinite(table).all() and (table == table[0]).all():
+        has = np.isfinite(table)
+        if has[0].all() and (~has | (table == table[0])).all():
             for n in names:
                 del out[n]
             out[key] = tuple(table[0].tolist())

@@ -12,8 +12,12 @@
 - Good range (Radosavovic et al., CVPR 2020, section 4): draw 2,500 resamples of
   25 % of a space's models with replacement (seeded numpy Generator), keep each resample's
   best model, and report the 2.5 / 50 / 97.5 percentiles of its parameter values.
+  A good range is shown only where it is resolved: where the interval spans at most half
+  of the range the space's models cover (on a log scale for parameters spanning 4x or more).
 - Rank correlation: Spearman's rho (Pearson's correlation of average ranks) of the metric
-  with each design parameter and with flops, params and acts; numpy only.
+  with each design parameter and with flops, params and acts; numpy only. The pooled
+  column "all" holds the variables every space has.
+- Pairs of spaces: two-sample tests, percentile differences and EDF bands (`compare`).
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from .compare import PERCENTILES as EDF_PERCENTILES
+from .compare import SALT as PAIR_SALT
+from .compare import Comparison, compare_pair, dkw_band, effective_n, few_models_warning
 from .results import COMPLEXITY, AnalysisError, SpaceModels, Study
 
 Complexity = Literal["flops", "params", "acts"]
@@ -33,6 +40,9 @@ RESAMPLES = 2500
 FRACTION = 0.25
 PERCENTILES = (2.5, 50.0, 97.5)
 MAX_BINS = 10
+RESOLVED_SHARE = 0.5  # a good range spanning more of the observed range is not resolved
+LOG_SPAN = 4.0  # parameters whose values span this factor are judged on a log scale
+POOLED = "all"
 
 
 @dataclass(frozen=True)
@@ -64,6 +74,9 @@ class SpaceResult:
     normalized_median: float  # weighted median
     edf: EDF
     normalized_edf: EDF
+    band: float  # DKW 95 % half-width of the EDF
+    normalized_band: float  # the same for the normalized EDF, at its effective n
+    normalized_n_effective: float  # Kish's effective n of the normalization weights
 
 
 @dataclass(frozen=True)
@@ -77,6 +90,16 @@ class GoodRange:
     high: float  # 97.5 %
     best: float  # the parameter of the space's best model
     n: int  # models with a value of this parameter
+    observed_low: float  # smallest and largest value among the space's models
+    observed_high: float
+    share: float | None  # share of the observed range the interval spans (None: one value)
+    resolved: bool  # share <= RESOLVED_SHARE: the interval says something
+
+    def verdict(self) -> str:
+        """The good range as people read it, or why it is not shown."""
+        if self.share is None:
+            return "constant"
+        return "resolved" if self.resolved else f"not resolved at n = {self.n}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +128,8 @@ class Analysis:
     good_ranges: tuple[GoodRange, ...]
     correlations: tuple[Correlation, ...]
     notes: tuple[str, ...]
+    comparisons: tuple[Comparison, ...] = ()
+    warnings: tuple[str, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready numbers."""
@@ -129,7 +154,10 @@ class Analysis:
                     "mean": s.mean,
                     "worst": s.worst,
                     "normalized_n": s.normalized_n,
-                    "normalized_median": s.normalized_median,
+                    "normalized_median": _finite(s.normalized_median),
+                    "normalized_n_effective": s.normalized_n_effective,
+                    "edf_band": _finite(s.band),
+                    "normalized_edf_band": _finite(s.normalized_band),
                     "edf": {"values": list(s.edf.values), "fractions": list(s.edf.fractions)},
                     "normalized_edf": {
                         "values": list(s.normalized_edf.values),
@@ -138,10 +166,17 @@ class Analysis:
                 }
                 for s in self.spaces
             ],
-            "good_ranges": [vars(g).copy() for g in self.good_ranges],
+            "good_ranges": [vars(g) | {"verdict": g.verdict()} for g in self.good_ranges],
             "correlations": [vars(c).copy() for c in self.correlations],
+            "comparisons": [c.to_dict() for c in self.comparisons],
+            "warnings": list(self.warnings),
             "notes": list(self.notes),
         }
+
+
+def _finite(x: float) -> float | None:
+    """A number for JSON: None where it is not finite (JSON has no NaN)."""
+    return x if math.isfinite(x) else None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -177,6 +212,14 @@ def complexity_weights(
     Returns the weights per space (each summing to 1, or all zero), the log-spaced bin
     edges and notes on what was left out.
     """
+    weights, _, edges, notes = complexity_bins(complexities, bins)
+    return weights, edges, notes
+
+
+def complexity_bins(
+    complexities: Sequence[np.ndarray], bins: int | None = None
+) -> tuple[list[np.ndarray], list[np.ndarray], np.ndarray, list[str]]:
+    """complexity_weights with each model's bin too (-1: outside the shared bins, weight 0)."""
     logs = [np.log(np.maximum(np.asarray(c, dtype=np.float64), 1.0)) for c in complexities]
     lo = max(float(x.min()) for x in logs)
     hi = min(float(x.max()) for x in logs)
@@ -184,7 +227,7 @@ def complexity_weights(
     if lo > hi:
         notes.append("the spaces' complexity ranges do not overlap: normalized EDFs are plain")
         uniform = [np.full(len(x), 1.0 / len(x)) for x in logs]
-        return uniform, np.array([]), notes
+        return uniform, [np.full(len(x), -1) for x in logs], np.array([]), notes
     if bins is None:
         bins = int(min(MAX_BINS, max(1, round(math.sqrt(min(len(x) for x in logs))))))
     edges = np.linspace(lo, hi, bins + 1) if hi > lo else np.array([lo, hi])
@@ -198,19 +241,20 @@ def complexity_weights(
     counts = np.array([np.bincount(b[inside], minlength=nb) for inside, b in members])
     shared = (counts > 0).all(axis=0)
     used = int(shared.sum())
-    weights = []
+    weights, kept_bins = [], []
     for (inside, b), n_b in zip(members, counts, strict=True):
         ok = inside & shared[b]
         w = np.zeros(len(b))
         w[ok] = 1.0 / (used * n_b[b[ok]])
         weights.append(w)
+        kept_bins.append(np.where(ok, b, -1))
     dropped = sum(int((w == 0).sum()) for w in weights)
     if dropped:
         notes.append(
             f"{dropped} model(s) outside the shared complexity range or in bins not every "
             "space occupies have weight 0 in the normalized EDFs"
         )
-    return weights, np.exp(edges), notes
+    return weights, kept_bins, np.exp(edges), notes
 
 
 def _weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
@@ -271,6 +315,7 @@ def spearman(x: np.ndarray, y: np.ndarray) -> tuple[float | None, int]:
 
 def _space_result(s: SpaceModels, weights: np.ndarray, lower: bool) -> SpaceResult:
     m = np.asarray(s.metric)
+    n_eff = effective_n(weights)
     return SpaceResult(
         label=s.label,
         n=s.n,
@@ -282,7 +327,21 @@ def _space_result(s: SpaceModels, weights: np.ndarray, lower: bool) -> SpaceResu
         normalized_median=_weighted_median(m, weights),
         edf=edf(m, None, lower),
         normalized_edf=edf(m, weights, lower),
+        band=dkw_band(s.n),
+        normalized_band=dkw_band(n_eff),
+        normalized_n_effective=n_eff,
     )
+
+
+def range_share(values: np.ndarray, low: float, high: float) -> float | None:
+    """Share of the values' range that [low, high] spans; log scale for wide positive ranges;
+    None when the values are all equal."""
+    lo, hi = float(values.min()), float(values.max())
+    if hi <= lo:
+        return None
+    if lo > 0 and hi / lo >= LOG_SPAN:
+        return (math.log(high) - math.log(low)) / (math.log(hi) - math.log(lo))
+    return (high - low) / (hi - lo)
 
 
 def _good_ranges(
@@ -307,8 +366,22 @@ def _good_ranges(
         low, med, high = np.percentile(picks, PERCENTILES)
         mv = np.where(ok, m, np.inf if lower else -np.inf)
         best = v[int(np.argmin(mv) if lower else np.argmax(mv))]
-        n = int(ok.sum())
-        out.append(GoodRange(s.label, name, float(low), float(med), float(high), float(best), n))
+        share = range_share(v[ok], float(low), float(high))
+        out.append(
+            GoodRange(
+                space=s.label,
+                parameter=name,
+                low=float(low),
+                median=float(med),
+                high=float(high),
+                best=float(best),
+                n=int(ok.sum()),
+                observed_low=float(v[ok].min()),
+                observed_high=float(v[ok].max()),
+                share=share,
+                resolved=share is not None and share <= RESOLVED_SHARE,
+            )
+        )
     return out
 
 
@@ -354,7 +427,8 @@ def analyze(
         corrs += _correlations(s.label, np.asarray(s.metric), parts[-1])
     if len(study.spaces) > 1:
         pooled = _pooled(study, parts)
-        corrs += _correlations("all", pooled[0], pooled[1])
+        corrs += _correlations(POOLED, pooled[0], pooled[1])
+    warning = few_models_warning([(s.label, s.n) for s in study.spaces])
     return Analysis(
         metric=study.metric,
         lower_is_better=lower,
@@ -368,7 +442,35 @@ def analyze(
         good_ranges=tuple(ranges),
         correlations=tuple(corrs),
         notes=tuple(notes),
+        comparisons=_comparisons(study, (seed, resamples), bins, normalize_by),
+        warnings=(warning,) if warning else (),
     )
+
+
+def _comparisons(
+    study: Study, bootstrap: tuple[int, int], bins: int | None, normalize_by: Complexity
+) -> tuple[Comparison, ...]:
+    """Every pair of spaces (in input order), each normalized on its own shared range."""
+    seed, resamples = bootstrap
+    spaces = study.spaces
+    out = []
+    for i in range(len(spaces)):
+        for j in range(i + 1, len(spaces)):
+            a, b = spaces[i], spaces[j]
+            cx = [np.asarray(s.complexity[normalize_by]) for s in (a, b)]
+            weights, kept, edges, _ = complexity_bins(cx, bins)
+            normalization = None if len(edges) == 0 else (tuple(weights), tuple(kept))
+            out.append(
+                compare_pair(
+                    (a.label, b.label),
+                    (np.asarray(a.metric), np.asarray(b.metric)),
+                    normalization,  # type: ignore[arg-type]
+                    np.random.default_rng([seed, PAIR_SALT, i, j]),
+                    resamples,
+                    study.lower_is_better,
+                )
+            )
+    return tuple(out)
 
 
 def _columns(s: SpaceModels, parameters: Sequence[str]) -> dict[str, np.ndarray]:
@@ -381,9 +483,14 @@ def _columns(s: SpaceModels, parameters: Sequence[str]) -> dict[str, np.ndarray]
 def _pooled(
     study: Study, parts: Sequence[dict[str, np.ndarray]]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every space's metric and columns (`parts`, one per space) concatenated."""
+    """Every space's metric and the columns every space has (`parts`, one per space).
+
+    A column only some spaces have would pool those spaces alone (a RegNet's depth beside
+    an AnyNet's d1): "all" would repeat them under a name that claims every space.
+    """
     metric = np.concatenate([np.asarray(s.metric) for s in study.spaces])
-    return metric, {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    common = [k for k in parts[0] if all(np.isfinite(p[k]).any() for p in parts)]
+    return metric, {k: np.concatenate([p[k] for p in parts]) for k in common}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -401,8 +508,9 @@ def fmt(x: float | None, digits: int = 4) -> str:
 
 
 def space_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
-    """One row per space: n, best, median, mean, worst and the normalized median."""
+    """One row per space: n, best, median, mean, worst, the normalized median, EDF bands."""
     headers = ["space", "n", "best", "median", "mean", "worst", "norm. n", "norm. median"]
+    headers += ["95 % band"]
     rows = [
         [
             s.label,
@@ -410,6 +518,7 @@ def space_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
             *(fmt(x) for x in (s.best, s.median, s.mean, s.worst)),
             str(s.normalized_n),
             fmt(s.normalized_median),
+            f"±{s.band:.2f}",
         ]
         for s in a.spaces
     ]
@@ -417,13 +526,59 @@ def space_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
 
 
 def range_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
-    """One row per space and parameter: the good range and the best model's value."""
-    headers = ["space", "parameter", "2.5 %", "median", "97.5 %", "best model"]
+    """One row per space and parameter: the good range where resolved, the best model's value
+    and the range the space's models cover."""
+    headers = ["space", "parameter", "good range (2.5-97.5 %)", "median", "best model"]
+    headers += ["observed"]
     rows = []
     for g in a.good_ranges:
         # Depths, widths and group widths are whole numbers: percentiles print as integers.
         show = _whole if _is_integer_parameter(g.parameter) else fmt
-        rows.append([g.space, g.parameter, show(g.low), show(g.median), show(g.high), show(g.best)])
+        if g.resolved:
+            good, median = f"{show(g.low)} .. {show(g.high)}", show(g.median)
+        else:
+            good, median = g.verdict(), ""
+        observed = f"{show(g.observed_low)} .. {show(g.observed_high)}"
+        rows.append([g.space, g.parameter, good, median, show(g.best), observed])
+    return headers, rows
+
+
+def _p(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.2g}" if x >= 1e-4 else "<1e-4"
+
+
+def comparison_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    """One row per pair of spaces: n on both sides, KS plain and complexity-normalized."""
+    headers = ["a", "b", "n a", "n b", "KS D", "p", "norm. D", "norm. p", "norm. n a/b"]
+    rows = [
+        [
+            c.a,
+            c.b,
+            str(c.n_a),
+            str(c.n_b),
+            f"{c.ks_statistic:.2f}",
+            _p(c.p_value),
+            "n/a" if c.normalized_ks_statistic is None else f"{c.normalized_ks_statistic:.2f}",
+            _p(c.normalized_p_value),
+            f"{c.normalized_n_a}/{c.normalized_n_b}",
+        ]
+        for c in a.comparisons
+    ]
+    return headers, rows
+
+
+def difference_table(a: Analysis) -> tuple[list[str], list[list[str]]]:
+    """One row per pair: a - b at the EDF's 10th, 25th and 50th percentiles, 95 % intervals."""
+    headers = ["a", "b"]
+    headers += [f"a - b at {p:g} % [95 % CI]" for p in EDF_PERCENTILES]
+    rows = [
+        [
+            c.a,
+            c.b,
+            *(f"{d.difference:+.3g} [{d.low:+.3g}, {d.high:+.3g}]" for d in c.differences),
+        ]
+        for c in a.comparisons
+    ]
     return headers, rows
 
 

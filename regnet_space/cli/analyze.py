@@ -46,14 +46,29 @@ design parameter (the best model of 2,500 resamples of 25 %, 2.5/50/97.5 percent
 Spearman rank correlations of the metric with each parameter and with flops, params, acts.
 Spaces are the --space-label values (one per RESULTS), else a `space` column, else file names.
 
+For every pair of spaces: a two-sample KS test of the metric (scipy), the same on the
+complexity-normalized EDFs (p-value by a bootstrap within complexity bins, the weights kept),
+and the difference a - b at the EDF's 10th, 25th and 50th percentiles with bootstrap 95 %
+intervals, in the metric's units (percent points for a study's error). EDFs carry 95 % DKW
+bands; a good range is shown only where it spans at most half of the observed range, else
+"not resolved at n = ..."; fewer than 100 models in a space is a one-line warning on stderr.
+
+--filter FIELD<OP>VALUE (repeatable; all must hold) keeps the records that pass before
+anything else, like pycls's PRE_FILTERS: OP is < <= > >= == !=; FIELD a column (a recipe
+field by its own name: base_lr finds recipe.base_lr), flops, params, acts or space; VALUE a
+number (4e8, 400M) or a word. --split FIELD divides each space by that field's values, like
+pycls's SPLIT_FILTERS ("RegNetX epochs=10", "RegNetX epochs=50").
+
 A RESULTS file may be a study database (`regnet-space study run`): its finished trials are
 read directly, and the report adds the training curves of the best and worst trials and
 their measured cost (train seconds, images/s) beside flops, params and acts. Trials trained
 on synthetic data are refused unless --allow-synthetic.
 
-With -o DIR: report.html (self-contained, PNGs embedded), the PNGs and results.json; the
-pictures need matplotlib (pip install 'regnet-space[plot]'). Each RESULTS file is read up to
-64 MB and 200,000 records (regular files only); a repeated id or name is refused."""
+With -o DIR: report.html (self-contained, PNGs embedded; it states each input's space,
+recipe, data, n and the filters, and lists every model in a sortable table), the PNGs and
+results.json. The tests need scipy, the pictures matplotlib: pip install
+'regnet-space[analysis]' (or [plot], the same). Each RESULTS file is read up to 64 MB and
+200,000 records (regular files only); a repeated id or name is refused."""
 
 ANALYZE_EPILOG = """\
 examples:
@@ -61,7 +76,9 @@ examples:
   regnet-space analyze study-digits.db -o report
   regnet-space analyze x.jsonl y.jsonl --space-label RegNetX --space-label RegNetY -o out
   regnet-space analyze runs.csv --samples x.jsonl --metric top1_err --json
-  regnet-space analyze acc.csv --metric acc --higher-is-better --no-plots -o out"""
+  regnet-space analyze acc.csv --metric acc --higher-is-better --no-plots -o out
+  regnet-space analyze a.db b.db --filter "flops<4e8" --filter "epochs==10" --json
+  regnet-space analyze sweep.db --split base_lr -o by_lr"""
 
 SCALE_DESCRIPTION = """\
 Scale a spec's flops by S with the rules of "Fast and Accurate Model Scaling" (pycls's
@@ -203,6 +220,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="analyze study trials trained on synthetic data (speed runs, not accuracy)",
     )
+    a.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="EXPR",
+        dest="filters",
+        help="keep records where FIELD OP VALUE holds, e.g. 'flops<4e8' (repeat: all must hold)",
+    )
+    a.add_argument(
+        "--split", metavar="FIELD", help="divide each space by the values of FIELD (e.g. epochs)"
+    )
     a.set_defaults(func=run_analyze)
 
     s = subparsers.add_parser(
@@ -267,6 +295,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run_analyze(args: argparse.Namespace) -> int:
     """Load, analyze, write the report and print the tables (or JSON)."""
+    from ..analysis.compare import ks_2samp
+    from ..analysis.filters import parse_filter
     from ..analysis.plots import prepare_dir, require_matplotlib, write_report
     from ..analysis.results import load_study
     from ..analysis.stats import analyze
@@ -274,9 +304,11 @@ def run_analyze(args: argparse.Namespace) -> int:
 
     args.results = [str(resolve(r, "example")) for r in args.results]
     _refuse_specs(args.results)
+    filters = [parse_filter(f) for f in args.filters]
     plots = args.output is not None and not args.no_plots
     if plots:
         require_matplotlib()
+    ks_2samp()  # scipy present, before any work
     if args.output is not None:
         prepare_dir(args.output, args.force)
     study = load_study(
@@ -286,6 +318,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         labels=args.space_label,
         lower_is_better=not args.higher_is_better,
         allow_synthetic=args.allow_synthetic,
+        filters=filters,
+        split=args.split,
     )
     dbs = _study_dbs(args.results)
     result = analyze(
@@ -296,7 +330,12 @@ def run_analyze(args: argparse.Namespace) -> int:
         bins=args.bins,
         normalize_by=args.normalize_by,
     )
-    data = result.to_dict()
+    data = result.to_dict() | {"filters": list(study.filters), "split": study.split}
+    data["inputs"] = [
+        {"path": f.path, "kind": f.kind, "records": f.records, "spaces": list(f.labels)}
+        | {"facts": dict(f.facts)}
+        for f in study.inputs
+    ]
     extra_images: dict[str, bytes] = {}
     extra_html = ""
     if dbs:
@@ -318,6 +357,8 @@ def run_analyze(args: argparse.Namespace) -> int:
             extra_images=extra_images,
             extra_html=extra_html,
         )
+    for warning in result.warnings:  # with the results: a failed run says one line only
+        sys.stderr.write(f"analyze: warning: {warning}\n")
     if args.json:
         sys.stdout.write(json.dumps(data | {"outputs": [str(p) for p in written]}) + "\n")
     else:
@@ -353,7 +394,15 @@ def _study_dbs(paths: Sequence[str]) -> list[Any]:
 
 
 def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: list[Path]) -> str:
-    from ..analysis.stats import correlation_table, fmt, range_table, space_table
+    from ..analysis.stats import (
+        RESOLVED_SHARE,
+        comparison_table,
+        correlation_table,
+        difference_table,
+        fmt,
+        range_table,
+        space_table,
+    )
     from ..core.report import render_table
 
     a = result
@@ -365,16 +414,34 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
         if edges
         else "no shared complexity range"
     )
+    unit = f" ({study.unit})" if study.unit else ""
     lines = [
-        f"{a.metric} ({better} is better): {total} models in {len(study.spaces)} space(s) "
+        f"{a.metric}{unit} ({better} is better): {total} models in {len(study.spaces)} space(s) "
         f"from {', '.join(sources)}",
+    ]
+    if study.filters:
+        lines.append(f"filters: {'; '.join(study.filters)}")
+    lines += [
         "",
-        "EDF summary (norm.: weighted to a common complexity distribution over " + norm + ")",
+        "EDF summary (norm.: weighted to a common complexity distribution over " + norm + "; "
+        "norm. n: models with a positive weight; band: 95 % DKW half-width of the EDF)",
         render_table(*space_table(a), markdown=False),
+    ]
+    if a.comparisons:
+        lines += [
+            f"pairs: two-sample KS of {a.metric}, plain and complexity-normalized (bootstrap "
+            f"within bins, {a.resamples:,} draws, seed {a.seed})",
+            render_table(*comparison_table(a), markdown=False),
+            f"difference a - b at the EDF's percentiles, {a.metric}{unit}, bootstrap 95 % "
+            "intervals",
+            render_table(*difference_table(a), markdown=False),
+        ]
+    lines += [
         f"good ranges: the best model of {a.resamples:,} resamples of {a.fraction:.0%} "
-        f"(seed {a.seed}), percentiles of its parameter",
+        f"(seed {a.seed}), 2.5-97.5 percentiles of its parameter; shown where they span at most "
+        f"{RESOLVED_SHARE:.0%} of the observed range",
         render_table(*range_table(a), markdown=False) if a.good_ranges else "  (none vary)\n",
-        f"rank correlation (Spearman) of {a.metric} with",
+        f"rank correlation (Spearman) of {a.metric} with (all: pooled, variables every space has)",
         render_table(*correlation_table(a), markdown=False),
     ]
     lines += [f"note: {n}" for n in a.notes]

@@ -55,12 +55,14 @@ class RegNetParams:
 
 @dataclass(frozen=True)
 class StageParams:
-    """Explicit stages of n designs with S stages each: (n, S) arrays."""
+    """Explicit stages of n designs with up to S stages each: (n, S) arrays; design i has
+    its first num_stages[i] stages (all S when num_stages is None)."""
 
     width: np.ndarray  # int64
     depth: np.ndarray  # int64
     group_width: np.ndarray  # int64 (as in the spec, before clipping to the bottleneck)
     bottleneck_multiplier: np.ndarray  # float64
+    num_stages: np.ndarray | None = None  # (n,) int64, each from 1 to S
 
     def take(self, index: np.ndarray) -> StageParams:
         """The designs at `index` (an index array or a boolean mask)."""
@@ -69,6 +71,7 @@ class StageParams:
             depth=self.depth[index],
             group_width=self.group_width[index],
             bottleneck_multiplier=self.bottleneck_multiplier[index],
+            num_stages=None if self.num_stages is None else self.num_stages[index],
         )
 
 
@@ -290,21 +293,34 @@ def regnet_stages(p: RegNetParams, *, num_exponents: np.ndarray | None = None) -
 
 
 def explicit_stages(p: StageParams) -> Stages:
-    """Stage plans of explicit designs with the same number of stages each."""
+    """Stage plans of explicit designs (each with its own stage count, if p gives them)."""
     n, s = p.width.shape
     if n == 0:
         return _empty_stages()
-    offsets = np.arange(0, n * s + 1, s, dtype=np.int64)
-    total = np.full(n, s, dtype=np.int64)
+    if p.num_stages is None:
+        offsets = np.arange(0, n * s + 1, s, dtype=np.int64)
+        total = np.full(n, s, dtype=np.int64)
+        stages, ok = _finish(
+            offsets,
+            p.width.ravel(),
+            p.depth.ravel(),
+            p.group_width.ravel(),
+            p.bottleneck_multiplier.ravel(),
+            total,
+        )
+        return replace(stages, valid=ok.reshape(n, s).all(axis=1))
+    total = p.num_stages.astype(np.int64)
+    own = np.arange(s) < total[:, None]  # row-major: each design's stages stay together
+    offsets = np.concatenate([[0], np.cumsum(total)]).astype(np.int64)
     stages, ok = _finish(
         offsets,
-        p.width.ravel(),
-        p.depth.ravel(),
-        p.group_width.ravel(),
-        p.bottleneck_multiplier.ravel(),
+        p.width[own],
+        p.depth[own],
+        p.group_width[own],
+        p.bottleneck_multiplier[own],
         total,
     )
-    return replace(stages, valid=ok.reshape(n, s).all(axis=1))
+    return replace(stages, valid=np.logical_and.reduceat(ok, offsets[:-1]))
 
 
 def _finish(

@@ -361,15 +361,28 @@ class _Sampler:
         self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}
 
     def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-        """Sampled values of n designs, field by field in a fixed order."""
+        """Sampled values of n designs, field by field in a fixed order.
+
+        An anynet space with several stage counts draws each design's count first and
+        zeroes the stages past it (so that equal designs have equal values).
+        """
         if isinstance(self.space, RegNetSpace):
             return {name: drawer(rng, n) for name, drawer in self.drawers.items()}
-        s, out = self.space.num_stages, {}
+        counts = self.space.stage_counts
+        s, out = max(counts), {}
+        several = len(counts) > 1  # one count draws nothing for it: the stream stays as it was
+        if several:
+            k = np.asarray(counts, dtype=np.int64)[rng.integers(0, len(counts), n)]
         for name, drawer in self.drawers.items():
             if name in self.space.shared:
                 out[name] = np.repeat(drawer(rng, n)[:, None], s, axis=1)
             else:
                 out[name] = drawer(rng, n * s).reshape(n, s)
+        if several:
+            beyond = np.arange(s) >= k[:, None]
+            for values in out.values():
+                values[beyond] = 0
+            out["num_stages"] = k
         return out
 
     def evaluate(self, sampled: dict[str, np.ndarray], n: int) -> _Batch:
@@ -391,8 +404,12 @@ class _Sampler:
             stages = regnet_stages(params, num_exponents=num_exponents)
         else:
             monotone = np.ones(n, dtype=bool)
+            k = sampled.get("num_stages")
             for name in self.space.non_decreasing:
-                monotone &= (np.diff(sampled[name], axis=1) >= 0).all(axis=1)
+                steps = np.diff(sampled[name], axis=1) >= 0
+                if k is not None:  # steps into stages past a design's count do not count
+                    steps |= np.arange(1, steps.shape[1] + 1) >= k[:, None]
+                monotone &= steps.all(axis=1)
             _reject(reason, everyone, ~monotone, "not_monotone")
             index = np.flatnonzero(monotone)
             stages = explicit_stages(StageParams(**{f: v[index] for f, v in sampled.items()}))
@@ -447,6 +464,8 @@ class _Sampler:
         flops, params, acts = (getattr(counts, m)[j].tolist() for m in _METRICS)
         columns = {f: v[idx].tolist() for f, v in batch.sampled.items()}
         stage_fields = tuple(self.drawers)
+        count = getattr(self.space, "stage_counts", (0,))[0]
+        stage_counts = columns.get("num_stages", [count] * len(idx))
         out = []
         for m, (a, b) in enumerate(zip(lo, hi, strict=True)):
             spec: dict[str, Any] = {}
@@ -458,7 +477,7 @@ class _Sampler:
                 elif f == "stages":
                     spec[f] = tuple(
                         MappingProxyType({g: columns[g][m][s] for g in stage_fields})
-                        for s in range(self.space.num_stages)  # type: ignore[union-attr]
+                        for s in range(stage_counts[m])
                     )
                 else:
                     spec[f] = columns[f][m] if f in columns else self.space.spec[f]
@@ -534,9 +553,10 @@ def _resolve_constraints(
 ) -> Constraints:
     update = {k: parse_bounds(v) for k, v in overrides.items() if v is not None}
     c = space.constraints.model_copy(update=update)
-    if isinstance(space, AnyNetSpace) and not _in(c.stages, np.array([space.num_stages]))[0]:
+    if isinstance(space, AnyNetSpace) and not _in(c.stages, np.array(space.stage_counts)).any():
+        counts = " or ".join(map(str, space.stage_counts))
         raise SpaceError(
-            f"{space.space}: every design has {space.num_stages} stages, outside stages {c.stages}"
+            f"{space.space}: every design has {counts} stages, outside stages {c.stages}"
         )
     return c
 
@@ -560,7 +580,7 @@ def _check_bounds(space: Space, sampler: _Sampler, n: int) -> int:
         ps = dict(space.per_stage.items())
         width = float(ps["width"].max_value)
         bm_hi = float(ps["bottleneck_multiplier"].max_value)
-        blocks = float(ps["depth"].max_value) * space.num_stages
+        blocks = float(ps["depth"].max_value) * space.max_stages
     bound = count_bound(math.ceil(width), math.ceil(width * bm_hi) + 1, int(blocks), sampler.body)
     if not fits_int64(bound):
         raise SpaceError(
@@ -619,9 +639,13 @@ def distinct_designs(space: Space) -> int:
         for _, dist in space.sample.items():
             total *= max(1, _values_of(dist))
         return total
-    for name, dist in space.per_stage.items():
-        k = max(1, _values_of(dist))
-        total *= k if name in space.shared else k**space.num_stages
+    total = 0
+    for stages in space.stage_counts:
+        designs = 1
+        for name, dist in space.per_stage.items():
+            k = max(1, _values_of(dist))
+            designs *= k if name in space.shared else k**stages
+        total += designs
     return total
 
 

@@ -7,7 +7,8 @@ from a spec. Two families:
   pycls samples them; every design goes through the quantized linear rule.
 - ``anynet``: explicit designs of ``num_stages`` stages whose width, depth, group width and
   bottleneck multiplier are drawn per stage (the paper's AnyNetX), optionally ``shared`` by all
-  stages or ``non_decreasing`` from stage to stage.
+  stages or ``non_decreasing`` from stage to stage. ``num_stages`` is a count, or
+  ``{values: [2, 3]}``: each design draws its stage count first, uniformly from the list.
 
 Each sampled parameter is ``{dist: D, low: L, high: H, quantum: Q}`` (pycls's quantized
 distributions, closed range) or ``{values: [...]}`` (uniform over the list). Fixed spec fields
@@ -416,16 +417,51 @@ class AnyNetStage(BaseModel):
         return tuple((f, getattr(self, f)) for f in STAGE_FIELDS)
 
 
+class StageCounts(BaseModel):
+    """Stage counts a design draws from, uniformly: {values: [2, 3]}."""
+
+    model_config = _CONFIG
+
+    values: Annotated[tuple[Annotated[int, Field(ge=1, le=MAX_STAGES)], ...], ListOf] = Field(
+        min_length=1, max_length=MAX_STAGES
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> StageCounts:
+        if len(set(self.values)) != len(self.values):
+            raise ValueError("values: every stage count must be listed once")
+        return self
+
+
+def _stage_count_tag(value: Any) -> str | None:
+    if isinstance(value, (StageCounts, Mapping)):
+        return "choice"
+    return "int" if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+StageCountField = Annotated[
+    Annotated[Annotated[int, Field(ge=1, le=MAX_STAGES)], Tag("int")]
+    | Annotated[StageCounts, Tag("choice")],
+    Discriminator(
+        _stage_count_tag,
+        custom_error_type="num_stages",
+        custom_error_message="expected a stage count or {values: [counts]}",
+    ),
+]
+
+
 class AnyNetSpace(_SpaceBase):
     """Explicit designs of `num_stages` stages, each drawn from `per_stage` (paper's AnyNetX).
 
-    `shared` fields are drawn once per design; `non_decreasing` fields are enforced by
-    rejection, so accepted designs follow the independent draws restricted to that rule.
-    Stages whose group width does not divide the bottleneck width are rejected too.
+    `num_stages` is one count or a list each design draws its count from (uniformly, before
+    its stages). `shared` fields are drawn once per design; `non_decreasing` fields are
+    enforced by rejection (over a design's own stages), so accepted designs follow the
+    independent draws restricted to that rule. Stages whose group width does not divide the
+    bottleneck width are rejected too.
     """
 
     family: Literal["anynet"]
-    num_stages: int = Field(4, ge=1, le=MAX_STAGES)
+    num_stages: StageCountField = 4
     per_stage: AnyNetStage
     shared: Annotated[tuple[StageField, ...], ListOf] = ()
     non_decreasing: Annotated[tuple[StageField, ...], ListOf] = ()
@@ -451,6 +487,16 @@ class AnyNetSpace(_SpaceBase):
     def fixed_spec(self) -> ExplicitSpec:
         """A valid spec with the fixed fields and defaults (one placeholder stage)."""
         return ExplicitSpec.model_validate(self._fixed_data())
+
+    @property
+    def stage_counts(self) -> tuple[int, ...]:
+        """The stage counts a design may have, in the order they are drawn from."""
+        n = self.num_stages
+        return n.values if isinstance(n, StageCounts) else (n,)
+
+    @property
+    def max_stages(self) -> int:
+        return max(self.stage_counts)
 
 
 Space = RegNetSpace | AnyNetSpace
@@ -568,6 +614,7 @@ __all__ = [
     "RegNetSpace",
     "Space",
     "SpaceError",
+    "StageCounts",
     "ValuesDist",
     "is_space_file",
     "load_space",

@@ -31,8 +31,9 @@ from .recipe import Recipe, load_recipe, recipe_with
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 MAX_TRIALS = 100_000
 MAX_RETRIES = 100
-# Search keys that name a recipe field by its usual short name (the example: lr).
+# Search keys are the recipe's own field names; these short names are aliases of two of them.
 ALIASES = {"lr": "base_lr", "wd": "weight_decay"}
+UNSEARCHABLE = ("name", "seed")  # a trial's recipe keeps the study's name and seed
 SEARCH_SALT = 0x5EA4C4  # keeps the search draws independent of the design draws of one seed
 
 Number = int | float
@@ -197,8 +198,13 @@ def _search_fields(file: StudyFile, where: Path) -> dict[str, SearchRange | Sear
     out: dict[str, SearchRange | SearchChoice] = {}
     for key, param in file.search.items():
         field = ALIASES.get(key, key)
-        if field not in Recipe.model_fields or field in ("name", "seed"):
-            raise StudyError(f"{where}: search.{key}: not a recipe field that can be searched")
+        if field not in Recipe.model_fields or field in UNSEARCHABLE:
+            valid = ", ".join(sorted(f for f in Recipe.model_fields if f not in UNSEARCHABLE))
+            aliases = ", ".join(f"{k} = {v}" for k, v in ALIASES.items())
+            raise StudyError(
+                f"{where}: search.{key}: not a recipe field that can be searched; searchable: "
+                f"{valid} (aliases: {aliases})"
+            )
         if field in out:
             raise StudyError(f"{where}: search.{key}: {field} is searched twice")
         if isinstance(param, SearchRange):
