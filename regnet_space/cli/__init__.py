@@ -9,6 +9,7 @@ command imports nothing heavier than argparse (no numpy, pydantic, YAML or torch
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import signal
 import sys
@@ -87,6 +88,14 @@ def _run(argv: Sequence[str] | None) -> int:
         # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave has a name longer than the file system allows: wherever it was
+        # first looked at, it is one line, as a missing file is.
+        where = clean(str(exc.filename)) + ": " if exc.filename else ""
+        print(f"{PROG}: {where}file name too long", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

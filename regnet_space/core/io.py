@@ -209,7 +209,8 @@ def _kind(mode: int) -> str:
 
 def _resolve_link(p: Path) -> Path:
     """A symlink's final target (outputs are written through links, never replace them)."""
-    if not p.is_symlink():
+    st = _lstat(p, p)
+    if st is None or not stat.S_ISLNK(st.st_mode):
         return p
     try:
         return Path(os.path.realpath(p))
@@ -374,8 +375,9 @@ class OutputSet:
         """Add a folder of files `names`: staged whole if new, else those files plus a manifest.
 
         With force, files an earlier result listed in the folder's manifest and this one does
-        not write are removed in the same commit. `shared`: an existing folder may hold other
-        files (without force each of `names` must be new).
+        not write are removed in the same commit. `shared`: an existing folder may hold earlier
+        results of this tool (without force each of `names` must be new), and other files with
+        force only.
         """
         final = check_folder(path, self.force, shared)
         if not final.exists():
@@ -384,6 +386,8 @@ class OutputSet:
             return final
         for name in names:
             self.file(final / name)
+        if not self.force:
+            _refuse_foreign(final, Path(path))
         self._manifests[final] = list(names)
         self._existing.add(final)
         manifest = check_target(final / MANIFEST, True, self._checked)
@@ -573,6 +577,24 @@ def _write_manifest(staging: Staging, folder: Path, names: list[str]) -> None:
     """Stage the manifest naming the files a folder's result consists of."""
     text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
     staging.write_bytes(folder / MANIFEST, text.encode())
+
+
+def _refuse_foreign(folder: Path, shown: Path) -> None:
+    """Refuse a folder holding files that no manifest of ours lists (someone else's)."""
+    listed = set(_read_manifest(folder))
+    try:
+        names = [e.name for e in os.scandir(folder)]
+    except OSError as exc:
+        raise OutputError(f"{clean(str(shown))}: cannot list: {_why(exc)}") from None
+    foreign = sorted(
+        n for n in names if n not in listed and n != MANIFEST and not n.startswith(TMP_PREFIX)
+    )
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise OutputError(
+            f"{clean(str(shown))}: holds files regnet-space did not write ({clean(foreign[0])}"
+            f"{more}); use --force to write among them"
+        )
 
 
 def _read_manifest(folder: Path) -> list[str]:
