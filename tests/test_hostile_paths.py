@@ -168,3 +168,59 @@ def test_a_too_long_name_is_one_line(
     assert status == 2 and err.count("\n") == 1, err
     assert "too long" in err and err.startswith("regnet-space: "), err
     assert _files(workdir) == before
+
+
+# ---------------------------------------------------------------------------------------------
+# Newlines in paths and names: escaped wherever they are printed
+
+FORGED = "\nregnet-space: forged"
+NAMED = (
+    'name: "a\\nregnet-space: forged"\nblock: x\nstages:\n'
+    "  - {width: 64, depth: 2, group_width: 8}\n  - {width: 128, depth: 2, group_width: 8}\n"
+)
+NEWLINE_CASES = {
+    "report (name)": ["report", "named.yaml"],
+    "report (bad file)": ["report", "named.yaml", f"bad{FORGED}.yaml"],
+    "build (name)": ["build", "named.yaml", "--input-size", "32"],
+    "build --save": ["build", "mid.yaml", "--input-size", "32", "--save", f"w{FORGED}.pt"],
+    "scale (name, -o)": ["scale", "named.yaml", "--flops-factor", "2", "-o", f"s{FORGED}.yaml"],
+    "fit (name)": ["fit", "named.yaml", "-o", "f.yaml"],
+    "fit -o": ["fit", "--widths", "24,56", "-o", f"f{FORGED}.yaml"],
+    "sample -o --specs-dir": [
+        *("sample", REGNETX, "-n", "2", "-o", f"s{FORGED}.jsonl"),
+        *("--specs-dir", f"d{FORGED}"),
+    ],
+    "analyze -o": ["analyze", ZOO, "-o", f"r{FORGED}"],
+    "convert": [
+        *("convert", "w.pt", "--from", "hf", "--to", "timm", "--spec", "named.yaml"),
+        *("-o", f"c{FORGED}.pt"),
+    ],
+    "export": ["export", "named.yaml", "--no-check", "-o", f"e{FORGED}.onnx"],
+    "study status": ["study", "status", f"s{FORGED}.db"],
+    "study export": ["study", "export", f"s{FORGED}.db", "-o", f"x{FORGED}.jsonl"],
+}
+
+
+@pytest.mark.parametrize("case", NEWLINE_CASES)
+def test_newlines_in_paths_and_names_are_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], case: str
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "mid.yaml").write_text(SPEC)
+    (tmp_path / "named.yaml").write_text(NAMED)
+    (tmp_path / f"bad{FORGED}.yaml").write_text("name: [\n")
+    if case == "convert":
+        assert main(["build", "named.yaml", "--input-size", "32", "--save", "w.pt"]) == 0
+        capsys.readouterr()
+    if case.startswith("study"):
+        from study_helpers import write_study
+
+        from regnet_space.study.database import StudyDatabase
+        from regnet_space.study.studyfile import resolve
+
+        study = resolve(write_study(tmp_path / "study.yaml"))
+        StudyDatabase.open(tmp_path / f"s{FORGED}.db", study).close()
+    status, out, err = _main(capsys, *NEWLINE_CASES[case])
+    assert status == (2 if "bad file" in case else 0), err
+    assert FORGED not in out and FORGED not in err, out + err
+    assert "\\x0aregnet-space: forged" in out + err  # shown, escaped as \\x0a
