@@ -117,15 +117,18 @@ def test_entries_in_the_folder_that_are_not_its_own_temp_files_are_ignored(
         {"final": "keep.txt", "staged": None, "backup": "other.txt", "ino": None},
         # a path climbing out of the folder
         {"final": "../x.txt", "staged": None, "backup": None, "ino": None},
-        # staged points at a file to delete; final's inode forged to trigger a removal
+        # staged names a file of the folder (it would be removed)
         {"final": "other.txt", "staged": "keep.txt", "backup": None, "ino": None},
+        # a backup of its own name, but not the file the commit replaced (another inode)
         {
             "final": "keep.txt",
-            "staged": f"{name}keep.txt",
-            "backup": None,
-            "ino": (out / "keep.txt").stat().st_ino,
+            "staged": None,
+            "backup": f"{name}old-keep.txt",
+            "ino": None,
+            "old_ino": (out / "other.txt").stat().st_ino,
         },
     ]
+    (out / f"{name}old-keep.txt").write_text("swapped\n")
     (out / f"{name}commit.journal").write_text(
         json.dumps({"folders": [str(out)], "primary": True, "entries": rows})
     )

@@ -673,7 +673,6 @@ class _Journal:
     folders: tuple[Path, ...]  # every folder of the commit, the primary journal's first
     primary: bool
     rows: tuple[_Row, ...]
-    written_ns: int  # when the journal was written: entries moved into place come after
 
 
 Ignored = dict[Path, list[str]]  # per journal: what it names that it may not touch
@@ -779,7 +778,7 @@ def _read_journal(path: Path, ignored: Ignored) -> _Journal | None:
         named = [raw.get(k) for k in ("final", "staged", "backup")] if isinstance(raw, dict) else []
         for value in [v for v in named if isinstance(v, str)] or [repr(raw)[:60]]:
             _note(ignored, path, value)
-    return _Journal(path, tuple(map(Path, folders)), primary, tuple(rows), st.st_mtime_ns)
+    return _Journal(path, tuple(map(Path, folders)), primary, tuple(rows))
 
 
 def _undo(j: _Journal) -> None:
@@ -797,13 +796,7 @@ def _undo(j: _Journal) -> None:
             os.replace(backup, final)  # type: ignore[arg-type]
         elif row.ino is not None:
             now = _lstat_quiet(final)
-            # Ours, and moved into place after the journal was written: the new entry.
-            if (
-                now is not None
-                and _is_ours(now)
-                and now.st_ino == row.ino
-                and now.st_ctime_ns >= j.written_ns
-            ):
+            if now is not None and _is_ours(now) and now.st_ino == row.ino:  # the new entry
                 _remove(final)
         if row.staged is not None:
             left = _lstat_quiet(folder / row.staged)
