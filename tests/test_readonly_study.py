@@ -29,7 +29,7 @@ def _finished_db(path: Path) -> None:
     con = sqlite3.connect(path)
     con.execute(
         "UPDATE trials SET state = 'done', error = 10.0 + 7 * id, epochs = 1, attempts = 1, "
-        "curve = '[{\"epoch\": 1, \"test_error\": 50.0, \"train_loss\": 1.0}]', "
+        'curve = \'[{"epoch": 1, "test_error": 50.0, "train_loss": 1.0}]\', '
         "train_seconds = 1.5, images_per_second = 100.0, synthetic = 0"
     )
     con.commit()
