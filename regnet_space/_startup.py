@@ -1,12 +1,13 @@
 """Ctrl-C while the command starts up: one line and exit status 130, never a traceback.
 
-Imports only modules the interpreter has loaded before any package code runs.
+Imports only modules the interpreter has loaded before any package code runs (`_signal`, not
+`signal`, whose import alone takes long enough for a Ctrl-C to land in it).
 """
 
 from __future__ import annotations
 
+import _signal
 import os
-import signal
 import sys
 
 _PROG = b"regnet-space"
@@ -29,8 +30,8 @@ def _is_command() -> bool:
 
 def quiet_interrupt_at_startup() -> None:
     """Install the quiet SIGINT handler when running as the command; main() takes over later."""
-    if _is_command() and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
-        signal.signal(signal.SIGINT, quiet_exit)
+    if _is_command() and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+        _signal.signal(_signal.SIGINT, quiet_exit)
 
 
 quiet_interrupt_at_startup()

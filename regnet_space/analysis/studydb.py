@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import math
 import sqlite3
+import stat
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -182,25 +183,43 @@ def connect_readonly(path: str | Path) -> sqlite3.Connection:
     """A connection that never creates the file or changes it (query_only).
 
     Opened read-write when the file allows it, so that closing the last connection tidies
-    the WAL files away as SQLite does; else strictly read-only (a read-only share).
+    the WAL files away as SQLite does; else strictly read-only (a read-only share). Where not
+    even that works (a WAL database on a read-only file system, where SQLite cannot create its
+    `-shm` file), the file is opened as immutable: nothing can be writing it there, so reading
+    it without locks is exact, unless a `-wal` file holds changes not yet in the database.
     """
     p = Path(path)
-    if not p.exists():
-        raise StudyDbError(f"{p}: no such file")
-    if p.is_dir():
+    try:
+        st = p.stat()
+    except FileNotFoundError:
+        raise StudyDbError(f"{p}: no such file") from None
+    except OSError as exc:
+        raise StudyDbError(f"{p}: cannot read: {(exc.strerror or str(exc)).lower()}") from None
+    if stat.S_ISDIR(st.st_mode):
         raise StudyDbError(f"{p}: is a directory, expected a study database")
     if not is_study_db(p):
         raise StudyDbError(f"{p}: not a study database (not an SQLite file)")
     uri = p.resolve().as_uri()
-    for mode in ("rw", "ro"):
+    modes = ["mode=rw", "mode=ro"]
+    wal = Path(f"{p}-wal")
+    pending = wal.exists() and wal.stat().st_size > 0
+    if not pending:
+        modes.append("mode=ro&immutable=1")
+    for mode in modes:
         try:
-            con = sqlite3.connect(f"{uri}?mode={mode}", uri=True, timeout=30)
+            con = sqlite3.connect(f"{uri}?{mode}", uri=True, timeout=30)
+        except sqlite3.Error as exc:
+            error = exc
+            continue
+        try:
             con.execute("PRAGMA query_only = ON")
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return con
         except sqlite3.Error as exc:
+            con.close()
             error = exc
-    raise StudyDbError(f"{p}: cannot open: {error}")
+    hint = f" ({wal.name} holds changes SQLite reads only with a -shm file beside it)"
+    raise StudyDbError(f"{p}: cannot open: {error}" + (hint if pending else ""))
 
 
 def read_meta(con: sqlite3.Connection, where: str) -> dict[str, str]:

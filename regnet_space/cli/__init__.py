@@ -9,10 +9,13 @@ command imports nothing heavier than argparse (no numpy, pydantic, YAML or torch
 from __future__ import annotations
 
 import argparse
+import contextlib
+import errno
 import os
 import signal
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 from .. import __version__
 from .._startup import quiet_exit
@@ -52,18 +55,83 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Interrupts:
+    """Ctrl-C while a command runs: KeyboardInterrupt where it lands, and remembered, so that
+    one swallowed where it landed (a weakref callback, a __del__, a library's exception
+    wrapper) still ends the command as interrupted."""
+
+    def __init__(self) -> None:
+        self.caught = False
+        self.armed = True  # False once the command has returned: then only remembered
+
+    def handler(self, signum: int, frame: object) -> None:
+        self.caught = True
+        if self.armed:
+            raise KeyboardInterrupt
+
+    def on_unraisable(self, hook: Callable[[Any], object]) -> Callable[[Any], None]:
+        """sys.unraisablehook: an interrupt swallowed where it landed is no traceback; the
+        command ends as interrupted when it returns (raising it again from here, inside the
+        callback, would only be swallowed again)."""
+
+        def unraisable(info: Any) -> None:
+            if not issubclass(info.exc_type, KeyboardInterrupt):
+                hook(info)
+
+        return unraisable
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[None]:
+        """This handler for the command's run; the previous one after it, except that the
+        command's own process ignores Ctrl-C from then on: it only exits, and Python's
+        shutdown would otherwise die of the signal without a word, its status lost."""
+        try:
+            previous = signal.signal(signal.SIGINT, self.handler)
+        except ValueError:  # not the main thread: signals are not ours to handle
+            yield
+            return
+        hook = sys.unraisablehook
+        sys.unraisablehook = self.on_unraisable(hook)
+        try:
+            yield
+        finally:
+            sys.unraisablehook = hook
+            signal.signal(signal.SIGINT, signal.SIG_IGN if previous is quiet_exit else previous)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a subcommand, turning user errors into one line and exit status 2."""
-    if signal.getsignal(signal.SIGINT) is quiet_exit:
-        # From here on Ctrl-C raises KeyboardInterrupt, so that writers remove their temp files.
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-    # Names, labels and headers come from users' files: nothing printed may drive the terminal.
-    streams = sys.stdout, sys.stderr
-    sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)  # type: ignore[assignment]
-    try:
-        return _run(argv)
-    finally:
-        sys.stdout, sys.stderr = streams
+    """Entry point: run a subcommand, turning user errors into one line and exit status 2.
+
+    Ctrl-C is one line, `regnet-space: interrupted`, and exit status 130, whenever it comes
+    (a commit under way finishes or rolls back first).
+    """
+    interrupts = _Interrupts()
+    with interrupts.installed():
+        # Names, labels and headers come from users' files: nothing printed may drive the
+        # terminal.
+        streams = sys.stdout, sys.stderr
+        sys.stdout, sys.stderr = SafeStream(sys.stdout), SafeStream(sys.stderr)  # type: ignore[assignment]
+        try:
+            try:
+                status = _run(argv)
+            finally:
+                interrupts.armed = False
+        except BaseException as exc:
+            if not (interrupts.caught or isinstance(exc, KeyboardInterrupt)):
+                raise
+            status = _interrupted()
+        else:
+            if interrupts.caught:
+                status = _interrupted()
+        finally:
+            sys.stdout, sys.stderr = streams
+    return status
+
+
+def _interrupted() -> int:
+    with contextlib.suppress(OSError):
+        print(f"{PROG}: interrupted", file=sys.stderr, flush=True)
+    return 130
 
 
 def _run(argv: Sequence[str] | None) -> int:
@@ -80,13 +148,18 @@ def _run(argv: Sequence[str] | None) -> int:
     except MemoryError:
         print(f"{PROG}: out of memory; the design is too large for this machine", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(f"{PROG}: interrupted", file=sys.stderr)
-        return 130
     except BrokenPipeError:
         # Output piped into a closed reader (e.g. `| head`): not an error worth a traceback.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as exc:
+        if exc.errno != errno.ENAMETOOLONG:
+            raise
+        # A path the user gave has a name longer than the file system allows: wherever it was
+        # first looked at, it is one line, as a missing file is.
+        where = clean(str(exc.filename)) + ": " if exc.filename else ""
+        print(f"{PROG}: {where}file name too long", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

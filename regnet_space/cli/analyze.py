@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import RegNetSpaceError
+from ..core.text import clean
 from .args import (
     FORCE_HELP,
     INPUT_SIZE_HELP,
@@ -366,7 +367,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         if dbs:
             from ..analysis.studyreport import summary_lines
 
-            text += "".join(f"{line}\n" for line in summary_lines(dbs))
+            text += "".join(f"{clean(line)}\n" for line in summary_lines(dbs))
         sys.stdout.write(text)
     return 0
 
@@ -416,11 +417,13 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
     )
     unit = f" ({study.unit})" if study.unit else ""
     lines = [
-        f"{a.metric}{unit} ({better} is better): {total} models in {len(study.spaces)} space(s) "
-        f"from {', '.join(sources)}",
+        clean(
+            f"{a.metric}{unit} ({better} is better): {total} models in {len(study.spaces)} "
+            f"space(s) from {', '.join(sources)}"
+        ),
     ]
     if study.filters:
-        lines.append(f"filters: {'; '.join(study.filters)}")
+        lines.append(clean(f"filters: {'; '.join(study.filters)}"))
     lines += [
         "",
         "EDF summary (norm.: weighted to a common complexity distribution over " + norm + "; "
@@ -444,11 +447,11 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
         f"rank correlation (Spearman) of {a.metric} with (all: pooled, variables every space has)",
         render_table(*correlation_table(a), markdown=False),
     ]
-    lines += [f"note: {n}" for n in a.notes]
+    lines += [clean(f"note: {n}") for n in a.notes]
     if written:
         pngs = sum(p.suffix == ".png" for p in written)
         report = next(p for p in written if p.name == "report.html")
-        lines.append(f"wrote {report} ({pngs} PNG(s) embedded and beside it, results.json)")
+        lines.append(clean(f"wrote {report} ({pngs} PNG(s) embedded and beside it, results.json)"))
     return "\n".join(lines).rstrip() + "\n"
 
 
@@ -530,7 +533,7 @@ def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
     ]
     headers = ["", "depths", "widths", "group widths", "input", "GF", "M params", "M acts"]
     lines = [
-        f"{spec.name} -> {scaled.spec.name}  (weights {scaled.weights})",
+        clean(f"{spec.name} -> {scaled.spec.name}  (weights {scaled.weights})"),
         f"multipliers: depth x{f.depth:.3f}, width x{f.width:.3f}, group width "
         f"x{f.group_width:.3f}, resolution x{f.resolution:.3f}",
     ]
@@ -548,7 +551,7 @@ def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
         f"input size: {scaled.input_size} (the scaled spec's input_size field)",
     ]
     if written is not None and written != "stdout":
-        lines.append(f"wrote {written}")
+        lines.append(clean(f"wrote {written}"))
     return "\n".join(lines) + "\n"
 
 
@@ -663,7 +666,7 @@ def _runs(widths: Sequence[int]) -> str:
 def _fit_text(fit: Any, source: str, notes: list[str], output: str | None) -> str:
     bm = f"{fit.bottleneck_multiplier:g}"
     lines = [
-        f"fit to {fit.depth} per-block widths of {source}",
+        clean(f"fit to {fit.depth} per-block widths of {source}"),
         f"(group width {fit.group_width}, bottleneck multiplier {bm}, q {fit.q}, "
         f"{fit.rounding} rounding)",
         "",
@@ -676,5 +679,5 @@ def _fit_text(fit: Any, source: str, notes: list[str], output: str | None) -> st
     ]
     lines += [f"note: {n}" for n in notes]
     if output is not None:
-        lines.append(f"wrote {output}")
+        lines.append(clean(f"wrote {output}"))
     return "\n".join(lines) + "\n"

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BuildError
 from ..core.limits import CONVENTIONS, FORMATS
+from ..core.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     INPUT_SIZE_HELP,
@@ -116,7 +117,7 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
     p, c = summary.plan, summary.counts
     headers, rows = _stage_rows(p, c)
     lines = [
-        f"{p.name}  ({summary.source})",
+        clean(f"{p.name}  ({summary.source})"),
         f"design: {_design_line(summary.spec)}",
         f"input: 1x{p.num_channels}x{p.input_size}x{p.input_size}  ->  last hidden state "
         f"{output_shape}",
@@ -274,7 +275,7 @@ def cmd_build(args: argparse.Namespace) -> int:
             sys.stdout.write(torch_checked.summary_line() + "\n")
         if targets is not None:
             sys.stdout.write(
-                f"saved weights to {targets[0]} and the resolved spec to {targets[1]}\n"
+                clean(f"saved weights to {targets[0]} and the resolved spec to {targets[1]}") + "\n"
             )
     failed = (verification is not None and not verification.ok) or (
         torch_checked is not None and not torch_checked.ok
@@ -355,12 +356,12 @@ def cmd_report(args: argparse.Namespace) -> int:
             )
             for s, c in zip(summaries, checks, strict=True):
                 if not c.ok:
-                    sys.stdout.write(f"  {s.source}: {c.summary_line()}\n")
+                    sys.stdout.write(clean(f"  {s.source}: {c.summary_line()}") + "\n")
     sys.stdout.flush()
     for line in skipped:
-        sys.stderr.write(line + "\n")
+        sys.stderr.write(clean(line) + "\n")
     for message in bad:
-        sys.stderr.write(f"regnet-space: {message}\n")
+        sys.stderr.write(f"regnet-space: {clean(message)}\n")
     if status == 0 and not all(c.ok for c in checks):
         status = 1
     return status

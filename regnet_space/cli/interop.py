@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildError
+from ..core.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     FORCE_HELP,
@@ -158,8 +159,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
     n_params = sum(v.numel() for k, v in state.items() if "running_" not in k and "num_b" not in k)
     flip = ", stem flipped BGR -> RGB" if args.bgr_to_rgb else ""
     sys.stdout.write(
-        f"{p.name}: {args.checkpoint} ({args.source}) -> {out} ({args.target}): "
-        f"{len(state)} tensors, {n_params:,} parameters{flip}\n"
+        clean(
+            f"{p.name}: {args.checkpoint} ({args.source}) -> {out} ({args.target}): "
+            f"{len(state)} tensors, {n_params:,} parameters{flip}"
+        )
+        + "\n"
     )
     return 0
 
@@ -244,7 +248,7 @@ def _export(
         save_program(program, out, args.force)
     weights = args.weights or "random weights"
     progress.done()
-    sys.stdout.write(f"{p.name}: exported {out} ({fmt}, {weights})\n")
+    sys.stdout.write(clean(f"{p.name}: exported {out} ({fmt}, {weights})") + "\n")
     if args.no_check:
         return 0
     progress.step("checking the outputs")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from ..core.errors import OutputError, RegNetSpaceError
+from ..core.text import clean
 from .args import FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
 from .progress import Progress
 
@@ -220,7 +221,6 @@ def _targets(
     Also returns the spec file names of the --specs-dir folder (none without it).
     """
     from ..core.io import OutputSet
-    from ..core.text import clean
     from ..space.sampling import MAX_DESIGNS, spec_file_names
 
     out = Path(args.output)
@@ -296,9 +296,11 @@ def run(args: argparse.Namespace) -> int:
     written = write_output(STDIO, text, args.force) if args.output == STDIO else str(out)
     if not args.quiet:
         sys.stderr.write(
-            f"sample: {result.accepted:,} designs from {result.space} in {result.tries:,} tries "
-            f"(acceptance {_percent(result.accepted, result.tries)}), {elapsed:.2f} s -> {written}"
-            + (f" and {folder}/" if folder is not None else "")
+            clean(
+                f"sample: {result.accepted:,} designs from {result.space} in {result.tries:,} "
+                f"tries (acceptance {_percent(result.accepted, result.tries)}), {elapsed:.2f} s "
+                f"-> {written}" + (f" and {folder}/" if folder is not None else "")
+            )
             + "\n"
         )
     if args.json:

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from ..core.text import clean
 from .progress import Progress
 
 RUN_DESCRIPTION = """\
@@ -297,9 +298,11 @@ def run_status(args: argparse.Namespace) -> int:
         sys.stdout.write(json.dumps(st) + "\n")
         return 0
     lines = [
-        f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
-        f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
-        + (f"; ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None else ""),
+        clean(
+            f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
+            f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
+            + (f"; ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None else "")
+        ),
     ]
     if st["best"]:
         rows = [
@@ -321,7 +324,7 @@ def run_status(args: argparse.Namespace) -> int:
             row += [f"{b.get('recipe', {}).get(k, '')}" for k in searched]
         lines += ["", f"best {len(rows)}:", render_table(headers, rows, markdown=False).rstrip()]
     for f in st["failures"]:
-        lines.append(f"failed: trial {f['id']} ({f['attempts']} attempt(s)): {f['message']}")
+        lines.append(clean(f"failed: trial {f['id']} ({f['attempts']} attempt(s)): {f['message']}"))
     sys.stdout.write("\n".join(lines) + "\n")
     return 0
 
@@ -366,5 +369,5 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     atomic_write_text(args.output, text, args.force)
     counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
-    sys.stderr.write(f"wrote {args.output}: {len(rows)} trial(s) ({counts})\n")
+    sys.stderr.write(clean(f"wrote {args.output}: {len(rows)} trial(s) ({counts})") + "\n")
     return 0

@@ -5,10 +5,12 @@ beside its target, then moved into place. Without `force` the move is exclusive 
 RENAME_NOREPLACE, or link()), so of two writers racing for one name exactly one wins and the
 other fails with one line; with `force` the last complete result replaces the previous one whole.
 An output made of several files (weights + resolved spec, records + a folder of specs, an HTML
-report with its pictures) is committed under a journal: a writer killed in the middle leaves a
-journal that the next writer in that folder uses to roll the targets back to their previous
-state. Temp files of processes that no longer exist are removed by the next writer in the folder
-(`find . -name '.regnet-space-tmp-*'` lists them meanwhile).
+report with its pictures) is committed under journals, one in each folder it writes in: a writer
+killed in the middle leaves them, and the next writer in any of those folders rolls the targets
+back to their previous state. A journal is obeyed only within its own folder, for the temp files
+of its own commit, and only when this user owns it. Temp files of processes that no longer exist
+are removed by the next writer in the folder (`find . -name '.regnet-space-tmp-*'` lists them
+meanwhile).
 """
 
 from __future__ import annotations
@@ -32,16 +34,29 @@ from .text import clean
 
 TMP_PREFIX = ".regnet-space-tmp-"
 MANIFEST = ".regnet-space-manifest"
-_JOURNAL = ".journal"
+_COMMIT = "commit.journal"
 _MAX_BOOKKEEPING = 64 << 20  # bytes of a manifest or journal (a million file names)
-_POINTER = ".pointer"
 
 
 def umask_mode() -> int:
-    # mkstemp-like files are 0600; outputs should get the usual mode (0666 less the umask).
-    mask = os.umask(0)
-    os.umask(mask)
-    return 0o666 & ~mask
+    """The mode a new file gets here (0666 less the process's umask), read without changing it.
+
+    Linux shows the umask in /proc/self/status; elsewhere a probe file tells (setting the umask
+    to read it would change it for every thread of the process meanwhile).
+    """
+    with contextlib.suppress(OSError, ValueError, StopIteration):
+        with open("/proc/self/status", encoding="ascii") as fh:
+            line = next(x for x in fh if x.startswith("Umask:"))
+        return 0o666 & ~int(line.split()[1], 8)
+    import tempfile
+
+    probe = Path(tempfile.gettempdir()) / _tmp_name(os.getpid(), secrets.token_hex(4), "umask")
+    fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
+    try:
+        return stat.S_IMODE(os.fstat(fd).st_mode)
+    finally:
+        os.close(fd)
+        os.unlink(probe)
 
 
 def _why(exc: OSError) -> str:
@@ -120,28 +135,60 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
+def _is_ours(st: os.stat_result) -> bool:
+    """Made by this user (a file another user planted is never obeyed nor removed)."""
+    return st.st_uid == os.geteuid()
+
+
 def clean_stale(folder: str | Path) -> list[Path]:
-    """Roll back dead writers' journals in `folder`, then remove their temp files; the removed."""
+    """Roll back dead writers' journals in `folder`, then remove their temp files; the removed.
+
+    Only this user's files are touched; what a journal names that it may not touch is left
+    alone and named in one line on stderr (one per journal).
+    """
     d = Path(folder)
     try:
         entries = [e for e in d.iterdir() if e.name.startswith(TMP_PREFIX)]
     except OSError:
         return []
     stale = [e for e in entries if (pid := _owner(e.name)) is not None and _is_stale(e, pid)]
+    ignored: dict[Path, list[str]] = {}
     for e in stale:
-        if e.name.endswith(_POINTER):
+        if _journal_prefix(e.name) is not None:
             with contextlib.suppress(OSError, ValueError):
-                _recover(Path(e.read_text(encoding="utf-8").strip()))
-    for e in stale:
-        if e.name.endswith(_JOURNAL):
-            with contextlib.suppress(OSError, ValueError):
-                _recover(e)
+                _recover(e, ignored)
     removed = []
     for e in stale:
-        if e.exists() or e.is_symlink():
+        try:
+            st = e.lstat()
+        except OSError:
+            continue
+        if _is_ours(st):
             _remove(e)
             removed.append(e)
+        elif _journal_prefix(e.name) is not None:
+            _note(ignored, e, "the journal itself: another user's file")
+    for journal, what in ignored.items():
+        _say_ignored(journal, what)
     return removed
+
+
+_SAID: set[tuple[Path, tuple[str, ...]]] = set()  # said once per process, not per folder check
+
+
+def _say_ignored(journal: Path, what: list[str]) -> None:
+    import sys
+
+    if (journal, tuple(what)) in _SAID:
+        return
+    _SAID.add((journal, tuple(what)))
+    shown = ", ".join(clean(w) for w in what[:4]) + (
+        f" and {len(what) - 4} more" if len(what) > 4 else ""
+    )
+    sys.stderr.write(
+        f"regnet-space: {clean(str(journal))}: ignored what this stale journal may not touch "
+        f"(only its own temp files in its folder): {shown}\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -162,7 +209,8 @@ def _kind(mode: int) -> str:
 
 def _resolve_link(p: Path) -> Path:
     """A symlink's final target (outputs are written through links, never replace them)."""
-    if not p.is_symlink():
+    st = _lstat(p, p)
+    if st is None or not stat.S_ISLNK(st.st_mode):
         return p
     try:
         return Path(os.path.realpath(p))
@@ -327,8 +375,9 @@ class OutputSet:
         """Add a folder of files `names`: staged whole if new, else those files plus a manifest.
 
         With force, files an earlier result listed in the folder's manifest and this one does
-        not write are removed in the same commit. `shared`: an existing folder may hold other
-        files (without force each of `names` must be new).
+        not write are removed in the same commit. `shared`: an existing folder may hold earlier
+        results of this tool (without force each of `names` must be new), and other files with
+        force only.
         """
         final = check_folder(path, self.force, shared)
         if not final.exists():
@@ -337,13 +386,15 @@ class OutputSet:
             return final
         for name in names:
             self.file(final / name)
+        if not self.force:
+            _refuse_foreign(final, Path(path))
         self._manifests[final] = list(names)
         self._existing.add(final)
         manifest = check_target(final / MANIFEST, True, self._checked)
         self._add(_Entry(manifest, manifest, "file", replace=True))
         return final
 
-    def _earlier_results(self, staging: Staging) -> None:
+    def _earlier_results(self, staging: Staging, mode: int) -> None:
         """With force, files of an earlier result (its manifest) that this one does not write
         are removed; without, the manifest lists both results. Read at commit time, under the
         folder lock, so a result committed meanwhile by another writer is accounted for too.
@@ -359,7 +410,7 @@ class OutputSet:
             else:
                 names = list(dict.fromkeys([*old, *names]))
             _write_manifest(staging, folder, names)
-            _finish_file(staging.path(folder / MANIFEST), sync=True)
+            _finish_file(staging.path(folder / MANIFEST), sync=True, mode=mode)
 
     def remove(self, path: str | Path) -> None:
         """Remove an existing file with the commit (a stale companion of the previous result)."""
@@ -411,55 +462,69 @@ class OutputSet:
                 e.kind, e.staged = "remove", None
         staged = [e for e in self.entries if e.staged is not None]
         synced = _syncfs(list(dict.fromkeys(e.final.parent for e in staged)))
+        mode = umask_mode()
         for e in staged:
             if e.kind == "file":
-                _finish_file(e.staged, sync=not synced)
+                _finish_file(e.staged, sync=not synced, mode=mode)  # type: ignore[arg-type]
             elif e.kind == "dir":
                 for f in e.staged.iterdir():  # type: ignore[union-attr]
-                    _finish_file(f, sync=not synced)
+                    _finish_file(f, sync=not synced, mode=mode)
         folders = list(dict.fromkeys(e.final.parent for e in self.entries))
         # Ctrl-C waits until the commit (or its rollback) is complete: never half of it.
         with _interrupts_deferred(), _locked(folders):
-            self._earlier_results(staging)
+            self._earlier_results(staging, mode)
             entries = [e for e in self.entries if e.kind != "remove" or e.final.exists()]
             if not entries:
                 return
-            journal = folders[0] / _tmp_name(pid, self.token, "commit" + _JOURNAL)
-            pointers = [f / _tmp_name(pid, self.token, "commit" + _POINTER) for f in folders[1:]]
             for e in entries:
                 if e.kind in ("file", "remove") and e.final.exists() and (self.force or e.replace):
                     e.backup = e.final.parent / _tmp_name(pid, self.token, "old-" + e.final.name)
-            self._commit_entries(entries, folders, journal, pointers)
+            self._commit_entries(entries)
 
-    def _commit_entries(
-        self, entries: list[_Entry], folders: list[Path], journal: Path, pointers: list[Path]
-    ) -> None:
-        _write_bytes(journal, json.dumps([_journal_row(e) for e in entries]).encode())
-        for ptr in pointers:
-            _write_bytes(ptr, str(journal.resolve()).encode())
+    def _commit_entries(self, entries: list[_Entry]) -> None:
+        """Journal, apply, commit: one journal per folder, each naming that folder's entries.
+
+        The first folder's journal is the primary: deleting it is the commit point. Until then
+        the next writer in any of the folders rolls every folder back; after it, the other
+        journals only say that their folder's part is complete.
+        """
+        resolved = {f: f.resolve() for f in {e.final.parent for e in entries}}
+        groups: dict[Path, list[_Entry]] = {}
+        for e in entries:
+            groups.setdefault(resolved[e.final.parent], []).append(e)
+        name = _tmp_name(os.getpid(), self.token, _COMMIT)
+        journals = [folder / name for folder in groups]
+        listed = [str(folder) for folder in groups]
         try:
+            for i, (folder, group) in enumerate(groups.items()):
+                rows = [_journal_row(e) for e in group]
+                data = {"written_by": "regnet-space", "folders": listed, "primary": i == 0}
+                _write_bytes(folder / name, json.dumps(data | {"entries": rows}).encode(), 0o600)
             for e in entries:
                 _apply(e, self.force)
         except FileExistsError as exc:
-            _recover(journal)
-            for ptr in pointers:
-                _remove(ptr)
+            _roll_back(journals[0], {})
             raise OutputError(
                 f"{clean(str(exc.filename or entries[0].shown))}: already exists "
                 "(another writer created it meanwhile; use --force to overwrite)"
             ) from None
         except BaseException:
-            _recover(journal)
-            for ptr in pointers:
-                _remove(ptr)
+            _roll_back(journals[0], {})
             raise
-        _fsync_dir(folders[0])
-        os.unlink(journal)  # the commit point
-        for ptr in pointers:
-            _remove(ptr)
+        for folder in groups:
+            _fsync_dir(folder)
+        _commit_point(journals[0])
+        for journal in journals[1:]:
+            _remove(journal)
         for e in entries:
             if e.backup is not None:
                 _remove(e.backup)
+
+
+def _commit_point(journal: Path) -> None:
+    """Delete the primary journal: from here on the new result stands."""
+    os.unlink(journal)
+    _fsync_dir(journal.parent)
 
 
 @contextlib.contextmanager
@@ -495,7 +560,7 @@ def _locked(folders: Sequence[Path]) -> Iterator[None]:
     fds = []
     try:
         for folder in sorted({f.resolve() for f in folders}):
-            fd = os.open(folder, os.O_RDONLY)
+            fd = os.open(folder, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
             fds.append(fd)
             fcntl.flock(fd, fcntl.LOCK_EX)
         yield
@@ -512,6 +577,24 @@ def _write_manifest(staging: Staging, folder: Path, names: list[str]) -> None:
     """Stage the manifest naming the files a folder's result consists of."""
     text = json.dumps({"written_by": "regnet-space", "files": names}) + "\n"
     staging.write_bytes(folder / MANIFEST, text.encode())
+
+
+def _refuse_foreign(folder: Path, shown: Path) -> None:
+    """Refuse a folder holding files that no manifest of ours lists (someone else's)."""
+    listed = set(_read_manifest(folder))
+    try:
+        names = [e.name for e in os.scandir(folder)]
+    except OSError as exc:
+        raise OutputError(f"{clean(str(shown))}: cannot list: {_why(exc)}") from None
+    foreign = sorted(
+        n for n in names if n not in listed and n != MANIFEST and not n.startswith(TMP_PREFIX)
+    )
+    if foreign:
+        more = f" and {len(foreign) - 1} more" if len(foreign) > 1 else ""
+        raise OutputError(
+            f"{clean(str(shown))}: holds files regnet-space did not write ({clean(foreign[0])}"
+            f"{more}); use --force to write among them"
+        )
 
 
 def _read_manifest(folder: Path) -> list[str]:
@@ -533,14 +616,19 @@ def _read_small_json(path: Path) -> Any:
 
 
 def _journal_row(e: _Entry) -> dict[str, object]:
-    staged_ino = None
+    """An entry as its journal names it: file names in the journal's folder, and the inodes
+    that tell our own files from others (the staged file, the file a backup keeps)."""
+    staged_ino = old_ino = None
     if e.staged is not None and e.staged.exists():
         staged_ino = e.staged.lstat().st_ino
+    if e.backup is not None:
+        old_ino = e.final.lstat().st_ino
     return {
-        "final": str(e.final.absolute()),
-        "staged": None if e.staged is None else str(e.staged.absolute()),
-        "backup": None if e.backup is None else str(e.backup.absolute()),
+        "final": e.final.name,
+        "staged": None if e.staged is None else e.staged.name,
+        "backup": None if e.backup is None else e.backup.name,
         "ino": staged_ino,
+        "old_ino": old_ino,
     }
 
 
@@ -562,34 +650,215 @@ def _apply(e: _Entry, force: bool) -> None:
         _move_new(e.staged, e.final)
 
 
-def _recover(journal: Path) -> None:
-    """Undo a commit that did not finish: each target back to its state before the commit."""
+# ---------------------------------------------------------------------------------------------
+# Recovery from journals
+
+
+@dataclass(frozen=True)
+class _Row:
+    """One journal entry: names in the journal's folder (staged and backup: its temp names)."""
+
+    final: str
+    staged: str | None
+    backup: str | None
+    ino: int | None
+    old_ino: int | None
+
+
+@dataclass(frozen=True)
+class _Journal:
+    """A journal of ours, its entries checked (those it may not act on are left out)."""
+
+    path: Path
+    folders: tuple[Path, ...]  # every folder of the commit, the primary journal's first
+    primary: bool
+    rows: tuple[_Row, ...]
+
+
+Ignored = dict[Path, list[str]]  # per journal: what it names that it may not touch
+
+
+def _journal_prefix(name: str) -> str | None:
+    """`.regnet-space-tmp-PID-TOKEN-` for a journal named that way plus `commit.journal`."""
+    if not (name.startswith(TMP_PREFIX) and name.endswith("-" + _COMMIT)):
+        return None
+    prefix = name[: -len(_COMMIT)]
+    pid, _, token = prefix[len(TMP_PREFIX) : -1].partition("-")
+    return prefix if pid.isdigit() and token and "-" not in token else None
+
+
+def _note(ignored: Ignored, journal: Path, what: str) -> None:
+    seen = ignored.setdefault(journal, [])
+    if what not in seen:
+        seen.append(what)
+
+
+def _our_file(path: Path) -> os.stat_result | None:
+    """The stat of a regular file this user owns at `path`, else None."""
     try:
-        rows = _read_small_json(journal)
-    except FileNotFoundError:
-        return  # committed: the journal is deleted at the commit point
-    except (OSError, ValueError, RegNetSpaceError):
-        _remove(journal)  # not one of ours (or unreadable): nothing to roll back with
+        st = path.lstat()
+    except OSError:
+        return None
+    return st if stat.S_ISREG(st.st_mode) and _is_ours(st) else None
+
+
+def _name_in(value: Any, folder: Path) -> str | None:
+    """A file name in `folder` from a journal value: a bare name, or (as earlier versions
+    wrote) an absolute path whose folder is `folder`; None for anything else."""
+    if not isinstance(value, str) or value in ("", ".", "..") or "\0" in value:
+        return None
+    if "/" not in value:
+        return value
+    p = Path(value)
+    try:
+        inside = p.is_absolute() and p.name not in ("", "..") and p.parent.samefile(folder)
+    except OSError:
+        return None
+    return p.name if inside else None
+
+
+def _row(raw: Any, folder: Path, prefix: str) -> _Row | None:
+    """A journal entry it may act on: a final in its folder, its own temp names; else None."""
+    if not isinstance(raw, dict):
+        return None
+    final = _name_in(raw.get("final"), folder)
+    if final is None or final.startswith(TMP_PREFIX):
+        return None
+    temps = []
+    for key in ("staged", "backup"):
+        value = raw.get(key)
+        name = None if value is None else _name_in(value, folder)
+        if value is not None and (name is None or not name.startswith(prefix) or name == prefix):
+            return None
+        temps.append(name)
+    inos = [raw.get("ino"), raw.get("old_ino")]
+    if any(i is not None and (not isinstance(i, int) or isinstance(i, bool)) for i in inos):
+        return None
+    return _Row(final, temps[0], temps[1], inos[0], inos[1])
+
+
+def _read_journal(path: Path, ignored: Ignored) -> _Journal | None:
+    """A journal of this user's, its entries checked; None when there is none to go by."""
+    prefix = _journal_prefix(path.name)
+    try:
+        st = path.lstat()
+    except OSError:
+        return None
+    if prefix is None or not stat.S_ISREG(st.st_mode):
+        return None
+    if not _is_ours(st):
+        _note(ignored, path, "the journal itself: another user's file")
+        return None
+    try:
+        data = _read_small_json(path)
+    except (OSError, RegNetSpaceError):
+        return None  # cut short while being written: nothing was moved yet
+    folder = path.parent
+    if isinstance(data, list):  # an earlier version's journal: one folder
+        raws, folders, primary = data, [str(folder.absolute())], True
+    elif isinstance(data, dict):
+        raws, folders, primary = data.get("entries"), data.get("folders"), data.get("primary")
+    else:
+        raws = folders = primary = None
+    if (
+        not isinstance(raws, list)
+        or not isinstance(folders, list)
+        or not folders
+        or not all(isinstance(f, str) and f.startswith("/") for f in folders)
+        or not isinstance(primary, bool)
+    ):
+        _note(ignored, path, "the journal itself: not one this tool writes")
+        return None
+    rows = []
+    for raw in raws:
+        row = _row(raw, folder, prefix)
+        if row is not None:
+            rows.append(row)
+            continue
+        named = [raw.get(k) for k in ("final", "staged", "backup")] if isinstance(raw, dict) else []
+        for value in [v for v in named if isinstance(v, str)] or [repr(raw)[:60]]:
+            _note(ignored, path, value)
+    return _Journal(path, tuple(map(Path, folders)), primary, tuple(rows))
+
+
+def _undo(j: _Journal) -> None:
+    """Put each target of one folder's journal back as it was before the commit."""
+    folder = j.path.parent
+    for row in reversed(j.rows):
+        final = folder / row.final
+        backup = None if row.backup is None else folder / row.backup
+        kept = None if backup is None else _lstat_quiet(backup)
+        if (
+            kept is not None
+            and stat.S_ISREG(kept.st_mode)
+            and (kept.st_ino == row.old_ino or (row.old_ino is None and _is_ours(kept)))
+        ):
+            os.replace(backup, final)  # type: ignore[arg-type]
+        elif row.ino is not None:
+            now = _lstat_quiet(final)
+            if now is not None and _is_ours(now) and now.st_ino == row.ino:  # the new entry
+                _remove(final)
+        if row.staged is not None:
+            left = _lstat_quiet(folder / row.staged)
+            if left is not None and _is_ours(left):
+                _remove(folder / row.staged)
+
+
+def _lstat_quiet(path: Path) -> os.stat_result | None:
+    try:
+        return path.lstat()
+    except OSError:
+        return None
+
+
+def _unlink_ours(path: Path) -> None:
+    if _our_file(path) is not None:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+
+
+def _roll_back(primary: Path, ignored: Ignored) -> None:
+    """Undo the commit whose primary journal is `primary`, in every folder it wrote in; the
+    primary journal goes last, so that a rollback cut short is taken up again."""
+    j = _read_journal(primary, ignored)
+    if j is None or not j.primary:
+        _unlink_ours(primary)
         return
-    for row in reversed(rows):
-        final = Path(row["final"])
-        backup = Path(row["backup"]) if row["backup"] else None
-        staged = Path(row["staged"]) if row["staged"] else None
-        try:
-            new_in = row["ino"] is not None and final.lstat().st_ino == row["ino"]
-        except FileNotFoundError:
-            new_in = False
-        if backup is not None and backup.exists():
-            os.replace(backup, final)
-        elif new_in:
-            _remove(final)
-        if staged is not None:
-            _remove(staged)
-    journal.unlink()
+    for folder in j.folders[1:]:
+        sibling = folder / primary.name
+        other = _read_journal(sibling, ignored)
+        if other is not None and not other.primary and other.folders == j.folders:
+            _undo(other)
+        if sibling != primary:
+            _unlink_ours(sibling)
+    _undo(j)
+    _unlink_ours(primary)
 
 
-def _write_bytes(path: Path, data: bytes, sync: bool = True) -> None:
-    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+def _recover(journal: Path, ignored: Ignored) -> None:
+    """Finish a dead writer's commit: roll it back while its primary journal exists (it may be
+    in another of the commit's folders, under the same name); else it was complete."""
+    j = _read_journal(journal, ignored)
+    if j is None:
+        return
+    name = journal.name
+    head = j if j.primary else _read_journal(j.folders[0] / name, ignored)
+    if head is not None and (not head.primary or head.folders != j.folders):
+        head = None
+    members = [journal] if head is None else [head.path, *(f / name for f in head.folders[1:])]
+    folders = [m.parent for m in members if m == journal or _our_file(m) is not None]
+    with _interrupts_deferred(), _locked(folders):
+        if _our_file(journal) is None:
+            return  # another writer finished it meanwhile
+        if head is None:
+            _unlink_ours(journal)  # complete: its backups go with the other temp files
+        else:
+            _roll_back(head.path, ignored)
+
+
+def _write_bytes(path: Path, data: bytes, mode: int = 0o666, sync: bool = True) -> None:
+    """Create `path` (exclusively; `mode` less the umask) holding `data`."""
+    fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -602,11 +871,17 @@ def _write_bytes(path: Path, data: bytes, sync: bool = True) -> None:
         raise
 
 
-def _finish_file(path: Path, sync: bool) -> None:
-    """Give a staged file the usual mode (and flush it to disk) before it is moved into place."""
-    if not path.is_file():
+def _finish_file(path: Path, sync: bool, mode: int) -> None:
+    """Give a staged file the usual `mode` (a library's writer may have made it private) and
+    flush it to disk, before it is moved into place."""
+    try:
+        st = path.lstat()
+    except FileNotFoundError:
         return
-    os.chmod(path, umask_mode())
+    if not stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_IMODE(st.st_mode) != mode:
+        os.chmod(path, mode)
     if not sync:
         return
     fd = os.open(path, os.O_RDONLY)

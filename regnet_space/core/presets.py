@@ -7,6 +7,7 @@ a source checkout reads them from the repository itself.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -59,7 +60,7 @@ def resolve(argument: str, kind: str) -> Path:
     report (naming the path the user gave).
     """
     given = Path(argument)
-    if given.exists() or "/" in argument or "\\" in argument:
+    if os.path.exists(given) or "/" in argument or "\\" in argument:
         return given
     stem = given.stem if given.suffix in (*SPEC_SUFFIXES, ".csv", ".jsonl") else argument
     for preset in presets():

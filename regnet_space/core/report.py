@@ -17,7 +17,7 @@ from .limits import Format
 from .loading import is_space_file
 from .presets import SPEC_SUFFIXES, resolve
 from .spec import Spec, load_spec_file
-from .text import csv_cell
+from .text import clean, csv_cell
 
 
 @dataclass(frozen=True)
@@ -132,14 +132,20 @@ def _join(values: Sequence[int]) -> str:
 
 
 def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown: bool) -> str:
-    """Aligned text table (numbers right-aligned) or a GitHub Markdown table."""
+    """Aligned text table (numbers right-aligned) or a GitHub Markdown table.
+
+    A cell is one line: control characters in it (a newline in a name) are shown escaped, and
+    in Markdown a `|` is escaped too.
+    """
+    headers = [clean(h) for h in headers]
+    rows = [[clean(c) for c in r] for r in rows]
     numeric = [
         all(r[i].replace(".", "", 1).replace("-", "", 1).isdigit() for r in rows if r[i])
         for i in range(len(headers))
     ]
     if markdown:
         sep = ["---:" if n else "---" for n in numeric]
-        lines = [headers, sep, *rows]
+        lines = [[c.replace("|", "\\|") for c in r] for r in [headers, sep, *rows]]
         return "\n".join("| " + " | ".join(r) + " |" for r in lines) + "\n"
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
 
