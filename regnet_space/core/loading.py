@@ -372,6 +372,20 @@ def short_text(text: str, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def file_kind(mode: int) -> str:
+    """What a file of this st_mode is, in words ("a FIFO"), for a message refusing it."""
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
+
+
 def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecError) -> Any:
     """Open a regular file for reading (binary); FIFOs, devices and folders are refused at once.
 
@@ -388,8 +402,8 @@ def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecErro
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise error(f"{path}: is {kind}, expected a {what} file")
+        kind = file_kind(mode) + ("," if stat.S_ISDIR(mode) else ", not a regular file;")
+        raise error(f"{path}: is {kind} expected a {what} file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 
