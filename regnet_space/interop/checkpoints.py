@@ -354,7 +354,7 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """
     p = Path(path)
     if p.is_dir():
-        found = [p / n for n in ("model.safetensors", "pytorch_model.bin") if (p / n).is_file()]
+        found = [p / n for n in ("model.safetensors", "pytorch_model.bin") if (p / n).exists()]
         if not found:
             raise ConvertError(f"{p}: a directory without model.safetensors or pytorch_model.bin")
         p = found[0]
