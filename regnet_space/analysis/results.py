@@ -3,7 +3,8 @@
 A record carries a metric column and either the design (the spec fields of a sample record:
 depth, w0, wa, wm, ... or explicit ``stages``; with ``flops``, ``params``, ``acts`` or not)
 or a sample ``id`` (or ``name``) that a sample file supplies the design for. Counts missing
-from a record are computed from its design (paper convention, at its ``input_size`` or 224).
+from a record are computed from its design (paper convention, at its ``input_size`` or 224);
+counts a file gives must be exactly its design's (an fvcore or torchvision count is named).
 Filters (`filters`) select records before anything else; a split field divides a space by
 that field's values. Each input file's provenance (space, recipe, data, as far as the file
 records them) travels with the study for the report's header.
@@ -25,9 +26,11 @@ import numpy as np
 
 from ..core.complexity import count
 from ..core.errors import RegNetSpaceError
+from ..core.limits import DEFAULT_INPUT_SIZE
 from ..core.loading import MAX_DIGITS, open_regular, parse_json
 from ..core.loading import short as short_repr
-from ..core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
+from ..core.spec import ExplicitSpec, ParametricSpec, Spec, spec_from_dict
+from ..space.bulk import count_specs
 from .filters import Filter, as_number, parse_filter, resolve_field
 from .studydb import RECIPE_PREFIX, StudyDb, analysis_records, is_study_db, read_study_db
 
@@ -283,23 +286,78 @@ def _parameters(data: Mapping[str, Any], source: str = "<record>") -> dict[str, 
     return out
 
 
-def _complexity(rec: Record) -> dict[str, float]:
-    data = rec.data
-    values = {k: _checked_number(data, k, rec.source) for k in COMPLEXITY}
+def _given_counts(rec: Record) -> dict[str, float | None]:
+    """The flops, params and acts a record gives (None: absent), each finite and not negative."""
+    values = {k: _checked_number(rec.data, k, rec.source) for k in COMPLEXITY}
     for k, v in values.items():
         if v is not None and v < 0:
             raise AnalysisError(
-                f"{rec.source}: {k}: must not be negative, got {short_repr(data[k])}"
+                f"{rec.source}: {k}: must not be negative, got {short_repr(rec.data[k])}"
             )
-    if all(v is not None for v in values.values()):
-        return values  # type: ignore[return-value]
-    size = data.get("input_size") or 224
+    return values
+
+
+def _design(rec: Record) -> tuple[Spec, int]:
+    """A record's design as a spec, and the input size it is counted at (default 224)."""
+    size = rec.data.get("input_size") or DEFAULT_INPUT_SIZE
     try:
-        c = count(spec_from_dict(_spec_data(data, rec.source), rec.source), int(size))
+        return spec_from_dict(_spec_data(rec.data, rec.source), rec.source), int(size)
     except (RegNetSpaceError, TypeError, ValueError) as exc:
         raise AnalysisError(f"{rec.source}: cannot count the design: {exc}") from None
-    counted = {"flops": c.flops, "params": c.params, "acts": c.acts}
-    return {k: float(counted[k]) if v is None else v for k, v in values.items()}
+
+
+def _count_one(rec: Record, spec: Spec, size: int) -> dict[str, int]:
+    try:
+        c = count(spec, size)
+    except (RegNetSpaceError, TypeError, ValueError) as exc:
+        raise AnalysisError(f"{rec.source}: cannot count the design: {exc}") from None
+    return {"flops": c.flops, "params": c.params, "acts": c.acts}
+
+
+def _complexities(rs: Sequence[Record], check: bool) -> list[dict[str, float]]:
+    """Flops, params and acts per record: those given, the rest counted from the design.
+
+    With `check`, every record's design is counted and a given count that is not exactly
+    the design's (paper convention, at the record's input size) is refused. Counting goes
+    through the bulk path, a group of alike designs at a time.
+    """
+    given = [_given_counts(r) for r in rs]
+    todo = [i for i, g in enumerate(given) if check or None in g.values()]
+    designs = [_design(rs[i]) for i in todo]
+    bulk = count_specs([spec for spec, _ in designs], [size for _, size in designs])
+    out = [{k: v for k, v in g.items() if v is not None} for g in given]
+    for j, i in enumerate(todo):
+        counted = {k: int(getattr(bulk, k)[j]) for k in COMPLEXITY}
+        if counted["flops"] < 0:  # left to the one-design path (which names a refusal)
+            counted = _count_one(rs[i], *designs[j])
+        for k in COMPLEXITY:
+            value = given[i][k]
+            if value is None:
+                out[i][k] = float(counted[k])
+            elif check and value != float(counted[k]):
+                raise AnalysisError(_differs(rs[i], k, counted[k], *designs[j]))
+    return out
+
+
+def _differs(rec: Record, key: str, counted: int, spec: Spec, size: int) -> str:
+    """Why a given count is refused: another convention's count, or just not the design's."""
+    where = f"{rec.source}: {key} {short_repr(rec.data[key])}"
+    paper = f"{counted:,} (paper convention, input size {size})"
+    if key == "flops":
+        value = float(rec.data[key])
+        torchvision = count(spec, size, "torchvision").flops
+        others = {
+            "the fvcore convention": count(spec, size, "fvcore").flops,
+            "the torchvision convention": torchvision,
+            "PyTorch's FlopCounterMode (2 x torchvision)": 2 * torchvision,
+        }
+        for label, flops in others.items():
+            if value == float(flops):
+                return (
+                    f"{where} is the design's count under {label}; analyze takes the paper "
+                    f"convention's, {paper}: give that or leave flops out"
+                )
+    return f"{where} is not the design's count, {paper}; give that or leave {key} out"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -487,7 +545,11 @@ def load_study(
     if split is not None:
         groups = _split(groups, split)
     study = study_from_records(
-        groups, metric=metric, lower_is_better=lower_is_better, filters=parsed
+        groups,
+        metric=metric,
+        lower_is_better=lower_is_better,
+        filters=parsed,
+        check_counts=True,
     )
     inputs = []
     for p, kind, recs, facts in files:
@@ -541,9 +603,14 @@ def study_from_records(
     metric: str = "error",
     lower_is_better: bool = True,
     filters: Sequence[str | Filter] = (),
+    check_counts: bool = False,
 ) -> Study:
     """A study from records (plain mappings or read records) grouped by space label, keeping
-    the records that pass every filter."""
+    the records that pass every filter.
+
+    Counts a record lacks are counted from its design; with `check_counts` (as load_study
+    reads files), given ones must equal the design's too.
+    """
     parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
     read = {
         label: [
@@ -561,7 +628,7 @@ def study_from_records(
         for r in rs:
             if not has_design(r.data):
                 raise AnalysisError(f"{r.source}: the record carries no design")
-        comps = [_complexity(r) for r in rs]
+        comps = _complexities(rs, check_counts)
         if parsed:
             passed = [
                 all(f.matches({**r.data, **c, "space": label}, k) for f, k in checks)

@@ -584,6 +584,7 @@ def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
     from ..core.generator import plan
+    from ..core.loading import yaml_comment
     from ..core.spec import ParametricSpec, dump_spec, spec_from_dict
     from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
 
@@ -630,9 +631,9 @@ def run_fit(args: argparse.Namespace) -> int:
         "rounding": fit.rounding,
     }
     fitted_spec = spec_from_dict({**base, **fields}, "fitted spec")
-    header = (
-        f"# fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
-        f"{' (exact)' if fit.exact else ''}\n"
+    header = yaml_comment(
+        f"fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
+        f"{' (exact)' if fit.exact else ''}"
     )
     written = None
     if args.output is not None or not args.json:

@@ -177,9 +177,8 @@ def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, 
 
 def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: str) -> None:
     """Weights and resolved spec, committed together (the weights last)."""
-    import torch
-
     from ..core.io import call_writer
+    from ..nn.weights import save_torch
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
     if weights.suffix == ".safetensors":
@@ -187,7 +186,7 @@ def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: 
 
         write = lambda tmp: save_file(state, tmp)  # noqa: E731
     else:
-        write = lambda tmp: torch.save(state, tmp)  # noqa: E731
+        write = lambda tmp: save_torch(state, tmp)  # noqa: E731
     with outputs.staging() as staging:
         staging.write_text(spec_path, text)
         call_writer(write, staging.path(weights), weights)

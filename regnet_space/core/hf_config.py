@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .errors import BuildError, RegNetSpaceError, SpecError
-from .loading import is_int, parse_json, read_text_file
+from .loading import is_int, parse_json, read_text_file, short
 from .spec import ExplicitSpec, spec_from_dict
 
 if TYPE_CHECKING:
@@ -40,7 +40,7 @@ def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, 
     """The RegNet fields of a config.json mapping (defaults filled in for model_type regnet)."""
     model_type = config.get("model_type", "regnet")
     if model_type != "regnet":
-        raise SpecError(f"{source}: model_type: expected regnet, got {model_type!r}")
+        raise SpecError(f"{source}: model_type: expected regnet, got {short(model_type)}")
     data = {k: config[k] for k in HF_FIELDS if k in config}
     if "num_labels" not in data and isinstance(config.get("id2label"), Mapping):
         data["num_labels"] = len(config["id2label"])
@@ -61,7 +61,7 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
     if len(sizes) != len(depths) or not sizes:
         raise SpecError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
     if not is_int(gw) or gw < 1:
-        raise SpecError(f"{source}: groups_width: expected a positive integer, got {gw!r}")
+        raise SpecError(f"{source}: groups_width: expected a positive integer, got {short(gw)}")
     stages = []
     for i, (width, depth) in enumerate(zip(sizes, depths, strict=True)):
         groups = max(1, width // gw)  # Hugging Face's rule

@@ -24,6 +24,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from .errors import RegNetSpaceError, SpecError
+from .text import clean
 
 MAX_FILE_BYTES = 1 << 20
 MAX_DIGITS = 400  # digits of a number literal; longer ones are refused by name
@@ -33,11 +34,16 @@ MAX_DIGITS = 400  # digits of a number literal; longer ones are refused by name
 class _TooLong:
     """Stands for an integer literal too long for Python to convert (over 4300 digits)."""
 
+    def __repr__(self) -> str:  # what a message shows where it quotes the value
+        return "a number too long to read"
+
 
 def short(value: Any) -> str:
     """A repr of a user value, at most 40 characters, safe for huge integers."""
     if isinstance(value, int) and value.bit_length() > 64:
         return "a very large integer"
+    if isinstance(value, _TooLong):
+        return repr(value)
     text = repr(value)
     return text if len(text) <= 40 else text[:37] + "..."
 
@@ -261,6 +267,18 @@ def dump_yaml(data: Any) -> str:
     return yaml.safe_dump(data, sort_keys=False)
 
 
+# Besides the controls `clean` escapes: YAML's Unicode line breaks, the byte-order mark and
+# what YAML cannot hold (non-characters, lone surrogates from undecodable command lines).
+_NOT_IN_COMMENTS = re.compile("[\u2028\u2029\ufeff\ufffe\uffff\ud800-\udfff]")
+
+
+def yaml_comment(text: str) -> str:
+    """`text` as one YAML comment line, line breaks and controls escaped (`\\n`, `\\x00`):
+    nothing in a user's name can end the comment and become part of the document."""
+    safe = _NOT_IN_COMMENTS.sub(lambda m: f"\\u{ord(m.group()):04x}", clean(text))
+    return f"# {safe}\n"
+
+
 def is_int(value: Any) -> bool:
     """An int that is not a bool (YAML and JSON `true` are ints to isinstance)."""
     return isinstance(value, int) and not isinstance(value, bool)
@@ -338,8 +356,29 @@ def check_depth(data: Any, source: str, error: type[RegNetSpaceError] = SpecErro
 
 
 def parse_json(text: str, source: str, error: type[RegNetSpaceError] = SpecError) -> Any:
-    """JSON with limits: no NaN/Infinity, finite floats, numbers of at most MAX_DIGITS digits,
-    nesting at most MAX_DEPTH; every failure is one line `source: ...` of `error`."""
+    """JSON with limits: no NaN/Infinity or duplicate keys, finite floats, numbers of at most
+    MAX_DIGITS digits, nesting at most MAX_DEPTH; every failure is one line `source: ...`."""
+    try:
+        return _load_json(text, source, error)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
+
+
+def parse_json_or_yaml(
+    text: str, source: str, what: str = "spec", error: type[RegNetSpaceError] = SpecError
+) -> Any:
+    """JSON text as parse_json reads it; anything else, such as a flow-style YAML mapping
+    (`{name: a}` starts with a brace too), as parse_yaml reads it."""
+    if text.lstrip().startswith(("{", "[")):
+        try:
+            return _load_json(text, source, error)
+        except json.JSONDecodeError:
+            pass  # not JSON's grammar: YAML's, whose parser names any mistake
+    return parse_yaml(text, source, what, error)
+
+
+def _load_json(text: str, source: str, error: type[RegNetSpaceError]) -> Any:
+    """parse_json's limits as `error`; a text outside JSON's grammar raises JSONDecodeError."""
 
     def constant(name: str) -> Any:
         raise error(f"{source}: {name} is not a number JSON allows")
@@ -352,15 +391,25 @@ def parse_json(text: str, source: str, error: type[RegNetSpaceError] = SpecError
             raise error(f"{source}: number {short_text(literal)} is out of range")
         return value
 
+    def unique(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        # json keeps the last of two equal keys; in a config that hides a mistake (as in YAML).
+        obj = dict(pairs)
+        if len(obj) != len(pairs):
+            seen: set[str] = set()
+            for key, _ in pairs:
+                if key in seen:
+                    raise error(f"{source}: duplicate key {short(key)}")
+                seen.add(key)
+        return obj
+
     try:
         data = json.loads(
             text,
+            object_pairs_hook=unique,
             parse_constant=constant,
             parse_float=lambda t: number(t, float),
             parse_int=lambda t: number(t, int),
         )
-    except json.JSONDecodeError as exc:
-        raise error(f"{source}: line {exc.lineno}: invalid JSON: {exc.msg}") from None
     except RecursionError:
         raise error(f"{source}: nested more than {MAX_DEPTH} levels deep") from None
     check_depth(data, source, error)
@@ -370,6 +419,20 @@ def parse_json(text: str, source: str, error: type[RegNetSpaceError] = SpecError
 def short_text(text: str, limit: int = 40) -> str:
     """A user's text shortened to `limit` characters for a message."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def file_kind(mode: int) -> str:
+    """What a file of this st_mode is, in words ("a FIFO"), for a message refusing it."""
+    for test, kind in (
+        (stat.S_ISDIR, "a directory"),
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "not a regular file"
 
 
 def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecError) -> Any:
@@ -388,8 +451,8 @@ def open_regular(path: Path, what: str, error: type[RegNetSpaceError] = SpecErro
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = "a directory" if stat.S_ISDIR(mode) else "not a regular file"
-        raise error(f"{path}: is {kind}, expected a {what} file")
+        kind = file_kind(mode) + ("," if stat.S_ISDIR(mode) else ", not a regular file;")
+        raise error(f"{path}: is {kind} expected a {what} file")
     os.set_blocking(fd, True)
     return os.fdopen(fd, "rb")
 

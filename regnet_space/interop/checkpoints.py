@@ -19,7 +19,7 @@ from torch import Tensor
 from ..core.errors import RegNetSpaceError
 from ..core.generator import Plan
 from ..core.io import atomic_write_with, check_target
-from ..nn.weights import SAFETENSORS_SUFFIX, read_weight_file
+from ..nn.weights import SAFETENSORS_SUFFIX, check_weight, read_weight_file, save_torch
 
 __all__ = [
     "LIBRARIES",
@@ -295,9 +295,8 @@ def convert_state_dict(
             if pair.ours.startswith("classifier."):
                 why = " (a checkpoint without a classifier: convert without the head)"
             raise ConvertError(f"{origin}: missing key {pair.theirs!r} for {plan.name}{why}{hint}")
-        if not isinstance(value, Tensor):
-            raise ConvertError(f"{origin}: {pair.theirs}: not a tensor ({type(value).__name__})")
-        _check_tensor(value, pair.theirs, origin)
+        count = pair.theirs.endswith("num_batches_tracked")
+        check_weight(value, pair.theirs, origin, ConvertError, count=count)
         if tuple(value.shape) != want:
             raise ConvertError(
                 f"{origin}: {pair.theirs}: shape {_shape(tuple(value.shape))} does not fit "
@@ -317,25 +316,6 @@ def convert_state_dict(
             raise ConvertError(f"{origin}: --bgr-to-rgb needs 3 input channels")
         out[stem] = out[stem].flip(1).contiguous()
     return out
-
-
-def _check_tensor(value: Tensor, key: str, origin: str) -> None:
-    """Refuse what would load silently wrong: meta, sparse, non-float weights, NaN or inf."""
-    if value.is_meta:
-        raise ConvertError(f"{origin}: {key}: a meta tensor (shape only, no values)")
-    if value.layout != torch.strided:
-        raise ConvertError(f"{origin}: {key}: a {value.layout} tensor; expected a dense one")
-    if key.endswith("num_batches_tracked"):
-        if value.dtype not in (torch.int64, torch.int32):
-            raise ConvertError(f"{origin}: {key}: dtype {value.dtype}, expected an integer count")
-        return
-    if not value.dtype.is_floating_point:
-        raise ConvertError(
-            f"{origin}: {key}: dtype {str(value.dtype).removeprefix('torch.')}; weights must be "
-            "floating point (an integer or bool checkpoint would load as wrong values)"
-        )
-    if not bool(torch.isfinite(value).all()):
-        raise ConvertError(f"{origin}: {key}: holds NaN or infinite values")
 
 
 def _library_hint(keys: list[str], source: Library) -> str:
@@ -374,13 +354,11 @@ def read_checkpoint(path: str | Path) -> dict[str, Tensor]:
     """
     p = Path(path)
     if p.is_dir():
-        found = [p / n for n in ("model.safetensors", "pytorch_model.bin") if (p / n).is_file()]
+        found = [p / n for n in ("model.safetensors", "pytorch_model.bin") if (p / n).exists()]
         if not found:
             raise ConvertError(f"{p}: a directory without model.safetensors or pytorch_model.bin")
         p = found[0]
-    if not p.is_file():
-        raise ConvertError(f"{p}: no such file")
-    state = read_weight_file(p, ConvertError)
+    state = read_weight_file(p, ConvertError)  # names a missing file, a FIFO or a device
     return _unwrap(state, str(p))
 
 
@@ -403,7 +381,7 @@ def save_state_dict(state: Mapping[str, Tensor], path: str | Path, force: bool =
         except ImportError:
             raise ConvertError(f"{p}: writing .safetensors needs the safetensors package") from None
         return atomic_write_with(p, lambda tmp: save_file(tensors, tmp), force)
-    return atomic_write_with(p, lambda tmp: torch.save(tensors, tmp), force)
+    return atomic_write_with(p, lambda tmp: save_torch(tensors, tmp), force)
 
 
 def load_converted(

@@ -15,10 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import SpecError
-from ..core.loading import is_yaml_text, parse_json, parse_yaml, read_text_file
+from ..core.loading import is_yaml_text, parse_json, parse_json_or_yaml, parse_yaml, read_text_file
 from ..core.names import EXAMPLES, resolve_name, suggest_name
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, load_spec_file, spec_from_dict
-from .hf import load_hf_config, spec_from_hf_config
+from .hf import hf_config_name, load_hf_config, spec_from_hf_config
 from .pycls import spec_from_pycls_dict
 
 FORMS = (
@@ -52,18 +52,18 @@ def spec_from_any_mapping(data: Any, source: str = "<dict>", name: str | None = 
 
 def _load_path(p: Path) -> Spec:
     if p.is_dir():
-        if (p / "config.json").is_file():
+        if (p / "config.json").exists():  # a FIFO there is named by the reader
             return load_hf_config(p)
         raise SpecError(f"{p}: is a directory without config.json; expected {FORMS}")
     if not p.exists():
         raise SpecError(f"{p}: no such file")
     text = read_text_file(p)
-    if p.suffix == ".json" or text.lstrip().startswith("{"):
+    if p.suffix == ".json":
         data = parse_json(text, str(p))
-        if isinstance(data, Mapping) and _is_hf(data):
-            return load_hf_config(p)  # named after its snapshot folder
-    else:
-        data = parse_yaml(text, str(p), "spec")
+    else:  # JSON text as JSON; YAML, flow style (`{name: a, ...}`) included, as YAML
+        data = parse_json_or_yaml(text, str(p), "spec")
+    if isinstance(data, Mapping) and _is_hf(data):
+        return spec_from_hf_config(data, hf_config_name(p), str(p))
     return spec_from_any_mapping(data, str(p))
 
 

@@ -74,5 +74,10 @@ def load_hf_config(path: str | Path, name: str | None = None) -> ExplicitSpec:
     if p.is_dir():
         p = p / "config.json"
     data = read_config_json(p, InteropError)
-    default = p.parent.name if p.name == "config.json" and p.parent.name else p.stem
-    return spec_from_hf_config(data, name or default or "hf-regnet", str(p))
+    return spec_from_hf_config(data, name or hf_config_name(p), str(p))
+
+
+def hf_config_name(path: Path) -> str:
+    """The name a config file's spec gets: its snapshot folder's for config.json, else its own."""
+    name = path.parent.name if path.name == "config.json" and path.parent.name else path.stem
+    return name or "hf-regnet"

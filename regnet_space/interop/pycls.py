@@ -17,7 +17,7 @@ import yaml
 
 from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
-from ..core.loading import is_int, is_number, parse_yaml, read_text_file
+from ..core.loading import is_int, is_number, parse_yaml, read_text_file, short, yaml_comment
 from ..core.spec import ParametricSpec, Spec
 from .common import InteropError, validated_spec
 
@@ -81,7 +81,9 @@ class _Section:
 
     def _bad(self, key: str, what: str) -> InteropError:
         value = self.values[key]
-        return InteropError(f"{self.source}: {self.section}.{key}: expected {what}, got {value!r}")
+        return InteropError(
+            f"{self.source}: {self.section}.{key}: expected {what}, got {short(value)}"
+        )
 
     def integer(self, key: str) -> int:
         value = self.values[key]
@@ -105,7 +107,7 @@ class _Section:
         """Refuse any value but `allowed` (what this package's model builds)."""
         if self.values[key] != allowed:
             raise InteropError(
-                f"{self.source}: {self.section}.{key}: {self.values[key]!r} is not supported "
+                f"{self.source}: {self.section}.{key}: {short(self.values[key])} is not supported "
                 f"(only {allowed!r})"
             )
 
@@ -274,4 +276,4 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
             **se,
         }
         body = {"MODEL": model, "ANYNET": anynet}
-    return f"# {spec.name}\n" + yaml.safe_dump(body, sort_keys=False)
+    return yaml_comment(spec.name) + yaml.safe_dump(body, sort_keys=False)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -35,7 +35,7 @@ from ..core.hf_config import (
 from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
-from .weights import read_safetensors, read_weight_file
+from .weights import check_weight, read_hf_weights
 
 __all__ = [
     "MAX_BUILD_PARAMS",
@@ -619,13 +619,12 @@ def build_model(
 # Hugging Face directories: config.json + model.safetensors (or pytorch_model.bin, or shards)
 
 _Model = TypeVar("_Model", RegNetModel, RegNetForImageClassification)
-_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def _pretrained_plan(folder: Path) -> Plan:
     """The plan of a Hugging Face directory's config.json (named after the directory)."""
     config = folder / "config.json"
-    if not config.is_file():
+    if not config.exists():  # a FIFO or device is named by the reader, never opened blocking
         raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
     try:
         data = read_config_json(config, BuildError)
@@ -635,27 +634,6 @@ def _pretrained_plan(folder: Path) -> Plan:
     return make_plan(spec)
 
 
-def _read_weights(folder: Path) -> dict[str, Tensor]:
-    """The state dict of a directory: safetensors (single or sharded) or pytorch_model.bin."""
-    found = [folder / name for name in _WEIGHT_FILES if (folder / name).is_file()]
-    if not found:
-        raise BuildError(f"{folder}: no weights ({', '.join(_WEIGHT_FILES)})")
-    path = found[0]
-    if path.name.endswith(".index.json"):
-        index = read_config_json(path, BuildError)
-        weight_map = index.get("weight_map")
-        if not isinstance(weight_map, Mapping):
-            raise BuildError(f"{path}: no weight_map")
-        state: dict[str, Tensor] = {}
-        for shard in sorted(set(map(str, weight_map.values()))):
-            state.update(read_safetensors(folder / shard, BuildError))
-        return state
-    loaded = read_weight_file(path, BuildError)
-    if not isinstance(loaded, Mapping):
-        raise BuildError(f"{path}: expected a state dict")
-    return dict(loaded)
-
-
 def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:
     """Load a directory's weights strictly: every key and shape, the first offender named.
 
@@ -663,7 +641,7 @@ def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:
     classifier checkpoint loads into RegNetModel (its head dropped, as transformers does);
     a RegNetModel checkpoint into the classifier leaves the head as initialised, with a warning.
     """
-    state = _read_weights(folder)
+    state, origin = read_hf_weights(folder, BuildError)
     if prefix and not any(k.startswith(prefix) for k in state):
         state = {prefix + k: v for k, v in state.items()}
     elif not prefix and any(k.startswith("regnet.") for k in state):
@@ -678,6 +656,7 @@ def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:
     if body:
         raise BuildError(f"{folder}: missing weight {body[0]!r}")
     for key, value in state.items():
+        check_weight(value, key, origin, BuildError, count=not own[key].is_floating_point())
         if value.shape != own[key].shape:
             raise BuildError(
                 f"{folder}: {key}: shape {tuple(value.shape)}, the config gives "

@@ -10,6 +10,7 @@ entries offsets[i]:offsets[i + 1] of the flat per-stage arrays.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -21,7 +22,8 @@ from ..core.generator import (
     quantized_linear,
     width_exponents,
 )
-from ..core.spec import MAX_WIDTH, Rounding
+from ..core.limits import MAX_INPUT_SIZE
+from ..core.spec import MAX_WIDTH, STEM_STRIDES, ExplicitSpec, ParametricSpec, Rounding, Spec
 
 _INT64_LIMIT = 1 << 62  # keep a factor-two margin below int64's maximum
 
@@ -478,3 +480,81 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         params=_segment_sums(params, last) + 9 * c * k + 2 * k + head,
         acts=_segment_sums(acts, last) + k * stem_side2 + nc,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# Counting many specs
+
+
+def spec_body(spec: Spec, input_size: int) -> Body:
+    """What the bulk counts need from a spec's fields besides its stages, at `input_size`."""
+    return Body(
+        stem_width=spec.stem_width,
+        num_channels=spec.num_channels,
+        num_classes=spec.num_classes,
+        se_ratio=spec.se_ratio,
+        downsample_in_first_stage=spec.downsample_in_first_stage,
+        input_size=input_size,
+        stem_stride=STEM_STRIDES[spec.stem],
+    )
+
+
+def count_specs(specs: Sequence[Spec], input_sizes: Sequence[int]) -> Counts:
+    """Paper-convention counts of many specs, each at its input size, as complexity.count.
+
+    Specs are counted a group at a time (parametric ones sharing q, rounding and the body,
+    explicit ones the body and their stage count). -1 marks a design the bulk path leaves to
+    complexity.count: an explicit stride other than the defaults, an input size out of
+    range, a plan the one-design path refuses, or counts that could overflow int64.
+    """
+    out = [np.full(len(specs), -1, dtype=np.int64) for _ in range(3)]
+    regnet: dict[tuple[int, Rounding, Body], list[int]] = {}
+    explicit: dict[tuple[int, Body], list[int]] = {}
+    for i, (spec, size) in enumerate(zip(specs, input_sizes, strict=True)):
+        if not (type(size) is int and 1 <= size <= MAX_INPUT_SIZE):
+            continue
+        if isinstance(spec, ParametricSpec):
+            regnet.setdefault((spec.q, spec.rounding, spec_body(spec, size)), []).append(i)
+            continue
+        strides = spec.strides()
+        if all(s == 2 for s in strides[1:]):
+            body = replace(spec_body(spec, size), downsample_in_first_stage=strides[0] == 2)
+            explicit.setdefault((len(strides), body), []).append(i)
+    batches = [
+        (members, body, _regnet_group([specs[i] for i in members], q, rounding))
+        for (q, rounding, body), members in regnet.items()
+    ]
+    batches += [
+        (members, body, _explicit_group([specs[i] for i in members]))
+        for (_, body), members in explicit.items()
+    ]
+    for members, body, stages in batches:
+        try:
+            counts = count_stages(stages, body)
+        except PlanError:  # could overflow int64: complexity.count's Python ints instead
+            continue
+        index = np.asarray(members, dtype=np.int64)[stages.valid]
+        for target, values in zip(out, (counts.flops, counts.params, counts.acts), strict=True):
+            target[index] = values[stages.valid]
+    return Counts(*out)
+
+
+def _columns(rows: Sequence[object], fields: Sequence[tuple[str, type]]) -> dict[str, np.ndarray]:
+    """One array per field of `rows` (objects with those attributes)."""
+    return {name: np.array([getattr(r, name) for r in rows], dtype=kind) for name, kind in fields}
+
+
+def _regnet_group(specs: Sequence[Spec], q: int, rounding: Rounding) -> Stages:
+    """Stage plans of parametric specs sharing q and rounding."""
+    ints, floats = ("depth", "w0", "group_width"), ("wa", "wm", "bottleneck_multiplier")
+    fields = [(f, np.int64) for f in ints] + [(f, np.float64) for f in floats]
+    return regnet_stages(RegNetParams(**_columns(specs, fields), q=q, rounding=rounding))
+
+
+def _explicit_group(specs: Sequence[Spec]) -> Stages:
+    """Stage plans of explicit specs with the same number of stages."""
+    rows = [st for s in specs if isinstance(s, ExplicitSpec) for st in s.stages]
+    ints = ("width", "depth", "group_width")
+    fields = [(f, np.int64) for f in ints] + [("bottleneck_multiplier", np.float64)]
+    flat = _columns(rows, fields)
+    return explicit_stages(StageParams(**{k: v.reshape(len(specs), -1) for k, v in flat.items()}))

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.spec import MAX_WIDTH, STEM_STRIDES, Spec, spec_from_dict
+from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
 from ..core.text import csv_cell
 from .bulk import (
     Body,
@@ -40,6 +40,7 @@ from .bulk import (
     fits_int64,
     last_exponent,
     regnet_stages,
+    spec_body,
 )
 from .space import (
     INT_FIELDS,
@@ -323,20 +324,7 @@ def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str
 
 def body_of(space: Space, input_size: int | None = None) -> Body:
     """What the bulk counts need from a space's fixed fields (input size: the space's)."""
-    return _body(space.fixed_spec(), space.input_size if input_size is None else input_size)
-
-
-def _body(fixed: Spec, input_size: int) -> Body:
-    """What the bulk counts need from the fixed spec fields of a space."""
-    return Body(
-        stem_width=fixed.stem_width,
-        num_channels=fixed.num_channels,
-        num_classes=fixed.num_classes,
-        se_ratio=fixed.se_ratio,
-        downsample_in_first_stage=fixed.downsample_in_first_stage,
-        input_size=input_size,
-        stem_stride=STEM_STRIDES[fixed.stem],
-    )
+    return spec_body(space.fixed_spec(), space.input_size if input_size is None else input_size)
 
 
 def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams | StageParams]:
@@ -355,7 +343,7 @@ class _Sampler:
         self.space = space
         self.constraints = constraints
         self.fixed = space.fixed_spec()
-        self.body = _body(self.fixed, input_size)
+        self.body = spec_body(self.fixed, input_size)
         self.fields = spec_fields_of(space)
         items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
         self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}

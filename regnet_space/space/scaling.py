@@ -26,6 +26,7 @@ import numpy as np
 from ..core.complexity import Complexity, count
 from ..core.errors import PlanError, RegNetSpaceError, SpecError
 from ..core.generator import MAX_INPUT_SIZE, adjust_pycls
+from ..core.loading import yaml_comment
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, spec_from_dict
 
 DEFAULT_WEIGHTS = "d1_w8_g8_r1"
@@ -272,9 +273,9 @@ def scale_spec(
 
 def scaled_spec_text(scaled: Scaled) -> str:
     """The scaled spec as YAML (its input size a field), its provenance in a comment on top."""
-    header = (
-        f"# {scaled.source.name} scaled by regnet-space scale: flops x{scaled.asked:g} asked, "
+    header = yaml_comment(
+        f"{scaled.source.name} scaled by regnet-space scale: flops x{scaled.asked:g} asked, "
         f"x{scaled.achieved:.3f} achieved ({scaled.weights}); the source was counted at "
-        f"{scaled.input_size_before}\n"
+        f"{scaled.input_size_before}"
     )
     return header + dump_spec(scaled.spec)
