@@ -34,6 +34,8 @@ HF_DEFAULTS: dict[str, Any] = {
 }
 HF_FIELDS = tuple(HF_DEFAULTS)
 _REQUIRED = ("hidden_sizes", "depths", "groups_width", "layer_type")
+# transformers' ACT2FN names of the activations a spec has (swish is its alias of SiLU).
+_HF_ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu", "gelu": "gelu"}
 
 
 def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
@@ -71,13 +73,14 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
             )
         stages.append({"width": width, "depth": depth, "group_width": width // groups})
     layer_type = data["layer_type"]
+    act = data.get("hidden_act", "relu")
     fields: dict[str, Any] = {
         "name": name,
         "block": layer_type,
         "stages": stages,
         "num_channels": data.get("num_channels", 3),
         "stem_width": data.get("embedding_size", 32),
-        "activation": data.get("hidden_act", "relu"),
+        "activation": _HF_ACTIVATIONS.get(act, act) if isinstance(act, str) else act,
         "downsample_in_first_stage": data.get("downsample_in_first_stage", True),
         "num_classes": data.get("num_labels", 2),  # transformers' own default
     }

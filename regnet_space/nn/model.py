@@ -444,15 +444,20 @@ class RegNetModel(_OutputSwitches):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, output_hidden_states: bool = False, torchscript: bool = False
+        cls,
+        path: str | Path,
+        *,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        torchscript: bool | None = None,
     ) -> RegNetModel:
-        """The model of a Hugging Face directory (config.json + model.safetensors), in eval mode."""
-        model = cls(
-            _pretrained_plan(Path(path)),
-            output_hidden_states=output_hidden_states,
-            torchscript=torchscript,
-        )
-        return _load_pretrained(model, Path(path), prefix="")
+        """The model of a Hugging Face directory (config.json + model.safetensors), in eval mode.
+
+        Output switches left None take config.json's values (as transformers does).
+        """
+        given = {"output_hidden_states": output_hidden_states, "return_dict": return_dict}
+        plan, switches = _pretrained_config(Path(path), {**given, "torchscript": torchscript})
+        return _load_pretrained(cls(plan, **switches), Path(path), prefix="")
 
     def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
         """Write config.json and model.safetensors as transformers' `save_pretrained` does."""
@@ -540,18 +545,19 @@ class RegNetForImageClassification(_OutputSwitches):
         cls,
         path: str | Path,
         *,
-        output_hidden_states: bool = False,
-        torchscript: bool = False,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        torchscript: bool | None = None,
         problem_type: str | None = None,
     ) -> RegNetForImageClassification:
         """The classifier of a Hugging Face directory (config.json + model.safetensors), in eval
-        mode; a RegNetModel checkpoint gives a freshly initialised head (with a warning)."""
-        model = cls(
-            _pretrained_plan(Path(path)),
-            output_hidden_states=output_hidden_states,
-            torchscript=torchscript,
-            problem_type=problem_type,
-        )
+        mode; a RegNetModel checkpoint gives a freshly initialised head (with a warning).
+
+        Output switches left None take config.json's values (as transformers does).
+        """
+        given = {"output_hidden_states": output_hidden_states, "return_dict": return_dict}
+        plan, switches = _pretrained_config(Path(path), {**given, "torchscript": torchscript})
+        model = cls(plan, problem_type=problem_type, **switches)
         return _load_pretrained(model, Path(path), prefix="regnet.")
 
     def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
@@ -622,8 +628,15 @@ _Model = TypeVar("_Model", RegNetModel, RegNetForImageClassification)
 _WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
-def _pretrained_plan(folder: Path) -> Plan:
-    """The plan of a Hugging Face directory's config.json (named after the directory)."""
+# transformers' PretrainedConfig output switches and their defaults.
+_OUTPUT_SWITCHES = {"output_hidden_states": False, "return_dict": True, "torchscript": False}
+
+
+def _pretrained_config(
+    folder: Path, given: Mapping[str, bool | None]
+) -> tuple[Plan, dict[str, bool]]:
+    """The plan of a Hugging Face directory's config.json (named after the directory) and the
+    output switches: each given one, else config.json's, else transformers' default."""
     config = folder / "config.json"
     if not config.is_file():
         raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
@@ -632,7 +645,15 @@ def _pretrained_plan(folder: Path) -> Plan:
         spec = spec_from_hf_fields(hf_fields(data, str(config)), folder.name or "hf", str(config))
     except RegNetSpaceError as exc:
         raise BuildError(str(exc)) from None
-    return make_plan(spec)
+    switches = {}
+    for key, default in _OUTPUT_SWITCHES.items():
+        value = given.get(key)
+        if value is None:
+            value = data.get(key, default)
+            if not isinstance(value, bool):
+                raise BuildError(f"{config}: {key}: expected true or false, got {value!r}")
+        switches[key] = value
+    return make_plan(spec), switches
 
 
 def _read_weights(folder: Path) -> dict[str, Tensor]:
