@@ -51,7 +51,9 @@ def test_from_pretrained_honours_return_dict_and_torchscript_in_config_json(
     with torch.no_grad():
         assert isinstance(ours(torch.rand(1, 3, 32, 32)), tuple)
     data = json.loads((folder / "config.json").read_text())
-    (folder / "config.json").write_text(json.dumps({**data, "return_dict": True, "torchscript": True}))
+    (folder / "config.json").write_text(
+        json.dumps({**data, "return_dict": True, "torchscript": True})
+    )
     with torch.no_grad():
         out = RegNetForImageClassification.from_pretrained(folder)(torch.rand(1, 3, 32, 32))
     assert isinstance(out, tuple)
