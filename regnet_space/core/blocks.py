@@ -415,6 +415,12 @@ def peer_refusal(plan: Plan, layout: str) -> str | None:
             f"{peer}'s SE uses {se_act}; set se_activation: {se_act}",
         ),
         (
+            layout == "pycls" and plan.head_width > 0 and not plan.num_classes,
+            "head_width",
+            plan.head_width,
+            f"{peer} has a head conv only before its classifier (num_classes >= 1)",
+        ),
+        (
             layout == "timm-byobnet" and o.linear_out and not plan.head_width,
             "head_width",
             0,

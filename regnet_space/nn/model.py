@@ -483,7 +483,7 @@ class RegNetStage(nn.Module):
 def drop_path_rates(plan: Plan) -> list[list[float]]:
     """Each stage's blocks' drop-path rates: 0 at the first block rising linearly to the
     plan's rate at the last (torch.linspace in float32, as timm's calculate_drop_path_rates)."""
-    rates = torch.linspace(0, plan.options.drop_path, plan.depth).tolist()
+    rates = torch.linspace(0, plan.options.drop_path, plan.depth, device="cpu").tolist()
     out, start = [], 0
     for depth in plan.depths:
         out.append(rates[start : start + depth])
