@@ -348,7 +348,7 @@ def test_converting_a_silu_y_whose_se_is_relu_is_refused(library: str) -> None:
     assert spec.se_activation == "relu"  # Hugging Face's, our x/y default
     p = rs.plan(spec, 32)
     state = build_model(p).state_dict()
-    with pytest.raises(ConvertError, match="se_activation: relu: .* set se_activation: silu"):
+    with pytest.raises(ConvertError, match=r"se_activation: relu: .* set se_activation: silu"):
         convert_state_dict(state, p, "hf", library)
     fixed = rs.plan(spec.model_copy(update={"se_activation": "silu"}), 32)
     assert convert_state_dict(state, fixed, "hf", library)
