@@ -68,6 +68,7 @@ def family_designs(draw: st.DrawFn, block: str) -> dict[str, Any]:
         data["shortcut"] = draw(st.sampled_from(["avg", "conv", "none"]))
         data["linear_out"] = draw(st.booleans())
         data["drop_path"] = draw(st.sampled_from([0.0, 0.2]))
+        data["final_activation"] = draw(st.booleans())
     if kind.bottleneck:
         data["preact"] = draw(st.booleans())
         data["bottleneck_in"] = draw(st.booleans())
@@ -213,7 +214,7 @@ def test_output_stride_dilates_the_last_stages(stride: int, side: int) -> None:
 
 
 @pytest.mark.parametrize(
-    "name", ["regnetz_d8", "timm/regnetv_040.ra3_in1k", "regnetz_040h", "regnety_040_sgn"]
+    "name", ["regnetz_d8", "timm/regnetv_040.ra3_in1k", "regnetz_040_h", "regnety_040_sgn"]
 )
 def test_family_presets_report_by_timm_name_from_any_folder(
     name: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture

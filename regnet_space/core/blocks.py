@@ -252,14 +252,14 @@ def stem_layers(p: Plan) -> StemLayers:
 
 
 def head_layers(p: Plan) -> tuple[Unit, ...]:
-    """Before pooling: a 1x1 conv + norm + activation to head_width; else, after blocks that
-    end without an activation (pre-activation or linear output), the activation alone (timm's
-    RegNet); else nothing."""
+    """Before pooling: a 1x1 conv + norm + activation to head_width; else the activation alone
+    with final_activation (by default after pre-activation or linear-output blocks, as timm's
+    RegNet has it); else nothing."""
     last = p.stages[-1]
     if p.head_width:
         conv = Conv(last.width, p.head_width, 1, last.out_size, last.out_size)
         return (ConvLayer("final", "head_conv", conv, norm=True, act=True),)
-    if p.options.residual and (p.options.preact or p.options.linear_out):
+    if p.options.final_activation:
         return (NormAct("final", "final_act", last.width, last.out_size, norm=False),)
     return ()
 
@@ -378,6 +378,9 @@ def peer_refusal(plan: Plan, layout: str) -> str | None:
     plain = layout in ("torchvision", "pycls") and o.residual and not pycls_linear
     se = plan.se_ratio > 0 and o.bottleneck
     se_act = "relu" if layout == "timm-byobnet" else plan.activation
+    # timm's RegNet: an activation after the last stage exactly for preact or linear_out
+    final = o.preact or o.linear_out if layout == "timm" else False
+    final_act = o.final_activation and not plan.head_width
     checks = [
         (plan.stem not in stems[layout], "stem", plan.stem, f"{peer} has no such stem"),
         (not o.bottleneck and layout != "pycls", "block", plan.block, f"{peer} has none"),
@@ -421,10 +424,10 @@ def peer_refusal(plan: Plan, layout: str) -> str | None:
             f"{peer} has a head conv only before its classifier (num_classes >= 1)",
         ),
         (
-            layout == "timm-byobnet" and o.linear_out and not plan.head_width,
-            "head_width",
-            0,
-            f"{peer} has no final activation without a head conv",
+            final_act != (final and not plan.head_width),
+            "final_activation",
+            final_act,
+            f"{peer} has {'one' if final else 'none'} there",
         ),
     ]
     for failed, field, value, why in checks:

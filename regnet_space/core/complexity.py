@@ -14,7 +14,8 @@ Counting conventions (named options; pycls, fvcore and torchvision):
 In both: params = weights + biases + 2 per norm channel (running stats are buffers); acts =
 output elements of every conv and linear layer (the SE 1x1 convs included). GroupNorm counts
 like BatchNorm but for fvcore, which counts it 5 per element. Pooling in shortcuts and stems
-(average and max) counts 0 in every convention, as fvcore and FlopCounterMode have it.
+(average and max) costs no flops in any convention (fvcore and FlopCounterMode have none);
+the ``paper`` convention counts the resnet stem's max-pool output as acts, as pycls does.
 
 The layers counted are the block definitions' (core.blocks), the same objects the model is
 built from.
@@ -28,6 +29,7 @@ from .blocks import (
     BlockLayers,
     ConvLayer,
     NormAct,
+    Pool,
     SqueezeExcite,
     Unit,
     block_layers,
@@ -104,6 +106,11 @@ class _Tally:
         if self.fvcore:
             self.flops += self.norm_flops * c * h * h
 
+    def max_pool(self, c: int, h_out: int) -> None:
+        """A max-pool to c x h_out x h_out: pycls counts its outputs as acts."""
+        if self.bias_flops:  # the paper (pycls) convention
+            self.acts += c * h_out * h_out
+
     def pool(self, c: int, h: int) -> None:
         """Global average pool of c x h x h; fvcore counts 1 per input element."""
         if self.fvcore:
@@ -134,6 +141,8 @@ def _units(t: _Tally, units: tuple[Unit, ...]) -> None:
             t.pool(u.channels, u.side)
             t.conv(u.channels, u.width, 1, 1, bias=True)
             t.conv(u.width, u.channels, 1, 1, bias=True)
+        elif isinstance(u, Pool) and u.kind == "max":
+            t.max_pool(u.channels, u.h_out)
 
 
 def _block(t: _Tally, layers: BlockLayers) -> None:

@@ -61,6 +61,7 @@ class BlockOptions:
     norm_groups: int = 0  # GroupNorm: a fixed group count, or
     norm_group_size: int = 0  # channels per group
     drop_path: float = 0.0
+    final_activation: bool = False  # without a head conv: the activation after the last stage
 
     def norm_groups_of(self, channels: int) -> int:
         """GroupNorm's group count on `channels` channels (PlanError if it does not divide)."""
@@ -473,6 +474,7 @@ def block_options(spec: Spec) -> BlockOptions:
         norm_groups=spec.norm_groups,
         norm_group_size=spec.norm_group_size,
         drop_path=spec.drop_path,
+        final_activation=spec.final_activation,
     )
 
 

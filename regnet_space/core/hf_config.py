@@ -149,6 +149,7 @@ def _hf_refusal(plan: Plan) -> str | None:
         ("shortcut", o.shortcut, o.shortcut != "conv"),
         ("norm", o.norm, o.norm != "batch"),
         ("head_width", plan.head_width, plan.head_width > 0),
+        ("final_activation", o.final_activation, o.final_activation and not plan.head_width),
         ("drop_path", o.drop_path, o.drop_path > 0),
         ("output_stride", plan.output_stride, plan.output_stride > 0),
         ("se_activation", o.se_activation, plan.se_ratio > 0 and o.se_activation != "relu"),

@@ -32,8 +32,10 @@ Field names are the public file format. Paper names and their meaning:
   which explicit specs may set one by one:
 - ``preact``: norm and activation before each conv instead of after (timm's RegNetV); the
   shortcut starts after the block input's norm and activation, and the stem has no norm.
-- ``linear_out``: no activation after the residual add. With ``preact`` or ``linear_out`` and
-  no ``head_width``, the activation is applied once after the last stage (as timm does).
+- ``linear_out``: no activation after the residual add.
+- ``final_activation``: without ``head_width``, the activation once after the last stage;
+  by default where the blocks end without one (``preact`` or ``linear_out``), as timm's RegNet
+  has it (timm's ByobNet and pycls have none).
 - ``bottleneck_in``: bottleneck width = round(block *input* width x bm) (timm's ``bottle_in``).
 - ``shortcut``: where the shape changes, ``conv`` (1x1 conv + norm), ``avg`` (2x2 average pool,
   then the 1x1 conv + norm: timm's ``downsample: avg``) or ``none`` (no residual add there).
@@ -108,24 +110,31 @@ BLOCK_KINDS: dict[str, BlockKind] = {
 # Switches whose default is the block kind's: filled in before validation, and left out of
 # dumped specs where they equal it; and the other switches, left out at their field default.
 KIND_SWITCHES = ("se_ratio", "preact", "linear_out", "shortcut", "se_activation")
+KIND_SWITCHES += ("final_activation",)
 _PLAIN_SWITCHES = ("bottleneck_in", "se_from", "head_width", "norm", "drop_path")
 _PLAIN_SWITCHES += ("norm_groups", "norm_group_size", "output_stride")
 _ACTIVATIONS = ("relu", "silu", "gelu")
 
 
-def kind_defaults(block: Any, activation: Any = "relu") -> dict[str, Any]:
-    """The block kind's defaults of KIND_SWITCHES (se_ratio 0 alone for an unknown kind)."""
+def kind_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
+    """The defaults of KIND_SWITCHES for spec fields `data`: its block kind's, and a final
+    activation where the blocks end without one (timm's RegNet); se_ratio 0 alone for an
+    unknown kind."""
+    block = data.get("block")
     kind = BLOCK_KINDS.get(block) if isinstance(block, str) else None
     if kind is None:
         return {"se_ratio": 0.0}  # `block` itself names the error
     # An invalid activation is reported once, under its own name.
-    act = activation if activation in _ACTIVATIONS else "relu"
+    act = data.get("activation", "relu")
+    act = act if act in _ACTIVATIONS else "relu"
+    preact, linear = data.get("preact", kind.preact), data.get("linear_out", kind.linear_out)
     return {
         "se_ratio": kind.se_ratio,
         "preact": kind.preact,
         "linear_out": kind.linear_out,
         "shortcut": kind.shortcut,
         "se_activation": kind.se_activation or act,
+        "final_activation": kind.residual and (preact is True or linear is True),
     }
 
 
@@ -219,6 +228,12 @@ class _SpecBase(BaseModel):
         le=MAX_WIDTH,
         description="A 1x1 conv + norm + activation to this width before pooling; 0 for none.",
     )
+    final_activation: bool = Field(
+        False,
+        description="Without head_width: the activation after the last stage. Default: true "
+        "where the blocks end without one (preact or linear_out), as timm's RegNet has it.",
+        json_schema_extra=_no_schema_default,
+    )
     norm: Norm = Field("batch", description="batch: BatchNorm; group: GroupNorm.")
     norm_groups: int = Field(
         0, ge=0, le=MAX_WIDTH, description="GroupNorm: the number of groups of every norm."
@@ -245,7 +260,7 @@ class _SpecBase(BaseModel):
         # The defaults depend on the block kind, so they are filled in before field validation.
         if not isinstance(data, Mapping):
             return data
-        defaults = kind_defaults(data.get("block"), data.get("activation", "relu"))
+        defaults = kind_defaults(data)
         missing = {k: v for k, v in defaults.items() if k not in data}
         return {**data, **missing} if missing else data
 
@@ -469,7 +484,7 @@ def dump_spec(spec: Spec) -> str:
     data = spec.model_dump(mode="json", exclude_none=True)
     # Switches at their default (the block kind's, or the field's) are left out, as in specs
     # written by hand.
-    kind = kind_defaults(spec.block, spec.activation)
+    kind = kind_defaults(spec.model_dump())
     for key in KIND_SWITCHES[1:]:  # se_ratio is always written, as it always was
         if data[key] == kind[key]:
             del data[key]

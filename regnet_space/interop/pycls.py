@@ -56,7 +56,11 @@ _STEM_TYPES = {v: k for k, v in _PYCLS_STEMS.items()}
 # pycls's block types -> spec fields (block x or y by SE_ON for the bottlenecks).
 _PYCLS_BLOCKS: dict[str, dict[str, Any]] = {
     "res_bottleneck_block": {},
-    "res_bottleneck_linear_block": {"linear_out": True, "shortcut": "none"},
+    "res_bottleneck_linear_block": {
+        "linear_out": True,
+        "shortcut": "none",
+        "final_activation": False,
+    },
     "vanilla_block": {"block": "vanilla"},
     "res_basic_block": {"block": "basic"},
 }

@@ -106,6 +106,10 @@ def _refusal(spec: ParametricSpec) -> str | None:
         (spec.bottleneck_in, "bottleneck_in: only timm's ByobNet has it"),
         (se and spec.se_from != "input", "se_from: timm's RegNet takes SE from the input"),
         (
+            not spec.head_width and spec.final_activation != (spec.preact or spec.linear_out),
+            "final_activation: timm's RegNet has one exactly after preact or linear_out blocks",
+        ),
+        (
             se and spec.se_activation != spec.activation,
             f"se_activation: timm's RegNet uses the block's activation ({spec.activation}) in SE",
         ),
