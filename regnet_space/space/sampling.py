@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.spec import MAX_WIDTH, STEM_STRIDES, Spec, spec_from_dict
+from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
 from ..core.text import csv_cell
 from .bulk import (
     Body,
@@ -34,6 +34,7 @@ from .bulk import (
     RegNetParams,
     StageParams,
     Stages,
+    valid_designs,
     count_bound,
     count_stages,
     explicit_stages,
@@ -41,6 +42,7 @@ from .bulk import (
     last_exponent,
     regnet_stages,
 )
+from .bulk import body_of as spec_body
 from .space import (
     INT_FIELDS,
     REGNET_FIELDS,
@@ -328,15 +330,7 @@ def body_of(space: Space, input_size: int | None = None) -> Body:
 
 def _body(fixed: Spec, input_size: int) -> Body:
     """What the bulk counts need from the fixed spec fields of a space."""
-    return Body(
-        stem_width=fixed.stem_width,
-        num_channels=fixed.num_channels,
-        num_classes=fixed.num_classes,
-        se_ratio=fixed.se_ratio,
-        downsample_in_first_stage=fixed.downsample_in_first_stage,
-        input_size=input_size,
-        stem_stride=STEM_STRIDES[fixed.stem],
-    )
+    return spec_body(fixed, input_size)
 
 
 def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams | StageParams]:
@@ -397,7 +391,7 @@ class _Sampler:
             index = np.flatnonzero(monotone)
             stages = explicit_stages(StageParams(**{f: v[index] for f, v in sampled.items()}))
         counts = count_stages(stages, self.body)
-        _reject(reason, index, ~stages.valid, "invalid")
+        _reject(reason, index, ~(valid_designs(stages, self.body)), "invalid")
         _reject(reason, index, ~_in(c.stages, stages.num_stages), "stages")
         if not c.allow_skipped_exponents:
             _reject(reason, index, stages.num_stages != stages.total_stages, "skipped_exponents")
