@@ -372,10 +372,9 @@ def _empty_stages() -> Stages:
 
 
 def _stage_geometry(body: Body, num_stages: int) -> tuple[np.ndarray, ...]:
-    """Per stage index: squared input and output side of its first block, whether that block
-    projects whatever its widths (stride or dilation change), and the stem's output side."""
+    """Per stage index: squared input and output side of its first block, and whether that
+    block projects whatever its widths (stride or dilation change)."""
     h = (body.input_size - 1) // body.stem_stride + 1
-    stem = h
     net, dilation = body.stem_stride, 1
     h_in, h_out, moves = [], [], []
     first = 2 if body.downsample_in_first_stage else 1
@@ -393,7 +392,6 @@ def _stage_geometry(body: Body, num_stages: int) -> tuple[np.ndarray, ...]:
         as_array(h_in, dtype=np.int64),
         as_array(h_out, dtype=np.int64),
         as_array(moves, dtype=bool),
-        np.int64(stem),
     )
 
 
@@ -521,9 +519,10 @@ def _bottleneck_stages(
     return flops, params, acts
 
 
-def _stem_costs(body: Body, side: int) -> tuple[int, int, int]:
-    """Paper-convention counts of the stem (core.blocks.stem_layers): 3x3 conv(s), or the
-    7x7 conv and its max-pool (whose outputs pycls counts as acts)."""
+def stem_counts(body: Body) -> tuple[int, int, int]:
+    """Paper-convention flops, params and acts of the stem (core.blocks.stem_layers): 3x3
+    conv(s), or the 7x7 conv and its max-pool (whose outputs pycls counts as acts)."""
+    side = (body.input_size - 1) // body.stem_stride + 1
     c, k, plain = body.num_channels, body.stem_width, body.options.preact
     last_norm = 0 if plain else 2 * k  # pre-activation: the last conv has no norm
     if body.stem == "tiered":
@@ -609,7 +608,7 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         return Counts(z, z, z)
     offsets, num = stages.offsets, stages.num_stages
     starts, last = offsets[:-1], offsets[1:] - 1
-    hi2_of, ho2_of, moves_of, stem_side = _stage_geometry(body, int(num.max()))
+    hi2_of, ho2_of, moves_of = _stage_geometry(body, int(num.max()))
     pos = np.arange(len(stages.width)) - np.repeat(starts, num)
     hi2, ho2 = hi2_of[pos], ho2_of[pos]
     w, d, g, wb = stages.width, stages.depth, stages.group_width, stages.bottleneck_width
@@ -638,7 +637,7 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         later = _block_costs(_Block(w, w, wb, g, ho2, ho2, se, False), o)
         flops, params, acts = (a + b * more for a, b in zip(first, later, strict=True))
 
-    c_flops, c_params, c_acts = _stem_costs(body, int(stem_side))
+    c_flops, c_params, c_acts = stem_counts(body)
     nc, out = body.num_classes, w[last]
     head_flops = head_params = head_acts = 0
     if body.head_width:  # 1x1 conv + norm at the last side, then the classifier on it
