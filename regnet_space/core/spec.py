@@ -479,18 +479,22 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
     raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
 
 
+def switches_at_default(spec: Spec) -> set[str]:
+    """The block switches (not se_ratio, always written) at their default: the block kind's,
+    or the field's."""
+    data = spec.model_dump()
+    kind = kind_defaults(data)
+    out = {k for k in KIND_SWITCHES[1:] if data[k] == kind[k]}
+    return out | {k for k in _PLAIN_SWITCHES if data[k] == _SpecBase.model_fields[k].default}
+
+
 def dump_spec(spec: Spec) -> str:
     """The spec as YAML text that load_spec reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
     # Switches at their default (the block kind's, or the field's) are left out, as in specs
     # written by hand.
-    kind = kind_defaults(spec.model_dump())
-    for key in KIND_SWITCHES[1:]:  # se_ratio is always written, as it always was
-        if data[key] == kind[key]:
-            del data[key]
-    for key in _PLAIN_SWITCHES:
-        if data[key] == _SpecBase.model_fields[key].default:
-            del data[key]
+    for key in switches_at_default(spec):
+        data.pop(key, None)
     # input_size last, and only when it is not the default: specs at 224 read as they always did.
     size = data.pop("input_size")
     if size != DEFAULT_INPUT_SIZE:
