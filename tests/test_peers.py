@@ -567,3 +567,16 @@ def test_pycls_anynet_blocks_and_stems_count_and_convert_exactly(config: dict) -
     finally:
         anynet.get_block_fun = blocks
         config_mod.cfg.merge_from_other_cfg(saved)
+
+
+def test_forward_benchmark_times_family_models_against_timm_alone(
+    capsys: pytest.CaptureFixture[str], bench_forward: Any
+) -> None:
+    pytest.importorskip("timm")
+    argv = ["--models", "regnetz_d8,regnetv_040", "--batches", "1", "--threads", "1"]
+    bench_forward.main(
+        [*argv, "--input-size", "32", "--rounds", "1", "--min-time", "0", "--no-gpu"]
+    )
+    out = capsys.readouterr().out
+    assert "against timm alone" in out and "regnetz_d8" in out and "regnetv_040" in out
+    assert "outputs within 0.0001 of timm's" in out  # timm's logits from our weights

@@ -172,17 +172,42 @@ class _NormAct(nn.Module):
 
 
 class _SE(nn.Module):
-    """Squeeze-excitation: mean, 1x1 conv, activation, 1x1 conv, sigmoid, scale in place."""
+    """Squeeze-excitation: mean, 1x1 conv, activation, 1x1 conv, sigmoid, scale in place.
 
-    def __init__(self, module: RegNetSELayer, act: str) -> None:
+    `then_norm`: the BatchNorm and activation that follow it (pre-activation blocks), done in
+    the same pass: x * (gate * scale) + shift, with BN's scale and shift.
+    """
+
+    def __init__(self, module: RegNetSELayer, act: str, then_norm: _NormAct | None = None):
         super().__init__()
         self.reduce = copy.deepcopy(module.attention[0])
         self.expand = copy.deepcopy(module.attention[2])
         self.act = act
+        self.post_act = None if then_norm is None else then_norm.act
+        scale = shift = None
+        if then_norm is not None and isinstance(then_norm.norm, nn.BatchNorm2d):
+            scale, shift = _bn_affine(then_norm.norm)
+        # buffers: they follow the form to another device or dtype
+        self.register_buffer("scale", scale)
+        self.register_buffer("shift", shift)
 
     def forward(self, x: Tensor, fused: bool = True) -> Tensor:
         s = _act_(self.reduce(x.mean((2, 3), keepdim=True)), self.act)
-        return x.mul_(torch.sigmoid_(self.expand(s)))
+        gate = torch.sigmoid_(self.expand(s))
+        if self.scale is None:
+            return x.mul_(gate)
+        return _act_(torch.addcmul(self.shift, x, gate.mul_(self.scale)), self.post_act)
+
+
+def _bn_affine(bn: nn.BatchNorm2d) -> tuple[Tensor, Tensor]:
+    """BN in eval mode as x * scale + shift (computed in float64), shaped (1, C, 1, 1)."""
+    mean, var = bn.running_mean.double(), bn.running_var.double()  # type: ignore[union-attr]
+    gamma = bn.weight.detach().double() if bn.weight is not None else torch.ones_like(mean)
+    beta = bn.bias.detach().double() if bn.bias is not None else torch.zeros_like(mean)
+    scale = gamma / torch.sqrt(var + bn.eps)
+    dtype = bn.running_mean.dtype  # type: ignore[union-attr]
+    shape = (1, -1, 1, 1)
+    return scale.view(shape).to(dtype), (beta - mean * scale).view(shape).to(dtype)
 
 
 class _Pool(nn.Module):
@@ -194,6 +219,13 @@ class _Pool(nn.Module):
 
     def forward(self, x: Tensor, fused: bool = True) -> Tensor:
         return self.pool(x)
+
+
+class _Identity(nn.Module):
+    """A placeholder for an op merged into the one before it."""
+
+    def forward(self, x: Tensor, fused: bool = True) -> Tensor:
+        return x
 
 
 def _op(unit: Unit, module: nn.Module, plan: Plan, fused: bool) -> nn.Module:
@@ -220,6 +252,13 @@ class _Block(nn.Module):
             _op(layers.preact, block.preact, plan, fused) if layers.preact is not None else None
         )
         ops = [_op(u, m, plan, fused) for u, m in zip(layers.layer, block.layer, strict=True)]
+        for i in range(len(ops) - 1):  # SE then a BatchNorm (pre-activation): one pass
+            se, norm = ops[i], ops[i + 1]
+            bn = isinstance(norm, _NormAct) and isinstance(norm.norm, nn.BatchNorm2d)
+            if isinstance(se, _SE) and bn:
+                ops[i] = _SE(block.layer[i], se.act, then_norm=norm)  # type: ignore[arg-type]
+                ops[i + 1] = _Identity()
+        ops = [op for op in ops if not isinstance(op, _Identity)]
         self.branch = nn.ModuleList(ops[:-1])
         self.last = ops[-1]
         self.add = layers.shortcut is not None
