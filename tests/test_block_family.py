@@ -353,3 +353,55 @@ def test_converting_a_silu_y_whose_se_is_relu_is_refused(library: str) -> None:
         convert_state_dict(state, p, "hf", library)
     fixed = rs.plan(spec.model_copy(update={"se_activation": "silu"}), 32)
     assert convert_state_dict(state, fixed, "hf", library)
+
+
+# ---------------------------------------------------------------------------------------------
+# Export: torch.export and ONNX of the new kinds, eager and folded
+
+
+FAMILY_SMALL = {
+    "z": {
+        "block": "z",
+        "activation": "silu",
+        "bottleneck_in": True,
+        "se_from": "bottleneck",
+        "stem": "tiered",
+        "stem_width": 16,
+        "head_width": 32,
+        "stages": [
+            {"width": 16, "depth": 2, "group_width": 8, "bottleneck_multiplier": 2.0},
+            {"width": 24, "depth": 1, "group_width": 8, "bottleneck_multiplier": 2.0},
+        ],
+    },
+    "v": {
+        "block": "v",
+        "activation": "silu",
+        "shortcut": "avg",
+        "norm": "group",
+        "norm_group_size": 8,
+        "output_stride": 8,
+        "stages": [{"width": 16, "depth": 1, "group_width": 8}] * 3,
+    },
+}
+
+
+@pytest.mark.parametrize("kind", sorted(FAMILY_SMALL))
+def test_family_models_export_with_equal_outputs(kind: str, tmp_path: Path) -> None:
+    from regnet_space.nn.export import (
+        export_onnx,
+        export_program,
+        onnx_max_abs_diff,
+        program_max_abs_diff,
+    )
+
+    spec = spec_from_dict({"name": kind, "num_classes": 5, "input_size": 32, **FAMILY_SMALL[kind]})
+    model = randomised(build_model(spec))
+    x = torch.randn(3, 3, 32, 32)
+    for module in (model, inference_model(model, fused_kernels=False)):
+        assert program_max_abs_diff(export_program(module, input_size=32), module, x) <= 1e-5
+    pytest.importorskip("onnxscript")
+    pytest.importorskip("onnxruntime")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        target = export_onnx(model, tmp_path / f"{kind}.onnx", input_size=32)
+    assert onnx_max_abs_diff(target, model, x) <= 1e-4
