@@ -139,9 +139,9 @@ def _m(n: int) -> str:
     return f"{n / 1e6:.1f}"
 
 
-# timm's RegNet family beyond X and Y (reference/family.md): parameters of timm's model (1000
-# classes) and timm's train input side; regnety_2560 is pinned to timm's own model in
-# test_peers.py (its count is not published in the reference).
+# timm's RegNet family beyond X and Y (timm 1.0.31): parameters of timm's model (1000
+# classes) and timm's train input side; regnety_2560's count, not published with the others,
+# is pinned to timm's own model in test_peers.py.
 FAMILY: dict[str, tuple[int | None, int]] = {
     "regnetz_b16": (9715480, 224),
     "regnetz_c16": (13459880, 256),

@@ -180,12 +180,17 @@ def bottleneck(b: BlockPlan, o: BlockOptions) -> BlockLayers:
     )
 
 
-def vanilla(b: BlockPlan, o: BlockOptions) -> BlockLayers:
-    """pycls's vanilla_block: 3x3 (stride) + norm + act, 3x3 + norm + act; no residual."""
+def _two_convs(b: BlockPlan) -> tuple[Conv, Conv]:
+    """The 3x3 convs of vanilla and basic blocks: in -> out (stride), out -> out."""
     a = Conv(
         b.in_width, b.out_width, 3, b.in_size, b.out_size, stride=b.stride, dilation=b.dilation
     )
-    conv_b = Conv(b.out_width, b.out_width, 3, b.out_size, b.out_size, dilation=b.stage_dilation)
+    return a, Conv(b.out_width, b.out_width, 3, b.out_size, b.out_size, dilation=b.stage_dilation)
+
+
+def vanilla(b: BlockPlan, o: BlockOptions) -> BlockLayers:
+    """pycls's vanilla_block: 3x3 (stride) + norm + act, 3x3 + norm + act; no residual."""
+    a, conv_b = _two_convs(b)
     layer = [
         ConvLayer("", "vanilla_a", a, True, True),
         ConvLayer("", "vanilla_b", conv_b, True, True),
@@ -196,10 +201,7 @@ def vanilla(b: BlockPlan, o: BlockOptions) -> BlockLayers:
 def basic(b: BlockPlan, o: BlockOptions) -> BlockLayers:
     """pycls's res_basic_block: 3x3 (stride) + norm + act, 3x3 + norm, plus the shortcut,
     then the activation (none with linear_out)."""
-    a = Conv(
-        b.in_width, b.out_width, 3, b.in_size, b.out_size, stride=b.stride, dilation=b.dilation
-    )
-    conv_b = Conv(b.out_width, b.out_width, 3, b.out_size, b.out_size, dilation=b.stage_dilation)
+    a, conv_b = _two_convs(b)
     layer = [ConvLayer("", "basic_a", a, True, True), ConvLayer("", "basic_b", conv_b, True, False)]
     return BlockLayers(
         preact=None,
