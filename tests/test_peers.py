@@ -580,3 +580,24 @@ def test_forward_benchmark_times_family_models_against_timm_alone(
     out = capsys.readouterr().out
     assert "against timm alone" in out and "regnetz_d8" in out and "regnetv_040" in out
     assert "outputs within 0.0001 of timm's" in out  # timm's logits from our weights
+
+
+@pytest.mark.parametrize("name", ["regnetz_b16", "regnetv_064"])
+def test_convert_command_from_timm_gives_timms_logits(name: str, tmp_path: Path) -> None:
+    """The command line: a timm checkpoint file of a family model, converted by its name."""
+    timm = pytest.importorskip("timm")
+    from regnet_space.cli import main
+    from regnet_space.interop.checkpoints import read_checkpoint
+
+    torch.manual_seed(0)
+    peer = randomised(timm.create_model(name))
+    torch.save({"state_dict": peer.state_dict()}, tmp_path / "peer.pth")
+    out = tmp_path / "ours.safetensors"
+    argv = ["convert", str(tmp_path / "peer.pth"), "--from", "timm", "--spec", name, "-o", str(out)]
+    assert main(argv) == 0
+    p = plan(load_spec(name), SIZE)
+    ours = build_model(p)
+    ours.load_state_dict(read_checkpoint(out), strict=True)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL
