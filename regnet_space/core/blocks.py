@@ -14,7 +14,7 @@ Pure data and arithmetic: no numpy, no torch.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Literal
 
 from .generator import BlockOptions, BlockPlan, Plan, stem_widths
@@ -112,11 +112,6 @@ class StemLayers:
 Definition = Callable[[BlockPlan, BlockOptions], BlockLayers]
 
 
-def _numbered(units: list[Unit]) -> tuple[Unit, ...]:
-    """The branch's units with paths layer.0, layer.1, ... in order."""
-    return tuple(replace(u, path=f"layer.{i}") for i, u in enumerate(units))
-
-
 def _shortcut(b: BlockPlan, o: BlockOptions, norm: bool, roles: tuple[str, str]) -> tuple | None:
     """Identity where the shape stays; else a 1x1 projection, after a 2x2 average pool for
     shortcut avg (timm's downsample_avg: stride-1 and "same" when dilated), or no add."""
@@ -149,32 +144,32 @@ def bottleneck(b: BlockPlan, o: BlockOptions) -> BlockLayers:
         wb, wb, 3, b.in_size, b.out_size, stride=b.stride, groups=b.groups, dilation=b.dilation
     )
     c = Conv(wb, b.out_width, 1, b.out_size, b.out_size)
-    se = (
-        [SqueezeExcite("", "se", wb, b.se_width, b.out_size, o.se_activation)] if b.se_width else []
-    )
+    # The branch is layer.0, layer.1, ...: SE (where on) is layer.2, what follows it after.
+    se = [SqueezeExcite("layer.2", "se", wb, b.se_width, b.out_size, o.se_activation)]
+    se, k = (se, 3) if b.se_width else ([], 2)
     if o.preact:
-        layer: list[Unit] = [
-            ConvLayer("", "pre_a", a, norm=True, act=True),
-            ConvLayer("", "pre_b", conv_b, norm=False, act=False),
+        layer: tuple[Unit, ...] = (
+            ConvLayer("layer.0", "pre_a", a, norm=True, act=True),
+            ConvLayer("layer.1", "pre_b", conv_b, norm=False, act=False),
             *se,
-            NormAct("", "pre_mid", wb, b.out_size),
-            ConvLayer("", "pre_c", c, norm=False, act=False),
-        ]
+            NormAct(f"layer.{k}", "pre_mid", wb, b.out_size),
+            ConvLayer(f"layer.{k + 1}", "pre_c", c, norm=False, act=False),
+        )
         return BlockLayers(
             preact=NormAct("preact", "pre_in", b.in_width, b.in_size),
-            layer=_numbered(layer),
+            layer=layer,
             shortcut=_shortcut(b, o, False, ("pre_proj", "pre_proj_avg")),
             act_out=False,
         )
-    layer = [
-        ConvLayer("", "a", a, norm=True, act=True),
-        ConvLayer("", "b", conv_b, norm=True, act=True),
+    layer = (
+        ConvLayer("layer.0", "a", a, norm=True, act=True),
+        ConvLayer("layer.1", "b", conv_b, norm=True, act=True),
         *se,
-        ConvLayer("", "c", c, norm=True, act=False),
-    ]
+        ConvLayer(f"layer.{k}", "c", c, norm=True, act=False),
+    )
     return BlockLayers(
         preact=None,
-        layer=_numbered(layer),
+        layer=layer,
         shortcut=_shortcut(b, o, True, ("proj", "proj_avg")),
         act_out=not o.linear_out,
     )
@@ -191,21 +186,24 @@ def _two_convs(b: BlockPlan) -> tuple[Conv, Conv]:
 def vanilla(b: BlockPlan, o: BlockOptions) -> BlockLayers:
     """pycls's vanilla_block: 3x3 (stride) + norm + act, 3x3 + norm + act; no residual."""
     a, conv_b = _two_convs(b)
-    layer = [
-        ConvLayer("", "vanilla_a", a, True, True),
-        ConvLayer("", "vanilla_b", conv_b, True, True),
-    ]
-    return BlockLayers(preact=None, layer=_numbered(layer), shortcut=None, act_out=False)
+    layer = (
+        ConvLayer("layer.0", "vanilla_a", a, True, True),
+        ConvLayer("layer.1", "vanilla_b", conv_b, True, True),
+    )
+    return BlockLayers(preact=None, layer=layer, shortcut=None, act_out=False)
 
 
 def basic(b: BlockPlan, o: BlockOptions) -> BlockLayers:
     """pycls's res_basic_block: 3x3 (stride) + norm + act, 3x3 + norm, plus the shortcut,
     then the activation (none with linear_out)."""
     a, conv_b = _two_convs(b)
-    layer = [ConvLayer("", "basic_a", a, True, True), ConvLayer("", "basic_b", conv_b, True, False)]
+    layer = (
+        ConvLayer("layer.0", "basic_a", a, True, True),
+        ConvLayer("layer.1", "basic_b", conv_b, True, False),
+    )
     return BlockLayers(
         preact=None,
-        layer=_numbered(layer),
+        layer=layer,
         shortcut=_shortcut(b, o, True, ("proj", "proj_avg")),
         act_out=not o.linear_out,
     )
