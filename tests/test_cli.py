@@ -136,7 +136,7 @@ def test_report_folder_json_matches_count(capsys: pytest.CaptureFixture[str]) ->
     for row, f in zip(rows, files, strict=True):
         c = count(load_spec(f))
         assert (row["flops"], row["params"], row["acts"]) == (c.flops, c.params, c.acts)
-        assert row["input_size"] == 224 and "output_shape" not in row
+        assert row["input_size"] == load_spec(f).input_size and "output_shape" not in row
         for key in ("name", "widths", "depths", "group_widths", "bottleneck_widths", "spec"):
             assert key in row
 

@@ -252,7 +252,11 @@ def test_reference_se_by_hand():
 # The library against the reference
 
 
-@pytest.mark.parametrize("stem", sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
+# The X/Y zoo (the timm-named family presets, regnet*.yaml, have tests of their own).
+ZOO_STEMS = sorted(p.stem for p in SPECS_DIR.glob("*.yaml") if not p.stem.startswith("regnet"))
+
+
+@pytest.mark.parametrize("stem", ZOO_STEMS)
 @pytest.mark.parametrize("size", [224, 225, 97])
 def test_shipped_specs_match_reference(stem, size):
     assert_matches_reference(load_spec(SPECS_DIR / f"{stem}.yaml"), size)

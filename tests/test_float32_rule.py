@@ -220,7 +220,7 @@ def test_the_zoo_is_the_same_under_every_rule() -> None:
     checked = 0
     for path in sorted(specs.glob("*.yaml")):
         s = load_spec(path)
-        if s.rounding != "pycls":
+        if getattr(s, "rounding", None) != "pycls":  # explicit specs have no width rule
             continue
         timm = s.model_copy(update={"rounding": "timm"})
         assert plan(timm).stages == plan(s).stages, path.stem

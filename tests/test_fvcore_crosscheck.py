@@ -15,7 +15,9 @@ from regnet_space.nn.counters import fvcore_counts, verify
 SPECS = Path(__file__).resolve().parent.parent / "specs"
 # Up to y320 every shipped spec is built and measured; the larger ones are counted only.
 LARGE = {"y640", "y1280", "y10b"}
-MEASURED = sorted(p.stem for p in SPECS.glob("*.yaml") if p.stem not in LARGE)
+# The X/Y zoo; the timm-named family presets (regnet*.yaml) are checked in test_peers.py.
+ZOO = {p.stem for p in SPECS.glob("*.yaml") if not p.stem.startswith("regnet")}
+MEASURED = sorted(ZOO - LARGE)
 
 
 @pytest.mark.parametrize("name", MEASURED)
@@ -32,7 +34,7 @@ def test_shipped_spec_counts_equal_fvcore(name: str) -> None:
 
 def test_every_shipped_spec_is_covered() -> None:
     assert len(MEASURED) == 27
-    assert {p.stem for p in SPECS.glob("*.yaml")} == set(MEASURED) | LARGE
+    assert set(MEASURED) | LARGE == ZOO
 
 
 @st.composite

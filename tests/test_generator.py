@@ -387,7 +387,11 @@ def test_reference_agreement(rounding):
     assert checked >= 300, f"only {checked} designs checked ({refused} refused)"
 
 
-@pytest.mark.parametrize("stem", sorted(p.stem for p in SPECS_DIR.glob("*.yaml")))
+# The X/Y zoo (the timm-named family presets, regnet*.yaml, have tests of their own).
+ZOO_STEMS = sorted(p.stem for p in SPECS_DIR.glob("*.yaml") if not p.stem.startswith("regnet"))
+
+
+@pytest.mark.parametrize("stem", ZOO_STEMS)
 def test_reference_agreement_on_shipped_specs(stem):
     s = load_spec(SPECS_DIR / f"{stem}.yaml")
     widths, depths, group_widths = ref_design(

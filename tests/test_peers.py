@@ -3,6 +3,7 @@ not installed). Randomly initialised peer models convert and give the same outpu
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,10 +15,17 @@ from hypothesis import strategies as st
 from torch import nn
 
 from regnet_space import PlanError, Spec, count, load_spec, plan
-from regnet_space.interop.checkpoints import Library, convert_state_dict
+from regnet_space.interop.checkpoints import (
+    ConvertError,
+    Library,
+    convert_state_dict,
+    layout_of,
+)
 from regnet_space.interop.common import InteropError
-from regnet_space.interop.pycls import load_pycls_yaml
+from regnet_space.interop.pycls import load_pycls_yaml, spec_from_pycls_dict
 from regnet_space.interop.timm import spec_from_timm_cfg, timm_cfg_from_spec
+from regnet_space.nn.backbone import feature_info
+from regnet_space.nn.counters import verify
 from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -27,10 +35,14 @@ SIZE = 64
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
-    """Random BN affine parameters and statistics (timm zero-inits the last BN of blocks)."""
+    """Random BN affine parameters and statistics (timm zero-inits the last BN of blocks),
+    random GroupNorm affine parameters."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for m in model.modules():
+            if isinstance(m, nn.GroupNorm):
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
             if isinstance(m, nn.BatchNorm2d):
                 m.weight.copy_(torch.rand(m.weight.shape, generator=g) + 0.5)
                 m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
@@ -112,10 +124,23 @@ def test_timm_presets_import_as_the_shipped_specs(name: str, stem: str) -> None:
     assert plan(spec).stages == plan(load_spec(SPECS / f"{stem}.yaml")).stages
 
 
-def test_timm_presets_outside_regnet_x_y_are_refused() -> None:
+@pytest.mark.parametrize("name", ["regnety_040_sgn", "regnetv_040", "regnetv_064", "regnetz_005"])
+def test_timm_family_configs_import_as_the_shipped_presets(name: str) -> None:
+    """timm's GroupNorm, pre-activation and RegNetZ configs import (they were refused before)."""
     regnet = pytest.importorskip("timm.models.regnet")
+    spec = spec_from_timm_cfg(regnet.model_cfgs[name].__dict__, name=name)
+    shipped = load_spec(SPECS / f"{name}.yaml")
+    assert plan(spec).stages == plan(shipped).stages
+    assert plan(spec).options == plan(shipped).options
+    assert count(spec) == count(shipped.model_copy(update={"input_size": 224}))
+
+
+def test_timm_configs_outside_the_family_are_refused() -> None:
+    regnet = pytest.importorskip("timm.models.regnet")
+    layers = pytest.importorskip("timm.layers")
+    cfg = regnet.model_cfgs["regnety_040"].__dict__
     with pytest.raises(InteropError, match="norm_layer"):
-        spec_from_timm_cfg(regnet.model_cfgs["regnety_040_sgn"].__dict__)
+        spec_from_timm_cfg(cfg | {"norm_layer": layers.LayerNorm2d})
 
 
 @pytest.mark.parametrize("stem", ["x002", "x080", "y040", "y008_tv", "y1280", "y10b"])
@@ -308,11 +333,16 @@ def test_torchvision_names_build_torchvisions_models(
         assert sum(q.numel() for q in peer.parameters()) == count(spec).params
 
 
-@pytest.mark.parametrize(("name", "stem"), _names("timm"))
+# timm's ByobNet RegNetZs have no RegNetCfg (their presets are pinned to the models below).
+BYOBNET = {"regnetz_b16", "regnetz_c16", "regnetz_d8", "regnetz_d32", "regnetz_e8"}
+
+
+@pytest.mark.parametrize(("name", "stem"), [n for n in _names("timm") if n[1] not in BYOBNET])
 def test_timm_names_are_timms_presets(name: str, stem: str) -> None:
     regnet = pytest.importorskip("timm.models.regnet")
     from_timm = spec_from_timm_cfg(regnet.model_cfgs[name].__dict__, name=name)
-    assert plan(from_timm).stages == plan(load_spec(name)).stages
+    # at one input size: timm's RegNetCfg has none (the presets carry timm's)
+    assert plan(from_timm, 224).stages == plan(load_spec(name), 224).stages
 
 
 # ---------------------------------------------------------------------------------------------
@@ -331,3 +361,243 @@ def test_forward_benchmark_times_timm_beside_hugging_face(
     assert "eager/timm  form/timm" in out and "goals against timm: eager " in out
     # timm's model holds our weights: its logits count in the largest difference from HF's
     assert "outputs within 0.0001 met" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# timm's RegNet family beyond X and Y: the shipped presets against timm's own models
+
+FAMILY = [
+    "regnetz_b16",
+    "regnetz_c16",
+    "regnetz_d8",
+    "regnetz_d32",
+    "regnetz_e8",
+    "regnetz_005",
+    "regnetz_040",
+    "regnetz_040_h",
+    "regnetv_040",
+    "regnetv_064",
+    "regnety_040_sgn",
+]
+
+
+def _byobnet(p: Any) -> bool:
+    return layout_of(p, "timm") == "timm-byobnet"
+
+
+@pytest.mark.parametrize("name", FAMILY)
+def test_family_preset_is_timms_model(name: str) -> None:
+    """Parameters, weights key by key (both ways, strict) with logits within 1e-5, fvcore
+    against our fvcore convention, and the feature pyramid, against timm's model."""
+    timm = pytest.importorskip("timm")
+    spec = load_spec(name)  # by timm's name, from the names table
+    torch.manual_seed(0)
+    peer = timm.create_model(name)
+    assert sum(q.numel() for q in peer.parameters()) == count(spec).params
+    assert_same_outputs(peer, "timm", f"{name}.yaml")
+    p = plan(spec, SIZE)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert verify(build_model(p), p).mismatches() == []
+    levels = feature_info(p, head_conv=_byobnet(p))
+    assert [(f.channels, f.stride) for f in levels] == [
+        (f["num_chs"], f["reduction"]) for f in peer.feature_info
+    ]
+
+
+@pytest.mark.parametrize("name", FAMILY)
+@pytest.mark.parametrize("output_stride", [16, 8])
+def test_family_output_stride_gives_timms_shapes(name: str, output_stride: int) -> None:
+    timm = pytest.importorskip("timm")
+    spec = load_spec(name).model_copy(update={"output_stride": output_stride})
+    p = plan(spec, SIZE)
+    peer = timm.create_model(name, output_stride=output_stride, device="meta")
+    with torch.device("meta"):
+        ours = build_model(p)
+        x = torch.empty(1, 3, SIZE, SIZE)
+        assert ours.regnet(x).last_hidden_state.shape == peer.forward_features(x).shape
+    levels = feature_info(p, head_conv=_byobnet(p))
+    assert [(f.channels, f.stride) for f in levels] == [
+        (f["num_chs"], f["reduction"]) for f in peer.feature_info
+    ]
+
+
+@pytest.mark.parametrize("name", ["regnetv_064", "regnetz_d8"])
+def test_family_output_stride_8_gives_timms_logits(name: str) -> None:
+    """Dilation, and timm's AvgPool2dSame in regnetv_064's dilated avg shortcut, exactly."""
+    timm = pytest.importorskip("timm")
+    torch.manual_seed(0)
+    peer = randomised(timm.create_model(name, output_stride=8))
+    p = plan(load_spec(name).model_copy(update={"output_stride": 8}), SIZE)
+    ours = build_model(p)
+    ours.load_state_dict(convert_state_dict(peer.state_dict(), p, "timm"), strict=True)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL
+
+
+def test_regnety_2560_has_timms_parameters() -> None:
+    timm = pytest.importorskip("timm")
+    peer = timm.create_model("regnety_2560", device="meta")
+    assert sum(q.numel() for q in peer.parameters()) == count(load_spec("regnety_2560")).params
+    cfg = pytest.importorskip("timm.models.regnet").model_cfgs["regnety_2560"]
+    from_timm = spec_from_timm_cfg(cfg.__dict__)
+    assert plan(load_spec("regnety_2560"), 224).stages == plan(from_timm).stages
+
+
+# ---------------------------------------------------------------------------------------------
+# The SE activation: timm and torchvision use the block's (the defect: ours was always ReLU)
+
+
+def test_a_silu_y_from_a_timm_config_gives_timms_logits() -> None:
+    regnet = pytest.importorskip("timm.models.regnet")
+    for act in ("silu", "gelu"):
+        cfg = regnet.RegNetCfg(depth=13, w0=24, wa=36.44, wm=2.49, group_size=8, se_ratio=0.25)
+        cfg.act_layer = act
+        torch.manual_seed(0)
+        peer = randomised(regnet.RegNet(cfg, num_classes=10))
+        p = plan(spec_from_timm_cfg(cfg.__dict__, num_classes=10), SIZE)
+        assert p.options.se_activation == act
+        ours = build_model(p)
+        ours.load_state_dict(convert_state_dict(peer.state_dict(), p, "timm"), strict=True)
+        x = torch.randn(2, 3, SIZE, SIZE)
+        with torch.no_grad():
+            assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL
+
+
+def test_a_silu_y_from_torchvision_gives_torchvisions_logits() -> None:
+    tv = pytest.importorskip("torchvision.models.regnet")
+    params = tv.BlockParams.from_init_params(
+        depth=13, w_0=24, w_a=36.44, w_m=2.49, group_width=8, se_ratio=0.25
+    )
+    torch.manual_seed(0)
+    peer = randomised(tv.RegNet(params, num_classes=10, activation=nn.SiLU))
+    data = {"name": "tv", "block": "y", "depth": 13, "w0": 24, "wa": 36.44, "wm": 2.49}
+    data |= {"group_width": 8, "rounding": "torchvision", "num_classes": 10}
+    spec = load_spec(data | {"activation": "silu", "se_activation": "silu"})
+    p = plan(spec, SIZE)
+    ours = build_model(p)
+    ours.load_state_dict(convert_state_dict(peer.state_dict(), p, "torchvision"), strict=True)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL
+    with pytest.raises(ConvertError, match="se_activation: relu"):  # the default, ReLU
+        convert_state_dict(
+            peer.state_dict(), plan(load_spec(data | {"activation": "silu"})), "torchvision"
+        )
+
+
+# ---------------------------------------------------------------------------------------------
+# pycls's AnyNet block types and stems, on random designs (pycls 0.1.1; its
+# res_bottleneck_linear_block, from pycls's later code, is added over 0.1.1's transform)
+
+
+def _linear_block() -> type:
+    from pycls.models import anynet
+
+    class ResBottleneckLinearBlock(nn.Module):
+        """pycls's res_bottleneck_linear_block: x + f(x) where the shape stays, else f(x)."""
+
+        def __init__(self, w_in, w_out, stride, bm=1.0, gw=1, se_r=None):
+            super().__init__()
+            self.has_skip = (w_in == w_out) and (stride == 1)
+            self.f = anynet.BottleneckTransform(w_in, w_out, stride, bm, gw, se_r)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x + self.f(x) if self.has_skip else self.f(x)
+
+        @staticmethod
+        def complexity(cx, w_in, w_out, stride, bm=1.0, gw=1, se_r=None):
+            return anynet.BottleneckTransform.complexity(cx, w_in, w_out, stride, bm, gw, se_r)
+
+    return ResBottleneckLinearBlock
+
+
+@st.composite
+def _pycls_anynets(draw: st.DrawFn) -> dict:
+    block = draw(st.sampled_from(
+        ["vanilla_block", "res_basic_block", "res_bottleneck_block", "res_bottleneck_linear_block"]
+    ))  # fmt: skip
+    n = draw(st.integers(1, 3))
+    anynet: dict[str, Any] = {
+        "STEM_TYPE": draw(st.sampled_from(["res_stem_cifar", "res_stem_in", "simple_stem_in"])),
+        "STEM_W": draw(st.sampled_from([8, 16])),
+        "BLOCK_TYPE": block,
+        "DEPTHS": [draw(st.integers(1, 2)) for _ in range(n)],
+        "WIDTHS": [8 * draw(st.integers(1, 4)) for _ in range(n)],
+        "STRIDES": [draw(st.sampled_from([1, 2])) for _ in range(n)],
+    }
+    if "bottleneck" in block:
+        anynet["BOT_MULS"] = [draw(st.sampled_from([0.5, 1.0, 2.0])) for _ in range(n)]
+        anynet["GROUP_WS"] = [4] * n
+        anynet["SE_ON"] = draw(st.booleans())
+    return {"MODEL": {"TYPE": "anynet", "NUM_CLASSES": 7}, "ANYNET": anynet}
+
+
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[*HealthCheck])  # fmt: skip
+@given(_pycls_anynets())
+def test_pycls_anynet_blocks_and_stems_count_and_convert_exactly(config: dict) -> None:
+    config_mod = pytest.importorskip("pycls.core.config")
+    from pycls.models import anynet
+    from yacs.config import CfgNode
+
+    saved = config_mod.cfg.clone()
+    blocks = anynet.get_block_fun
+    anynet.get_block_fun = lambda name: (  # type: ignore[assignment]
+        _linear_block() if name == "res_bottleneck_linear_block" else blocks(name)
+    )
+    try:
+        config_mod.cfg.merge_from_other_cfg(CfgNode(config))
+        spec = spec_from_pycls_dict(config, "random anynet")
+        p = plan(spec, 32)
+        cx = anynet.AnyNet.complexity({"h": 32, "w": 32, "flops": 0, "params": 0, "acts": 0})
+        c = count(p)
+        assert (c.flops, c.params, c.acts) == (cx["flops"], cx["params"], cx["acts"])
+        torch.manual_seed(0)
+        peer = randomised(anynet.AnyNet())
+        assert sum(q.numel() for q in peer.parameters()) == c.params
+        ours = build_model(p)
+        ours.load_state_dict(convert_state_dict(peer.state_dict(), p, "pycls"), strict=True)
+        x = torch.randn(2, 3, 32, 32)
+        with torch.no_grad():
+            assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL
+            back = convert_state_dict(ours.state_dict(), p, "hf", "pycls")
+            peer.load_state_dict(back, strict=True)
+    finally:
+        anynet.get_block_fun = blocks
+        config_mod.cfg.merge_from_other_cfg(saved)
+
+
+def test_forward_benchmark_times_family_models_against_timm_alone(
+    capsys: pytest.CaptureFixture[str], bench_forward: Any
+) -> None:
+    pytest.importorskip("timm")
+    argv = ["--models", "regnetz_d8,regnetv_040", "--batches", "1", "--threads", "1"]
+    bench_forward.main(
+        [*argv, "--input-size", "32", "--rounds", "1", "--min-time", "0", "--no-gpu"]
+    )
+    out = capsys.readouterr().out
+    assert "against timm alone" in out and "regnetz_d8" in out and "regnetv_040" in out
+    assert "outputs within 0.0001 of timm's" in out  # timm's logits from our weights
+
+
+@pytest.mark.parametrize("name", ["regnetz_b16", "regnetv_064"])
+def test_convert_command_from_timm_gives_timms_logits(name: str, tmp_path: Path) -> None:
+    """The command line: a timm checkpoint file of a family model, converted by its name."""
+    timm = pytest.importorskip("timm")
+    from regnet_space.cli import main
+    from regnet_space.interop.checkpoints import read_checkpoint
+
+    torch.manual_seed(0)
+    peer = randomised(timm.create_model(name))
+    torch.save({"state_dict": peer.state_dict()}, tmp_path / "peer.pth")
+    out = tmp_path / "ours.safetensors"
+    argv = ["convert", str(tmp_path / "peer.pth"), "--from", "timm", "--spec", name, "-o", str(out)]
+    assert main(argv) == 0
+    p = plan(load_spec(name), SIZE)
+    ours = build_model(p)
+    ours.load_state_dict(read_checkpoint(out), strict=True)
+    x = torch.randn(2, 3, SIZE, SIZE)
+    with torch.no_grad():
+        assert (ours.eval()(x).logits - peer(x)).abs().max() <= ATOL

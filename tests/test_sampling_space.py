@@ -171,8 +171,8 @@ def test_anynet_and_regnet_minimal() -> None:
         ),
         (REGNET.replace("spec: {block: x}", "spec: {block: x, name: n}"), "spec.name"),
         (
-            REGNET.replace("spec: {block: x}", "spec: {block: z}"),
-            "spec.block: Input should be 'x' or 'y'",
+            REGNET.replace("spec: {block: x}", "spec: {block: q}"),
+            "spec.block: Input should be 'x', 'y', 'z', 'v', 'w', 'vanilla' or 'basic'",
         ),
         (REGNET.replace("spec: {block: x}", "spec: {block: x, stages: 4}"), "spec.stages"),
         (REGNET.replace("spec: {block: x}", "spec: {}"), "block"),

@@ -357,7 +357,7 @@ TEXT_CASES: list[tuple[str, str, str | None, tuple[str, ...]]] = [
     ("list-for-str", _with(name="[a, b]"), "name", ()),
     ("string-1e3-for-float", _with(wa="1e3"), "wa", ()),
     ("date-for-float", _with(wa="2020-01-01"), "wa", ()),
-    ("bad-literal-block", _with(block="z"), "block", ()),
+    ("bad-literal-block", _with(block="q"), "block", ()),
     ("bad-literal-rounding", _with(rounding="nearest"), "rounding", ()),
     ("bad-literal-activation", _with(activation="tanh"), "activation", ()),
     (
@@ -874,7 +874,9 @@ def test_stem_field_defaults_to_imagenet_and_refuses_other_values() -> None:
     assert spec_from_text(dump_spec(cifar)) == cifar
     explicit = to_explicit(cifar)
     assert explicit.stem == "cifar" and spec_from_text(dump_spec(explicit)) == explicit
-    with pytest.raises(SpecError, match="stem: Input should be 'imagenet' or 'cifar'") as err:
+    with pytest.raises(
+        SpecError, match="stem: Input should be 'imagenet', 'cifar', 'resnet' or 'tiered'"
+    ) as err:
         spec_from_dict(base | {"stem": "CIFAR"})
     assert "\n" not in str(err.value)
     schema = spec_json_schema()

@@ -68,6 +68,7 @@ def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
                 "group_width": s.group_width,
                 "groups": s.groups,
                 "bottleneck_width": s.bottleneck_width,
+                "bottleneck_width_first": s.bottleneck_width_first,
                 "se_width_first": s.se_width_first,
                 "se_width": s.se_width,
                 "stride": s.stride,
@@ -89,6 +90,9 @@ def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
             r = r | {"depth": 1}  # the text table shows the stem as one layer
         if "se_width" in r:
             r = r | {"se": f"{r['se_width_first']}/{r['se_width']}" if r["se_width"] else "-"}
+            if r["bottleneck_width_first"] != r["bottleneck_width"]:  # bottleneck_in
+                wb = f"{r['bottleneck_width_first']}/{r['bottleneck_width']}"
+                r = r | {"bottleneck_width": wb}
         keys = ("width", "depth", "group_width", "groups", "bottleneck_width", "se", "stride")
         rows.append(
             [
@@ -103,7 +107,9 @@ def _stage_rows(p: Plan, c: Complexity) -> tuple[list[str], list[list[str]]]:
 
 
 def _design_line(spec: Spec) -> str:
-    fields = spec.model_dump(exclude={"name", "stages"})
+    from ..core.spec import switches_at_default
+
+    fields = spec.model_dump(exclude={"name", "stages", *switches_at_default(spec)})
     # The design parameters first, in the paper's order; stem/head/input fields after.
     first = ["block", "depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier"]
     first += ["se_ratio", "q", "rounding"]
@@ -123,7 +129,7 @@ def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any
         f"{output_shape}",
         "",
         render_table(headers, rows, markdown=False).rstrip(),
-        "(SE w: first block / other blocks; the first block's SE width comes from its input)",
+        "(SE w, bottleneck: first block / other blocks; the first block's from its input)",
         "",
         f"total: {human_count(c.flops, 'F')}, {human_count(c.params, ' params')}, "
         f"{human_count(c.acts, ' acts')} (paper convention: 1 flop = 1 multiply-add)",

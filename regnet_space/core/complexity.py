@@ -11,16 +11,33 @@ Counting conventions (named options; pycls, fvcore and torchvision):
 - ``torchvision``: conv and linear multiply-adds only, no bias adds (torchvision's published
   "GFLOPS" metadata). PyTorch's FlopCounterMode reports exactly twice this.
 
-In both: params = weights + biases + 2 per BN channel (running stats are buffers); acts =
-output elements of every conv and linear layer (the SE 1x1 convs included).
+In both: params = weights + biases + 2 per norm channel (running stats are buffers); acts =
+output elements of every conv and linear layer (the SE 1x1 convs included). GroupNorm counts
+like BatchNorm but for fvcore, which counts it 5 per element. Pooling in shortcuts and stems
+(average and max) costs no flops in any convention (fvcore and FlopCounterMode have none);
+the ``paper`` convention counts the resnet stem's max-pool output as acts, as pycls does.
+
+The layers counted are the block definitions' (core.blocks), the same objects the model is
+built from.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .blocks import (
+    BlockLayers,
+    ConvLayer,
+    NormAct,
+    Pool,
+    SqueezeExcite,
+    Unit,
+    block_layers,
+    head_layers,
+    stem_layers,
+)
 from .errors import PlanError
-from .generator import BlockPlan, Plan, plan
+from .generator import Plan, plan
 from .limits import CONVENTIONS, Convention
 from .spec import Spec
 
@@ -64,9 +81,11 @@ class Complexity:
 class _Tally:
     """Accumulates one part's counts layer by layer under a convention."""
 
-    def __init__(self, convention: Convention) -> None:
+    def __init__(self, convention: Convention, norm: str = "batch") -> None:
         self.fvcore = convention == "fvcore"
         self.bias_flops = convention == "paper"
+        # fvcore: eval-mode batch_norm 2 per element, group_norm (affine) 5
+        self.norm_flops = 5 if norm == "group" else 2
         self.flops = 0
         self.params = 0
         self.acts = 0
@@ -81,10 +100,16 @@ class _Tally:
         self.acts += c_out * h_out * h_out
 
     def bn(self, c: int, h: int) -> None:
-        """BatchNorm2d over c x h x h: 2 params per channel; fvcore counts 2 per element."""
+        """A norm over c x h x h: 2 params per channel; fvcore counts 2 (batch) or 5 (group)
+        per element."""
         self.params += 2 * c
         if self.fvcore:
-            self.flops += 2 * c * h * h
+            self.flops += self.norm_flops * c * h * h
+
+    def max_pool(self, c: int, h_out: int) -> None:
+        """A max-pool to c x h_out x h_out: pycls counts its outputs as acts."""
+        if self.bias_flops:  # the paper (pycls) convention
+            self.acts += c * h_out * h_out
 
     def pool(self, c: int, h: int) -> None:
         """Global average pool of c x h x h; fvcore counts 1 per input element."""
@@ -101,22 +126,30 @@ class _Tally:
         return PartCount(name, self.flops, self.params, self.acts)
 
 
-def _block(t: _Tally, b: BlockPlan) -> None:
-    """1x1 (in -> wb), 3x3 grouped stride s, [SE: pool, 1x1 wb -> se, 1x1 se -> wb], 1x1 -> out."""
-    wb, h_in, h_out = b.bottleneck_width, b.in_size, b.out_size
-    t.conv(b.in_width, wb, 1, h_in)
-    t.bn(wb, h_in)
-    t.conv(wb, wb, 3, h_out, groups=b.groups)
-    t.bn(wb, h_out)
-    if b.se_width:
-        t.pool(wb, h_out)
-        t.conv(wb, b.se_width, 1, 1, bias=True)
-        t.conv(b.se_width, wb, 1, 1, bias=True)
-    t.conv(wb, b.out_width, 1, h_out)
-    t.bn(b.out_width, h_out)
-    if b.has_projection:
-        t.conv(b.in_width, b.out_width, 1, h_out)
-        t.bn(b.out_width, h_out)
+def _units(t: _Tally, units: tuple[Unit, ...]) -> None:
+    """Convs (with their norms), norms, and SE (pool, 1x1 convs with bias); pools count 0."""
+    for u in units:
+        if isinstance(u, ConvLayer):
+            c = u.conv
+            t.conv(c.c_in, c.c_out, c.kernel, c.h_out, groups=c.groups)
+            if u.norm:
+                t.bn(c.c_out, c.h_out)
+        elif isinstance(u, NormAct):
+            if u.norm:
+                t.bn(u.channels, u.side)
+        elif isinstance(u, SqueezeExcite):
+            t.pool(u.channels, u.side)
+            t.conv(u.channels, u.width, 1, 1, bias=True)
+            t.conv(u.width, u.channels, 1, 1, bias=True)
+        elif isinstance(u, Pool) and u.kind == "max":
+            t.max_pool(u.channels, u.h_out)
+
+
+def _block(t: _Tally, layers: BlockLayers) -> None:
+    """The block's pre-activation, branch and shortcut units."""
+    _units(t, (layers.preact,) if layers.preact is not None else ())
+    _units(t, layers.layer)
+    _units(t, layers.shortcut or ())
 
 
 def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
@@ -124,22 +157,23 @@ def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
     if convention not in CONVENTIONS:
         raise PlanError(f"convention must be one of {', '.join(CONVENTIONS)}, got {convention!r}")
     parts = []
-    stem = _Tally(convention)
-    stem.conv(p.num_channels, p.stem_width, 3, p.stem_size)
-    stem.bn(p.stem_width, p.stem_size)
+    norm = p.options.norm
+    stem = _Tally(convention, norm)
+    _units(stem, stem_layers(p).units)
     parts.append(stem.part("stem"))
     for s in p.stages:
-        t = _Tally(convention)
-        _block(t, s.block(0))
+        t = _Tally(convention, norm)
+        _block(t, block_layers(p, s.block(0)))
         later = s.depth - 1
         if later:  # the blocks after the first are all alike: count one, depth - 1 times
-            one = _Tally(convention)
-            _block(one, s.block(1))
+            one = _Tally(convention, norm)
+            _block(one, block_layers(p, s.block(1)))
             t.flops += one.flops * later
             t.params += one.params * later
             t.acts += one.acts * later
         parts.append(t.part(f"stage{s.index + 1}"))
-    head = _Tally(convention)
+    head = _Tally(convention, norm)
+    _units(head, head_layers(p))
     head.pool(p.out_width, p.stages[-1].out_size)
     if p.num_classes:
         head.linear(p.out_width, p.num_classes)

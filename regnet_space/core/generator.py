@@ -17,6 +17,7 @@ from .errors import PlanError, SpecError
 from .limits import MAX_INPUT_SIZE
 from .loading import format_errors
 from .spec import (
+    BLOCK_KINDS,
     MAX_WIDTH,
     STEM_STRIDES,
     ExplicitSpec,
@@ -45,6 +46,41 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class BlockOptions:
+    """A plan's block switches (the spec's, with its block kind's defaults filled in)."""
+
+    preact: bool = False
+    linear_out: bool = False
+    bottleneck_in: bool = False
+    shortcut: str = "conv"  # where the shape changes: conv, avg or none
+    residual: bool = True  # False: no residual add at all (vanilla blocks)
+    bottleneck: bool = True  # False: two full 3x3 convs (vanilla and basic blocks)
+    se_activation: str = "relu"
+    se_from: str = "input"
+    norm: str = "batch"
+    norm_groups: int = 0  # GroupNorm: a fixed group count, or
+    norm_group_size: int = 0  # channels per group
+    drop_path: float = 0.0
+    final_activation: bool = False  # without a head conv: the activation after the last stage
+
+    def norm_groups_of(self, channels: int) -> int:
+        """GroupNorm's group count on `channels` channels (PlanError if it does not divide)."""
+        if self.norm_group_size:
+            if channels % self.norm_group_size:
+                raise PlanError(
+                    f"norm_group_size: {self.norm_group_size} does not divide a norm of "
+                    f"{channels} channels"
+                )
+            return channels // self.norm_group_size
+        groups = self.norm_groups or 1
+        if channels % groups:
+            raise PlanError(
+                f"norm_groups: {groups} groups do not divide a norm of {channels} channels"
+            )
+        return groups
+
+
+@dataclass(frozen=True)
 class BlockPlan:
     """One block: 1x1 (in -> bottleneck), 3x3 grouped (stride) [+SE], 1x1 (-> out)."""
 
@@ -59,11 +95,18 @@ class BlockPlan:
     se_width: int  # round(se_ratio * in_width); 0 for X blocks
     in_size: int
     out_size: int
+    dilation: int = 1  # of the 3x3 conv (the stage's first dilation in its first block)
+    stage_dilation: int = 1
 
     @property
     def has_projection(self) -> bool:
-        """Shortcut is a 1x1 conv + BN when width or resolution changes, identity otherwise."""
-        return self.in_width != self.out_width or self.stride != 1
+        """Whether the shortcut needs a projection: the width, resolution or dilation changes
+        (a 1x1 conv + norm, an average pool and the conv, or no shortcut at all)."""
+        return (
+            self.in_width != self.out_width
+            or self.stride != 1
+            or self.dilation != self.stage_dilation
+        )
 
 
 @dataclass(frozen=True)
@@ -83,6 +126,12 @@ class StagePlan:
     se_width: int  # SE width of the other blocks
     in_size: int
     out_size: int
+    # The first block's bottleneck (bottleneck_in: from the previous stage's width).
+    bottleneck_width_first: int = 0
+    group_width_first: int = 0
+    groups_first: int = 0
+    dilation: int = 1  # of the 3x3 convs of the blocks after the first
+    first_dilation: int = 1  # of the first block's
 
     def blocks(self) -> tuple[BlockPlan, ...]:
         """The stage's blocks, first (strided, from in_width) to last."""
@@ -96,13 +145,15 @@ class StagePlan:
             index=j,
             in_width=self.in_width if first else self.width,
             out_width=self.width,
-            bottleneck_width=self.bottleneck_width,
-            group_width=self.group_width,
-            groups=self.groups,
+            bottleneck_width=self.bottleneck_width_first if first else self.bottleneck_width,
+            group_width=self.group_width_first if first else self.group_width,
+            groups=self.groups_first if first else self.groups,
             stride=self.stride if first else 1,
             se_width=self.se_width_first if first else self.se_width,
             in_size=self.in_size if first else self.out_size,
             out_size=self.out_size,
+            dilation=self.first_dilation if first else self.dilation,
+            stage_dilation=self.dilation,
         )
 
 
@@ -121,7 +172,11 @@ class Plan:
     stem_size: int
     stages: tuple[StagePlan, ...]
     generation: Generation | None
-    stem_stride: int = 2  # 2: the ImageNet stem; 1: the CIFAR stem (pycls res_stem_cifar)
+    stem_stride: int = 2  # 2: the ImageNet stem; 1: the CIFAR stem; 4: resnet and tiered
+    stem: str = "imagenet"
+    options: BlockOptions = BlockOptions()
+    head_width: int = 0  # a 1x1 conv + norm + activation before pooling; 0 for none
+    output_stride: int = 0  # 0: every stage strides as given
 
     @property
     def widths(self) -> tuple[int, ...]:
@@ -157,7 +212,8 @@ class Plan:
 
     @property
     def out_width(self) -> int:
-        return self.stages[-1].width
+        """Channels the classifier sees: the head conv's, else the last stage's."""
+        return self.head_width or self.stages[-1].width
 
     @property
     def output_shape(self) -> tuple[int, int, int, int]:
@@ -267,9 +323,20 @@ def adjust_torchvision(width: int, bm: float, group_width: int) -> tuple[int, in
     return int(new_v / bm), g
 
 
-# timm's group_min_ratio 0 is pycls's rule (bm <= 1; timm has no lcm for bm > 1), 0.9
-# torchvision's make-divisible.
-ADJUST = {"pycls": adjust_pycls, "timm": adjust_pycls, "torchvision": adjust_torchvision}
+def adjust_timm(width: int, bm: float, group_width: int) -> tuple[int, int]:
+    """timm rule (group_min_ratio 0): pycls's for bm <= 1; for bm > 1, the bottleneck width
+    int(width * bm) rounded to a multiple of g alone (pycls also makes it one of int(bm))."""
+    if bm <= 1:
+        return adjust_pycls(width, bm, group_width)
+    v = int(width * bm)
+    g = min(group_width, v)
+    v = int(round(v / g) * g)
+    return int(v / bm), g
+
+
+# timm's group_min_ratio 0 is pycls's rule but for the lcm with bm > 1, 0.9 torchvision's
+# make-divisible.
+ADJUST = {"pycls": adjust_pycls, "timm": adjust_timm, "torchvision": adjust_torchvision}
 
 
 def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation]:
@@ -324,17 +391,19 @@ def plan(spec: Spec, input_size: int | None = None) -> Plan:
     else:
         stage_list, generation = spec.stages, None
         strides = spec.strides()
+    options = block_options(spec)
     stem_stride = STEM_STRIDES[spec.stem]
     stem_size = _out_size(input_size, stem_stride)
     stages: list[StagePlan] = []
     in_width, size = spec.stem_width, stem_size
+    net_stride, dilation = stem_stride, 1
     for i, (st, stride) in enumerate(zip(stage_list, strides, strict=True)):
-        wb = round(st.width * st.bottleneck_multiplier)
-        g = min(st.group_width, wb)
-        if wb < 1 or wb % g:
-            raise PlanError(
-                f"stage {i}: bottleneck width {wb} is not a positive multiple of group width {g}"
-            )
+        # timm's output_stride: a strided stage past it keeps the resolution, dilating instead.
+        if spec.output_stride and net_stride >= spec.output_stride and stride > 1:
+            dilation, stride = dilation * stride, 1
+        net_stride *= stride
+        wb, g = _bottleneck(i, st, st.width, options)
+        wb1, g1 = _bottleneck(i, st, in_width, options) if options.bottleneck_in else (wb, g)
         out = _out_size(size, stride)
         stages.append(
             StagePlan(
@@ -347,13 +416,23 @@ def plan(spec: Spec, input_size: int | None = None) -> Plan:
                 bottleneck_width=wb,
                 bottleneck_multiplier=st.bottleneck_multiplier,
                 stride=stride,
-                se_width_first=round(spec.se_ratio * in_width),
-                se_width=round(spec.se_ratio * st.width),
+                se_width_first=_se_width(spec.se_ratio, in_width, wb1, options),
+                se_width=_se_width(spec.se_ratio, st.width, wb, options),
                 in_size=size,
                 out_size=out,
+                bottleneck_width_first=wb1,
+                group_width_first=g1,
+                groups_first=wb1 // g1,
+                dilation=dilation,
+                first_dilation=1 if dilation in (1, 2) else 2,
             )
         )
         in_width, size = st.width, out
+    widths = [*stem_widths(spec.stem, spec.stem_width), *(s.bottleneck_width_first for s in stages)]
+    widths += [w for s in stages for w in (s.bottleneck_width, s.width, s.in_width)]
+    if options.norm == "group":
+        for w in {*widths, spec.head_width} - {0}:
+            options.norm_groups_of(w)
     return Plan(
         name=spec.name,
         block=spec.block,
@@ -367,7 +446,65 @@ def plan(spec: Spec, input_size: int | None = None) -> Plan:
         stages=tuple(stages),
         generation=generation,
         stem_stride=stem_stride,
+        stem=spec.stem,
+        options=options,
+        head_width=spec.head_width,
+        output_stride=spec.output_stride,
     )
+
+
+def stem_widths(stem: str, width: int) -> tuple[int, ...]:
+    """Output channels of each stem conv: timm's tiered stem has three, 3/8, 1/2 and all."""
+    return (3 * width // 8, width // 2, width) if stem == "tiered" else (width,)
+
+
+def block_options(spec: Spec) -> BlockOptions:
+    """The block switches of a spec (its kind's defaults are filled in by the spec)."""
+    kind = BLOCK_KINDS[spec.block]
+    return BlockOptions(
+        preact=spec.preact,
+        linear_out=spec.linear_out,
+        bottleneck_in=spec.bottleneck_in,
+        shortcut=spec.shortcut,
+        residual=kind.residual,
+        bottleneck=kind.bottleneck,
+        se_activation=spec.se_activation,
+        se_from=spec.se_from,
+        norm=spec.norm,
+        norm_groups=spec.norm_groups,
+        norm_group_size=spec.norm_group_size,
+        drop_path=spec.drop_path,
+        final_activation=spec.final_activation,
+    )
+
+
+def _bottleneck(i: int, st: StageSpec, width: int, options: BlockOptions) -> tuple[int, int]:
+    """Bottleneck width round(width * bm) and the group width clipped to it (PlanError if it
+    does not divide); blocks without a bottleneck: the width itself, in one group."""
+    if not options.bottleneck:
+        return st.width, st.width
+    wb = round(width * st.bottleneck_multiplier)
+    g = min(st.group_width or 1, wb)
+    if wb < 1 or wb % g:
+        raise PlanError(
+            f"stage {i}: bottleneck width {wb} is not a positive multiple of group width {g}"
+        )
+    return wb, g
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """timm's make_divisible with round_limit 0: the nearest multiple of divisor, at least it."""
+    return max(divisor, int(value + divisor / 2) // divisor * divisor)
+
+
+def _se_width(ratio: float, width: int, bottleneck: int, options: BlockOptions) -> int:
+    """SE width: round(ratio * block input width), or (se_from bottleneck) ratio * bottleneck
+    width rounded to a multiple of 8; 0 without SE."""
+    if not ratio:
+        return 0
+    if options.se_from == "bottleneck":
+        return make_divisible(ratio * bottleneck)
+    return round(ratio * width)
 
 
 def to_explicit(spec: Spec) -> ExplicitSpec:
@@ -376,8 +513,7 @@ def to_explicit(spec: Spec) -> ExplicitSpec:
         return spec
     stage_list, _ = stage_specs(spec)
     data = spec.model_dump(
-        include={"name", "block", "se_ratio", "stem_width", "num_channels", "num_classes"}
-        | {"activation", "downsample_in_first_stage", "input_size", "stem"}
+        exclude=set(ParametricSpec.model_fields) - set(ExplicitSpec.model_fields)
     )
     try:
         return ExplicitSpec.model_validate({**data, "stages": stage_list})

@@ -34,6 +34,8 @@ HF_DEFAULTS: dict[str, Any] = {
 }
 HF_FIELDS = tuple(HF_DEFAULTS)
 _REQUIRED = ("hidden_sizes", "depths", "groups_width", "layer_type")
+# transformers' ACT2FN names of the activations a spec has (swish is its alias of SiLU).
+_HF_ACTIVATIONS = {"relu": "relu", "silu": "silu", "swish": "silu", "gelu": "gelu"}
 
 
 def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, Any]:
@@ -71,13 +73,14 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
             )
         stages.append({"width": width, "depth": depth, "group_width": width // groups})
     layer_type = data["layer_type"]
+    act = data.get("hidden_act", "relu")
     fields: dict[str, Any] = {
         "name": name,
         "block": layer_type,
         "stages": stages,
         "num_channels": data.get("num_channels", 3),
         "stem_width": data.get("embedding_size", 32),
-        "activation": data.get("hidden_act", "relu"),
+        "activation": _HF_ACTIVATIONS.get(act, act) if isinstance(act, str) else act,
         "downsample_in_first_stage": data.get("downsample_in_first_stage", True),
         "num_classes": data.get("num_labels", 2),  # transformers' own default
     }
@@ -131,6 +134,33 @@ def read_config_json(path: Path, error: type[RegNetSpaceError] = SpecError) -> d
     return data
 
 
+def _hf_refusal(plan: Plan) -> str | None:
+    """The first switch Hugging Face's RegNet has no field for, with its value; None if none.
+
+    Its x and y layers are post-activation bottlenecks with a 1x1 conv + BatchNorm shortcut,
+    an activation after the add, SE with ReLU from the block input's width, no head conv, no
+    stochastic depth and no dilation.
+    """
+    o = plan.options
+    checks = [
+        ("preact", o.preact, True),
+        ("linear_out", o.linear_out, True),
+        ("bottleneck_in", o.bottleneck_in, True),
+        ("shortcut", o.shortcut, o.shortcut != "conv"),
+        ("norm", o.norm, o.norm != "batch"),
+        ("head_width", plan.head_width, plan.head_width > 0),
+        ("final_activation", o.final_activation, o.final_activation and not plan.head_width),
+        ("drop_path", o.drop_path, o.drop_path > 0),
+        ("output_stride", plan.output_stride, plan.output_stride > 0),
+        ("se_activation", o.se_activation, plan.se_ratio > 0 and o.se_activation != "relu"),
+        ("se_from", o.se_from, plan.se_ratio > 0 and o.se_from != "input"),
+    ]
+    for field, value, refused in checks:
+        if refused and value:
+            return f"{field}: {value}"
+    return None
+
+
 def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     """Keyword arguments of a transformers `RegNetConfig` that builds the same network.
 
@@ -140,11 +170,15 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     """
     if plan.block not in ("x", "y"):
         raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
-    if plan.stem_stride != 2:
+    if plan.stem != "imagenet":
+        kind = " (stride-1 stem)" if plan.stem == "cifar" else ""
         raise BuildError(
-            f"{plan.name}: stem: cifar (stride-1 stem); Hugging Face RegNet has only the "
+            f"{plan.name}: stem: {plan.stem}{kind}; Hugging Face RegNet has only the "
             "stride-2 ImageNet stem"
         )
+    why = _hf_refusal(plan)
+    if why is not None:
+        raise BuildError(f"{plan.name}: {why}; Hugging Face's RegNet cannot express it")
     if plan.block == "y" and plan.se_ratio != 0.25:
         raise BuildError(
             f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"

@@ -16,6 +16,21 @@ from typing import Literal, get_args
 import torch
 from torch import Tensor
 
+from ..core.blocks import (
+    BLOCK_PREFIX,
+    CLASSIFIER,
+    PEER_NAMES,
+    BlockLayers,
+    ConvLayer,
+    NormAct,
+    SqueezeExcite,
+    Unit,
+    block_layers,
+    head_layers,
+    peer_refusal,
+    stem_layers,
+    timm_layout,
+)
 from ..core.errors import RegNetSpaceError
 from ..core.generator import Plan
 from ..core.io import atomic_write_with, check_target
@@ -26,11 +41,13 @@ __all__ = [
     "ConvertError",
     "KeyPair",
     "Library",
+    "check_layout",
     "check_output",
     "convert_state_dict",
     "detect_library",
     "expected_shapes",
     "key_pairs",
+    "layout_of",
     "load_converted",
     "read_checkpoint",
     "save_state_dict",
@@ -49,103 +66,14 @@ class ConvertError(RegNetSpaceError, ValueError):
 
 
 # ---------------------------------------------------------------------------------------------
-# Key layouts
-
-
-@dataclass(frozen=True)
-class _Layout:
-    """Module-path templates of one library; {i}/{j} count from 1, {s}/{b} from 0, {c} is the
-    index of the last 1x1 conv in the Hugging Face `layer` Sequential (3 with SE, 2 without)."""
-
-    stem_conv: str
-    stem_bn: str
-    block: str
-    conv_a: str
-    bn_a: str
-    conv_b: str
-    bn_b: str
-    se_reduce: str
-    se_expand: str
-    conv_c: str
-    bn_c: str
-    proj_conv: str
-    proj_bn: str
-    classifier: str
-
-
-_HF = _Layout(
-    stem_conv="embedder.embedder.convolution",
-    stem_bn="embedder.embedder.normalization",
-    block="encoder.stages.{s}.layers.{b}.",
-    conv_a="layer.0.convolution",
-    bn_a="layer.0.normalization",
-    conv_b="layer.1.convolution",
-    bn_b="layer.1.normalization",
-    se_reduce="layer.2.attention.0",
-    se_expand="layer.2.attention.2",
-    conv_c="layer.{c}.convolution",
-    bn_c="layer.{c}.normalization",
-    proj_conv="shortcut.convolution",
-    proj_bn="shortcut.normalization",
-    classifier="classifier.1",
-)
-
-_LAYOUTS: dict[str, _Layout] = {
-    "hf": _HF,
-    "timm": _Layout(
-        stem_conv="stem.conv",
-        stem_bn="stem.bn",
-        block="s{i}.b{j}.",
-        conv_a="conv1.conv",
-        bn_a="conv1.bn",
-        conv_b="conv2.conv",
-        bn_b="conv2.bn",
-        se_reduce="se.fc1",
-        se_expand="se.fc2",
-        conv_c="conv3.conv",
-        bn_c="conv3.bn",
-        proj_conv="downsample.conv",
-        proj_bn="downsample.bn",
-        classifier="head.fc",
-    ),
-    "torchvision": _Layout(
-        stem_conv="stem.0",
-        stem_bn="stem.1",
-        block="trunk_output.block{i}.block{i}-{b}.",
-        conv_a="f.a.0",
-        bn_a="f.a.1",
-        conv_b="f.b.0",
-        bn_b="f.b.1",
-        se_reduce="f.se.fc1",
-        se_expand="f.se.fc2",
-        conv_c="f.c.0",
-        bn_c="f.c.1",
-        proj_conv="proj.0",
-        proj_bn="proj.1",
-        classifier="fc",
-    ),
-    "pycls": _Layout(
-        stem_conv="stem.conv",
-        stem_bn="stem.bn",
-        block="s{i}.b{j}.",
-        conv_a="f.a",
-        bn_a="f.a_bn",
-        conv_b="f.b",
-        bn_b="f.b_bn",
-        se_reduce="f.se.f_ex.0",
-        se_expand="f.se.f_ex.2",
-        conv_c="f.c",
-        bn_c="f.c_bn",
-        proj_conv="proj",
-        proj_bn="bn",
-        classifier="head.fc",
-    ),
-}
+# Key layouts: every stateful unit of the block, stem and head definitions (core.blocks), its
+# module path in our model and its name in the library's layout (blocks.PEER_NAMES)
 
 _TENSORS = {
     "conv": ("weight",),
     "conv_bias": ("weight", "bias"),
-    "bn": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    "batch": ("weight", "bias", "running_mean", "running_var", "num_batches_tracked"),
+    "group": ("weight", "bias"),
     "linear": ("weight", "bias"),
 }
 
@@ -158,25 +86,81 @@ class KeyPair:
     theirs: str
 
 
-def _modules(plan: Plan, layout: _Layout, head: bool) -> list[tuple[str, str]]:
-    """(module path, tensor kind) of every stateful module, in our model's order."""
-    out = [(layout.stem_conv, "conv"), (layout.stem_bn, "bn")]
-    has_se = plan.block == "y"
+@dataclass(frozen=True)
+class _Part:
+    """A module with state: our path, its tensor kind, and its role's name (0: conv or first
+    module, 1: norm or second module) in PEER_NAMES."""
+
+    ours: str
+    kind: str
+    role: str
+    which: int
+
+
+def _unit_parts(unit: Unit, norm: str) -> list[_Part]:
+    """The stateful modules of one unit, paths relative to where the unit sits."""
+    if isinstance(unit, ConvLayer):
+        parts = [_Part(f"{unit.path}.convolution", "conv", unit.role, 0)]
+        if unit.norm:
+            parts.append(_Part(f"{unit.path}.normalization", norm, unit.role, 1))
+        return parts
+    if isinstance(unit, NormAct):
+        return [_Part(f"{unit.path}.normalization", norm, unit.role, 1)] if unit.norm else []
+    if isinstance(unit, SqueezeExcite):
+        return [
+            _Part(f"{unit.path}.attention.0", "conv_bias", unit.role, 0),
+            _Part(f"{unit.path}.attention.2", "conv_bias", unit.role, 1),
+        ]
+    return []  # pools
+
+
+def _block_parts(layers: BlockLayers, norm: str) -> list[_Part]:
+    """Pre-activation, shortcut (first, as timm registers it last) and branch modules."""
+    units = [layers.preact] if layers.preact is not None else []
+    units += [*(layers.shortcut or ()), *layers.layer]
+    return [part for u in units for part in _unit_parts(u, norm)]
+
+
+def layout_of(plan: Plan, library: Library) -> str:
+    """The key layout a library stores this plan in: timm's ByobNet (byobnet.py: the tiered
+    stem, bottleneck_in, SE from the bottleneck width) or its RegNet (regnet.py) for timm."""
+    return timm_layout(plan) if library == "timm" else library
+
+
+def _peer(part: _Part, layout: str, plan: Plan) -> str:
+    """The part's module path in the layout (ours, from where the unit sits, for hf)."""
+    if layout == "hf":
+        return part.ours
+    name = PEER_NAMES.get(part.role, {}).get(layout, (None, None))[part.which]
+    if name is None:  # the refusals of check_layout come first; this is a missing table row
+        raise ConvertError(f"{plan.name}: {layout}'s layout has no module for {part.role!r}")
+    return name
+
+
+def _modules(plan: Plan, layout: str, head: bool) -> list[tuple[str, str, str]]:
+    """(our module path, peer module path, tensor kind) of every stateful module, stem first."""
+    norm = plan.options.norm
+    stem = "embedder." if layout == "hf" else ""  # peer stem names are from the root
+    out = [
+        (f"embedder.{p.ours}", stem + _peer(p, layout, plan), p.kind)
+        for u in stem_layers(plan).units
+        for p in _unit_parts(u, norm)
+    ]
+    ours_prefix, theirs_prefix = BLOCK_PREFIX["hf"], BLOCK_PREFIX[layout]
     for blk in plan.blocks:
         names = {"i": blk.stage + 1, "j": blk.index + 1, "s": blk.stage, "b": blk.index}
-        prefix = layout.block.format(**names)
-        c = {"c": 3 if has_se else 2}
-        parts = []
-        if blk.has_projection:
-            parts += [(layout.proj_conv, "conv"), (layout.proj_bn, "bn")]
-        parts += [(layout.conv_a, "conv"), (layout.bn_a, "bn")]
-        parts += [(layout.conv_b, "conv"), (layout.bn_b, "bn")]
-        if has_se:
-            parts += [(layout.se_reduce, "conv_bias"), (layout.se_expand, "conv_bias")]
-        parts += [(layout.conv_c.format(**c), "conv"), (layout.bn_c.format(**c), "bn")]
-        out += [(prefix + name, kind) for name, kind in parts]
+        ours, theirs = ours_prefix.format(**names), theirs_prefix.format(**names)
+        out += [
+            (ours + p.ours, theirs + _peer(p, layout, plan), p.kind)
+            for p in _block_parts(block_layers(plan, blk), norm)
+        ]
+    out += [
+        (p.ours, _peer(p, layout, plan), p.kind)
+        for u in head_layers(plan)
+        for p in _unit_parts(u, norm)
+    ]
     if head and plan.num_classes > 0:
-        out.append((layout.classifier, "linear"))
+        out.append((CLASSIFIER["hf"], CLASSIFIER[layout], "linear"))
     return out
 
 
@@ -196,12 +180,11 @@ def key_pairs(
     Hugging Face peer, `hf_prefixed` says whether its keys carry the `regnet.` prefix
     (default: as ours do).
     """
-    layout = _layout(library)
+    _check_library(library)
+    check_layout(plan, library)
     theirs_prefixed = head if hf_prefixed is None else hf_prefixed
-    ours_mods = _modules(plan, _HF, head)
-    theirs_mods = _modules(plan, layout, head)
     pairs = []
-    for (ours, kind), (theirs, _) in zip(ours_mods, theirs_mods, strict=True):
+    for ours, theirs, kind in _modules(plan, layout_of(plan, library), head):
         ours_key = _hf_key(ours, head)
         theirs_key = _hf_key(theirs, theirs_prefixed) if library == "hf" else theirs
         for tensor in _TENSORS[kind]:
@@ -209,13 +192,26 @@ def key_pairs(
     return tuple(pairs)
 
 
-def _layout(library: str) -> _Layout:
-    try:
-        return _LAYOUTS[library]
-    except KeyError:
+def _check_library(library: str) -> None:
+    if library not in LIBRARIES:
+        raise ConvertError(f"unknown library {library!r}; expected one of {', '.join(LIBRARIES)}")
+
+
+def check_layout(plan: Plan, library: Library) -> None:
+    """Refuse, naming the field, a plan the library's models cannot hold or that would compute
+    something else with the same weights (a conversion never yields another network)."""
+    if library == "hf":
+        return
+    layout = layout_of(plan, library)
+    why = peer_refusal(plan, layout)
+    if why is None:
+        return
+    if why.startswith("stem: cifar"):  # the one message that names the stem peers have
         raise ConvertError(
-            f"unknown library {library!r}; expected one of {', '.join(LIBRARIES)}"
-        ) from None
+            f"{plan.name}: stem: cifar (stride-1 stem); {library}'s RegNet has only the "
+            "stride-2 ImageNet stem"
+        )
+    raise ConvertError(f"{plan.name}: {why}")
 
 
 # Marker substrings of each layout, for a hint when keys do not fit the named library.
@@ -270,13 +266,8 @@ def convert_state_dict(
     of the wrong shape raises ConvertError naming `origin` and the first offending key.
     """
     for library in (source, target):
-        # This package's own layout is Hugging Face's: its CIFAR-stem weights stay convertible
-        # to pycls (res_stem_cifar); timm and torchvision have no stride-1 stem.
-        if plan.stem_stride != 2 and library in ("timm", "torchvision"):
-            raise ConvertError(
-                f"{plan.name}: stem: cifar (stride-1 stem); {library}'s RegNet has only the "
-                "stride-2 ImageNet stem"
-            )
+        _check_library(library)
+        check_layout(plan, library)
     prefixed = any(k.startswith("regnet.") for k in state)
     src_pairs = key_pairs(plan, source, head=head, hf_prefixed=prefixed)
     dst_pairs = {p.ours: p.theirs for p in key_pairs(plan, target, head=head)}
@@ -304,7 +295,7 @@ def convert_state_dict(
             )
         out[dst_pairs[pair.ours]] = value
     used = {p.theirs for p in src_pairs}
-    head_keys = _layout(source).classifier + "."
+    head_keys = CLASSIFIER[layout_of(plan, source)] + "."
     for key in state:
         if key not in used and not (not head and key.startswith(head_keys)):
             raise ConvertError(

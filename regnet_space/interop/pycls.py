@@ -2,8 +2,11 @@
 
 MODEL.TYPE regnet maps to a parametric spec (REGNET.DEPTH, W0, WA, WM, GROUP_W, SE_ON, SE_R,
 BOT_MUL, STEM_W), anynet to an explicit one (ANYNET.DEPTHS, WIDTHS, STRIDES, BOT_MULS,
-GROUP_WS); other model types, stems, blocks or heads are refused with one line naming the
-key. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
+GROUP_WS); both with STEM_TYPE (simple_stem_in, res_stem_cifar, res_stem_in), BLOCK_TYPE
+(res_bottleneck_block, res_bottleneck_linear_block; anynet also vanilla_block and
+res_basic_block) and HEAD_W. Other model types and values are refused with one line naming
+the key. pycls's SE uses the model's activation (ACTIVATION_FUN), so the spec's se_activation
+is it. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
 with the package's one safe loader (no aliases or duplicate keys; size and depth limits).
 """
 
@@ -15,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from ..core.blocks import peer_refusal
 from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
 from ..core.loading import is_int, is_number, parse_yaml, read_text_file, short, yaml_comment
@@ -45,9 +49,21 @@ _PYCLS_REGNET = {
     "BOT_MUL": 1.0,
     "HEAD_W": 0,
 }
-# pycls's stem types this package builds: simple_stem_in (3x3 stride 2), res_stem_cifar (stride 1).
-_PYCLS_STEMS = {"simple_stem_in": "imagenet", "res_stem_cifar": "cifar"}
+# pycls's stem types: simple_stem_in (3x3 stride 2), res_stem_cifar (3x3 stride 1) and
+# res_stem_in (7x7 stride 2, max-pool).
+_PYCLS_STEMS = {"simple_stem_in": "imagenet", "res_stem_cifar": "cifar", "res_stem_in": "resnet"}
 _STEM_TYPES = {v: k for k, v in _PYCLS_STEMS.items()}
+# pycls's block types -> spec fields (block x or y by SE_ON for the bottlenecks).
+_PYCLS_BLOCKS: dict[str, dict[str, Any]] = {
+    "res_bottleneck_block": {},
+    "res_bottleneck_linear_block": {
+        "linear_out": True,
+        "shortcut": "none",
+        "final_activation": False,
+    },
+    "vanilla_block": {"block": "vanilla"},
+    "res_basic_block": {"block": "basic"},
+}
 _PYCLS_ANYNET = {
     "STEM_TYPE": "simple_stem_in",
     "STEM_W": 32,
@@ -168,25 +184,40 @@ def spec_from_pycls_dict(
     return _pycls_anynet(_Section(data.get("ANYNET"), "ANYNET", _PYCLS_ANYNET, source), common)
 
 
-def _pycls_common(sec: _Section, fields: dict[str, Any]) -> dict[str, Any]:
-    stem = _PYCLS_STEMS.get(sec.values["STEM_TYPE"])
-    if stem is None:
-        sec.fixed("STEM_TYPE", "simple_stem_in")  # refuses it, naming the supported value
-    sec.fixed("BLOCK_TYPE", "res_bottleneck_block")
-    sec.fixed("HEAD_W", 0)
+def _one_of(sec: _Section, key: str, table: dict[str, Any]) -> Any:
+    value = sec.values[key]
+    if not isinstance(value, str) or value not in table:
+        raise InteropError(
+            f"{sec.source}: {sec.section}.{key}: {value!r} is not supported "
+            f"(one of {', '.join(table)})"
+        )
+    return table[value]
+
+
+def _pycls_common(sec: _Section, fields: dict[str, Any], blocks: tuple[str, ...]) -> dict[str, Any]:
+    stem = _one_of(sec, "STEM_TYPE", _PYCLS_STEMS)
+    block = _one_of(sec, "BLOCK_TYPE", {k: _PYCLS_BLOCKS[k] for k in blocks})
     se_on = sec.flag("SE_ON")
+    head = sec.integer("HEAD_W")
+    if head < 0:
+        raise sec._bad("HEAD_W", "a width >= 0")
+    se = {"se_ratio": sec.number("SE_R"), "se_activation": fields["activation"]} if se_on else {}
     return {
         **fields,
         "block": "y" if se_on else "x",
-        "se_ratio": sec.number("SE_R") if se_on else 0.0,
+        **block,
+        "se_ratio": 0.0,
+        **se,
         "stem_width": sec.integer("STEM_W"),
         **({"stem": stem} if stem != "imagenet" else {}),
+        **({"head_width": head} if head else {}),
     }
 
 
 def _pycls_regnet(sec: _Section, common: dict[str, Any]) -> Spec:
     sec.fixed("STRIDE", 2)
-    fields = _pycls_common(sec, common) | {
+    bottlenecks = ("res_bottleneck_block", "res_bottleneck_linear_block")
+    fields = _pycls_common(sec, common, bottlenecks) | {
         "depth": sec.integer("DEPTH"),
         "w0": sec.integer("W0"),
         "wa": sec.number("WA"),
@@ -201,8 +232,15 @@ def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
     depths, widths = sec.numbers("DEPTHS"), sec.numbers("WIDTHS")
     n = len(depths)
     strides = sec.numbers("STRIDES") or [2] * n
+    fields = _pycls_common(sec, common, tuple(_PYCLS_BLOCKS))
+    full = fields["block"] in ("vanilla", "basic")  # no bottleneck: pycls passes None
+    for key in ("BOT_MULS", "GROUP_WS"):
+        if full and sec.values[key]:
+            raise InteropError(
+                f"{sec.source}: ANYNET.{key}: {sec.values['BLOCK_TYPE']} takes none (give [])"
+            )
     bms = sec.numbers("BOT_MULS", floats=True) or [1.0] * n
-    gws = sec.numbers("GROUP_WS") or [1] * n
+    gws = sec.numbers("GROUP_WS") or [None if full else 1] * n
     for key, values in (("WIDTHS", widths), ("STRIDES", strides)):
         if len(values) != n:
             raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
@@ -210,10 +248,11 @@ def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
         if len(values) != n:
             raise InteropError(f"{sec.source}: ANYNET.{key}: {len(values)} entries for {n} stages")
     stages = [
-        {"width": w, "depth": d, "group_width": g, "bottleneck_multiplier": b, "stride": s}
+        {"width": w, "depth": d, "stride": s}
+        | ({} if full else {"group_width": g, "bottleneck_multiplier": b})
         for d, w, s, b, g in zip(depths, widths, strides, bms, gws, strict=True)
     ]
-    return validated_spec(_pycls_common(sec, common) | {"stages": stages}, sec.source)
+    return validated_spec(fields | {"stages": stages}, sec.source)
 
 
 def load_pycls_yaml(path: str | Path, name: str | None = None) -> Spec:
@@ -226,12 +265,21 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
     """pycls config text (REGNET for parametric specs, ANYNET for explicit ones)."""
     if spec.num_channels != 3:
         raise InteropError(f"{spec.name}: num_channels: pycls builds 3-channel stems only")
+    why = peer_refusal(make_plan(spec), "pycls")
+    for field, value in (("drop_path", spec.drop_path), ("output_stride", spec.output_stride)):
+        why = why or (f"{field}: {value}: pycls has no such setting" if value else None)
+    if why is not None:
+        raise InteropError(f"{spec.name}: {why}")
     model: dict[str, Any] = {"TYPE": "regnet", "NUM_CLASSES": spec.num_classes}
     if spec.activation != "relu":
         model["ACTIVATION_FUN"] = spec.activation
-    se: dict[str, Any] = {"SE_ON": spec.block == "y"}
-    if spec.block == "y" and spec.se_ratio != 0.25:
+    se: dict[str, Any] = {"SE_ON": spec.se_ratio > 0}
+    if spec.se_ratio > 0 and spec.se_ratio != 0.25:
         se["SE_R"] = spec.se_ratio
+    block_type = {"vanilla": "vanilla_block", "basic": "res_basic_block"}.get(
+        spec.block, "res_bottleneck_linear_block" if spec.linear_out else "res_bottleneck_block"
+    )
+    head = {"HEAD_W": spec.head_width} if spec.head_width else {}
     if isinstance(spec, ParametricSpec):
         if spec.rounding == "torchvision" or (
             spec.rounding == "timm"
@@ -260,20 +308,24 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
             regnet["STEM_W"] = spec.stem_width
         if spec.stem != "imagenet":
             regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
-        body = {"MODEL": model, "REGNET": regnet}
+        if block_type != "res_bottleneck_block":
+            regnet["BLOCK_TYPE"] = block_type
+        body = {"MODEL": model, "REGNET": regnet | head}
     else:
         explicit = to_explicit(spec)
         model["TYPE"] = "anynet"
+        full = spec.block in ("vanilla", "basic")  # pycls takes no bottleneck or groups there
         anynet = {
             "STEM_TYPE": _STEM_TYPES[explicit.stem],
             "STEM_W": explicit.stem_width,
-            "BLOCK_TYPE": "res_bottleneck_block",
+            "BLOCK_TYPE": block_type,
             "DEPTHS": [s.depth for s in explicit.stages],
             "WIDTHS": [s.width for s in explicit.stages],
             "STRIDES": list(explicit.strides()),
-            "BOT_MULS": [s.bottleneck_multiplier for s in explicit.stages],
-            "GROUP_WS": [s.group_width for s in explicit.stages],
+            "BOT_MULS": [] if full else [s.bottleneck_multiplier for s in explicit.stages],
+            "GROUP_WS": [] if full else [s.group_width for s in explicit.stages],
             **se,
+            **head,
         }
         body = {"MODEL": model, "ANYNET": anynet}
     return yaml_comment(spec.name) + yaml.safe_dump(body, sort_keys=False)

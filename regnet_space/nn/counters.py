@@ -72,7 +72,8 @@ def torch_flop_counts(spec_or_plan: ParametricSpec | ExplicitSpec | Plan) -> Tor
         parts.append(
             (f"stage{i + 1}", _module_total(by_module, f"{root}.regnet.encoder.stages.{i}"))
         )
-    parts.append(("head", _module_total(by_module, f"{root}.classifier")))
+    head = _module_total(by_module, f"{root}.regnet.final")  # the head conv, if any
+    parts.append(("head", head + _module_total(by_module, f"{root}.classifier")))
     total = int(counter.get_total_flops())
     return TorchFlops(total=total, parts=tuple(parts))
 

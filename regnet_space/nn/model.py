@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -21,9 +21,19 @@ import torch
 import torch.utils._pytree as pytree
 from torch import Tensor, nn
 
+from ..core.blocks import (
+    ConvLayer,
+    NormAct,
+    Pool,
+    SqueezeExcite,
+    Unit,
+    block_layers,
+    head_layers,
+    stem_layers,
+)
 from ..core.complexity import count_plan
 from ..core.errors import BuildError, RegNetSpaceError
-from ..core.generator import BlockPlan, Plan, StagePlan
+from ..core.generator import BlockOptions, BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
 from ..core.hf_config import (
     hf_config_json,
@@ -42,12 +52,15 @@ __all__ = [
     "PROBLEM_TYPES",
     "RegNetClassifierOutput",
     "RegNetConvLayer",
+    "RegNetDropPath",
     "RegNetEmbeddings",
     "RegNetEncoder",
     "RegNetEncoderOutput",
     "RegNetForImageClassification",
+    "RegNetLayer",
     "RegNetModel",
     "RegNetModelOutput",
+    "RegNetNormAct",
     "RegNetSELayer",
     "RegNetShortCut",
     "RegNetStage",
@@ -165,11 +178,22 @@ for _cls in (RegNetEncoderOutput, RegNetModelOutput, RegNetClassifierOutput):
 
 
 # ---------------------------------------------------------------------------------------------
-# Modules
+# Modules, built from the block, stem and head definitions of core.blocks
+
+
+NormFactory = Callable[[int], nn.Module]
+
+
+def norm_factory(options: BlockOptions) -> NormFactory:
+    """The norm of a plan's layers on c channels: BatchNorm2d, or GroupNorm (eps 1e-5)."""
+    if options.norm == "group":
+        return lambda c: nn.GroupNorm(options.norm_groups_of(c), c)
+    return nn.BatchNorm2d
 
 
 class RegNetConvLayer(nn.Module):
-    """Conv (no bias, padding k // 2) -> BatchNorm -> activation (or identity)."""
+    """Conv (no bias, padding dilation * (k // 2)) -> norm (or identity) -> activation (or
+    identity)."""
 
     def __init__(
         self,
@@ -179,6 +203,9 @@ class RegNetConvLayer(nn.Module):
         stride: int = 1,
         groups: int = 1,
         activation: str | None = "relu",
+        *,
+        dilation: int = 1,
+        norm: NormFactory | None = nn.BatchNorm2d,
     ) -> None:
         super().__init__()
         self.convolution = nn.Conv2d(
@@ -186,11 +213,12 @@ class RegNetConvLayer(nn.Module):
             out_channels,
             kernel_size=kernel_size,
             stride=stride,
-            padding=kernel_size // 2,
+            padding=dilation * (kernel_size // 2),
+            dilation=dilation,
             groups=groups,
             bias=False,
         )
-        self.normalization = nn.BatchNorm2d(out_channels)
+        self.normalization = norm(out_channels) if norm is not None else nn.Identity()
         self.activation = _activation(activation)
 
     def forward(self, hidden_state: Tensor) -> Tensor:
@@ -199,19 +227,60 @@ class RegNetConvLayer(nn.Module):
         return self.activation(hidden_state)
 
 
-class RegNetEmbeddings(nn.Module):
-    """The stem: one 3x3 conv layer, num_channels -> stem_width (stride 2, or 1: CIFAR stem)."""
+class RegNetNormAct(nn.Module):
+    """Norm (or identity) -> activation: a pre-activation, or the final activation."""
 
-    def __init__(
-        self, num_channels: int, stem_width: int, activation: str, stride: int = 2
-    ) -> None:
+    def __init__(self, channels: int, activation: str | None, norm: NormFactory | None) -> None:
         super().__init__()
-        self.embedder = RegNetConvLayer(
-            num_channels, stem_width, kernel_size=3, stride=stride, activation=activation
+        self.normalization = norm(channels) if norm is not None else nn.Identity()
+        # Without a norm, the input may be a hidden state the caller keeps: not in place.
+        in_place = norm is not None or activation is None
+        self.activation = _activation(activation) if in_place else _SE_ACTIVATIONS[activation]()
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        return self.activation(self.normalization(hidden_state))
+
+
+class _AvgPoolSame(nn.Sequential):
+    """timm's AvgPool2dSame for a 2x2 window at stride 1: zero padding right and bottom, then
+    the average (the padded zeros count)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            nn.ZeroPad2d((0, 1, 0, 1)),
+            nn.AvgPool2d(2, 1, ceil_mode=True, count_include_pad=False),
         )
-        self.num_channels = num_channels
+
+
+def _pool(unit: Pool) -> nn.Module:
+    if unit.kind == "max":
+        return nn.MaxPool2d(unit.kernel, unit.stride, unit.padding)
+    if unit.kind == "avg_same":
+        return _AvgPoolSame()
+    return nn.AvgPool2d(unit.kernel, unit.stride, ceil_mode=True, count_include_pad=False)
+
+
+class RegNetEmbeddings(nn.Module):
+    """The stem: its conv layers (one, or a Sequential of three for the tiered stem) and a
+    max-pool for the resnet stem, num_channels -> stem_width."""
+
+    def __init__(self, plan: Plan) -> None:
+        super().__init__()
+        stem = stem_layers(plan)
+        modules = [_unit_module(u, plan) for u in stem.units]
+        convs = [m for u, m in zip(stem.units, modules, strict=True) if isinstance(u, ConvLayer)]
+        self.embedder = convs[0] if len(convs) == 1 else nn.Sequential(*convs)
+        pools = [m for u, m in zip(stem.units, modules, strict=True) if isinstance(u, Pool)]
+        if pools:
+            self.pool = pools[0]
+        self.tap = stem.tap
+        self.num_channels = plan.num_channels
 
     def forward(self, pixel_values: Tensor) -> Tensor:
+        return self.forward_with_tap(pixel_values)[0]
+
+    def forward_with_tap(self, pixel_values: Tensor) -> tuple[Tensor, Tensor]:
+        """The stem's output and its stride-2 feature map (the same tensor for one-conv stems)."""
         if pixel_values.dim() != 4:
             raise ValueError(
                 f"pixel_values must have shape (batch, channels, height, width), "
@@ -223,32 +292,65 @@ class RegNetEmbeddings(nn.Module):
                 f"pixel_values has {channels} channels but the model was built for "
                 f"num_channels={self.num_channels} (input shape {tuple(pixel_values.shape)})"
             )
-        return self.embedder(pixel_values)
+        hidden = pixel_values
+        layers = (
+            list(self.embedder) if isinstance(self.embedder, nn.Sequential) else [self.embedder]
+        )
+        tap = hidden
+        for i, layer in enumerate(layers):
+            hidden = layer(hidden)
+            if i == self.tap:
+                tap = hidden
+        if hasattr(self, "pool"):
+            hidden = self.pool(hidden)
+        return hidden, tap
 
 
 class RegNetShortCut(nn.Module):
-    """Projection shortcut: 1x1 conv (stride, no bias) -> BatchNorm."""
+    """Projection shortcut: [2x2 average pool] -> 1x1 conv (stride, no bias) -> norm (or none,
+    in pre-activation blocks)."""
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int = 2) -> None:
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        stride: int = 2,
+        *,
+        norm: NormFactory | None = nn.BatchNorm2d,
+        pool: nn.Module | None = None,
+    ) -> None:
         super().__init__()
+        if pool is not None:
+            self.pool = pool
         self.convolution = nn.Conv2d(
             in_channels, out_channels, kernel_size=1, stride=stride, bias=False
         )
-        self.normalization = nn.BatchNorm2d(out_channels)
+        self.normalization = norm(out_channels) if norm is not None else nn.Identity()
 
     def forward(self, hidden_state: Tensor) -> Tensor:
+        if hasattr(self, "pool"):
+            hidden_state = self.pool(hidden_state)
         return self.normalization(self.convolution(hidden_state))
 
 
-class RegNetSELayer(nn.Module):
-    """Squeeze-excitation: pool, 1x1 conv (bias) -> ReLU -> 1x1 conv (bias) -> sigmoid, multiply."""
+# The SE's activation does not run in place (it follows a 1x1 conv on a 1x1 map).
+_SE_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU,
+    "silu": nn.SiLU,
+    "gelu": nn.GELU,
+}
 
-    def __init__(self, in_channels: int, reduced_channels: int) -> None:
+
+class RegNetSELayer(nn.Module):
+    """Squeeze-excitation: pool, 1x1 conv (bias) -> activation (ReLU in x and y blocks) ->
+    1x1 conv (bias) -> sigmoid, multiply."""
+
+    def __init__(self, in_channels: int, reduced_channels: int, activation: str = "relu") -> None:
         super().__init__()
         self.pooler = nn.AdaptiveAvgPool2d((1, 1))
         self.attention = nn.Sequential(
             nn.Conv2d(in_channels, reduced_channels, kernel_size=1),
-            nn.ReLU(),
+            _SE_ACTIVATIONS[activation](),
             nn.Conv2d(reduced_channels, in_channels, kernel_size=1),
             nn.Sigmoid(),
         )
@@ -258,99 +360,146 @@ class RegNetSELayer(nn.Module):
         return hidden_state * attention
 
 
-class _RegNetBlock(nn.Module):
-    """Residual block: act(layer(x) + shortcut(x)); subclasses fill in `layer`."""
+class RegNetDropPath(nn.Module):
+    """Stochastic depth (training only): zero a sample's branch with probability `rate`, and
+    scale the kept ones by 1 / (1 - rate), as timm's DropPath does."""
 
-    shortcut: nn.Module
-    layer: nn.Sequential
-    activation: nn.Module
-
-    def __init__(self, block: BlockPlan, activation: str) -> None:
+    def __init__(self, rate: float) -> None:
         super().__init__()
-        self.shortcut = (
-            RegNetShortCut(block.in_width, block.out_width, stride=block.stride)
-            if block.has_projection
-            else nn.Identity()
-        )
-
-    @staticmethod
-    def _convs(block: BlockPlan, activation: str) -> tuple[RegNetConvLayer, ...]:
-        """The 1x1 a (in -> bottleneck), 3x3 b (grouped, strided) and 1x1 c (-> out) layers."""
-        wb = block.bottleneck_width
-        return (
-            RegNetConvLayer(block.in_width, wb, kernel_size=1, activation=activation),
-            RegNetConvLayer(
-                wb,
-                wb,
-                kernel_size=3,
-                stride=block.stride,
-                groups=block.groups,
-                activation=activation,
-            ),
-            RegNetConvLayer(wb, block.out_width, kernel_size=1, activation=None),
-        )
+        self.rate = rate
 
     def forward(self, hidden_state: Tensor) -> Tensor:
-        residual = hidden_state
-        hidden_state = self.layer(hidden_state)
-        hidden_state += self.shortcut(residual)  # a fresh BatchNorm output: safe in place
-        return self.activation(hidden_state)
+        if not self.training or self.rate == 0:
+            return hidden_state
+        keep = 1 - self.rate
+        shape = (hidden_state.shape[0],) + (1,) * (hidden_state.dim() - 1)
+        mask = hidden_state.new_empty(shape).bernoulli_(keep)
+        return hidden_state * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"rate={self.rate:.3f}"
 
 
-class RegNetXLayer(_RegNetBlock):
-    """X block: 1x1 -> 3x3 grouped -> 1x1, plus the shortcut, then the activation."""
+def _unit_module(unit: Unit, plan: Plan) -> nn.Module:
+    """The module of one definition unit (shortcut convs are built by RegNetLayer)."""
+    norm = norm_factory(plan.options)
+    if isinstance(unit, ConvLayer):
+        c = unit.conv
+        return RegNetConvLayer(
+            c.c_in,
+            c.c_out,
+            kernel_size=c.kernel,
+            stride=c.stride,
+            groups=c.groups,
+            activation=plan.activation if unit.act else None,
+            dilation=c.dilation,
+            norm=norm if unit.norm else None,
+        )
+    if isinstance(unit, NormAct):
+        return RegNetNormAct(
+            unit.channels, plan.activation if unit.act else None, norm if unit.norm else None
+        )
+    if isinstance(unit, SqueezeExcite):
+        return RegNetSELayer(unit.channels, unit.width, unit.activation)
+    return _pool(unit)
 
-    def __init__(self, block: BlockPlan, activation: str) -> None:
-        super().__init__(block, activation)
-        conv_a, conv_b, conv_c = self._convs(block, activation)
-        self.layer = nn.Sequential(conv_a, conv_b, conv_c)
-        self.activation = _activation(activation)
 
+class RegNetLayer(nn.Module):
+    """One block: act(layer(x) + shortcut(x)), from its kind's definition (core.blocks); a
+    pre-activation block normalises x first, for both paths."""
 
-class RegNetYLayer(_RegNetBlock):
-    """Y block: an X block with squeeze-excitation (width `block.se_width`) after the 3x3."""
-
-    def __init__(self, block: BlockPlan, activation: str) -> None:
-        super().__init__(block, activation)
-        if block.se_width < 1:
+    def __init__(self, block: BlockPlan, plan: Plan, drop_path: float = 0.0) -> None:
+        super().__init__()
+        layers = block_layers(plan, block)
+        if block.se_width < 1 and plan.se_ratio and plan.options.bottleneck:
             raise BuildError(
                 f"stage {block.stage} block {block.index}: SE width round(se_ratio * "
                 f"{block.in_width}) is 0; raise se_ratio or the width, or use block x"
             )
-        conv_a, conv_b, conv_c = self._convs(block, activation)
-        se = RegNetSELayer(block.bottleneck_width, block.se_width)
-        self.layer = nn.Sequential(conv_a, conv_b, se, conv_c)
-        self.activation = _activation(activation)
+        if layers.preact is not None:
+            self.preact = _unit_module(layers.preact, plan)
+        if layers.shortcut is not None:
+            self.shortcut = _shortcut_module(layers.shortcut, plan)
+        self.layer = nn.Sequential(*(_unit_module(u, plan) for u in layers.layer))
+        if drop_path > 0:
+            self.drop_path = RegNetDropPath(drop_path)
+        self.activation = _activation(plan.activation if layers.act_out else None)
+
+    def forward(self, hidden_state: Tensor) -> Tensor:
+        if hasattr(self, "preact"):
+            hidden_state = self.preact(hidden_state)
+        residual = hidden_state
+        hidden_state = self.layer(hidden_state)
+        if hasattr(self, "shortcut"):
+            if hasattr(self, "drop_path"):
+                hidden_state = self.drop_path(hidden_state)
+            hidden_state += self.shortcut(residual)  # a fresh conv or norm output: safe in place
+        return self.activation(hidden_state)
 
 
-_LAYERS: dict[str, type[_RegNetBlock]] = {"x": RegNetXLayer, "y": RegNetYLayer}
+def _shortcut_module(units: tuple[Unit, ...], plan: Plan) -> nn.Module:
+    """nn.Identity, or RegNetShortCut: [pool], 1x1 conv, [norm]."""
+    if not units:
+        return nn.Identity()
+    pool = _pool(units[0]) if isinstance(units[0], Pool) else None
+    conv = units[-1]
+    if not isinstance(conv, ConvLayer):  # pragma: no cover - the definitions end with the conv
+        raise BuildError("a shortcut ends with its 1x1 conv")
+    return RegNetShortCut(
+        conv.conv.c_in,
+        conv.conv.c_out,
+        stride=conv.conv.stride,
+        norm=norm_factory(plan.options) if conv.norm else None,
+        pool=pool,
+    )
 
 
-def _layer_class(block_type: str) -> type[_RegNetBlock]:
-    try:
-        return _LAYERS[block_type]
-    except KeyError:
-        raise BuildError(f"unknown block type {block_type!r}; expected x or y") from None
+class RegNetXLayer(RegNetLayer):
+    """X block: 1x1 -> 3x3 grouped -> 1x1, plus the shortcut, then the activation."""
+
+
+class RegNetYLayer(RegNetLayer):
+    """Y block: an X block with squeeze-excitation (width `block.se_width`) after the 3x3."""
+
+
+_LAYERS: dict[str, type[RegNetLayer]] = {"x": RegNetXLayer, "y": RegNetYLayer}
 
 
 class RegNetStage(nn.Module):
     """`stage.depth` blocks; the first one has the stage's stride and input width."""
 
-    def __init__(self, stage: StagePlan, block_type: str, activation: str) -> None:
+    def __init__(self, stage: StagePlan, plan: Plan, drop_paths: Sequence[float] = ()) -> None:
         super().__init__()
-        layer = _layer_class(block_type)
-        self.layers = nn.Sequential(*(layer(b, activation) for b in stage.blocks()))
+        layer = _LAYERS.get(plan.block, RegNetLayer)
+        rates = list(drop_paths) or [0.0] * stage.depth
+        self.layers = nn.Sequential(
+            *(layer(b, plan, rate) for b, rate in zip(stage.blocks(), rates, strict=True))
+        )
 
     def forward(self, hidden_state: Tensor) -> Tensor:
         return self.layers(hidden_state)
 
 
+def drop_path_rates(plan: Plan) -> list[list[float]]:
+    """Each stage's blocks' drop-path rates: 0 at the first block rising linearly to the
+    plan's rate at the last (torch.linspace in float32, as timm's calculate_drop_path_rates)."""
+    rates = torch.linspace(0, plan.options.drop_path, plan.depth, device="cpu").tolist()
+    out, start = [], 0
+    for depth in plan.depths:
+        out.append(rates[start : start + depth])
+        start += depth
+    return out
+
+
 class RegNetEncoder(nn.Module):
     """The stages, in order."""
 
-    def __init__(self, stages: Sequence[StagePlan], block_type: str, activation: str) -> None:
+    def __init__(self, plan: Plan) -> None:
         super().__init__()
-        self.stages = nn.ModuleList(RegNetStage(s, block_type, activation) for s in stages)
+        rates = drop_path_rates(plan) if plan.options.drop_path else [[]] * plan.num_stages
+        self.stages = nn.ModuleList(
+            RegNetStage(s, plan, r) for s, r in zip(plan.stages, rates, strict=True)
+        )
 
     def forward(
         self, hidden_state: Tensor, output_hidden_states: bool = False, return_dict: bool = True
@@ -414,16 +563,20 @@ class RegNetModel(_OutputSwitches):
         self.output_hidden_states = output_hidden_states
         self.return_dict = return_dict
         self.torchscript = torchscript
-        self.embedder = RegNetEmbeddings(
-            plan.num_channels, plan.stem_width, plan.activation, stride=plan.stem_stride
-        )
-        self.encoder = RegNetEncoder(plan.stages, plan.block, plan.activation)
+        self.embedder = RegNetEmbeddings(plan)
+        self.encoder = RegNetEncoder(plan)
+        head = head_layers(plan)
+        if head:  # the head conv, or the activation after pre-activation / linear blocks
+            self.final = _unit_module(head[0], plan)
         self.pooler = nn.AdaptiveAvgPool2d((1, 1))
         self.apply(_init_weights)
         if zero_init_last_bn:
             for stage in self.encoder.stages:
                 for block in stage.layers:
-                    nn.init.zeros_(block.layer[-1].normalization.weight)
+                    last = block.layer[-1]
+                    # the branch's last norm, where it ends the branch (not in pre-activation)
+                    if isinstance(last, RegNetConvLayer) and hasattr(last.normalization, "weight"):
+                        nn.init.zeros_(last.normalization.weight)
 
     def forward(
         self,
@@ -435,6 +588,8 @@ class RegNetModel(_OutputSwitches):
         embedding = self.embedder(pixel_values)
         encoded = self.encoder(embedding, output_hidden_states=self._hidden(output_hidden_states))
         last_hidden_state = encoded.last_hidden_state
+        if hasattr(self, "final"):
+            last_hidden_state = self.final(last_hidden_state)
         out = RegNetModelOutput(
             last_hidden_state=last_hidden_state,
             pooler_output=self.pooler(last_hidden_state),
@@ -444,15 +599,20 @@ class RegNetModel(_OutputSwitches):
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, output_hidden_states: bool = False, torchscript: bool = False
+        cls,
+        path: str | Path,
+        *,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        torchscript: bool | None = None,
     ) -> RegNetModel:
-        """The model of a Hugging Face directory (config.json + model.safetensors), in eval mode."""
-        model = cls(
-            _pretrained_plan(Path(path)),
-            output_hidden_states=output_hidden_states,
-            torchscript=torchscript,
-        )
-        return _load_pretrained(model, Path(path), prefix="")
+        """The model of a Hugging Face directory (config.json + model.safetensors), in eval mode.
+
+        Output switches left None take config.json's values (as transformers does).
+        """
+        given = {"output_hidden_states": output_hidden_states, "return_dict": return_dict}
+        plan, switches = _pretrained_config(Path(path), {**given, "torchscript": torchscript})
+        return _load_pretrained(cls(plan, **switches), Path(path), prefix="")
 
     def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
         """Write config.json and model.safetensors as transformers' `save_pretrained` does."""
@@ -540,18 +700,19 @@ class RegNetForImageClassification(_OutputSwitches):
         cls,
         path: str | Path,
         *,
-        output_hidden_states: bool = False,
-        torchscript: bool = False,
+        output_hidden_states: bool | None = None,
+        return_dict: bool | None = None,
+        torchscript: bool | None = None,
         problem_type: str | None = None,
     ) -> RegNetForImageClassification:
         """The classifier of a Hugging Face directory (config.json + model.safetensors), in eval
-        mode; a RegNetModel checkpoint gives a freshly initialised head (with a warning)."""
-        model = cls(
-            _pretrained_plan(Path(path)),
-            output_hidden_states=output_hidden_states,
-            torchscript=torchscript,
-            problem_type=problem_type,
-        )
+        mode; a RegNetModel checkpoint gives a freshly initialised head (with a warning).
+
+        Output switches left None take config.json's values (as transformers does).
+        """
+        given = {"output_hidden_states": output_hidden_states, "return_dict": return_dict}
+        plan, switches = _pretrained_config(Path(path), {**given, "torchscript": torchscript})
+        model = cls(plan, problem_type=problem_type, **switches)
         return _load_pretrained(model, Path(path), prefix="regnet.")
 
     def save_pretrained(self, path: str | Path, *, force: bool = False) -> Path:
@@ -621,8 +782,15 @@ def build_model(
 _Model = TypeVar("_Model", RegNetModel, RegNetForImageClassification)
 
 
-def _pretrained_plan(folder: Path) -> Plan:
-    """The plan of a Hugging Face directory's config.json (named after the directory)."""
+# transformers' PretrainedConfig output switches and their defaults.
+_OUTPUT_SWITCHES = {"output_hidden_states": False, "return_dict": True, "torchscript": False}
+
+
+def _pretrained_config(
+    folder: Path, given: Mapping[str, bool | None]
+) -> tuple[Plan, dict[str, bool]]:
+    """The plan of a Hugging Face directory's config.json (named after the directory) and the
+    output switches: each given one, else config.json's, else transformers' default."""
     config = folder / "config.json"
     if not config.exists():  # a FIFO or device is named by the reader, never opened blocking
         raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
@@ -631,7 +799,15 @@ def _pretrained_plan(folder: Path) -> Plan:
         spec = spec_from_hf_fields(hf_fields(data, str(config)), folder.name or "hf", str(config))
     except RegNetSpaceError as exc:
         raise BuildError(str(exc)) from None
-    return make_plan(spec)
+    switches = {}
+    for key, default in _OUTPUT_SWITCHES.items():
+        value = given.get(key)
+        if value is None:
+            value = data.get(key, default)
+            if not isinstance(value, bool):
+                raise BuildError(f"{config}: {key}: expected true or false, got {value!r}")
+        switches[key] = value
+    return make_plan(spec), switches
 
 
 def _load_pretrained(model: _Model, folder: Path, prefix: str) -> _Model:

@@ -18,8 +18,11 @@ import numpy as np
 from ..core.errors import PlanError
 from ..core.generator import (
     FLOAT32_ROUNDINGS,
+    BlockOptions,
+    block_options,
     quantize_widths,
     quantized_linear,
+    stem_widths,
     width_exponents,
 )
 from ..core.limits import MAX_INPUT_SIZE
@@ -79,7 +82,8 @@ class StageParams:
 
 @dataclass(frozen=True)
 class Body:
-    """What the counts need besides the stages: stem, head, SE ratio and input size."""
+    """What the counts need besides the stages: stem, head, SE ratio, input size, and the
+    block switches (the plan's BlockOptions) with the head width and output stride."""
 
     stem_width: int
     num_channels: int
@@ -87,7 +91,29 @@ class Body:
     se_ratio: float
     downsample_in_first_stage: bool
     input_size: int
-    stem_stride: int = 2  # 1 for the CIFAR stem
+    stem_stride: int = 2  # 1 for the CIFAR stem, 4 for the resnet and tiered stems
+    stem: str = "imagenet"  # the stem's kind (cifar counts as imagenet: one 3x3 conv)
+    options: BlockOptions = BlockOptions()  # noqa: RUF009 - frozen, shared safely
+    head_width: int = 0
+    output_stride: int = 0
+
+
+def body_of(spec: Spec, input_size: int) -> Body:
+    """What the bulk counts need from a spec's fields besides its stages (its block kind's
+    switches included), at `input_size`."""
+    return Body(
+        stem_width=spec.stem_width,
+        num_channels=spec.num_channels,
+        num_classes=spec.num_classes,
+        se_ratio=spec.se_ratio,
+        downsample_in_first_stage=spec.downsample_in_first_stage,
+        input_size=input_size,
+        stem_stride=STEM_STRIDES[spec.stem],
+        stem=spec.stem,
+        options=block_options(spec),
+        head_width=spec.head_width,
+        output_stride=spec.output_stride,
+    )
 
 
 @dataclass(frozen=True)
@@ -102,6 +128,7 @@ class Stages:
     bottleneck_multiplier: np.ndarray  # flat float64
     total_stages: np.ndarray  # (n,) max exponent + 1 (regnet); the stage count (explicit)
     valid: np.ndarray  # (n,) False where the one-design path refuses it (PlanError, SpecError)
+    spec_group_width: np.ndarray | None = None  # flat int64, before clipping (bottleneck_in)
 
     @property
     def num_stages(self) -> np.ndarray:
@@ -335,18 +362,19 @@ def _finish(
 ) -> tuple[Stages, np.ndarray]:
     """Bottleneck and clipped group widths as generator.plan has them; per-stage validity."""
     wb = np.round(width * bm).astype(np.int64)
-    g = np.minimum(g, wb)
-    ok = (width >= 1) & (width <= MAX_WIDTH) & (wb >= 1) & (g >= 1)
-    ok &= wb % np.maximum(g, 1) == 0
+    clipped = np.minimum(g, wb)
+    ok = (width >= 1) & (width <= MAX_WIDTH) & (wb >= 1) & (clipped >= 1)
+    ok &= wb % np.maximum(clipped, 1) == 0
     stages = Stages(
         offsets=offsets,
         width=width,
         depth=depth,
-        group_width=g,
+        group_width=np.minimum(g, wb),
         bottleneck_width=wb,
         bottleneck_multiplier=bm,
         total_stages=total,
         valid=np.ones(len(offsets) - 1, dtype=bool),
+        spec_group_width=g,
     )
     return stages, ok
 
@@ -358,29 +386,40 @@ def _empty_stages() -> Stages:
 
 
 # ---------------------------------------------------------------------------------------------
-# Counting (paper convention: complexity._block summed over each stage in closed form)
+# Counting (paper convention: the block definitions of core.blocks, each stage in closed form)
 
 
-def _squared_sides(
-    input_size: int, first_stride: int, num_stages: int, stem_stride: int = 2
-) -> tuple[np.ndarray, ...]:
-    """Per stage index: squared input and output side; and the stem's output side."""
-    h = (input_size - 1) // stem_stride + 1
-    stem, h_in, h_out = h, [], []
+def _stage_geometry(body: Body, num_stages: int) -> tuple[np.ndarray, ...]:
+    """Per stage index: squared input and output side of its first block, and whether that
+    block projects whatever its widths (stride or dilation change)."""
+    h = (body.input_size - 1) // body.stem_stride + 1
+    net, dilation = body.stem_stride, 1
+    h_in, h_out, moves = [], [], []
+    first = 2 if body.downsample_in_first_stage else 1
     for i in range(num_stages):
+        stride = first if i == 0 else 2
+        if body.output_stride and net >= body.output_stride and stride > 1:
+            dilation, stride = dilation * stride, 1  # as generator.plan
+        net *= stride
         h_in.append(h * h)
-        h = (h - 1) // (first_stride if i == 0 else 2) + 1
+        h = (h - 1) // stride + 1
         h_out.append(h * h)
-    return np.asarray(h_in, dtype=np.int64), np.asarray(h_out, dtype=np.int64), np.int64(stem)
+        moves.append(stride != 1 or dilation > 1)  # first dilation 1 or 2 differs from it
+    as_array = np.asarray
+    return (
+        as_array(h_in, dtype=np.int64),
+        as_array(h_out, dtype=np.int64),
+        as_array(moves, dtype=bool),
+    )
 
 
 def count_bound(max_width: int, max_bottleneck: int, max_blocks: int, body: Body) -> int:
     """An upper bound of any count of a design with these largest widths and block count."""
-    w = max(max_width, body.stem_width, body.num_channels)
-    b = max(max_bottleneck, 1)
-    h2 = ((body.input_size - 1) // body.stem_stride + 1) ** 2
-    per_block = (3 * w * b + 9 * b * b + w * w) * h2 + 3 * b * w + w + b
-    return (max_blocks + 1) * per_block + 2 * (w + 1) * (body.num_classes + 1)
+    w = max(max_width, body.stem_width, body.num_channels, body.head_width)
+    b = max(max_bottleneck, w if not body.options.bottleneck else 1)
+    h2 = ((body.input_size - 1) // (min(body.stem_stride, 2)) + 1) ** 2
+    per_block = (3 * w * b + 9 * b * b + 19 * w * w) * h2 + 3 * b * w + w + b
+    return (max_blocks + 2) * per_block + 2 * (w + 1) * (body.num_classes + 1)
 
 
 def fits_int64(bound: int) -> bool:
@@ -408,6 +447,11 @@ def _segment_sums(values: np.ndarray, last: np.ndarray) -> np.ndarray:
     return np.diff(np.cumsum(values)[last], prepend=0)
 
 
+def _segment_all(values: np.ndarray, last: np.ndarray) -> np.ndarray:
+    """Whether every stage of each design holds values (a boolean per stage)."""
+    return _segment_sums((~values).astype(np.int64), last) == 0
+
+
 def _where(mask: np.ndarray | None, values: np.ndarray) -> np.ndarray:
     """values where mask holds, else 0; a None mask holds everywhere."""
     return values if mask is None else values * mask
@@ -422,12 +466,158 @@ def _se_costs(se: np.ndarray, wb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return cost, acts
 
 
+def _se_widths(body: Body, width: np.ndarray, bottleneck: np.ndarray) -> np.ndarray:
+    """SE widths as generator's _se_width: round(ratio * block input width), or a multiple
+    of 8 (at least 8) of ratio * bottleneck width (se_from bottleneck)."""
+    r = body.se_ratio
+    if body.options.se_from == "bottleneck":
+        return np.maximum(8, (r * bottleneck + 4).astype(np.int64) // 8 * 8)
+    return np.round(r * width).astype(np.int64)
+
+
+@dataclass(frozen=True)
+class _Block:
+    """One block of every stage (arrays over stages): widths, squared sides, SE width, and
+    whether it projects (None: everywhere)."""
+
+    w_in: np.ndarray
+    w: np.ndarray
+    wb: np.ndarray
+    g: np.ndarray
+    hi2: np.ndarray
+    ho2: np.ndarray
+    se: np.ndarray | None
+    proj: np.ndarray | bool | None
+
+
+def _block_costs(b: _Block, o: BlockOptions) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Paper-convention flops, params and acts of a block, as core.blocks defines it:
+    a bottleneck (post- or pre-activation, [SE], [projection]) or two 3x3 convs."""
+    w_in, w, wb, ho2 = b.w_in, b.w, b.wb, b.ho2
+    wo = w * ho2
+    if o.bottleneck:
+        wbo = wb * ho2
+        flops = wb * w_in * b.hi2 + wbo * (9 * b.g + w)
+        norms = 2 * w_in + 4 * wb if o.preact else 4 * wb + 2 * w
+        params = wb * (w_in + 9 * b.g + w) + norms
+        acts = wb * b.hi2 + wbo + wo
+        if b.se is not None:
+            cost, se_acts = _se_costs(b.se, wb)
+            flops, params, acts = flops + cost, params + cost, acts + se_acts
+    else:  # vanilla and basic: 3x3 (stride) w_in -> w, 3x3 w -> w, each with a norm
+        flops = 9 * w * ho2 * (w_in + w)
+        params = 9 * w * (w_in + w) + 4 * w
+        acts = 2 * wo
+    if b.proj is not False and o.residual and o.shortcut != "none":
+        # 1x1 conv + norm (none in pre-activation blocks), after an average pool for avg
+        flops = flops + _where(b.proj, w_in * wo)
+        params = params + _where(b.proj, w * (w_in + (0 if o.preact else 2)))
+        acts = acts + _where(b.proj, wo)
+    return flops, params, acts
+
+
+def _bottleneck_stages(
+    b: _Block, d: np.ndarray, o: BlockOptions
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """_block_costs of a stage's bottleneck blocks without SE, in closed form: depth x a later
+    block (stride 1, identity shortcut) plus what the first costs more (the previous stage's
+    width and side, its projection), where its bottleneck is the later blocks' own."""
+    w_in, w, wb, ho2 = b.w_in, b.w, b.wb, b.ho2
+    wbo, wo = wb * ho2, w * ho2
+    inner = 2 * w + 9 * b.g  # per bottleneck channel: 1x1 in, 3x3 grouped (9 * g), 1x1 out
+    flops = wbo * inner * d + wb * (w_in * b.hi2 - wo)
+    params = (wb * (inner + 4) + 2 * w) * d + wb * (w_in - w)  # weights, 2 per norm channel
+    if o.preact:  # the first block's input norm is on w_in channels, not w
+        params += 2 * (w_in - w)
+    acts = (2 * wbo + wo) * d + wb * (b.hi2 - ho2)
+    if o.residual and o.shortcut != "none":
+        flops += _where(b.proj, w_in * wo)
+        params += _where(b.proj, w * (w_in + (0 if o.preact else 2)))
+        acts += _where(b.proj, wo)
+    return flops, params, acts
+
+
+def stem_counts(body: Body) -> tuple[int, int, int]:
+    """Paper-convention flops, params and acts of the stem (core.blocks.stem_layers): 3x3
+    conv(s), or the 7x7 conv and its max-pool (whose outputs pycls counts as acts)."""
+    side = (body.input_size - 1) // body.stem_stride + 1
+    c, k, plain = body.num_channels, body.stem_width, body.options.preact
+    last_norm = 0 if plain else 2 * k  # pre-activation: the last conv has no norm
+    if body.stem == "tiered":
+        half = ((body.input_size - 1) // 2 + 1) ** 2
+        k1, k2, _ = stem_widths("tiered", k)
+        flops = 9 * (c * k1 + k1 * k2) * half + 9 * k2 * k * side * side
+        return (
+            flops,
+            9 * (c * k1 + k1 * k2 + k2 * k) + 2 * (k1 + k2) + last_norm,
+            ((k1 + k2) * half + k * side * side),
+        )
+    if body.stem == "resnet":
+        half = ((body.input_size - 1) // 2 + 1) ** 2
+        return 49 * c * k * half, 49 * c * k + last_norm, k * half + k * side * side
+    return 9 * c * k * side * side, 9 * c * k + last_norm, k * side * side
+
+
+def valid_designs(stages: Stages, body: Body) -> np.ndarray:
+    """Per design, whether generator.plan resolves it: the stages' own rules (only the widths
+    for blocks without a bottleneck, whose group widths are not used), the first blocks'
+    bottleneck widths (bottleneck_in) divisible by their group widths, every GroupNorm's
+    groups dividing its width."""
+    n = len(stages)
+    o = body.options
+    if o.bottleneck:
+        ok = stages.valid
+    else:
+        w, last = stages.width, stages.offsets[1:] - 1
+        ok = stages.valid | _segment_all((w >= 1) & (w <= MAX_WIDTH), last)
+    if n == 0 or not (o.bottleneck_in or o.norm == "group"):
+        return ok
+    starts, last = stages.offsets[:-1], stages.offsets[1:] - 1
+    w = stages.width
+    w_in = np.empty_like(w)
+    w_in[1:] = w[:-1]
+    w_in[starts] = body.stem_width
+    wb1, _ = _first_bottleneck(stages, body, w_in)
+    stage_ok = np.ones(len(w), dtype=bool)
+    if o.bottleneck_in:
+        g1 = np.minimum(_spec_group_width(stages), wb1)
+        stage_ok &= (wb1 >= 1) & (wb1 % np.maximum(g1, 1) == 0)
+    if o.norm == "group":
+        fixed = [*stem_widths(body.stem, body.stem_width), body.head_width or body.stem_width]
+        for widths in (w, stages.bottleneck_width, wb1, w_in):
+            stage_ok &= _divides(o, widths)
+        if not _divides(o, np.asarray(fixed)).all():
+            return np.zeros(n, dtype=bool)
+    return ok & _segment_all(stage_ok, last)
+
+
+def _divides(o: BlockOptions, widths: np.ndarray) -> np.ndarray:
+    if o.norm_group_size:
+        return widths % o.norm_group_size == 0
+    return widths % max(o.norm_groups, 1) == 0
+
+
+def _spec_group_width(stages: Stages) -> np.ndarray:
+    g = stages.spec_group_width
+    return stages.group_width if g is None else g
+
+
+def _first_bottleneck(
+    stages: Stages, body: Body, w_in: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """The first blocks' bottleneck and group widths (bottleneck_in: from the input width)."""
+    if not body.options.bottleneck_in:
+        return stages.bottleneck_width, stages.group_width
+    wb1 = np.round(w_in * stages.bottleneck_multiplier).astype(np.int64)
+    return wb1, np.maximum(np.minimum(_spec_group_width(stages), wb1), 1)
+
+
 def count_stages(stages: Stages, body: Body) -> Counts:
     """Paper-convention flops, params and acts of every design, as complexity.count_plan.
 
-    Per stage in closed form: depth x the cost of a later block (stride 1, identity shortcut)
-    plus what the first block costs more (input width and side of the previous stage,
-    projection shortcut); then per design, the stages plus stem and head.
+    Per stage in closed form: its first block (input width and side of the previous stage,
+    the projection) plus depth - 1 times a later block (stride 1, identity shortcut), both
+    from _block_costs; then per design, the stages plus stem and head.
     """
     n = len(stages)
     check_overflow(stages, body)
@@ -436,67 +626,53 @@ def count_stages(stages: Stages, body: Body) -> Counts:
         return Counts(z, z, z)
     offsets, num = stages.offsets, stages.num_stages
     starts, last = offsets[:-1], offsets[1:] - 1
-    first_stride = 2 if body.downsample_in_first_stage else 1
-    hi2_of, ho2_of, stem_side = _squared_sides(
-        body.input_size, first_stride, int(num.max()), body.stem_stride
-    )
+    hi2_of, ho2_of, moves_of = _stage_geometry(body, int(num.max()))
     pos = np.arange(len(stages.width)) - np.repeat(starts, num)
     hi2, ho2 = hi2_of[pos], ho2_of[pos]
     w, d, g, wb = stages.width, stages.depth, stages.group_width, stages.bottleneck_width
     w_in = np.empty_like(w)
     w_in[1:] = w[:-1]
     w_in[starts] = body.stem_width
+    wb1, g1 = _first_bottleneck(stages, body, w_in)
+    # Projection shortcut of the first block: every one when each stage strides.
+    proj = None if moves_of.all() else (w_in != w) | moves_of[pos]
+    se = se1 = None
+    if body.se_ratio and body.options.bottleneck:
+        # SE width as generator.plan: a later block's from its own width (or bottleneck),
+        # a first block's from the previous stage's (or the stem's).
+        se, se1 = _se_widths(body, w, wb), _se_widths(body, w_in, wb1)
+    o = body.options
+    more = d - 1
+    if o.bottleneck and not o.bottleneck_in:
+        flops, params, acts = _bottleneck_stages(_Block(w_in, w, wb, g, hi2, ho2, se, proj), d, o)
+        if se is not None and se1 is not None:
+            (cost, se_acts), (cost1, se_acts1) = _se_costs(se, wb), _se_costs(se1, wb)
+            flops = flops + cost * more + cost1  # an SE conv's flops equal its params
+            params = params + cost * more + cost1
+            acts = acts + se_acts * more + se_acts1
+    else:
+        first = _block_costs(_Block(w_in, w, wb1, g1, hi2, ho2, se1, proj), o)
+        later = _block_costs(_Block(w, w, wb, g, ho2, ho2, se, False), o)
+        flops, params, acts = (a + b * more for a, b in zip(first, later, strict=True))
 
-    wbo, wo = wb * ho2, w * ho2
-    inner = 2 * w + 9 * g  # per bottleneck channel: 1x1 in, 3x3 grouped (9 * g), 1x1 out
-    # A later block, times depth, plus what the first block costs more.
-    flops = wbo * inner * d + wb * (w_in * hi2 - wo)
-    params = (wb * (inner + 4) + 2 * w) * d + wb * (w_in - w)  # weights, 2 per BN channel
-    acts = (2 * wbo + wo) * d + wb * (hi2 - ho2)
-    # Projection shortcut (1x1 conv + BN): every first block has one when it has stride 2.
-    proj = None if first_stride == 2 else (w_in != w) | (pos > 0)
-    flops += _where(proj, w_in * wo)
-    params += _where(proj, w * (w_in + 2))
-    acts += _where(proj, wo)
-    if body.se_ratio:
-        # SE width int(round(se_ratio * input width)), as generator.plan: a later block's
-        # from its own width, a first block's from the previous stage's (or the stem's).
-        se = np.round(body.se_ratio * w).astype(np.int64)
-        se1 = np.empty_like(se)
-        se1[1:] = se[:-1]
-        se1[starts] = round(body.se_ratio * body.stem_width)
-        (cost, se_acts), (cost1, se_acts1) = _se_costs(se, wb), _se_costs(se1, wb)
-        d1 = d - 1
-        se_cost = cost * d1 + cost1  # an SE conv's flops equal its params (1x1 on a 1x1 map)
-        flops += se_cost
-        params += se_cost
-        acts += se_acts * d1 + se_acts1
-
-    c, k, nc = body.num_channels, body.stem_width, body.num_classes
-    stem_side2 = int(stem_side) ** 2
-    head = w[last] * nc + nc  # linear layer with bias (none if nc = 0)
+    c_flops, c_params, c_acts = stem_counts(body)
+    nc, out = body.num_classes, w[last]
+    head_flops = head_params = head_acts = 0
+    if body.head_width:  # 1x1 conv + norm at the last side, then the classifier on it
+        side2 = ho2_of[num - 1]
+        hw = body.head_width
+        head_flops, head_params, head_acts = out * hw * side2, out * hw + 2 * hw, hw * side2
+        out = np.full_like(out, hw)
+    head = out * nc + nc  # linear layer with bias (none if nc = 0)
     return Counts(
-        flops=_segment_sums(flops, last) + 9 * c * k * stem_side2 + head,
-        params=_segment_sums(params, last) + 9 * c * k + 2 * k + head,
-        acts=_segment_sums(acts, last) + k * stem_side2 + nc,
+        flops=_segment_sums(flops, last) + c_flops + head_flops + head,
+        params=_segment_sums(params, last) + c_params + head_params + head,
+        acts=_segment_sums(acts, last) + c_acts + head_acts + nc,
     )
 
 
 # ---------------------------------------------------------------------------------------------
 # Counting many specs
-
-
-def spec_body(spec: Spec, input_size: int) -> Body:
-    """What the bulk counts need from a spec's fields besides its stages, at `input_size`."""
-    return Body(
-        stem_width=spec.stem_width,
-        num_channels=spec.num_channels,
-        num_classes=spec.num_classes,
-        se_ratio=spec.se_ratio,
-        downsample_in_first_stage=spec.downsample_in_first_stage,
-        input_size=input_size,
-        stem_stride=STEM_STRIDES[spec.stem],
-    )
 
 
 def count_specs(specs: Sequence[Spec], input_sizes: Sequence[int]) -> Counts:
@@ -514,11 +690,11 @@ def count_specs(specs: Sequence[Spec], input_sizes: Sequence[int]) -> Counts:
         if not (type(size) is int and 1 <= size <= MAX_INPUT_SIZE):
             continue
         if isinstance(spec, ParametricSpec):
-            regnet.setdefault((spec.q, spec.rounding, spec_body(spec, size)), []).append(i)
+            regnet.setdefault((spec.q, spec.rounding, body_of(spec, size)), []).append(i)
             continue
         strides = spec.strides()
         if all(s == 2 for s in strides[1:]):
-            body = replace(spec_body(spec, size), downsample_in_first_stage=strides[0] == 2)
+            body = replace(body_of(spec, size), downsample_in_first_stage=strides[0] == 2)
             explicit.setdefault((len(strides), body), []).append(i)
     batches = [
         (members, body, _regnet_group([specs[i] for i in members], q, rounding))

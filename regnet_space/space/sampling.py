@@ -40,8 +40,10 @@ from .bulk import (
     fits_int64,
     last_exponent,
     regnet_stages,
-    spec_body,
+    stem_counts,
+    valid_designs,
 )
+from .bulk import body_of as spec_body
 from .space import (
     INT_FIELDS,
     REGNET_FIELDS,
@@ -324,7 +326,12 @@ def _reject(reason: np.ndarray, where: np.ndarray, failed: np.ndarray, name: str
 
 def body_of(space: Space, input_size: int | None = None) -> Body:
     """What the bulk counts need from a space's fixed fields (input size: the space's)."""
-    return spec_body(space.fixed_spec(), space.input_size if input_size is None else input_size)
+    return _body(space.fixed_spec(), space.input_size if input_size is None else input_size)
+
+
+def _body(fixed: Spec, input_size: int) -> Body:
+    """What the bulk counts need from the fixed spec fields of a space."""
+    return spec_body(fixed, input_size)
 
 
 def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams | StageParams]:
@@ -336,42 +343,63 @@ def iter_designs(space: Space, n: int, seed: int = 0) -> Iterator[RegNetParams |
         yield params if n - start >= BATCH else params.take(np.arange(n - start))
 
 
+# The sampled column holding each design's combination of choice values (an index).
+CHOICE = "choices"
+
+
 class _Sampler:
-    """Everything fixed for one sample() call: the space, body, constraints and record format."""
+    """Everything fixed for one sample() call: the space, body, constraints and record format
+    (one fixed spec and body per combination of the space's choice values)."""
 
     def __init__(self, space: Space, constraints: Constraints, input_size: int) -> None:
         self.space = space
         self.constraints = constraints
-        self.fixed = space.fixed_spec()
-        self.body = spec_body(self.fixed, input_size)
+        self.combos = space.combinations()
+        self.fixed_specs = [space.fixed_spec(c) for c in self.combos]
+        self.fixed = self.fixed_specs[0]
+        self.bodies = [_body(f, input_size) for f in self.fixed_specs]
+        self.body = self.bodies[0]
         self.fields = spec_fields_of(space)
         items = space.sample.items() if isinstance(space, RegNetSpace) else space.per_stage.items()
         self.drawers = {name: drawer(dist, name in INT_FIELDS) for name, dist in items}
 
     def draw(self, rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
-        """Sampled values of n designs, field by field in a fixed order.
+        """Sampled values of n designs, field by field in a fixed order, then (with choices)
+        each design's combination of choice values.
 
         An anynet space with several stage counts draws each design's count first and
         zeroes the stages past it (so that equal designs have equal values).
         """
         if isinstance(self.space, RegNetSpace):
-            return {name: drawer(rng, n) for name, drawer in self.drawers.items()}
-        counts = self.space.stage_counts
-        s, out = max(counts), {}
-        several = len(counts) > 1  # one count draws nothing for it: the stream stays as it was
-        if several:
-            k = np.asarray(counts, dtype=np.int64)[rng.integers(0, len(counts), n)]
-        for name, drawer in self.drawers.items():
-            if name in self.space.shared:
-                out[name] = np.repeat(drawer(rng, n)[:, None], s, axis=1)
-            else:
-                out[name] = drawer(rng, n * s).reshape(n, s)
-        if several:
-            beyond = np.arange(s) >= k[:, None]
-            for values in out.values():
-                values[beyond] = 0
-            out["num_stages"] = k
+            out = {name: drawer(rng, n) for name, drawer in self.drawers.items()}
+        else:
+            counts = self.space.stage_counts
+            s, out = max(counts), {}
+            several = len(counts) > 1  # one count draws nothing for it: the stream stays
+            if several:
+                k = np.asarray(counts, dtype=np.int64)[rng.integers(0, len(counts), n)]
+            for name, drawer in self.drawers.items():
+                if name in self.space.shared:
+                    out[name] = np.repeat(drawer(rng, n)[:, None], s, axis=1)
+                else:
+                    out[name] = drawer(rng, n * s).reshape(n, s)
+            if several:
+                beyond = np.arange(s) >= k[:, None]
+                for values in out.values():
+                    values[beyond] = 0
+                out["num_stages"] = k
+        if len(self.combos) > 1:  # uniform over combinations: uniform per field, independent
+            out[CHOICE] = rng.integers(len(self.combos), size=n)
         return out
+
+    def _counted(self, stages: Stages, which: np.ndarray | None) -> tuple[Counts, np.ndarray]:
+        """Counts and validity of the generated designs, each under its combination's body."""
+        if which is None:
+            return count_stages(stages, self.body), valid_designs(stages, self.body)
+        counts = [count_stages(stages, body) for body in self.bodies]
+        valid = np.choose(which, [valid_designs(stages, body) for body in self.bodies])
+        picked = Counts(*(np.choose(which, [getattr(c, m) for c in counts]) for m in _METRICS))
+        return picked, valid
 
     def evaluate(self, sampled: dict[str, np.ndarray], n: int) -> _Batch:
         """Generate, count and check a drawn batch."""
@@ -400,9 +428,11 @@ class _Sampler:
                 monotone &= steps.all(axis=1)
             _reject(reason, everyone, ~monotone, "not_monotone")
             index = np.flatnonzero(monotone)
-            stages = explicit_stages(StageParams(**{f: v[index] for f, v in sampled.items()}))
-        counts = count_stages(stages, self.body)
-        _reject(reason, index, ~stages.valid, "invalid")
+            stage_fields = {f: v[index] for f, v in sampled.items() if f != CHOICE}
+            stages = explicit_stages(StageParams(**stage_fields))
+        which = sampled[CHOICE][index] if CHOICE in sampled else None
+        counts, valid = self._counted(stages, which)
+        _reject(reason, index, ~valid, "invalid")
         _reject(reason, index, ~_in(c.stages, stages.num_stages), "stages")
         if not c.allow_skipped_exponents:
             _reject(reason, index, stages.num_stages != stages.total_stages, "skipped_exponents")
@@ -414,7 +444,7 @@ class _Sampler:
     def params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams | StageParams:
         """Bulk-path inputs: RegNetParams (regnet, fixed fields filled in) or StageParams."""
         if isinstance(self.space, AnyNetSpace):
-            return StageParams(**sampled)
+            return StageParams(**{f: v for f, v in sampled.items() if f != CHOICE})
         return self._regnet_params(sampled, n)
 
     def _regnet_params(self, sampled: dict[str, np.ndarray], n: int) -> RegNetParams:
@@ -451,38 +481,52 @@ class _Sampler:
         lo, hi = st.offsets[j].tolist(), st.offsets[j + 1].tolist()
         flops, params, acts = (getattr(counts, m)[j].tolist() for m in _METRICS)
         columns = {f: v[idx].tolist() for f, v in batch.sampled.items()}
-        stage_fields = tuple(self.drawers)
+        combos = columns.pop(CHOICE, [0] * len(idx))
         count = getattr(self.space, "stage_counts", (0,))[0]
         stage_counts = columns.get("num_stages", [count] * len(idx))
         out = []
         for m, (a, b) in enumerate(zip(lo, hi, strict=True)):
+            choice = self.combos[combos[m]]
             spec: dict[str, Any] = {}
             for f in self.fields:
                 if f == "name":
                     spec[f] = names[m]
+                elif f in choice:
+                    spec[f] = choice[f]
                 elif f == "block":
                     spec[f] = self.fixed.block
                 elif f == "stages":
-                    spec[f] = tuple(
-                        MappingProxyType({g: columns[g][m][s] for g in stage_fields})
-                        for s in range(stage_counts[m])
+                    spec[f] = self._stage_records(
+                        columns, m, self.bodies[combos[m]], stage_counts[m]
                     )
                 else:
                     spec[f] = columns[f][m] if f in columns else self.space.spec[f]
+            widths = tuple(st.width[a:b].tolist())
+            full = not self.bodies[combos[m]].options.bottleneck  # no groups: one, the width
             out.append(
                 DesignRecord(
                     id=ids[m],
                     spec=MappingProxyType(spec),
                     input_size=self.body.input_size,
-                    widths=tuple(st.width[a:b].tolist()),
+                    widths=widths,
                     depths=tuple(st.depth[a:b].tolist()),
-                    group_widths=tuple(st.group_width[a:b].tolist()),
+                    group_widths=widths if full else tuple(st.group_width[a:b].tolist()),
                     flops=flops[m],
                     params=params[m],
                     acts=acts[m],
                 )
             )
         return out
+
+    def _stage_records(
+        self, columns: Mapping[str, list[Any]], m: int, body: Body, num_stages: int
+    ) -> tuple[Mapping[str, Any], ...]:
+        """Design m's first `num_stages` stages (without group widths and multipliers for
+        blocks that have no bottleneck, whose specs take none)."""
+        fields = [f for f in self.drawers if body.options.bottleneck or f in ("width", "depth")]
+        return tuple(
+            MappingProxyType({g: columns[g][m][s] for g in fields}) for s in range(num_stages)
+        )
 
     def may_be_nearer(self, batch: _Batch, which: np.ndarray, distance: float) -> np.ndarray:
         """A mask of `which` that keeps every design nearer than `distance` (and a few more).
@@ -569,20 +613,19 @@ def _check_bounds(space: Space, sampler: _Sampler, n: int) -> int:
         width = float(ps["width"].max_value)
         bm_hi = float(ps["bottleneck_multiplier"].max_value)
         blocks = float(ps["depth"].max_value) * space.max_stages
-    bound = count_bound(math.ceil(width), math.ceil(width * bm_hi) + 1, int(blocks), sampler.body)
+    bound = max(
+        count_bound(math.ceil(width), math.ceil(width * bm_hi) + 1, int(blocks), body)
+        for body in sampler.bodies
+    )
+    b = sampler.body
     if not fits_int64(bound):
         raise SpaceError(
             f"{space.space}: designs at the top of these ranges could overflow 64-bit counts "
-            f"at input size {sampler.body.input_size}; narrow the ranges"
+            f"at input size {b.input_size}; narrow the ranges"
         )
-    b = sampler.body
-    stem = (b.input_size - 1) // b.stem_stride + 1
-    # Every design has at least the stem: a 3x3 convolution to stem_width channels.
-    least = {
-        "flops": 9 * b.num_channels * b.stem_width * stem * stem,
-        "params": 9 * b.num_channels * b.stem_width,
-        "acts": b.stem_width * stem * stem,
-    }
+    # Every design has at least the stem (the fewest of any combination of choices).
+    stems = [stem_counts(body) for body in sampler.bodies]
+    least = {m: min(stem[i] for stem in stems) for i, m in enumerate(_METRICS)}
     c = sampler.constraints
     for metric, low in least.items():
         bounds = getattr(c, metric)
@@ -626,7 +669,7 @@ def distinct_designs(space: Space) -> int:
     if isinstance(space, RegNetSpace):
         for _, dist in space.sample.items():
             total *= max(1, _values_of(dist))
-        return total
+        return total * len(space.combinations())
     total = 0
     for stages in space.stage_counts:
         designs = 1
@@ -634,7 +677,7 @@ def distinct_designs(space: Space) -> int:
             k = max(1, _values_of(dist))
             designs *= k if name in space.shared else k**stages
         total += designs
-    return total
+    return total * len(space.combinations())
 
 
 def sample(

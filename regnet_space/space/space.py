@@ -12,14 +12,17 @@ from a spec. Two families:
 
 Each sampled parameter is ``{dist: D, low: L, high: H, quantum: Q}`` (pycls's quantized
 distributions, closed range) or ``{values: [...]}`` (uniform over the list). Fixed spec fields
-go under ``spec:``. Constraints bound flops, params and acts (paper convention), the stage count
-and the skipped-exponent rule; ranges are ``[LO, HI]`` or ``"LO:HI"`` with K/M/G suffixes and
+go under ``spec:``; ``choices:`` lists values of the block kind and switches (``block``,
+``preact``, ``shortcut``, ...: CHOICE_FIELDS), one drawn uniformly per field and design.
+Constraints bound flops, params and acts (paper convention), the stage count and the
+skipped-exponent rule; ranges are ``[LO, HI]`` or ``"LO:HI"`` with K/M/G suffixes and
 null or an empty side for no bound.
 """
 
 from __future__ import annotations
 
 import difflib
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -49,7 +52,7 @@ from ..core.loading import (
     parse_yaml,
     read_text_file,
 )
-from ..core.spec import MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
+from ..core.spec import BLOCK_KINDS, MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
 
 
 class SpaceError(SpecError):
@@ -74,6 +77,11 @@ StageField = Literal["width", "depth", "group_width", "bottleneck_multiplier"]
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_FIELDS: tuple[StageField, ...] = ("width", "depth", "group_width", "bottleneck_multiplier")
 INT_FIELDS = frozenset({"depth", "w0", "group_width", "width"})
+# Spec fields a space may draw from a list of values (uniformly, independently per field).
+CHOICE_FIELDS = ("block", "preact", "linear_out", "bottleneck_in", "shortcut", "se_from")
+CHOICE_FIELDS += ("se_activation", "activation", "final_activation", "stem", "head_width")
+CHOICE_FIELDS += ("output_stride",)
+MAX_COMBINATIONS = 256  # of choice values, each validated with the space
 MAX_VALUES = 4096
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _COUNT_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*")
@@ -347,7 +355,35 @@ class _SpaceBase(BaseModel):
     spec: dict[str, Any] = Field(
         default_factory=dict, description="Spec fields shared by every design (passed through)."
     )
+    choices: dict[str, Annotated[tuple[str | bool | int, ...], ListOf]] = Field(
+        default_factory=dict,
+        description="Block kind and switches drawn per design, uniformly from each list.",
+    )
     constraints: Constraints = Constraints()
+
+    def combinations(self) -> tuple[dict[str, Any], ...]:
+        """Every combination of the choices' values (one empty one without choices)."""
+        keys = list(self.choices)
+        return tuple(
+            dict(zip(keys, values, strict=True))
+            for values in itertools.product(*(self.choices[k] for k in keys))
+        )
+
+    def _check_choices(self, sampled: Mapping[str, Any]) -> None:
+        for key, values in self.choices.items():
+            if key not in CHOICE_FIELDS:
+                close = difflib.get_close_matches(key, CHOICE_FIELDS, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(
+                    f"choices.{key}: not a field drawn from a list ({', '.join(CHOICE_FIELDS)})"
+                    + hint
+                )
+            if key in self.spec or key in sampled:
+                raise ValueError(f"choices.{key}: both fixed and drawn; keep one")
+            if not values or len(set(map(repr, values))) != len(values):
+                raise ValueError(f"choices.{key}: give distinct values, at least one")
+        if math.prod(len(v) for v in self.choices.values()) > MAX_COMBINATIONS:
+            raise ValueError(f"choices: more than {MAX_COMBINATIONS} combinations of values")
 
 
 class RegNetSample(BaseModel):
@@ -382,9 +418,15 @@ class RegNetSpace(_SpaceBase):
             raise ValueError(f"sample: {', '.join(missing)} must be sampled or fixed under spec")
         for name, p in sampled.items():
             _check_int_param(name, p)
+        self._check_choices(sampled)
         low = {f: p.min_value for f, p in sampled.items()}
-        where = {f: f"sample.{f}" for f in sampled}
-        base = _validated(ParametricSpec, {"name": self.space, **self.spec, **low}, where)
+        where = {f: f"sample.{f}" for f in sampled} | {f: f"choices.{f}" for f in self.choices}
+        combos = self.combinations()
+        for combo in combos[1:]:
+            _with_choice(ParametricSpec, {"name": self.space, **self.spec, **low}, combo, where)
+        base = _with_choice(
+            ParametricSpec, {"name": self.space, **self.spec, **low}, combos[0], where
+        )
         for name, p in sampled.items():
             for v in _probe_values(p):
                 _validated(ParametricSpec, {**base.model_dump(), name: v}, where)
@@ -396,10 +438,12 @@ class RegNetSpace(_SpaceBase):
             )
         return self
 
-    def fixed_spec(self) -> ParametricSpec:
-        """A valid spec with the fixed fields and defaults (sampled fields at their low end)."""
+    def fixed_spec(self, choice: Mapping[str, Any] | None = None) -> ParametricSpec:
+        """A valid spec with the fixed fields and defaults (sampled fields at their low end),
+        with `choice` (default: the first value of each choice)."""
         low = {f: p.min_value for f, p in self.sample.items()}
-        return ParametricSpec.model_validate({"name": self.space, **self.spec, **low})
+        choice = self.combinations()[0] if choice is None else choice
+        return ParametricSpec.model_validate({"name": self.space, **self.spec, **low, **choice})
 
 
 class AnyNetStage(BaseModel):
@@ -471,7 +515,10 @@ class AnyNetSpace(_SpaceBase):
         _check_fixed_keys(self.spec, set(ExplicitSpec.model_fields), {})
         if self.constraints.allow_skipped_exponents:
             raise ValueError("constraints.allow_skipped_exponents: only for regnet spaces")
-        _validated(ExplicitSpec, self._fixed_data(), {})
+        self._check_choices({})
+        where = {f: f"choices.{f}" for f in self.choices}
+        for combo in self.combinations():
+            _with_choice(ExplicitSpec, self._fixed_data(combo), combo, where)
         for name, p in self.per_stage.items():
             _check_int_param(name, p)
         low = {f: p.min_value for f, p in self.per_stage.items()}
@@ -480,13 +527,19 @@ class AnyNetSpace(_SpaceBase):
                 _validated(StageSpec, {**low, name: v}, {f: f"per_stage.{f}" for f in low})
         return self
 
-    def _fixed_data(self) -> dict[str, Any]:
-        stage = {"width": 8, "depth": 1, "group_width": 8}
-        return {"name": self.space, **self.spec, "stages": [stage]}
+    def _fixed_data(self, choice: Mapping[str, Any]) -> dict[str, Any]:
+        data = {"name": self.space, **self.spec, **choice}
+        kind = BLOCK_KINDS.get(data.get("block"))  # type: ignore[arg-type]
+        stage = {"width": 8, "depth": 1} | (
+            {} if kind and not kind.bottleneck else {"group_width": 8}
+        )
+        return data | {"stages": [stage]}
 
-    def fixed_spec(self) -> ExplicitSpec:
-        """A valid spec with the fixed fields and defaults (one placeholder stage)."""
-        return ExplicitSpec.model_validate(self._fixed_data())
+    def fixed_spec(self, choice: Mapping[str, Any] | None = None) -> ExplicitSpec:
+        """A valid spec with the fixed fields and defaults (one placeholder stage), with
+        `choice` (default: the first value of each choice)."""
+        choice = self.combinations()[0] if choice is None else choice
+        return ExplicitSpec.model_validate(self._fixed_data(choice))
 
     @property
     def stage_counts(self) -> tuple[int, ...]:
@@ -528,6 +581,19 @@ def _validated(cls: type[BaseModel], data: dict[str, Any], where: Mapping[str, s
             prefix = where.get(field, f"spec.{field}" if field else "spec")
             lines.append(f"{prefix}: {format_error({**err, 'loc': err['loc'][1:]}, cls)}")
         raise ValueError("; ".join(dict.fromkeys(lines))) from None
+
+
+def _with_choice(
+    cls: type[BaseModel], data: dict[str, Any], choice: Mapping[str, Any], where: Mapping[str, str]
+) -> Any:
+    """_validated with one combination of choice values; errors name the combination."""
+    try:
+        return _validated(cls, {**data, **choice}, where)
+    except ValueError as exc:
+        if not choice:
+            raise
+        named = ", ".join(f"{k}: {v}" for k, v in choice.items())
+        raise ValueError(f"choices ({named}): {exc}") from None
 
 
 def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
@@ -600,9 +666,9 @@ def load_space(source: str | Path | Mapping[str, Any] | Space) -> Space:
 def spec_fields_of(space: Space) -> tuple[str, ...]:
     """The spec fields a design record carries: name, the fixed ones and the sampled ones."""
     if isinstance(space, RegNetSpace):
-        present = {"name", "block", *space.spec, *dict(space.sample.items())}
+        present = {"name", "block", *space.spec, *dict(space.sample.items()), *space.choices}
         return tuple(f for f in ParametricSpec.model_fields if f in present)
-    present = {"name", "block", *space.spec, "stages"}
+    present = {"name", "block", *space.spec, *space.choices, "stages"}
     return tuple(f for f in ExplicitSpec.model_fields if f in present)
 
 
