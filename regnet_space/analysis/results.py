@@ -628,6 +628,7 @@ def study_from_records(
         for r in rs:
             if not has_design(r.data):
                 raise AnalysisError(f"{r.source}: the record carries no design")
+        params = [_parameters(r.data, r.source) for r in rs]  # names a bad field first
         comps = _complexities(rs, check_counts)
         if parsed:
             passed = [
@@ -636,10 +637,10 @@ def study_from_records(
             ]
             rs = [r for r, ok in zip(rs, passed, strict=True) if ok]
             comps = [c for c, ok in zip(comps, passed, strict=True) if ok]
+            params = [p for p, ok in zip(params, passed, strict=True) if ok]
         if not rs:
             continue
         values = [_metric(r, metric) for r in rs]
-        params = [_parameters(r.data, r.source) for r in rs]
         keys = list(dict.fromkeys(k for p in params for k in p))
         columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
         spaces.append(
