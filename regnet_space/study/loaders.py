@@ -269,16 +269,28 @@ class ImageFolderSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return len(self.samples)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
-        from PIL import Image
-
         i, seed = key
         path, label = self.samples[i]
-        with Image.open(path) as im:
-            img = im.convert("RGB")
+        try:
+            img = _decode(path)
+        except Exception:  # unreadable: the batch names it (label -1 - index), see check()
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), -1 - i
         # Seed -1: no augmentation (test images, or a recipe with augment: false).
         img = self._resize_center_crop(img) if seed < 0 else self._random_resized_crop(img, seed)
         arr = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
         return torch.from_numpy(arr.copy()), label
+
+    def check(self, y: Tensor) -> None:
+        """Refuse a batch holding an image that did not decode, naming the file and why."""
+        bad = y[y < 0]
+        if len(bad):
+            path = self.samples[-1 - int(bad[0])][0]
+            try:
+                _decode(path)
+                why = "it did not decode in a loader worker"
+            except Exception as exc:  # Pillow: UnidentifiedImageError, DecompressionBombError...
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise StudyError(f"{path}: not a readable image ({why})")
 
     def _random_resized_crop(self, img: Any, seed: int) -> Any:
         """torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) and a random flip."""
@@ -323,6 +335,14 @@ class ImageFolderSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
         img = img.resize((nw, nh), Image.Resampling.BILINEAR)
         left, top = (nw - self.size) // 2, (nh - self.size) // 2
         return img.crop((left, top, left + self.size, top + self.size))
+
+
+def _decode(path: str) -> Any:
+    """An image file as an RGB Pillow image, fully decoded (a truncated file raises here)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
 
 class _KeySampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
@@ -373,7 +393,8 @@ class FolderLoader:
             drop_last=drop,
         )
 
-    def _to_device(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _to_device(self, data: ImageFolderSet, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        data.check(y)
         x = x.to(self.device, non_blocking=True)
         return self.normalize(x, self.channels), y.to(self.device, non_blocking=True)
 
@@ -386,12 +407,12 @@ class FolderLoader:
         keys = list(zip(order, seeds, strict=True))
         drop = self.n_train >= self.batch_size
         for x, y in self._loader(self.train_set, keys, drop):
-            yield self._to_device(x, y)
+            yield self._to_device(self.train_set, x, y)
 
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         keys = [(i, -1) for i in range(self.n_test)]
         for x, y in self._loader(self.test_set, keys, False):
-            yield self._to_device(x, y)
+            yield self._to_device(self.test_set, x, y)
 
 
 def _workers() -> int:
