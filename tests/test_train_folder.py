@@ -383,9 +383,12 @@ def test_cudnn_benchmark_is_restored() -> None:
         for flag in (False, True):
             torch.backends.cudnn.benchmark = flag
             seen: list[bool] = []
-            recipe = tiny_recipe(epochs=1)
-            train(load_spec(TINY), recipe, DIGITS, threads=1, device=device,
-                  on_epoch=lambda m: seen.append(torch.backends.cudnn.benchmark))  # fmt: skip
+
+            def watch(m: Any, seen: list[bool] = seen) -> None:
+                seen.append(torch.backends.cudnn.benchmark)
+
+            train(load_spec(TINY), tiny_recipe(epochs=1), DIGITS, threads=1, device=device,
+                  on_epoch=watch)  # fmt: skip
             assert seen == [flag or device == "cuda"]  # on during a CUDA run
             assert torch.backends.cudnn.benchmark is flag  # and as it was after it
     finally:
