@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +125,25 @@ def pid_alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
+
+
+def in_read_only_mount(tmp: Path, script: str, setup: str = "") -> subprocess.CompletedProcess:
+    """Run a shell script with MNT a read-only tmpfs in a mount namespace of its own."""
+    if shutil.which("unshare") is None:
+        pytest.skip("needs unshare(1)")
+    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("cannot create a mount namespace here")
+    mnt = tmp / "mnt"
+    mnt.mkdir()
+    body = (
+        f"set -e; export MNT={mnt}; mount -t tmpfs -o size=8m none {mnt}; {setup}; "
+        f"mount -o remount,ro {mnt}; {script}"
+    )
+    return subprocess.run(
+        ["unshare", "-m", "--propagation", "private", "sh", "-c", body],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )

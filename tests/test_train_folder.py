@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from study_helpers import in_read_only_mount
 from test_train import DIGITS, TINY, curve_of, tiny_recipe
 
 from regnet_space.cli import main
@@ -256,35 +257,13 @@ def test_a_damaged_result_is_one_line(
 # Issue 17, item 14: read-only mounts
 
 
-def _in_read_only_mount(tmp: Path, script: str, setup: str = "") -> subprocess.CompletedProcess:
-    """Run a shell script with MNT a read-only tmpfs in a mount namespace of its own."""
-    if shutil.which("unshare") is None:
-        pytest.skip("needs unshare(1)")
-    probe = subprocess.run(["unshare", "-m", "true"], capture_output=True)
-    if probe.returncode != 0:
-        pytest.skip("cannot create a mount namespace here")
-    mnt = tmp / "mnt"
-    mnt.mkdir()
-    body = (
-        f"set -e; export MNT={mnt}; mount -t tmpfs -o size=8m none {mnt}; {setup}; "
-        f"mount -o remount,ro {mnt}; {script}"
-    )
-    return subprocess.run(
-        ["unshare", "-m", "--propagation", "private", "sh", "-c", body],
-        env=_env(),
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
 def test_train_into_a_read_only_mount_is_one_line(tmp_path: Path) -> None:
     files = _files(tmp_path, epochs=1)
     py = f"{sys.executable} -m regnet_space train {files['spec']} --recipe {files['recipe']}"
     for i, target in enumerate(("$MNT/run", "$MNT/sub/run", "$MNT")):
         setup = "mkdir -p $MNT/sub" if "sub" in target else "true"
         (tmp_path / str(i)).mkdir()
-        proc = _in_read_only_mount(tmp_path / str(i), f"{py} -o {target}", setup)
+        proc = in_read_only_mount(tmp_path / str(i), f"{py} -o {target}", setup)
         assert proc.returncode == 2, proc.stderr
         assert proc.stderr.count("\n") == 1 and "read-only file system" in proc.stderr
 

@@ -658,3 +658,23 @@ def load_weights(run_dir: str | Path) -> RegNetForImageClassification:
     except Exception as exc:  # safetensors and torch raise their own types on a bad file
         raise StudyError(f"{path}: not the weights of {files.spec} ({_reason(exc)})") from None
     return model.eval()
+
+
+def evaluate_run(
+    run_dir: str | Path, data: DataSpec, *, device: str | None = None, threads: int | None = None
+) -> float:
+    """Top-1 error (%) of a run folder's weights on `data`'s test split, at its recipe's test
+    size: what the run recorded as its final error, measured again."""
+    from ..core.spec import load_spec
+    from .recipe import load_recipe
+
+    folder = Path(run_dir)
+    recipe = load_recipe(RunFiles(folder).recipe)
+    spec = load_spec(RunFiles(folder).spec)
+    model = load_weights(folder)
+    data = check_data(data)
+    dev = resolve_device(device)
+    with _torch_threads(threads):
+        model.to(dev)
+        loader = make_loader(data, recipe, spec.num_channels, dev)
+        return evaluate(_Logits(model), loader, dev, recipe)
