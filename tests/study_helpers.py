@@ -127,7 +127,7 @@ def pid_alive(pid: int) -> bool:
     return state != "Z"
 
 
-def in_read_only_mount(tmp: Path, script: str, setup: str = "") -> subprocess.CompletedProcess:
+def in_read_only_mount(tmp: Path, script: str, setup: str = "true") -> subprocess.CompletedProcess:
     """Run a shell script with MNT a read-only tmpfs in a mount namespace of its own."""
     if shutil.which("unshare") is None:
         pytest.skip("needs unshare(1)")

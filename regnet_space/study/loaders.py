@@ -183,15 +183,36 @@ class SyntheticLoader:
 # Small data sets
 
 
-@lru_cache(maxsize=4)
-def _digits(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """scikit-learn's 1,797 8x8 digits as uint8 (N, 1, S, S), a fixed seeded 80/20 split."""
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits as scikit-learn's load_digits gives them: images (1797, 8, 8), targets.
+
+    Read from the CSV scikit-learn bundles, without importing scikit-learn (whose import
+    costs a new worker seconds); load_digits where the file is not where it ships.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as fh:
+                data = np.loadtxt(fh, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0))[:, None]
+    return digits.images, digits.target
+
+
+@lru_cache(maxsize=4)
+def _digits(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """scikit-learn's 1,797 8x8 digits as uint8 (N, 1, S, S), a fixed seeded 80/20 split."""
+    pixels, targets = digits_arrays()
+    images = torch.from_numpy(pixels.astype(np.float32) * (255.0 / 16.0))[:, None]
     images = images.round().to(torch.uint8)
-    labels = torch.from_numpy(digits.target.astype(np.int64))
+    labels = torch.from_numpy(targets.astype(np.int64))
     # A fixed split (seed 0), the same for every recipe seed, so trials share one test set.
     order = torch.from_numpy(np.random.RandomState(0).permutation(len(labels)))
     test, train = order[:DIGITS_TEST], order[DIGITS_TEST:]
