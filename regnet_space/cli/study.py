@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import csv
-import io
 import json
 import math
 import os
@@ -440,43 +438,25 @@ def _failure_lines(st: dict[str, Any]) -> list[str]:
 # export
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    """Rows as CSV; text cells a spreadsheet would run as formulas are neutralized."""
-    from ..core.text import csv_cell
-
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([csv_cell(c) for c in columns])
-    for r in rows:
-        # Every value is read from JSON: text as is, None empty, the rest as compact JSON.
-        cells = [_cell(r.get(c)) for c in columns]
-        writer.writerow([csv_cell(c) for c in cells])
-    return buf.getvalue()
-
-
-def _cell(v: Any) -> str:
-    return "" if v is None else v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-
-
 def run_export(args: argparse.Namespace) -> int:
     """Write every trial of a study database as JSONL or CSV."""
-    from ..analysis.studydb import read_study_db
     from ..core.io import atomic_write_text, check_target
+    from ..study.export import csv_text, jsonl_lines
+    from ..study.monitor import read_status
 
     stdout = args.output == "-"
     if not stdout:
         check_target(args.output, args.force)
-    db = read_study_db(args.db)
-    rows = [t.export_row() for t in db.trials]
     fmt = args.format or ("csv" if not stdout and args.output.lower().endswith(".csv") else "jsonl")
-    text = _csv(rows) if fmt == "csv" else "".join(json.dumps(r) + "\n" for r in rows)
+    text = csv_text(args.db) if fmt == "csv" else "".join(jsonl_lines(args.db))
     if stdout:
         sys.stdout.write(text)
         return 0
     atomic_write_text(args.output, text, args.force)
-    counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
-    sys.stderr.write(f"wrote {args.output}: {len(rows)} trial(s) ({counts})\n")
+    st = read_status(args.db, 0)
+    states = ("pending", "running", "interrupted", "done", "failed")
+    counts = ", ".join(f"{st[k]} {k}" for k in states if st[k])
+    sys.stderr.write(f"wrote {args.output}: {st['total']} trial(s) ({counts})\n")
     return 0
 
 

@@ -385,34 +385,32 @@ class StudyDatabase:
     def finish(self, trial_id: int, result: Mapping[str, Any], meta: Mapping[str, str]) -> bool:
         """Store a trial's result (done) and `meta` with it; False when the trial was not
         running (ignored)."""
-        values = (
-            float(result["error"]),
-            int(result["epochs"]),
-            json.dumps(list(result["curve"])),
-            float(result["train_seconds"]),
-            float(result["images_per_second"]),
-            int(result["peak_memory_bytes"]),
-            str(result["device"]),
-            str(result["host"]),
-            int(bool(result["synthetic"])),
-            time.time(),
-            trial_id,
-        )
         sql = (
-            f"UPDATE {TRIALS_TABLE} SET state = 'done', attempts = attempts + 1, error = ?, "
-            "epochs = ?, curve = ?, train_seconds = ?, images_per_second = ?, "
-            "peak_memory_bytes = ?, device = ?, host = ?, synthetic = ?, message = NULL, "
-            "finished_at = ? WHERE id = ? AND state = 'running'"
+            f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, finished_at = ? "
+            "WHERE id = ? AND state = 'running'"
         )
         put = f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)"
         counts = self._transaction(
             [
-                (sql, values),
+                (sql, (*_result_values(result), time.time(), trial_id)),
                 (f"DELETE FROM {LIVE_TABLE} WHERE id = ?", (trial_id,)),
                 *((put, kv) for kv in meta.items()),
             ]
         )
         return counts[0] == 1
+
+    def record_results(self, results: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Store many trials' results (done) in one transaction: results obtained elsewhere
+        (an import, a benchmark filling a large database)."""
+        sql = (
+            f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, started_at = ?, finished_at = ? "
+            "WHERE id = ? AND state != 'done'"
+        )
+        now = time.time()
+        self._transaction(
+            (sql, (*_result_values(r), now - float(r["train_seconds"]), now, trial_id))
+            for trial_id, r in results
+        )
 
     def fail(self, trial_id: int, message: str, host: str | None) -> int:
         """Mark a trial failed with its message (kept in its history); returns its finished
@@ -451,6 +449,28 @@ class StudyDatabase:
         """Trials per state."""
         rows = self._con.execute(f"SELECT state, COUNT(*) FROM {TRIALS_TABLE} GROUP BY state")
         return dict(rows.fetchall())
+
+
+_SET_RESULT = (
+    "state = 'done', attempts = attempts + 1, error = ?, epochs = ?, curve = ?, "
+    "train_seconds = ?, images_per_second = ?, peak_memory_bytes = ?, device = ?, host = ?, "
+    "synthetic = ?, message = NULL"
+)
+
+
+def _result_values(result: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A trainer result's values for _SET_RESULT's placeholders."""
+    return (
+        float(result["error"]),
+        int(result["epochs"]),
+        json.dumps(list(result["curve"])),
+        float(result["train_seconds"]),
+        float(result["images_per_second"]),
+        int(result["peak_memory_bytes"]),
+        str(result["device"]),
+        str(result["host"]),
+        int(bool(result["synthetic"])),
+    )
 
 
 class _Heartbeat:
