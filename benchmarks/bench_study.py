@@ -285,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("ray: not installed (pip install 'regnet-space[ray]'); skipped")
                 return 0
+            # Ray writes an authentication token under ~/.ray: a home of its own for this run.
+            os.environ["HOME"] = str(folder / "home")
             t0 = time.perf_counter()
             ray.init(num_cpus=args.slots, include_dashboard=False, log_to_driver=False)
             start = time.perf_counter() - t0

@@ -41,6 +41,7 @@ from .tables import (
     EXTRA_SCHEMA,
     HEARTBEAT_SECONDS,
     HISTORY_TABLE,
+    LEASE_SECONDS,
     LEASE_TABLE,
     LIVE_TABLE,
     read_lease,
@@ -279,12 +280,16 @@ class StudyDatabase:
         self._unlock(self._lock_fd)
         self._lock_fd = None
 
+    def holds_lease(self) -> bool:
+        """Whether this driver still holds the database (no other driver took it over)."""
+        return self._beat is not None and not self._beat.lost.is_set()
+
     def check_lease(self) -> None:
         """Refuse to go on once another driver has taken the lease (ours expired meanwhile)."""
         if self._beat is not None and self._beat.lost.is_set():
             raise StudyError(
-                f"{self.path}: this driver lost its lease (not renewed for "
-                f"{HEARTBEAT_SECONDS:g}+ s); another `study run` took the database over"
+                f"{self.path}: this driver lost its lease (not renewed within "
+                f"{LEASE_SECONDS:g} s); another `study run` took the database over"
             )
 
     def __enter__(self) -> StudyDatabase:

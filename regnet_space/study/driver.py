@@ -199,17 +199,17 @@ class _Run:
         self.live: dict[int, EpochReport] = {}
         self.kept: list[tuple[float, int]] = []
         self.attempts, self.train_seconds, self.durations = 0, 0.0, []
-        self.max_slots, self.driver_seconds, self.wall = 0, 0.0, 0.0
+        self.slots, self.max_slots, self.driver_seconds, self.wall = 0, 0, 0.0, 0.0
         self.t0 = time.perf_counter()
 
     # -- start and stop ------------------------------------------------------------------------
 
     def start(self) -> None:
         """Record the run in the meta table; drop the weights `keep` no longer keeps."""
-        slots = self.pool.refresh() if self.pool is not None else 0
+        self.slots = self.pool.refresh() if self.pool is not None else 0
         meta = {
             "executor": self.kind,
-            "slots": str(slots),
+            "slots": str(self.slots),
             "threads": str(self.threads),
             "retries": str(self.retries),
             "driver": f"{socket.gethostname()}:{os.getpid()}",
@@ -233,7 +233,8 @@ class _Run:
         """Stop the executor; unfinished trials go back to pending."""
         if self.pool is not None:
             self.pool.close()
-        self.db.release(list(self.running))
+        if self.db.holds_lease():  # else the database is another driver's now
+            self.db.release(list(self.running))
         self.wall = time.perf_counter() - self.t0
 
     def summary(self) -> RunSummary:
@@ -281,6 +282,9 @@ class _Run:
     def fill(self, pool: Executor) -> None:
         """Hand out queued trials while the executor has free slots."""
         slots = pool.refresh()
+        if slots != self.slots:  # a Ray node joined or left: `status` divides its ETA by it
+            self.slots = slots
+            self.db.set_meta({"slots": str(slots)})
         self.max_slots = max(self.max_slots, min(slots, len(self.queue) + len(self.running)))
         while self.queue and len(self.running) < slots:
             trial_id = self.queue.popleft()
@@ -354,11 +358,10 @@ class _Run:
                           "(trial_timeout)", attempt.host)  # fmt: skip
 
     def progress(self) -> RunProgress:
-        slots = self.pool.slots if self.pool is not None else 0
         eta = None
-        if self.durations and slots:
+        if self.durations and self.slots:
             mean = sum(self.durations) / len(self.durations)
-            eta = mean * (len(self.queue) + len(self.running)) / slots
+            eta = mean * (len(self.queue) + len(self.running)) / self.slots
         return RunProgress(
             self.counts["done"],
             self.counts["failed"],

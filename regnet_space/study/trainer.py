@@ -535,7 +535,10 @@ def _loop(
         session.curve.append(metrics)
         bar.end(metrics)
         if files is not None:
-            _checkpoint(session, files)
+            # The last epoch's checkpoint is only worth writing if the folder keeps it: a run
+            # killed before its result then redoes that epoch, to the same numbers.
+            last = epoch + 1 == recipe.epochs and not policy.keep_checkpoint
+            _checkpoint(session, files, write_state=not last)
         decision = on_epoch(metrics) if on_epoch is not None else None
         if decision == "stop" and epoch + 1 < recipe.epochs:
             stopped = True
@@ -554,8 +557,12 @@ def _loop(
     return result
 
 
-def _checkpoint(session: _Session, files: RunFiles) -> None:
-    """The state after the last finished epoch, and the metrics so far."""
+def _checkpoint(session: _Session, files: RunFiles, write_state: bool = True) -> None:
+    """The state after the last finished epoch (unless not `write_state`), and the metrics
+    so far."""
+    if not write_state:
+        _write_metrics(files, session.curve)
+        return
     ckpt = {
         "epoch": len(session.curve),
         "model": session.model.state_dict(),
