@@ -1,6 +1,6 @@
 """Studies on a real local Ray cluster of two nodes (two `ray start` on this machine).
 
-The second node runs in a mount namespace of its own where `unshared/` is a private tmpfs:
+The second node runs in a mount namespace of its own where `private` is a tmpfs of its own:
 a node that does not see the driver's files there, as a machine without the shared file
 system would not. The cluster gets a home, a temp folder and ports of its own, and every
 process it started is killed by process id at the end.
@@ -89,8 +89,8 @@ class Cluster:
         self.root = root
         self.token = secrets.token_hex(6)
         self.temp = Path(f"/tmp/rs{self.token}")  # short: Ray's socket paths are bounded
-        self.shared, self.unshared = root / "shared", root / "unshared"
-        for folder in (self.shared, self.unshared, root / "home"):
+        self.common, self.private = root / "common", root / "private"
+        for folder in (self.common, self.private, root / "home"):
             folder.mkdir()
         self.env = {**cli_env(), "HOME": str(root / "home"), "RS_TEST_CLUSTER": self.token,
                     "RAY_health_check_period_ms": "1000",
@@ -100,7 +100,7 @@ class Cluster:
         self.address = f"127.0.0.1:{self.port}"
         self.node_ports = {"head": ports[1], "second": ports[8]}
         self._start(["--head", f"--port={self.port}", *_node_args(ports[1:8])], prefix=[])
-        mount = f'mount -t tmpfs -o size=8m none {self.unshared} && exec "$@"'
+        mount = f'mount -t tmpfs -o size=8m none {self.private} && exec "$@"'
         prefix = ["unshare", "-m", "--propagation", "private", "sh", "-c", mount, "sh"]
         self._start([f"--address={self.address}", *_node_args(ports[8:15])], prefix=prefix)
         wait_until(lambda: self._cpus() == 2, 120, "two nodes of one CPU each")
@@ -202,22 +202,22 @@ def _descends_from(pid: int, ancestor: int) -> bool:
 def test_storage_a_node_does_not_see_is_refused_naming_it(cluster: Cluster) -> None:
     folder = cluster.root / "probe"
     folder.mkdir()
-    study = _study(folder, storage=str(cluster.unshared / "runs"))
+    study = _study(folder, storage=str(cluster.private / "runs"))
     db = folder / "p.db"
     driver = _driver(cluster, study, db)
     _out, err = driver.communicate(timeout=300)
     assert driver.returncode == 2, err
     assert err.count("\n") == 1, err
     line = err.strip()
-    assert f"storage {cluster.unshared / 'runs'}: node " in line
+    assert f"storage {cluster.private / 'runs'}: node " in line
     assert "every node sees (a shared file system)" in line
-    assert not db.exists() and not (cluster.unshared / "runs").exists()
+    assert not db.exists() and not (cluster.private / "runs").exists()
 
 
 def test_a_lost_node_s_trial_resumes_on_the_other_node(cluster: Cluster) -> None:
-    study = _study(cluster.shared)
-    db = cluster.shared / "r.db"
-    runs = cluster.shared / "r.runs"
+    study = _study(cluster.common)
+    db = cluster.common / "r.db"
+    runs = cluster.common / "r.runs"
     driver = _driver(cluster, study, db)
     try:
         second = cluster.raylet("second")

@@ -366,19 +366,20 @@ class RayPool:
                 ).remote(str(storage), str(driver_file), token, n["NodeID"])
                 for n in nodes
             }
-            for n in nodes:
-                why = self._probe_answer(refs[n["NodeID"]])
-                why = why or check_node_probe(driver_file, n["NodeID"])
-                if why is not None:
-                    raise StudyError(
-                        f"storage {storage}: node {n.get('NodeManagerAddress', '?')} "
-                        f"({n['NodeID'][:12]}) {why}; on Ray, storage must be a folder that "
-                        "every node sees (a shared file system)"
-                    )
-                self._probed.add(n["NodeID"])
+            # Every answer first (each node's probe file read back and removed), then refuse.
+            why = {i: self._probe_answer(ref) or check_node_probe(driver_file, i)
+                   for i, ref in refs.items()}  # fmt: skip
         finally:
             with contextlib.suppress(OSError):
                 driver_file.unlink()
+        for n in nodes:
+            if why[n["NodeID"]] is not None:
+                raise StudyError(
+                    f"storage {storage}: node {n.get('NodeManagerAddress', '?')} "
+                    f"({n['NodeID'][:12]}) {why[n['NodeID']]}; on Ray, storage must be a "
+                    "folder that every node sees (a shared file system)"
+                )
+            self._probed.add(n["NodeID"])
 
     def _probe_answer(self, ref: Any) -> str | None:
         ray = self._ray
