@@ -252,6 +252,8 @@ def test_a_lost_node_s_trial_resumes_on_the_other_node(cluster: Cluster) -> None
     after = metrics_lines(trial)
     assert after[: len(before)] == before
     assert [json.loads(line)["epoch"] for line in after] == [1, 2, 3, 4, 5, 6]
+    # Parallelism followed the cluster: two trials at once, then one when the node was lost.
+    assert summary["slots"] == 2 and read_study_db(db).meta["slots"] == "1"
     trial_id = int(trial.name.removeprefix("trial-"))
     t = next(t for t in read_study_db(db).trials if t.id == trial_id)
     assert t.state == "done" and t.attempts == 2

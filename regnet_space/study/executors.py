@@ -339,10 +339,10 @@ class RayPool:
         self._checked = now
         if self._storage is not None:
             self._probe(self._storage)
-        have = self._ray.cluster_resources()
-        slots = int(have.get("CPU", 0) // self._cpus)
+        alive = [n.get("Resources", {}) for n in self._ray.nodes() if n.get("Alive")]
+        slots = int(sum(r.get("CPU", 0) for r in alive) // self._cpus)
         if self._gpus:
-            slots = min(slots, int(have.get("GPU", 0) // self._gpus))
+            slots = min(slots, int(sum(r.get("GPU", 0) for r in alive) // self._gpus))
         self.slots = slots
         return slots
 
