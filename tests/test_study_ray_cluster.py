@@ -157,10 +157,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
 
 
 def _study(folder: Path, **overrides: Any) -> Path:
+    # Long enough that the driver still runs when Ray tells it the lost node is dead (its
+    # health checks miss three beats of a second): Ray then prints, into our log.
     return write_study(
         folder / "r.yaml",
         n=2,
-        recipe={**TINY_RECIPE, "epochs": 6},
+        recipe={**TINY_RECIPE, "epochs": 24},
         executor={"kind": "ray", "cpus_per_trial": 1},
         **overrides,
     )
@@ -246,12 +248,12 @@ def test_a_lost_node_s_trial_resumes_on_the_other_node(cluster: Cluster) -> None
     summary = json.loads(out)
     assert (summary["done"], summary["attempts"], summary["executor"]) == (2, 3, "ray")
     log = runs / "ray.log"
-    assert log.stat().st_size > 0 and f"Ray's own output: {log}" in err
+    assert "marked dead" in log.read_text() and f"Ray's own output: {log}" in err
     assert "\x1b[" not in err  # no raw escapes of Ray's on our stderr either
     # The trial resumed from its last epoch on the other node, and ends as if never lost.
     after = metrics_lines(trial)
     assert after[: len(before)] == before
-    assert [json.loads(line)["epoch"] for line in after] == [1, 2, 3, 4, 5, 6]
+    assert [json.loads(line)["epoch"] for line in after] == list(range(1, 25))
     # Parallelism followed the cluster: two trials at once, then one when the node was lost.
     assert summary["slots"] == 2 and read_study_db(db).meta["slots"] == "1"
     trial_id = int(trial.name.removeprefix("trial-"))
