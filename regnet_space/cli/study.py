@@ -1,9 +1,11 @@
-"""`regnet-space study run|status|export`: train every sampled design into a study database.
+"""`regnet-space study run|status|export|best`: train every sampled design into a study
+database and its storage folder of run folders; watch it, export it, take the best out.
 
 `run` resolves the study file completely (space, designs, recipe, search, data) before the
-database is created, so bad input is one line and nothing written. `status` and `export`
-read the database (read-only, also while a run is writing it); none of them imports torch
-in the driver.
+database is created, so bad input is one line and nothing written; on Ray, Ray's own output
+goes to a log file in the storage folder for the run (the CLI may redirect its process's
+output; the library never does). `status`, `export` and `best` read the database (read-only,
+also while a run is writing it); none of them imports torch, nor does the driver.
 """
 
 from __future__ import annotations
