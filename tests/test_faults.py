@@ -106,32 +106,56 @@ def sample_states(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]
     return states[0], states[1]
 
 
+def _staged(folder: Path) -> int:
+    """Staged output files of a writer (its temp files but probes and journals)."""
+    return sum(1 for p in _temps(folder) if not p.name.endswith(("probe", "journal", "pointer")))
+
+
+# Moments of a writer's run, each an observable event: the process exists; it has staged
+# its first file; half its 101 files; it has written its commit journal (moving files).
+EVENTS = {
+    "started": lambda d: True,
+    "staging": lambda d: _staged(d) >= 1,
+    "half staged": lambda d: _staged(d) >= 50,
+    "committing": lambda d: any(p.name.endswith("commit.journal") for p in _temps(d)),
+}
+
+
+def _kill_at(proc: subprocess.Popen[str], folder: Path, event: str) -> bool:
+    """kill -9 the writer as soon as `event` is seen (polled every ms); False if it ended."""
+    while proc.poll() is None:
+        if EVENTS[event](folder):
+            proc.kill()
+            return True
+        time.sleep(0.001)
+    return False
+
+
+@pytest.mark.parametrize("event", list(EVENTS))
 def test_kill_9_during_sample_leaves_old_or_new_whole(
-    tmp_path: Path, sample_states: tuple[dict, dict]
+    tmp_path: Path, sample_states: tuple[dict, dict], event: str
 ) -> None:
     old, new = sample_states
-    rng = random.Random(10)
-    outcomes = set()
-    for round_ in range(4):
+    for round_ in range(10):  # until the kill lands at the event (the writer may end first)
         d = tmp_path / f"r{round_}"
         d.mkdir()
         _put(d, old)
         proc = _start(*_sample_argv(1), "-o", "s.jsonl", "--specs-dir", "specs", "--force", cwd=d)
-        if round_ % 2 == 0:
-            time.sleep(rng.uniform(0.0, 1.0))  # a seeded moment anywhere in the run
-        elif _wait_for_temp(proc, d):
-            time.sleep(rng.uniform(0.0, 0.05))  # a seeded moment while it writes
-        proc.kill()
+        killed = _kill_at(proc, d, event)
         proc.communicate()
-        # The next writer of these outputs rolls back or removes what the dead one left while
-        # checking its targets; here it then stops (no design has 1 or 2 flops).
-        nxt = _run(*NEXT_SAMPLE, cwd=d)
-        assert nxt.returncode == 2 and "no design can meet" in nxt.stderr, nxt.stderr
-        state = _state(d)
+        if killed:
+            break
+    assert killed, f"the writer always ended before {event}"
+    # The next writer of these outputs rolls back or removes what the dead one left while
+    # checking its targets; here it then stops (no design has 1 or 2 flops).
+    nxt = _run(*NEXT_SAMPLE, cwd=d)
+    assert nxt.returncode == 2 and "no design can meet" in nxt.stderr, nxt.stderr
+    state = _state(d)
+    if event == "committing":  # rolled back, or committed just before the kill
         assert state in (old, new), sorted(set(state) ^ set(old))
-        outcomes.add("new" if state == new else "old")
-        assert _temps(d) == []
-    assert outcomes  # (which of the two each kill left depends on the moment)
+    else:  # killed before its commit: the previous result, whole
+        assert state == old, sorted(set(state) ^ set(old))
+    assert _temps(d) == []
 
 
 def test_kill_9_during_build_save_keeps_the_previous_weights(tmp_path: Path) -> None:
@@ -141,17 +165,16 @@ def test_kill_9_during_build_save_keeps_the_previous_weights(tmp_path: Path) -> 
     old = _state(tmp_path)
     ref = tmp_path.parent / f"{tmp_path.name}-ref.pt"
     ref.write_bytes(old["w.pt"])
-    rng = random.Random(11)
-    for _ in range(2):
+    for event in ("staging", "committing"):
         proc = _start(*argv, "--force", cwd=tmp_path)
-        if _wait_for_temp(proc, tmp_path):
-            time.sleep(rng.uniform(0.0, 0.02))
-        proc.kill()
+        killed = _kill_at(proc, tmp_path, event)  # (or it ended first: the new result, whole)
         proc.communicate()
         nxt = _run("fit", "--widths", "24,56", "-o", "fit.yaml", cwd=tmp_path)
         assert nxt.returncode == 0, nxt.stderr
         (tmp_path / "fit.yaml").unlink()
         state = _state(tmp_path)
+        if event == "staging":
+            assert killed and state == old  # killed before its commit: nothing replaced
         # Both files, each the old or a complete new one (the weights are random per run).
         assert set(state) == set(old)
         assert state["w.resolved.yaml"] == old["w.resolved.yaml"]

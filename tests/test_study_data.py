@@ -370,3 +370,14 @@ def test_training_runs_on_cifar_files_and_image_folders(tmp_path: Path) -> None:
         # the error is a whole number of the test images, in percent
         wrong = result.error * n_test / 100
         assert abs(wrong - round(wrong)) < 1e-9 and 0 <= wrong <= n_test
+
+
+def test_digits_read_without_importing_sklearn_equal_load_digits() -> None:
+    from sklearn.datasets import load_digits
+
+    from regnet_space.study.loaders import digits_arrays
+
+    images, targets = digits_arrays()
+    reference = load_digits()
+    assert np.array_equal(images, reference.images) and images.dtype == reference.images.dtype
+    assert np.array_equal(targets, reference.target)

@@ -75,7 +75,9 @@ def _signal_when_done(study: Path, db: Path, at_least: int, sig: int) -> tuple[i
         if driver.poll() is None:
             driver.kill()
     if sig == signal.SIGINT:
-        assert err == "regnet-space: interrupted\n"
+        # The start line (database and storage, issue 18), then the one line of Ctrl-C.
+        start = f"tiny-digits: database {db}, storage {db.with_suffix('.runs')}\n"
+        assert err == start + "regnet-space: interrupted\n"
     return driver.returncode, workers
 
 
@@ -129,23 +131,34 @@ def test_a_dead_worker_fails_its_trial_only(tmp_path: Path) -> None:
 
     pool = LocalPool(workers=1, threads=1)
     try:
-        pool.submit(task(0, 500))  # long enough to be killed while it trains
+        pool.submit(task(0, 500))
         pid = pool.busy_pids()[0]
-        time.sleep(1.0)
+        # Killed once it reports its first epoch on the pipe: training, with 499 to go.
+        events: list = []
+        deadline = time.monotonic() + 120
+        while not events and time.monotonic() < deadline:
+            events = pool.wait(0.5)
+        assert [(type(e).__name__, e.epoch) for e in events] == [("EpochReport", 1)]
         os.kill(pid, signal.SIGKILL)
-        outcomes = []
-        deadline = time.monotonic() + 60
-        while not outcomes and time.monotonic() < deadline:
-            outcomes = pool.wait(0.5)
+        outcomes = _outcomes(pool, 60)
         assert len(outcomes) == 1 and outcomes[0].id == 0 and outcomes[0].result is None
         assert outcomes[0].message == "worker process died: killed by signal 9 (out of memory?)"
         pool.submit(task(1, 1))  # the replacement worker trains the next trial
         assert pool.busy_pids()[1] != pid
-        outcomes = []
-        deadline = time.monotonic() + 120
-        while not outcomes and time.monotonic() < deadline:
-            outcomes = pool.wait(0.5)
+        outcomes = _outcomes(pool, 120)
         assert outcomes[0].id == 1 and outcomes[0].result is not None
         assert outcomes[0].result["error"] < 90
     finally:
         pool.close()
+
+
+def _outcomes(pool: object, limit: float) -> list:
+    """The next outcomes of a pool (its epoch reports skipped)."""
+    from regnet_space.study.worker import TrialOutcome
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        got = [e for e in pool.wait(0.5) if isinstance(e, TrialOutcome)]  # type: ignore[attr-defined]
+        if got:
+            return got
+    return []

@@ -172,6 +172,7 @@ def test_run_folder_contents_and_a_finished_rerun(
     run = files["run"]
     names = {p.name for p in run.iterdir()}
     expected = {"run.json", "spec.yaml", "recipe.yaml", "metrics.jsonl", "checkpoint.pt"}
+    expected.add(".regnet-space-lock")  # one `train` at a time holds a folder (issue 17)
     assert names == expected | {"model.safetensors", "result.json"}
     from safetensors.torch import load_file
 

@@ -247,7 +247,7 @@ def _json(text: str | None, default: Any) -> Any:
 def trial_from_row(row: tuple[Any, ...]) -> Trial:
     """A Trial from a row of TRIAL_COLUMNS."""
     d = dict(zip(TRIAL_COLUMNS, row, strict=True))
-    curve = tuple(MappingProxyType(dict(c)) for c in _json(d["curve"], []))
+    curve = tuple(map(MappingProxyType, _json(d["curve"], [])))  # fresh dicts from json
     return Trial(
         id=int(d["id"]),
         name=d["name"],

@@ -1,42 +1,53 @@
-"""`regnet-space study run|status|export`: train every sampled design into a study database.
+"""`regnet-space study run|status|export|best`: train every sampled design into a study
+database and its storage folder of run folders; watch it, export it, take the best out.
 
 `run` resolves the study file completely (space, designs, recipe, search, data) before the
-database is created, so bad input is one line and nothing written. `status` and `export`
-read the database (read-only, also while a run is writing it); none of them imports torch
-in the driver.
+database is created, so bad input is one line and nothing written; on Ray, Ray's own output
+goes to a log file in the storage folder for the run (the CLI may redirect its process's
+output; the library never does). `status`, `export` and `best` read the database (read-only,
+also while a run is writing it); none of them imports torch, nor does the driver.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import io
+import contextlib
 import json
 import math
+import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..core.errors import OutputError
 from ..core.text import clean
 from .progress import Progress
 
 RUN_DESCRIPTION = """\
 Train every design of a study file under one recipe and record each result in the study
-database (SQLite, one file; default: <study file stem>.db in the current folder).
+database (SQLite, one file; default: <study file stem>.db in the current folder). Each trial
+trains into its own run folder (the format of `regnet-space train -o`) under the study's
+storage folder (default: <db stem>.runs beside the database), so an interrupted trial resumes
+from its last finished epoch wherever it runs next.
 
 The study file (YAML) has exactly these keys: name; space (a space file relative to the study
-file, or an inline space); n (designs); seed; constraints (overrides of the space's, the
-`sample` syntax: {flops: "4M:12M"}); recipe (a file or inline); search (recipe fields drawn
-per trial: {lr: {dist: log_uniform, low: 0.05, high: 1.0}} or {field: {values: [...]}});
-data ({name: digits|cifar10|cifar100|imagefolder|synthetic, root: PATH}); executor
-({kind: local, workers: 2} or {kind: ray, address: auto, cpus_per_trial: 4,
-gpus_per_trial: 1}); retries (attempts after a failure). Designs are sampled (and counted)
-at the recipe's test size.
+file, or an inline space); n (designs; may rise on an existing database); seed; constraints
+(overrides of the space's, the `sample` syntax: {flops: "4M:12M"}); recipe (a file or
+inline); search (recipe fields drawn per trial: {lr: {dist: log_uniform, low: 0.05, high:
+1.0}} or {field: {values: [...]}}); data ({name: digits|cifar10|cifar100|imagefolder|
+synthetic, root: PATH}); executor ({kind: local, workers: 2} or {kind: ray, address: auto,
+cpus_per_trial: 4, gpus_per_trial: 1}); retries (attempts after a failure, default 0);
+storage (the folder of the run folders); keep (weights kept once trials end: all, none or
+best-K; default best-5); trial_timeout (minutes an attempt may take; default none). Designs
+are sampled (and counted) at the recipe's test size.
 
 Rerunning on an existing database resumes it: finished trials are kept, pending, interrupted
-and failed-with-retries-left trials run again; a database of a different study is refused
-(the executor and retries may change between runs, nothing else).
-Each outcome is committed on its own, so Ctrl-C or kill -9 loses no finished trial.
+and failed-with-retries-left trials run again, from their last epoch; a raised n adds the
+next designs of the same sample; a database of a different study is refused (executor,
+retries, storage, keep and trial_timeout may change between runs, nothing else). One driver
+holds a database at a time (a second gets exit status 2 naming the holder). Each event is
+committed on its own, so Ctrl-C or kill -9 loses no finished trial or epoch.
 Exit status: 0 when every trial is done, 1 when some failed or remain, 2 for bad input."""
 
 RUN_EPILOG = """\
@@ -63,10 +74,10 @@ def _positive_number(text: str) -> float:
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    """Add the `study` command group (run, status, export) to a CLI's subparsers."""
+    """Add the `study` command group (run, status, export, best) to a CLI's subparsers."""
     study = subparsers.add_parser(
         "study",
-        help="train sampled designs into a resumable study database (run, status, export)",
+        help="train sampled designs into a resumable study database (run, status, export, best)",
         description="Design-space studies: train every sampled design, locally or on Ray, "
         "into one SQLite database; watch it and export it.",
         epilog="Run `regnet-space study COMMAND --help` for each command's options.",
@@ -110,16 +121,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="G",
         help="ray: GPUs per trial (default: the study file's, else 0)",
     )
-    r.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    r.add_argument(
+        "--json",
+        action="store_true",
+        help="print the summary as one JSON object (Ray's own output goes to a log file)",
+    )
     r.add_argument("--quiet", action="store_true", help="no progress line, no summary text")
     r.set_defaults(func=run_run)
 
     s = sub.add_parser(
         "status",
-        help="trials by state, best trials, ETA",
-        description="Counts of trials by state (pending, running, done, failed), the best "
-        "trials, failures with their messages and, while a run is going, an ETA. Reads the "
-        "database read-only, also while a run writes it.",
+        help="trials by state, live trials, best trials, failures, ETA",
+        description="Counts of trials by state (pending, running, done, failed), the driver "
+        "holding the database (or none: its running trials were interrupted), each running "
+        "trial's last finished epoch, the best trials, failures and retried trials with the "
+        "message of every failed attempt, and an ETA. Reads the database read-only, also "
+        "while a run writes it.",
     )
     s.add_argument("db", metavar="DB", help="study database")
     s.add_argument("--top", type=_positive_int, default=5, metavar="K", help="best trials shown")
@@ -144,6 +161,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     e.add_argument("--force", action="store_true", help="overwrite OUT")
     e.set_defaults(func=run_export)
+
+    b = sub.add_parser(
+        "best",
+        help="the best trials' spec, recipe, weights and result",
+        description="Copy the best K finished trials' spec.yaml, recipe.yaml, "
+        "model.safetensors and result.json out of the study's storage: into DIR for K = 1, "
+        "into one folder per trial (1-trial-00012/, ...) for K > 1, with best.json listing "
+        "them; all or nothing. `regnet-space build DIR/spec.yaml` builds the design, and "
+        "regnet_space.study.trainer.load_weights(DIR) gives the trained model.",
+    )
+    b.add_argument("db", metavar="DB", help="study database")
+    b.add_argument("-o", "--output", required=True, metavar="DIR", help="output folder")
+    b.add_argument("--top", type=_positive_int, default=1, metavar="K", help="best trials (1)")
+    b.add_argument(
+        "--storage", metavar="DIR", help="the study's storage folder (default: as recorded)"
+    )
+    b.add_argument("--force", action="store_true", help="replace DIR's earlier result")
+    b.add_argument("--json", action="store_true", help="print what was written as JSON")
+    b.set_defaults(func=run_best)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,16 +229,37 @@ def duration(seconds: float | None) -> str:
 
 def run_run(args: argparse.Namespace) -> int:
     """Resolve the study file, then run or resume it."""
-    from ..study.driver import RunProgress, check_executor, run_study
+    from ..study.driver import check_executor
     from ..study.studyfile import default_db_path, resolve
 
     study = resolve(args.study_file)
     executor = _executor(args, study.file.executor)
-    check_executor(executor.kind)
+    check_executor(executor.kind)  # imports Ray before its output is routed away
     db = Path(args.db) if args.db else default_db_path(args.study_file)
+    if executor.kind != "ray":
+        summary = _run_with_progress(study, db, executor, args, sys.stderr, None)
+    else:
+        storage = study.storage(db)
+        with _ray_output_to(storage) as (terminal, log):
+            summary = _run_with_progress(study, db, executor, args, terminal, log)
+    _print_summary(study.name, summary, db, args)
+    return 0 if summary.done == summary.total else 1
+
+
+def _run_with_progress(
+    study: Any, db: Path, executor: Any, args: Any, stream: Any, ray_log: Path | None
+) -> Any:
+    from ..study.driver import RunProgress, run_study
+
     # Terminal only (quiet in pipes and with --quiet). The ETA is the driver's: from this
     # run's trial times and parallelism, so trials finished by an earlier run do not skew it.
-    bar = Progress(study.name, enabled=not args.quiet)
+    bar = Progress(study.name, stream=stream, enabled=not args.quiet)
+
+    def announce(db: Path, storage: Path) -> None:
+        if not args.quiet:
+            extra = f"; Ray's own output: {ray_log}" if ray_log is not None else ""
+            stream.write(f"{study.name}: database {db}, storage {storage}{extra}\n")
+            stream.flush()
 
     def show(p: RunProgress) -> None:
         bar.step(
@@ -211,163 +268,218 @@ def run_run(args: argparse.Namespace) -> int:
         )
 
     try:
-        summary = run_study(
-            study, db, executor, address=args.address, progress=show if bar.tty else None
+        return run_study(
+            study,
+            db,
+            executor,
+            address=args.address,
+            progress=show if bar.tty else None,
+            announce=announce,
         )
     finally:
         bar.done()
-    complete = summary.done == summary.total
+
+
+@contextlib.contextmanager
+def _ray_output_to(storage: Path) -> Iterator[tuple[Any, Path]]:
+    """Ray's own output (its processes' and its driver code's, on stdout and stderr) goes to
+    <storage>/ray.log while the run goes on; ours goes to the stream this yields (stderr).
+    A run refused before it started leaves no storage folder behind."""
+    from ..core.text import SafeStream
+
+    created = not storage.exists() and storage.parent.is_dir()
+    log = storage / "ray.log"
+    try:
+        if created:
+            storage.mkdir()
+        fd = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+    except OSError as exc:
+        raise OutputError(f"{log}: cannot write: {(exc.strerror or str(exc)).lower()}") from None
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved[1]), "w", buffering=1)
+    before = sys.stderr
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    sys.stderr = SafeStream(terminal)  # type: ignore[assignment]
+    try:
+        yield sys.stderr, log
+    except BaseException:
+        if created and os.listdir(storage) == [log.name]:
+            log.unlink()
+            storage.rmdir()
+        raise
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stderr = before
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for f in (*saved, fd):
+            os.close(f)
+        terminal.close()
+
+
+def _print_summary(name: str, summary: Any, db: Path, args: argparse.Namespace) -> None:
     if args.json:
         out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
         sys.stdout.write(json.dumps(out) + "\n")
-    elif not args.quiet:
-        head = (
-            f"{study.name}: {summary.done}/{summary.total} done, {summary.failed} failed, "
-            f"{summary.pending} not run; "
+        return
+    if args.quiet:
+        return
+    head = (
+        f"{name}: {summary.done}/{summary.total} done, {summary.failed} failed, "
+        f"{summary.pending} not run; "
+    )
+    if summary.slots == 0:
+        head += "nothing to run\n"
+    else:
+        overhead = summary.wall_seconds * summary.slots - summary.train_seconds
+        head += (
+            f"{summary.attempts} attempt(s) this run in {duration(summary.wall_seconds)} on "
+            f"{summary.executor} (up to {summary.slots} at once, {summary.threads} thread(s) "
+            f"each)\n  outside training: {overhead / max(1, summary.attempts):.2f} "
+            "slot-seconds per attempt (start-up, data loading, model building)\n"
         )
-        if summary.slots == 0:
-            head += "nothing to run\n"
-        else:
-            overhead = summary.wall_seconds * summary.slots - summary.train_seconds
-            head += (
-                f"{summary.attempts} attempt(s) this run in {duration(summary.wall_seconds)} on "
-                f"{summary.executor} ({summary.slots} at once, {summary.threads} thread(s) each)\n"
-                f"  outside training: {overhead / max(1, summary.attempts):.2f} slot-seconds "
-                "per attempt (start-up, data loading, model building)\n"
-            )
-        sys.stdout.write(head + f"  database: {db}   (regnet-space study status {db})\n")
-    return 0 if complete else 1
+    sys.stdout.write(
+        head + f"  database: {db}   (regnet-space study status {db})\n"
+        f"  storage: {summary.storage}   (regnet-space study best {db} -o best/)\n"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # status
 
 
-def _status(db: Any, top: int) -> dict[str, Any]:
-    counts = db.counts()
-    best = db.done()
-    meta = db.meta
-    remaining = counts["pending"] + counts["running"]
-    retries = int(meta.get("retries", "0") or 0)
-    remaining += sum(1 for t in db.trials if t.state == "failed" and t.attempts <= retries)
-    spans = [
-        t.finished_at - t.started_at
-        for t in db.trials
-        if t.state == "done" and t.finished_at is not None and t.started_at is not None
-    ]
-    slots = int(meta.get("slots", "1") or 1)
-    eta = sum(spans) / len(spans) * remaining / max(1, slots) if spans and remaining else None
-    if counts["running"] == 0:
-        eta = None  # nothing is running: no run in progress to estimate
-    return {
-        "name": db.name,
-        "db": str(db.path),
-        "total": len(db.trials),
-        **counts,
-        "best": [
-            {
-                "id": t.id,
-                "name": t.name,
-                "error": t.error,
-                "flops": t.flops,
-                "params": t.params,
-                "train_seconds": t.train_seconds,
-                "images_per_second": t.images_per_second,
-                **({"recipe": dict(t.recipe)} if t.recipe else {}),
-            }
-            for t in best[:top]
-        ],
-        "failures": [
-            {"id": t.id, "name": t.name, "attempts": t.attempts, "message": t.message}
-            for t in db.trials
-            if t.state == "failed"
-        ],
-        "eta_seconds": eta,
-        "executor": meta.get("executor"),
-    }
-
-
 def run_status(args: argparse.Namespace) -> int:
-    """Print the counts, best trials and ETA of a study database."""
-    from ..analysis.studydb import read_study_db
-    from ..core.report import render_table
+    """Print the counts, driver, live trials, best trials, failures and ETA of a study."""
+    from ..study.monitor import read_status
 
-    db = read_study_db(args.db)
-    st = _status(db, args.top)
+    st = read_status(args.db, args.top)
     if args.json:
         sys.stdout.write(json.dumps(st) + "\n")
         return 0
-    lines = [
-        clean(
-            f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
-            f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
-            + (f"; ETA {duration(st['eta_seconds'])}" if st["eta_seconds"] is not None else "")
-        ),
-    ]
-    if st["best"]:
+    sys.stdout.write("\n".join(_status_lines(st)) + "\n")
+    return 0
+
+
+def _status_lines(st: dict[str, Any]) -> list[str]:
+    from ..core.report import render_table
+
+    head = (
+        f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
+        f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
+    )
+    if st["eta_seconds"] is not None:
+        head += f"; ETA {duration(st['eta_seconds'])}"
+    lines = [clean(head)]
+    driver = st["driver"]
+    if driver is not None:
+        lines.append(f"driver: pid {driver['pid']} on {driver['host']}, "
+                     f"since {_clock(driver['since'])}")  # fmt: skip
+    else:
+        lines.append(f"no driver; {st['interrupted']} trials were interrupted"
+                     if st["interrupted"] else "no driver")  # fmt: skip
+    if st["live"]:
         rows = [
-            [
-                str(b["id"]),
-                b["name"],
-                f"{b['error']:.2f}",
-                f"{b['flops'] / 1e6:.2f}",
-                f"{b['params'] / 1e6:.3f}",
-                f"{b['train_seconds']:.1f}",
-                f"{b['images_per_second']:.0f}",
-            ]
-            for b in st["best"]
+            [str(r["id"]), f"{r['epoch']}/{r['epochs']}", f"{r['error']:.2f}",
+             duration(r["seconds"]), f"{r['host']} (pid {r['pid']})"]
+            for r in st["live"]
+        ]  # fmt: skip
+        headers = ["id", "epoch", "error %", "elapsed", "worker"]
+        lines += ["", "running:", render_table(headers, rows, markdown=False).rstrip()]
+    if st["best"]:
+        lines += ["", f"best {len(st['best'])}:", _best_table(st["best"])]
+    lines += _failure_lines(st)
+    return lines
+
+
+def _clock(t: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(t))
+
+
+def _best_table(best: list[dict[str, Any]]) -> str:
+    from ..core.report import render_table
+
+    rows = [
+        [
+            str(b["id"]),
+            b["name"],
+            f"{b['error']:.2f}",
+            f"{b['flops'] / 1e6:.2f}",
+            f"{b['params'] / 1e6:.3f}",
+            f"{b['train_seconds']:.1f}",
+            f"{b['images_per_second']:.0f}",
         ]
-        headers = ["id", "name", "error %", "MF", "M params", "train s", "images/s"]
-        searched = list(dict.fromkeys(k for b in st["best"] for k in b.get("recipe", {})))
-        headers += searched
-        for row, b in zip(rows, st["best"], strict=True):
-            row += [f"{b.get('recipe', {}).get(k, '')}" for k in searched]
-        lines += ["", f"best {len(rows)}:", render_table(headers, rows, markdown=False).rstrip()]
+        for b in best
+    ]
+    headers = ["id", "name", "error %", "MF", "M params", "train s", "images/s"]
+    searched = list(dict.fromkeys(k for b in best for k in b.get("recipe", {})))
+    headers += searched
+    for row, b in zip(rows, best, strict=True):
+        row += [f"{b.get('recipe', {}).get(k, '')}" for k in searched]
+    return render_table(headers, rows, markdown=False).rstrip()
+
+
+def _failure_lines(st: dict[str, Any]) -> list[str]:
+    lines = []
     for f in st["failures"]:
         lines.append(clean(f"failed: trial {f['id']} ({f['attempts']} attempt(s)): {f['message']}"))
-    sys.stdout.write("\n".join(lines) + "\n")
-    return 0
+        lines += [clean(f"  attempt {h['attempt']}: {h['message']}") for h in f["history"][:-1]]
+    if st["failed"] > len(st["failures"]):
+        lines.append(f"... and {st['failed'] - len(st['failures'])} more failed trials")
+    for r in st["retried"]:
+        lines.append(f"retried: trial {r['id']} ({r['state']} after {r['attempts']} attempt(s))")
+        lines += [clean(f"  attempt {h['attempt']}: {h['message']}") for h in r["history"]]
+    return lines
 
 
 # ---------------------------------------------------------------------------------------------
 # export
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    """Rows as CSV; text cells a spreadsheet would run as formulas are neutralized."""
-    from ..core.text import csv_cell
-
-    columns = list(dict.fromkeys(k for r in rows for k in r))
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow([csv_cell(c) for c in columns])
-    for r in rows:
-        # Every value is read from JSON: text as is, None empty, the rest as compact JSON.
-        cells = [_cell(r.get(c)) for c in columns]
-        writer.writerow([csv_cell(c) for c in cells])
-    return buf.getvalue()
-
-
-def _cell(v: Any) -> str:
-    return "" if v is None else v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
-
-
 def run_export(args: argparse.Namespace) -> int:
     """Write every trial of a study database as JSONL or CSV."""
-    from ..analysis.studydb import read_study_db
     from ..core.io import atomic_write_text, check_target
+    from ..study.export import csv_text, jsonl_lines
+    from ..study.monitor import read_status
 
     stdout = args.output == "-"
     if not stdout:
         check_target(args.output, args.force)
-    db = read_study_db(args.db)
-    rows = [t.export_row() for t in db.trials]
     fmt = args.format or ("csv" if not stdout and args.output.lower().endswith(".csv") else "jsonl")
-    text = _csv(rows) if fmt == "csv" else "".join(json.dumps(r) + "\n" for r in rows)
+    text = csv_text(args.db) if fmt == "csv" else "".join(jsonl_lines(args.db))
     if stdout:
         sys.stdout.write(text)
         return 0
     atomic_write_text(args.output, text, args.force)
-    counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
-    sys.stderr.write(clean(f"wrote {args.output}: {len(rows)} trial(s) ({counts})") + "\n")
+    st = read_status(args.db, 0)
+    states = ("pending", "running", "interrupted", "done", "failed")
+    counts = ", ".join(f"{st[k]} {k}" for k in states if st[k])
+    sys.stderr.write(clean(f"wrote {args.output}: {st['total']} trial(s) ({counts})") + "\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------------------------
+# best
+
+
+def run_best(args: argparse.Namespace) -> int:
+    """Copy the best trials' files out of the study's storage."""
+    from ..study.best import find_best, write_best
+
+    best = find_best(Path(args.db), args.top, Path(args.storage) if args.storage else None)
+    write_best(best, Path(args.output), args.force)
+    if args.json:
+        sys.stdout.write(
+            json.dumps({"output": args.output, "trials": [t.as_dict() for t in best]}) + "\n"
+        )
+        return 0
+    for t in best:
+        where = Path(args.output) / t.sub if t.sub else Path(args.output)
+        line = f"{t.rank}. trial {t.id} ({t.name}): {t.error:.2f} % -> {where}/"
+        sys.stdout.write(clean(line) + "\n")
     return 0

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..study import DATA_NAMES
+from .args import PROG
 
 TRAIN_EXAMPLES = """examples:
   regnet-space train specs/y002.yaml --recipe recipes/digits.yaml -o runs/y002
@@ -21,7 +22,9 @@ recipe.yaml, metrics.jsonl (one line per epoch), checkpoint.pt (the last epoch),
 model.safetensors (the final weights, EMA weights when the recipe has an EMA) and
 result.json (written last). Rerunning the same command resumes from the last epoch
 checkpoint; a finished run prints its result again. The learning rate is
-base_lr * batch_size / 128 (pycls)."""
+base_lr * batch_size / 128 (pycls). One run at a time trains into a folder (a second
+gets exit status 2 naming the holder). A run that fails (a diverged loss) exits with
+status 1; bad input (files, images, a damaged checkpoint) with 2."""
 
 
 def register(subparsers: Any) -> None:
@@ -75,6 +78,7 @@ def _positive(text: str) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything, then train (or resume, or report a finished run)."""
+    from ..core.text import clean
     from ..interop.configs import load_any_spec
     from ..study.data import DataSpec, check_data
     from ..study.recipe import load_recipe
@@ -95,16 +99,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     run_dir = Path(args.output)
     identity = run_identity(spec_for_data(spec, data), recipe, data)
     state = check_run_dir(run_dir, identity, args.force)
-    result = train(
-        spec,
-        recipe,
-        data,
-        device=args.device,
-        threads=args.threads,
-        run_dir=run_dir,
-        progress=sys.stderr.isatty(),
-        force=args.force,
-    )
+    try:
+        result = train(
+            spec,
+            recipe,
+            data,
+            device=args.device,
+            threads=args.threads,
+            run_dir=run_dir,
+            progress=sys.stderr.isatty(),
+            force=args.force,
+        )
+    except FloatingPointError as exc:  # the run failed (not the input): exit status 1
+        sys.stderr.write(f"{PROG}: {clean(str(exc))}; {run_dir} keeps its last epoch\n")
+        return 1
     if args.json:
         out = result.as_dict() | {"run_dir": str(run_dir), "state": state}
         sys.stdout.write(json.dumps(out) + "\n")

@@ -1,10 +1,13 @@
 """The study database, written side: create it once, then one transaction per state change.
 
-Only the driver writes (workers return results to it). Every change of a trial (started,
-finished, failed) is its own committed transaction in WAL mode with synchronous=FULL, so a
-Ctrl-C or kill -9 of the driver at any moment loses no finished trial and leaves the file
-readable. The file is built beside its target and linked into place only when complete,
-and one driver at a time holds it (an advisory lock the kernel drops if the driver dies).
+Only the driver writes (workers report to it). Every change of a trial (started, an epoch
+finished, finished, failed) is its own committed transaction in WAL mode with
+synchronous=FULL, so a Ctrl-C or kill -9 of the driver at any moment loses no finished trial
+and leaves the file readable. The file is built beside its target under the project's temp
+names (the next writer in the folder removes a killed build) and linked into place only when
+complete. One driver at a time holds it: a lease recorded in the database (host, pid,
+heartbeat: drivers on two machines sharing a file system exclude each other) beside an
+advisory lock on the file (which the kernel drops if the driver dies).
 Never imports torch: the schema and the reader live in `analysis.studydb`.
 """
 
@@ -13,10 +16,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import sqlite3
-import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,77 +29,82 @@ from ..analysis.studydb import (
     META_TABLE,
     SCHEMA,
     SCHEMA_VERSION,
-    TRIAL_COLUMNS,
     TRIALS_TABLE,
     StudyDbError,
-    Trial,
     connect_readonly,
     read_meta,
-    trial_from_row,
 )
-from ..core.errors import OutputError
-from ..core.io import umask_mode
+from ..core.io import TMP_PREFIX, check_target, umask_mode
 from .errors import StudyError
-from .studyfile import ResolvedStudy
+from .studyfile import ResolvedStudy, TrialPlan
+from .tables import (
+    EXTRA_SCHEMA,
+    HEARTBEAT_SECONDS,
+    HISTORY_TABLE,
+    LEASE_SECONDS,
+    LEASE_TABLE,
+    LIVE_TABLE,
+    read_lease,
+)
+from .tables import my_identity as _me
 
-try:  # advisory locking; absent on Windows, where one driver per database is up to the user
+try:  # advisory locking; absent on Windows, where the lease alone excludes a second driver
     import fcntl
 except ImportError:  # pragma: no cover
     fcntl = None  # type: ignore[assignment]
 
+RUNNABLE = "state IN ('pending', 'running') OR (state = 'failed' AND attempts <= ?)"
+
 
 def _connect(path: Path) -> sqlite3.Connection:
-    con = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+    con = sqlite3.connect(str(path), timeout=60, isolation_level=None, check_same_thread=False)
     con.execute("PRAGMA journal_mode=WAL")
     con.execute("PRAGMA synchronous=FULL")
     return con
 
 
-def _insert_trials(con: sqlite3.Connection, study: ResolvedStudy) -> None:
+def _trial_rows(trials: Iterable[TrialPlan]) -> list[tuple[Any, ...]]:
     rows = []
-    for t in study.trials:
+    for t in trials:
         r = t.record
-        rows.append(
-            (
-                r.id,
-                r.spec["name"],
-                json.dumps(r.to_dict_spec()),
-                json.dumps(r.to_dict()),
-                r.flops,
-                r.params,
-                r.acts,
-                json.dumps(dict(t.recipe_fields)),
-                "pending",
-                0,
-            )
-        )
+        spec, record = json.dumps(r.to_dict_spec()), json.dumps(r.to_dict())
+        recipe = json.dumps(dict(t.recipe_fields))
+        rows.append((r.id, r.spec["name"], spec, record, r.flops, r.params, r.acts, recipe))
+    return rows
+
+
+def _insert_trials(con: sqlite3.Connection, trials: Iterable[TrialPlan]) -> None:
     cols = "id, name, spec, record, flops, params, acts, recipe, state, attempts"
-    con.executemany(f"INSERT INTO {TRIALS_TABLE} ({cols}) VALUES (?,?,?,?,?,?,?,?,?,?)", rows)
+    con.executemany(
+        f"INSERT INTO {TRIALS_TABLE} ({cols}) VALUES (?,?,?,?,?,?,?,?,'pending',0)",
+        _trial_rows(trials),
+    )
 
 
-def _create(path: Path, study: ResolvedStudy) -> None:
+def _meta(study: ResolvedStudy, study_id: str) -> dict[str, str]:
+    return {
+        "study_hash": study.digest,
+        "name": study.name,
+        "study": study.canonical,
+        "study_file": str(study.path),
+        "n": str(len(study.trials)),
+        "study_id": study_id,
+    }
+
+
+def _create(path: Path, study: ResolvedStudy, study_id: str) -> None:
     """Build the complete database beside `path`, then link it into place (never half made)."""
-    if not path.parent.is_dir():
-        raise OutputError(f"{path.parent}: no such directory")
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
+    tmp = path.parent / f"{TMP_PREFIX}{os.getpid()}-{secrets.token_hex(4)}-{path.name}"
     try:
         con = _connect(tmp)
         try:
             con.execute("BEGIN")
-            for statement in SCHEMA:
+            for statement in (*SCHEMA, *EXTRA_SCHEMA):
                 con.execute(statement)
-            meta = {
-                "schema_version": str(SCHEMA_VERSION),
-                "study_hash": study.digest,
-                "name": study.name,
-                "study": study.canonical,
-                "study_file": str(study.path),
-                "created_at": repr(time.time()),
-            }
+            meta = {"schema_version": str(SCHEMA_VERSION), **_meta(study, study_id)}
+            meta["created_at"] = repr(time.time())
             con.executemany(f"INSERT INTO {META_TABLE} VALUES (?, ?)", meta.items())
-            _insert_trials(con, study)
+            _insert_trials(con, study.trials)
             con.execute("COMMIT")
         finally:
             con.close()  # checkpoints the WAL into the file and removes it
@@ -108,17 +118,76 @@ def _create(path: Path, study: ResolvedStudy) -> None:
             if not path.exists():
                 os.replace(tmp, path)
     finally:
-        for suffix in ("", "-wal", "-shm"):
+        for suffix in ("", "-wal", "-shm", "-journal"):
             with contextlib.suppress(OSError):
                 os.unlink(f"{tmp}{suffix}")
 
 
-def _check_study(meta: Mapping[str, str], p: Path, study: ResolvedStudy) -> None:
-    if meta.get("study_hash") != study.digest:
+@dataclass(frozen=True)
+class Existing:
+    """What an existing database holds for a study: checked, not changed."""
+
+    study_id: str | None  # None for a database made before study ids
+    n: int  # its trials (fewer than the study file's n: the study grows)
+    runnable: int  # trials a run would start, new ones included
+
+
+def check_db_path(path: Path) -> None:
+    """A study database path: a regular file or a new name in a writable folder (a FIFO,
+    device or folder is refused at once, never opened); dead builds beside it removed."""
+    check_target(path, force=True)
+
+
+def _trial_count(con: sqlite3.Connection) -> int:
+    return int(con.execute(f"SELECT COUNT(*) FROM {TRIALS_TABLE}").fetchone()[0])
+
+
+def _growth(meta: Mapping[str, str], n: int, p: Path, study: ResolvedStudy) -> int:
+    """The trials a database of `n` trials keeps for `study`; refuses another study's (of
+    the study file's keys that decide results, only n may change, and only rise)."""
+    wanted = len(study.trials)
+    if meta.get("study_hash") == study.digest and n == wanted:
+        return n
+    if meta.get("study_hash") == study.digest_at(n):
+        if n < wanted:
+            return n
         raise StudyError(
-            f"{p}: holds study {meta.get('name', '?')!r} made from a different study file "
-            "(space, n, seed, constraints, recipe, search or data differ); use another --db"
+            f"{p}: holds {n} trials; n may rise, never fall (the study file has n: {wanted})"
         )
+    raise StudyError(
+        f"{p}: holds study {meta.get('name', '?')!r} made from a different study file "
+        "(space, seed, constraints, recipe, search or data differ; only n may rise); "
+        "use another --db"
+    )
+
+
+def inspect(path: Path, study: ResolvedStudy, retries: int) -> Existing | None:
+    """An existing database checked against `study` without writing; None if there is none.
+
+    Refuses another study's database and one held by a live driver.
+    """
+    if not path.exists():
+        return None
+    ro = connect_readonly(path)
+    try:
+        meta = read_meta(ro, str(path))
+        n = _growth(meta, _trial_count(ro), path, study)
+        lease = read_lease(ro)
+        if lease is not None and lease.alive(time.time()):
+            raise _held(path, lease.describe(), lease.since)
+        (runnable,) = ro.execute(
+            f"SELECT COUNT(*) FROM {TRIALS_TABLE} WHERE {RUNNABLE}", (retries,)
+        ).fetchone()
+    except sqlite3.DatabaseError as exc:
+        raise StudyDbError(f"{path}: cannot read the study database: {exc}") from None
+    finally:
+        ro.close()
+    return Existing(meta.get("study_id"), n, int(runnable) + len(study.trials) - n)
+
+
+def _held(path: Path, who: str, since: float) -> StudyError:
+    when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(since))
+    return StudyError(f"{path}: another `study run` is using this database ({who}, since {when})")
 
 
 class StudyDatabase:
@@ -128,58 +197,65 @@ class StudyDatabase:
         self.path = path
         self._con = con
         self._lock_fd = lock_fd
-
-    @staticmethod
-    def runnable_count(path: str | Path, study: ResolvedStudy, retries: int) -> int:
-        """Trials a run would start: all of them for a new database; checks an existing one."""
-        p = Path(path)
-        if p.is_dir():
-            raise OutputError(f"{p}: is a directory, expected a study database file")
-        if not p.exists():
-            if not p.parent.is_dir():
-                raise OutputError(f"{p.parent}: no such directory")
-            return len(study.trials)
-        StudyDatabase._unlock(StudyDatabase._lock(p))  # held by a running driver: refuse now
-        ro = connect_readonly(p)
-        try:
-            _check_study(read_meta(ro, str(p)), p, study)
-            row = ro.execute(
-                f"SELECT COUNT(*) FROM {TRIALS_TABLE} WHERE state IN ('pending', 'running') "
-                "OR (state = 'failed' AND attempts <= ?)",
-                (retries,),
-            ).fetchone()
-        except sqlite3.DatabaseError as exc:
-            raise StudyDbError(f"{p}: cannot read the study database: {exc}") from None
-        finally:
-            ro.close()
-        return int(row[0])
+        self.token = secrets.token_hex(8)
+        self._beat: _Heartbeat | None = None
 
     @classmethod
-    def open(cls, path: str | Path, study: ResolvedStudy) -> StudyDatabase:
-        """Create the database for `study`, or open it to resume; refuse another study's."""
+    def open(
+        cls, path: str | Path, study: ResolvedStudy, study_id: str | None = None
+    ) -> StudyDatabase:
+        """Create the database for `study`, or open it to resume (adding the trials of a
+        raised n); take its lease. Refuses another study's database and a held one."""
         p = Path(path)
-        if p.is_dir():
-            raise OutputError(f"{p}: is a directory, expected a study database file")
+        check_db_path(p)
         if not p.exists():
-            _create(p, study)
-        ro = connect_readonly(p)
-        try:
-            _check_study(read_meta(ro, str(p)), p, study)
-        finally:
-            ro.close()
+            _create(p, study, study_id or secrets.token_hex(8))
         lock_fd = cls._lock(p)
         try:
-            con = _connect(p)
+            db = cls(p, _connect(p), lock_fd)
         except sqlite3.Error as exc:
             cls._unlock(lock_fd)
             raise StudyDbError(f"{p}: cannot open: {exc}") from None
-        return cls(p, con, lock_fd)
+        try:
+            db._take(study, study_id)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _take(self, study: ResolvedStudy, study_id: str | None) -> None:
+        """In one transaction: the driver's tables, the lease, and the trials of a raised n."""
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in EXTRA_SCHEMA:
+                con.execute(statement)
+            meta = read_meta(con, str(self.path))
+            n = _growth(meta, _trial_count(con), self.path, study)
+            lease = read_lease(con)
+            if lease is not None and lease.alive(time.time()):
+                raise _held(self.path, lease.describe(), lease.since)
+            host, pid, process = _me()
+            now = time.time()
+            con.execute(f"DELETE FROM {LEASE_TABLE}")
+            con.execute(f"INSERT INTO {LEASE_TABLE} VALUES (1, ?, ?, ?, ?, ?, ?)",
+                        (host, pid, process, self.token, now, now))  # fmt: skip
+            con.execute(f"DELETE FROM {LIVE_TABLE}")  # a previous driver's trials are over
+            if n < len(study.trials):
+                _insert_trials(con, study.trials[n:])
+            values = _meta(study, meta.get("study_id") or study_id or secrets.token_hex(8))
+            con.executemany(f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)", values.items())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        self._beat = _Heartbeat(self.path, self.token)
 
     @staticmethod
     def _lock(p: Path) -> int | None:
         if fcntl is None:
             return None
-        fd = os.open(p, os.O_RDONLY)
+        fd = os.open(p, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
@@ -193,11 +269,28 @@ class StudyDatabase:
             os.close(fd)  # closing the descriptor drops the flock
 
     def close(self) -> None:
-        """Close the connection and drop the lock."""
+        """Give the lease back, close the connection and drop the lock."""
+        if self._beat is not None:
+            self._beat.stop()
+            self._beat = None
+            with contextlib.suppress(sqlite3.Error):
+                self._con.execute(f"DELETE FROM {LEASE_TABLE} WHERE token = ?", (self.token,))
         with contextlib.suppress(sqlite3.Error):
             self._con.close()
         self._unlock(self._lock_fd)
         self._lock_fd = None
+
+    def holds_lease(self) -> bool:
+        """Whether this driver still holds the database (no other driver took it over)."""
+        return self._beat is not None and not self._beat.lost.is_set()
+
+    def check_lease(self) -> None:
+        """Refuse to go on once another driver has taken the lease (ours expired meanwhile)."""
+        if self._beat is not None and self._beat.lost.is_set():
+            raise StudyError(
+                f"{self.path}: this driver lost its lease (not renewed within "
+                f"{LEASE_SECONDS:g} s); another `study run` took the database over"
+            )
 
     def __enter__(self) -> StudyDatabase:
         return self
@@ -207,80 +300,141 @@ class StudyDatabase:
 
     # -- reading ---------------------------------------------------------------------------
 
-    def trials(self) -> list[Trial]:
-        """Every trial, id order."""
-        rows = self._con.execute(
-            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM {TRIALS_TABLE} ORDER BY id"
-        ).fetchall()
-        return [trial_from_row(r) for r in rows]
+    def meta(self) -> dict[str, str]:
+        """The meta table."""
+        return dict(self._con.execute(f"SELECT key, value FROM {META_TABLE}").fetchall())
 
-    def trial(self, trial_id: int) -> Trial:
-        """One trial by id."""
+    def states(self) -> dict[int, str]:
+        """Every trial's state by id."""
+        return dict(self._con.execute(f"SELECT id, state FROM {TRIALS_TABLE}").fetchall())
+
+    def task_fields(self, trial_id: int) -> tuple[dict[str, Any], dict[str, Any]]:
+        """A trial's spec fields and sampled recipe fields, as the database holds them."""
         row = self._con.execute(
-            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM {TRIALS_TABLE} WHERE id = ?", (trial_id,)
+            f"SELECT spec, recipe, record FROM {TRIALS_TABLE} WHERE id = ?", (trial_id,)
         ).fetchone()
-        return trial_from_row(row)
+        values = []
+        for column, text in zip(("spec", "recipe", "record"), row, strict=True):
+            try:
+                value = json.loads(text)
+                if not isinstance(value, dict):
+                    raise TypeError(f"a {type(value).__name__}, not a JSON object")
+            except (TypeError, ValueError) as exc:
+                raise StudyDbError(
+                    f"{self.path}: damaged study database: trial {trial_id}'s {column}: {exc}"
+                ) from None
+            values.append(value)
+        return values[0], values[1]
 
     def runnable(self, retries: int) -> list[int]:
         """Trials to run: pending, running (interrupted) and failed with retries left."""
         rows = self._con.execute(
-            f"SELECT id FROM {TRIALS_TABLE} WHERE state IN ('pending', 'running') "
-            "OR (state = 'failed' AND attempts <= ?) ORDER BY id",
-            (retries,),
+            f"SELECT id FROM {TRIALS_TABLE} WHERE {RUNNABLE} ORDER BY id", (retries,)
         ).fetchall()
         return [r[0] for r in rows]
 
+    def best(self, k: int) -> list[tuple[float, int]]:
+        """(error, id) of the k best finished trials, best first (ties by id)."""
+        rows = self._con.execute(
+            f"SELECT error, id FROM {TRIALS_TABLE} WHERE state = 'done' AND error IS NOT NULL "
+            "ORDER BY error, id LIMIT ?",
+            (k,),
+        ).fetchall()
+        return [(float(e), int(i)) for e, i in rows]
+
+    def done_ids(self) -> list[int]:
+        """Every finished trial's id."""
+        rows = self._con.execute(f"SELECT id FROM {TRIALS_TABLE} WHERE state = 'done'")
+        return [r[0] for r in rows.fetchall()]
+
     # -- writing: one committed transaction each -----------------------------------------------
 
-    def _write(self, sql: str, params: Iterable[Any]) -> int:
-        cur = self._con.execute(sql, tuple(params))
-        return cur.rowcount
+    def _transaction(self, statements: Iterable[tuple[str, Iterable[Any]]]) -> list[int]:
+        con = self._con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            counts = [con.execute(sql, tuple(params)).rowcount for sql, params in statements]
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        return counts
 
     def set_meta(self, values: Mapping[str, str]) -> None:
-        """Record facts about the current run (executor, parallelism) for `status`."""
-        self._con.execute("BEGIN IMMEDIATE")
-        self._con.executemany(
-            f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)", list(values.items())
-        )
-        self._con.execute("COMMIT")
+        """Record facts about the current run (executor, parallelism, storage) for `status`."""
+        sql = f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)"
+        self._transaction((sql, kv) for kv in values.items())
 
     def mark_running(self, trial_id: int) -> None:
         """A trial was handed to a worker."""
-        self._write(
-            f"UPDATE {TRIALS_TABLE} SET state = 'running', started_at = ?, finished_at = NULL "
-            "WHERE id = ? AND state != 'done'",
-            (time.time(), trial_id),
+        self._transaction(
+            [
+                (
+                    f"UPDATE {TRIALS_TABLE} SET state = 'running', started_at = ?, "
+                    "finished_at = NULL WHERE id = ? AND state != 'done'",
+                    (time.time(), trial_id),
+                )
+            ]
         )
 
-    def finish(self, trial_id: int, result: Mapping[str, Any]) -> bool:
-        """Store a trial's result (done); False when the trial was not running (ignored)."""
-        n = self._write(
-            f"UPDATE {TRIALS_TABLE} SET state = 'done', attempts = attempts + 1, error = ?, "
-            "epochs = ?, curve = ?, train_seconds = ?, images_per_second = ?, "
-            "peak_memory_bytes = ?, device = ?, host = ?, synthetic = ?, message = NULL, "
-            "finished_at = ? WHERE id = ? AND state = 'running'",
-            (
-                float(result["error"]),
-                int(result["epochs"]),
-                json.dumps(list(result["curve"])),
-                float(result["train_seconds"]),
-                float(result["images_per_second"]),
-                int(result["peak_memory_bytes"]),
-                str(result["device"]),
-                str(result["host"]),
-                int(bool(result["synthetic"])),
-                time.time(),
-                trial_id,
-            ),
+    def set_live(self, rows: Iterable[tuple[int, int, int, float, float, float, str, int]]) -> None:
+        """Running trials' last finished epochs: (id, epoch, epochs, error, loss, seconds,
+        host, pid), for `status`; trials that are no longer running are skipped."""
+        sql = (
+            f"INSERT OR REPLACE INTO {LIVE_TABLE} SELECT ?, ?, ?, ?, ?, ?, ?, ?, ? "
+            f"WHERE EXISTS (SELECT 1 FROM {TRIALS_TABLE} WHERE id = ? AND state = 'running')"
         )
-        return n == 1
+        now = time.time()
+        self._transaction((sql, (*r, now, r[0])) for r in rows)
 
-    def fail(self, trial_id: int, message: str) -> int:
-        """Mark a trial failed with its message; returns its finished attempts."""
-        self._write(
-            f"UPDATE {TRIALS_TABLE} SET state = 'failed', attempts = attempts + 1, "
-            "message = ?, finished_at = ? WHERE id = ? AND state = 'running'",
-            (message, time.time(), trial_id),
+    def finish(self, trial_id: int, result: Mapping[str, Any], meta: Mapping[str, str]) -> bool:
+        """Store a trial's result (done) and `meta` with it; False when the trial was not
+        running (ignored)."""
+        sql = (
+            f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, finished_at = ? "
+            "WHERE id = ? AND state = 'running'"
+        )
+        put = f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)"
+        counts = self._transaction(
+            [
+                (sql, (*_result_values(result), time.time(), trial_id)),
+                (f"DELETE FROM {LIVE_TABLE} WHERE id = ?", (trial_id,)),
+                *((put, kv) for kv in meta.items()),
+            ]
+        )
+        return counts[0] == 1
+
+    def record_results(self, results: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
+        """Store many trials' results (done) in one transaction: results obtained elsewhere
+        (an import, a benchmark filling a large database)."""
+        sql = (
+            f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, started_at = ?, finished_at = ? "
+            "WHERE id = ? AND state != 'done'"
+        )
+        now = time.time()
+        self._transaction(
+            (sql, (*_result_values(r), now - float(r["train_seconds"]), now, trial_id))
+            for trial_id, r in results
+        )
+
+    def fail(self, trial_id: int, message: str, host: str | None) -> int:
+        """Mark a trial failed with its message (kept in its history); returns its finished
+        attempts."""
+        now = time.time()
+        self._transaction(
+            [
+                (
+                    f"INSERT OR REPLACE INTO {HISTORY_TABLE} SELECT id, attempts + 1, ?, ?, "
+                    f"started_at, ? FROM {TRIALS_TABLE} WHERE id = ? AND state = 'running'",
+                    (message, host, now, trial_id),
+                ),
+                (
+                    f"UPDATE {TRIALS_TABLE} SET state = 'failed', attempts = attempts + 1, "
+                    "message = ?, finished_at = ? WHERE id = ? AND state = 'running'",
+                    (message, now, trial_id),
+                ),
+                (f"DELETE FROM {LIVE_TABLE} WHERE id = ?", (trial_id,)),
+            ]
         )
         row = self._con.execute(
             f"SELECT attempts FROM {TRIALS_TABLE} WHERE id = ?", (trial_id,)
@@ -292,9 +446,65 @@ class StudyDatabase:
         ids = list(trial_ids)
         if not ids:
             return
-        self._con.execute("BEGIN IMMEDIATE")
-        self._con.executemany(
-            f"UPDATE {TRIALS_TABLE} SET state = 'pending' WHERE id = ? AND state = 'running'",
-            [(i,) for i in ids],
-        )
-        self._con.execute("COMMIT")
+        sql = f"UPDATE {TRIALS_TABLE} SET state = 'pending' WHERE id = ? AND state = 'running'"
+        live = f"DELETE FROM {LIVE_TABLE} WHERE id = ?"
+        self._transaction([s for i in ids for s in ((sql, (i,)), (live, (i,)))])
+
+    def counts(self) -> dict[str, int]:
+        """Trials per state."""
+        rows = self._con.execute(f"SELECT state, COUNT(*) FROM {TRIALS_TABLE} GROUP BY state")
+        return dict(rows.fetchall())
+
+
+_SET_RESULT = (
+    "state = 'done', attempts = attempts + 1, error = ?, epochs = ?, curve = ?, "
+    "train_seconds = ?, images_per_second = ?, peak_memory_bytes = ?, device = ?, host = ?, "
+    "synthetic = ?, message = NULL"
+)
+
+
+def _result_values(result: Mapping[str, Any]) -> tuple[Any, ...]:
+    """A trainer result's values for _SET_RESULT's placeholders."""
+    return (
+        float(result["error"]),
+        int(result["epochs"]),
+        json.dumps(list(result["curve"])),
+        float(result["train_seconds"]),
+        float(result["images_per_second"]),
+        int(result["peak_memory_bytes"]),
+        str(result["device"]),
+        str(result["host"]),
+        int(bool(result["synthetic"])),
+    )
+
+
+class _Heartbeat:
+    """Renews the lease every HEARTBEAT_SECONDS on a connection of its own; sets `lost` when
+    another driver has taken it (ours was not renewed in time)."""
+
+    def __init__(self, path: Path, token: str) -> None:
+        self.lost = threading.Event()
+        self._stop = threading.Event()
+        self._con = _connect(path)
+        self._token = token
+        self._thread = threading.Thread(target=self._run, name="study-lease", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(HEARTBEAT_SECONDS):
+            try:
+                n = self._con.execute(
+                    f"UPDATE {LEASE_TABLE} SET heartbeat = ? WHERE token = ?",
+                    (time.time(), self._token),
+                ).rowcount
+            except sqlite3.Error:
+                continue  # busy or a transient error: the next beat tries again
+            if n == 0:
+                self.lost.set()
+                return
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+        with contextlib.suppress(sqlite3.Error):
+            self._con.close()

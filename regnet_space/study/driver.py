@@ -1,16 +1,22 @@
-"""The study driver: hand runnable trials to an executor and record each outcome as it comes.
+"""The study driver: hand runnable trials to an executor and record each event as it comes.
 
-The database is the only state. A run picks the trials that are pending, running (a previous
-driver was interrupted) or failed with retries left, keeps every worker busy, and commits each
-outcome in its own transaction the moment it arrives; a failed trial goes back to the end of
-the queue while it has retries left. Interrupting the driver returns unfinished trials to
-pending (a kill -9 leaves them `running`, which the next run treats the same way).
+The database is the only state that decides what runs. A run picks the trials that are
+pending, running (a previous driver was interrupted) or failed with retries left, keeps every
+slot of the executor busy (on Ray, as many as the cluster's live nodes hold), and commits each
+event in its own transaction the moment it arrives: a finished epoch (live progress), a
+result, a failure (kept in the trial's history; the trial goes back to the end of the queue
+while it has retries left), a timeout. Each trial trains into its run folder on the study's
+storage, so an interrupted attempt resumes from its last epoch. Interrupting the driver
+returns unfinished trials to pending (a kill -9 leaves them `running`, which the next run
+treats the same way). Weights beyond the `keep` policy are removed as better trials finish.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
+import secrets
 import signal
 import socket
 import sqlite3
@@ -21,11 +27,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..analysis.studydb import STATES, StudyDbError
-from .database import StudyDatabase
+from ..analysis.studydb import StudyDbError
+from .database import StudyDatabase, check_db_path, inspect
 from .executors import Executor, LocalPool, RayPool, import_ray
-from .studyfile import LocalExecutor, RayExecutor, ResolvedStudy, threads_per_trial
-from .worker import TrialTask
+from .storage import drop_weights, prepare_storage, remove_new_storage, trial_folder
+from .studyfile import (
+    LocalExecutor,
+    RayExecutor,
+    ResolvedStudy,
+    keep_count,
+    threads_per_trial,
+)
+from .worker import EpochReport, TrialOutcome, TrialTask
 
 POLL_SECONDS = 0.5
 
@@ -47,6 +60,7 @@ class RunSummary:
     """What a `study run` did and where the study stands."""
 
     db: Path
+    storage: Path
     total: int
     done: int
     failed: int
@@ -54,8 +68,9 @@ class RunSummary:
     attempts: int  # attempts finished in this run (done or failed)
     wall_seconds: float  # from the first trial handed out to the last outcome recorded
     train_seconds: float  # the trials' own training time, summed over this run's done trials
+    driver_seconds: float  # the driver's own work (database, scheduling), waits excluded
     executor: str
-    slots: int
+    slots: int  # the most trials that ran at once
     threads: int
 
 
@@ -97,115 +112,270 @@ def run_study(
     *,
     address: str | None = None,
     progress: Callable[[RunProgress], None] | None = None,
+    announce: Callable[[Path, Path], None] | None = None,
 ) -> RunSummary:
-    """Run every runnable trial of `study`, recording results in the database at `db_path`."""
+    """Run every runnable trial of `study`, recording results in the database at `db_path`
+    and the trials' run folders under the study's storage folder. `announce(db, storage)` is
+    called once both are checked and held, before the first trial starts."""
     try:
-        return _run(study, db_path, executor, address, progress)
+        return _run(study, Path(db_path), executor, address, progress, announce)
     except sqlite3.Error as exc:  # a full disk, a file removed under us: one line
         raise StudyDbError(f"{db_path}: cannot write the study database: {exc}") from None
 
 
 def _run(
     study: ResolvedStudy,
-    db_path: str | Path,
+    db_path: Path,
     executor: LocalExecutor | RayExecutor,
     address: str | None,
     progress: Callable[[RunProgress], None] | None,
+    announce: Callable[[Path, Path], None] | None,
 ) -> RunSummary:
     check_executor(executor.kind)
-    retries = study.file.retries
-    data = study.data.model_dump(mode="json")
-    recipes = {t.record.id: t.recipe_fields for t in study.trials}
-    specs = {t.record.id: t.record.to_dict_spec() for t in study.trials}
-    # Check an existing database and start the executor before anything is written, so a
-    # refused database or an unreachable cluster leaves no file behind.
-    todo = StudyDatabase.runnable_count(db_path, study, retries)
+    check_db_path(db_path)
+    # Check an existing database and the storage, and start the executor, before the
+    # database is written, so that a refused run leaves nothing behind.
+    existing = inspect(db_path, study, study.file.retries)
+    study_id = existing.study_id if existing and existing.study_id else secrets.token_hex(8)
+    todo = existing.runnable if existing is not None else len(study.trials)
+    storage = study.storage(db_path)
     pool, threads = make_executor(executor, address) if todo else (None, 0)
+    created = False
     try:
-        db = StudyDatabase.open(db_path, study)
+        created = prepare_storage(storage, study_id, study.name)
+        if pool is not None:
+            pool.check_storage(storage)
+        db = StudyDatabase.open(db_path, study, study_id)
     except BaseException:
         if pool is not None:
             pool.close()
+        if created:
+            remove_new_storage(storage)
         raise
     with db, _terminate_as_interrupt():
-        queue = deque(db.runnable(retries))
-        states = {t.id: t.state for t in db.trials()}
-        slots = pool.slots if pool is not None else 0
-        if pool is not None:
-            db.set_meta(
-                {
-                    "executor": executor.kind,
-                    "slots": str(slots),
-                    "threads": str(threads),
-                    "retries": str(retries),
-                    "driver": f"{socket.gethostname()}:{os.getpid()}",
-                    "run_started_at": repr(time.time()),
-                }
-            )
-        running: dict[int, float] = {}
-        attempts, train_seconds, durations = 0, 0.0, []
-        t0 = time.perf_counter()
+        run = _Run(study, db, pool, storage, threads, executor.kind)
+        run.start()
+        if announce is not None:
+            announce(db_path, storage)
         try:
-            while pool is not None and (queue or running):
-                while queue and len(running) < slots:
-                    trial_id = queue.popleft()
-                    recipe = study.trial_recipe(recipes[trial_id]).model_dump(mode="json")
-                    db.mark_running(trial_id)
-                    pool.submit(TrialTask(trial_id, specs[trial_id], recipe, data, threads))
-                    running[trial_id] = time.perf_counter()
-                    states[trial_id] = "running"
-                for outcome in pool.wait(POLL_SECONDS):
-                    started = running.pop(outcome.id, None)
-                    if started is None:
-                        continue
-                    durations.append(time.perf_counter() - started)
-                    attempts += 1
-                    if outcome.result is not None:
-                        db.finish(outcome.id, outcome.result)
-                        train_seconds += float(outcome.result["train_seconds"])
-                        states[outcome.id] = "done"
-                    else:
-                        states[outcome.id] = "failed"
-                        if db.fail(outcome.id, outcome.message or "failed") <= retries:
-                            queue.append(outcome.id)
-                if progress is not None:
-                    progress(_progress(states, t0, durations, len(queue), slots))
+            run.loop(progress)
         finally:
-            if pool is not None:
-                pool.close()
-            db.release(list(running))
-            wall = time.perf_counter() - t0
-        counts = dict.fromkeys(STATES, 0)
-        for t in db.trials():
-            counts[t.state] += 1
-    return RunSummary(
-        db=Path(db_path),
-        total=len(study.trials),
-        done=counts["done"],
-        failed=counts["failed"],
-        pending=counts["pending"] + counts["running"],
-        attempts=attempts,
-        wall_seconds=wall,
-        train_seconds=train_seconds,
-        executor=executor.kind,
-        slots=slots,
-        threads=threads,
-    )
+            run.stop()
+        return run.summary()
 
 
-def _progress(
-    states: dict[int, str], t0: float, durations: list[float], queued: int, slots: int
-) -> RunProgress:
-    values = list(states.values())
-    running = values.count("running")
-    eta = None
-    if durations and slots:
-        eta = sum(durations) / len(durations) * (queued + running) / slots
-    return RunProgress(
-        values.count("done"),
-        values.count("failed"),
-        len(values),
-        running,
-        time.perf_counter() - t0,
-        eta,
-    )
+@dataclass
+class _Attempt:
+    """A trial handed to the executor: when, and where it runs once it reports."""
+
+    started: float  # time.monotonic()
+    host: str | None = None
+
+
+class _Run:
+    """One run of the driver over an open database (mutable bookkeeping of the loop)."""
+
+    def __init__(
+        self,
+        study: ResolvedStudy,
+        db: StudyDatabase,
+        pool: Executor | None,
+        storage: Path,
+        threads: int,
+        kind: str,
+    ) -> None:
+        self.study, self.db, self.pool, self.storage = study, db, pool, storage
+        self.threads, self.kind = threads, kind
+        self.retries = study.file.retries
+        self.data = study.data.model_dump(mode="json")
+        self.keep = keep_count(study.file.keep)
+        timeout = study.file.trial_timeout
+        self.timeout = None if timeout is None else float(timeout) * 60.0
+        self.queue = deque(db.runnable(self.retries))
+        self.states = db.states()
+        values = list(self.states.values())
+        self.counts = {s: values.count(s) for s in ("done", "failed", "running")}
+        self.running: dict[int, _Attempt] = {}
+        self.live: dict[int, EpochReport] = {}
+        self.kept: list[tuple[float, int]] = []
+        self.attempts, self.train_seconds, self.durations = 0, 0.0, []
+        self.slots, self.max_slots, self.driver_seconds, self.wall = 0, 0, 0.0, 0.0
+        self.t0 = time.perf_counter()
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Record the run in the meta table; drop the weights `keep` no longer keeps."""
+        self.slots = self.pool.refresh() if self.pool is not None else 0
+        meta = {
+            "executor": self.kind,
+            "slots": str(self.slots),
+            "threads": str(self.threads),
+            "retries": str(self.retries),
+            "driver": f"{socket.gethostname()}:{os.getpid()}",
+            "run_started_at": repr(time.time()),
+            "storage": str(self.storage),
+            "keep": self.study.file.keep,
+        }
+        before = self.db.meta()
+        if self.keep is not None:
+            self.kept = self.db.best(self.keep) if self.keep else []
+            ids = {i for _, i in self.kept}
+            maybe = _listed(before) if before.get("keep") == meta["keep"] else None
+            maybe = self.db.done_ids() if maybe is None else maybe
+            drop_weights(trial_folder(self.storage, i) for i in maybe if i not in ids)
+            meta["weights_kept"] = json.dumps(sorted(ids))
+        else:
+            meta["weights_kept"] = "all"
+        self.db.set_meta(meta)
+
+    def stop(self) -> None:
+        """Stop the executor; unfinished trials go back to pending."""
+        if self.pool is not None:
+            self.pool.close()
+        if self.db.holds_lease():  # else the database is another driver's now
+            self.db.release(list(self.running))
+        self.wall = time.perf_counter() - self.t0
+
+    def summary(self) -> RunSummary:
+        counts = self.db.counts()
+        return RunSummary(
+            db=self.db.path,
+            storage=self.storage,
+            total=sum(counts.values()),
+            done=counts.get("done", 0),
+            failed=counts.get("failed", 0),
+            pending=counts.get("pending", 0) + counts.get("running", 0),
+            attempts=self.attempts,
+            wall_seconds=self.wall,
+            train_seconds=self.train_seconds,
+            driver_seconds=self.driver_seconds,
+            executor=self.kind,
+            slots=self.max_slots,
+            threads=self.threads,
+        )
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def loop(self, progress: Callable[[RunProgress], None] | None) -> None:
+        """Until every runnable trial has an outcome: hand out, wait, record."""
+        pool = self.pool
+        while pool is not None and (self.queue or self.running):
+            t = time.perf_counter()
+            self.db.check_lease()
+            self.fill(pool)
+            waited = time.perf_counter()
+            events = pool.wait(POLL_SECONDS)
+            t += time.perf_counter() - waited  # the wait is not the driver's work
+            for event in events:
+                self.handle(event)
+            self.expire(pool)
+            if self.live:
+                rows = [(r.id, r.epoch, r.epochs, r.error, r.train_loss, r.seconds, r.host, r.pid)
+                        for r in self.live.values()]  # fmt: skip
+                self.db.set_live(rows)
+                self.live.clear()
+            if progress is not None:
+                progress(self.progress())
+            self.driver_seconds += time.perf_counter() - t
+
+    def fill(self, pool: Executor) -> None:
+        """Hand out queued trials while the executor has free slots."""
+        slots = pool.refresh()
+        if slots != self.slots:  # a Ray node joined or left: `status` divides its ETA by it
+            self.slots = slots
+            self.db.set_meta({"slots": str(slots)})
+        self.max_slots = max(self.max_slots, min(slots, len(self.queue) + len(self.running)))
+        while self.queue and len(self.running) < slots:
+            trial_id = self.queue.popleft()
+            spec, fields = self.db.task_fields(trial_id)
+            recipe = self.study.trial_recipe(fields).model_dump(mode="json")
+            self.db.mark_running(trial_id)
+            folder = str(trial_folder(self.storage, trial_id))
+            keep_weights = self.keep != 0
+            pool.submit(TrialTask(trial_id, spec, recipe, self.data, self.threads,
+                                  run_dir=folder, keep_weights=keep_weights))  # fmt: skip
+            self.running[trial_id] = _Attempt(time.monotonic())
+            self._count(trial_id, "running")
+
+    def handle(self, event: EpochReport | TrialOutcome) -> None:
+        """Record one event: an epoch of a running trial, or an attempt's outcome."""
+        if isinstance(event, EpochReport):
+            if event.id in self.running:
+                self.running[event.id].host = event.host
+                self.live[event.id] = event
+            return
+        attempt = self.running.pop(event.id, None)
+        if attempt is None:
+            return  # cancelled (a timeout) or not ours
+        self.live.pop(event.id, None)
+        self.durations.append(time.monotonic() - attempt.started)
+        self.attempts += 1
+        if event.result is not None:
+            self.finish(event.id, event.result)
+        else:
+            self.fail(event.id, event.message or "failed", event.host or attempt.host)
+
+    def finish(self, trial_id: int, result: dict) -> None:
+        """A result: stored with the weights kept; weights that fell out of `keep` go."""
+        dropped: list[tuple[float, int]] = []
+        meta = {}
+        if self.keep is not None:
+            ranked = sorted([*self.kept, (float(result["error"]), trial_id)])
+            self.kept, dropped = ranked[: self.keep], ranked[self.keep :]
+            meta["weights_kept"] = json.dumps(sorted(i for _, i in ranked))
+        self.db.finish(trial_id, result, meta)
+        drop_weights(trial_folder(self.storage, i) for _, i in dropped)
+        self.train_seconds += float(result["train_seconds"])
+        self._count(trial_id, "done")
+
+    def fail(self, trial_id: int, message: str, host: str | None) -> None:
+        """A failed attempt: recorded in the trial's history, queued again while retries last."""
+        if self.db.fail(trial_id, message, host) <= self.retries:
+            self.queue.append(trial_id)
+        self._count(trial_id, "failed")
+
+    def _count(self, trial_id: int, state: str) -> None:
+        before = self.states.get(trial_id)
+        if before in self.counts:
+            self.counts[before] -= 1
+        self.counts[state] += 1
+        self.states[trial_id] = state
+
+    def expire(self, pool: Executor) -> None:
+        """Attempts past `trial_timeout` are stopped and fail with that message."""
+        if self.timeout is None:
+            return
+        now = time.monotonic()
+        for trial_id, attempt in list(self.running.items()):
+            if now - attempt.started > self.timeout:
+                pool.cancel(trial_id)
+                del self.running[trial_id]
+                self.live.pop(trial_id, None)
+                self.attempts += 1
+                minutes = self.timeout / 60.0
+                self.fail(trial_id, f"trial timed out after {minutes:g} minutes "
+                          "(trial_timeout)", attempt.host)  # fmt: skip
+
+    def progress(self) -> RunProgress:
+        eta = None
+        if self.durations and self.slots:
+            mean = sum(self.durations) / len(self.durations)
+            eta = mean * (len(self.queue) + len(self.running)) / self.slots
+        return RunProgress(
+            self.counts["done"],
+            self.counts["failed"],
+            len(self.states),
+            len(self.running),
+            time.perf_counter() - self.t0,
+            eta,
+        )
+
+
+def _listed(meta: dict[str, str]) -> list[int] | None:
+    """The trials whose weights a previous run may have left (None: unknown, look at all)."""
+    try:
+        ids = json.loads(meta["weights_kept"])
+    except (KeyError, ValueError):
+        return None
+    return ids if isinstance(ids, list) and all(type(i) is int for i in ids) else None

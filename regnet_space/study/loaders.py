@@ -183,15 +183,36 @@ class SyntheticLoader:
 # Small data sets
 
 
-@lru_cache(maxsize=4)
-def _digits(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    """scikit-learn's 1,797 8x8 digits as uint8 (N, 1, S, S), a fixed seeded 80/20 split."""
+def digits_arrays() -> tuple[np.ndarray, np.ndarray]:
+    """The digits as scikit-learn's load_digits gives them: images (1797, 8, 8), targets.
+
+    Read from the CSV scikit-learn bundles, without importing scikit-learn (whose import
+    costs a new worker seconds); load_digits where the file is not where it ships.
+    """
+    import gzip
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    roots = list(spec.submodule_search_locations or []) if spec is not None else []
+    for root in roots:
+        path = Path(root) / "datasets" / "data" / "digits.csv.gz"
+        if path.is_file():
+            with gzip.open(path, "rt") as fh:
+                data = np.loadtxt(fh, delimiter=",")
+            return data[:, :-1].reshape(-1, 8, 8), data[:, -1].astype(int)
     from sklearn.datasets import load_digits
 
     digits = load_digits()
-    images = torch.from_numpy(digits.images.astype(np.float32) * (255.0 / 16.0))[:, None]
+    return digits.images, digits.target
+
+
+@lru_cache(maxsize=4)
+def _digits(train_size: int, test_size: int) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """scikit-learn's 1,797 8x8 digits as uint8 (N, 1, S, S), a fixed seeded 80/20 split."""
+    pixels, targets = digits_arrays()
+    images = torch.from_numpy(pixels.astype(np.float32) * (255.0 / 16.0))[:, None]
     images = images.round().to(torch.uint8)
-    labels = torch.from_numpy(digits.target.astype(np.int64))
+    labels = torch.from_numpy(targets.astype(np.int64))
     # A fixed split (seed 0), the same for every recipe seed, so trials share one test set.
     order = torch.from_numpy(np.random.RandomState(0).permutation(len(labels)))
     test, train = order[:DIGITS_TEST], order[DIGITS_TEST:]
@@ -269,16 +290,28 @@ class ImageFolderSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
         return len(self.samples)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[Tensor, int]:
-        from PIL import Image
-
         i, seed = key
         path, label = self.samples[i]
-        with Image.open(path) as im:
-            img = im.convert("RGB")
+        try:
+            img = _decode(path)
+        except Exception:  # unreadable: the batch names it (label -1 - index), see check()
+            return torch.zeros(3, self.size, self.size, dtype=torch.uint8), -1 - i
         # Seed -1: no augmentation (test images, or a recipe with augment: false).
         img = self._resize_center_crop(img) if seed < 0 else self._random_resized_crop(img, seed)
         arr = np.asarray(img, dtype=np.uint8).transpose(2, 0, 1)
         return torch.from_numpy(arr.copy()), label
+
+    def check(self, y: Tensor) -> None:
+        """Refuse a batch holding an image that did not decode, naming the file and why."""
+        bad = y[y < 0]
+        if len(bad):
+            path = self.samples[-1 - int(bad[0])][0]
+            try:
+                _decode(path)
+                why = "it did not decode in a loader worker"
+            except Exception as exc:  # Pillow: UnidentifiedImageError, DecompressionBombError...
+                why = " ".join(f"{type(exc).__name__}: {exc}".split())[:200]
+            raise StudyError(f"{path}: not a readable image ({why})")
 
     def _random_resized_crop(self, img: Any, seed: int) -> Any:
         """torchvision's RandomResizedCrop (scale 0.08-1, ratio 3/4-4/3) and a random flip."""
@@ -323,6 +356,14 @@ class ImageFolderSet(torch.utils.data.Dataset):  # type: ignore[type-arg]
         img = img.resize((nw, nh), Image.Resampling.BILINEAR)
         left, top = (nw - self.size) // 2, (nh - self.size) // 2
         return img.crop((left, top, left + self.size, top + self.size))
+
+
+def _decode(path: str) -> Any:
+    """An image file as an RGB Pillow image, fully decoded (a truncated file raises here)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        return im.convert("RGB")
 
 
 class _KeySampler(torch.utils.data.Sampler):  # type: ignore[type-arg]
@@ -373,7 +414,8 @@ class FolderLoader:
             drop_last=drop,
         )
 
-    def _to_device(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+    def _to_device(self, data: ImageFolderSet, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        data.check(y)
         x = x.to(self.device, non_blocking=True)
         return self.normalize(x, self.channels), y.to(self.device, non_blocking=True)
 
@@ -386,12 +428,12 @@ class FolderLoader:
         keys = list(zip(order, seeds, strict=True))
         drop = self.n_train >= self.batch_size
         for x, y in self._loader(self.train_set, keys, drop):
-            yield self._to_device(x, y)
+            yield self._to_device(self.train_set, x, y)
 
     def test_batches(self) -> Iterator[tuple[Tensor, Tensor]]:
         keys = [(i, -1) for i in range(self.n_test)]
         for x, y in self._loader(self.test_set, keys, False):
-            yield self._to_device(x, y)
+            yield self._to_device(self.test_set, x, y)
 
 
 def _workers() -> int:

@@ -12,6 +12,7 @@ import hashlib
 import json
 import math
 import os
+import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -119,6 +120,33 @@ class StudyFile(BaseModel):
     data: DataSpec
     executor: Executor = LocalExecutor(kind="local")
     retries: int = Field(0, ge=0, le=MAX_RETRIES)
+    storage: str | None = Field(
+        None,
+        min_length=1,
+        max_length=4096,
+        description="folder of the trials' run folders (relative to the study file, or "
+        "absolute; default <db stem>.runs beside the database)",
+    )
+    keep: str = Field(
+        "best-5",
+        pattern=r"^(all|none|best-[1-9][0-9]{0,5})$",
+        description="weights kept once trials end: all, none or best-K",
+    )
+    trial_timeout: Number | None = Field(
+        None, gt=0, le=10**7, description="minutes one attempt of a trial may take"
+    )
+
+
+# The keys that may change between runs of one database: how and where trials run, not what
+# they compute. Every other key decides results (and the study's hash), except that n may rise.
+OPERATIONAL_KEYS = ("executor", "retries", "storage", "keep", "trial_timeout")
+
+
+def keep_count(keep: str) -> int | None:
+    """Finished trials whose weights are kept: None for all, else K (0 for none)."""
+    if keep == "all":
+        return None
+    return 0 if keep == "none" else int(keep.removeprefix("best-"))
 
 
 @dataclass(frozen=True)
@@ -145,6 +173,20 @@ class ResolvedStudy:
     @property
     def name(self) -> str:
         return self.file.name
+
+    def digest_at(self, n: int) -> str:
+        """The digest this study had with `n` designs (a database of fewer trials grows)."""
+        data = json.loads(self.canonical)
+        data["n"] = n
+        return _digest(_canonical(data))
+
+    def storage(self, db_path: str | Path) -> Path:
+        """The storage folder (absolute): the `storage` key relative to the study file, or
+        `<db stem>.runs` beside the database."""
+        if self.file.storage is not None:
+            return _relative(self.path.absolute().parent, self.file.storage).absolute()
+        db = Path(db_path).absolute()
+        return db.parent / f"{db.stem}.runs"
 
     def trial_recipe(self, recipe_fields: Mapping[str, Any]) -> Recipe:
         """The recipe of one trial: the study's with its sampled fields."""
@@ -220,10 +262,12 @@ def _search_fields(file: StudyFile, where: Path) -> dict[str, SearchRange | Sear
 def draw_search(
     search: Mapping[str, SearchRange | SearchChoice], n: int, seed: int
 ) -> list[dict[str, Any]]:
-    """The recipe fields of n trials, drawn field by field from one seeded generator."""
-    rng = np.random.default_rng([seed, SEARCH_SALT])
+    """The recipe fields of n trials, each field drawn from its own seeded generator."""
     columns: dict[str, list[Any]] = {}
     for field, p in search.items():
+        # One stream per field: the first n draws stay the same when n rises, whatever the
+        # other fields are.
+        rng = np.random.default_rng([seed, SEARCH_SALT, zlib.crc32(field.encode())])
         if isinstance(p, SearchChoice):
             idx = rng.integers(0, len(p.values), n)
             columns[field] = [p.values[i] for i in idx.tolist()]
@@ -243,6 +287,19 @@ def draw_search(
     return [{f: columns[f][i] for f in search} for i in range(n)]
 
 
+def _bounds(c: StudyConstraints, where: Path) -> dict[str, Any]:
+    """The constraints the study file overrides, parsed as `sample` parses them."""
+    bounds = {}
+    for key in ("flops", "params", "acts", "stages"):
+        value = getattr(c, key)
+        if value is not None:
+            try:
+                bounds[key] = parse_bounds(tuple(value) if isinstance(value, list) else value)
+            except RegNetSpaceError as exc:
+                raise StudyError(f"{where}: constraints.{key}: {exc}") from None
+    return bounds
+
+
 def resolve(path: str | Path) -> ResolvedStudy:
     """Load a study file and everything it names; sample the designs; check the data root."""
     where = Path(path)
@@ -255,15 +312,7 @@ def resolve(path: str | Path) -> ResolvedStudy:
         data = check_data(file.data, base=base)
     except RegNetSpaceError as exc:
         raise StudyError(f"{where}: data: {exc}") from None
-    c = file.constraints
-    bounds = {}
-    for key in ("flops", "params", "acts", "stages"):
-        value = getattr(c, key)
-        if value is not None:
-            try:
-                bounds[key] = parse_bounds(tuple(value) if isinstance(value, list) else value)
-            except RegNetSpaceError as exc:
-                raise StudyError(f"{where}: constraints.{key}: {exc}") from None
+    bounds = _bounds(file.constraints, where)
     try:
         sampled = sample(space, file.n, seed=file.seed, input_size=recipe.test_size, **bounds)
     except RegNetSpaceError as exc:
@@ -286,7 +335,7 @@ def resolve(path: str | Path) -> ResolvedStudy:
         "search": {k: v.model_dump(mode="json") for k, v in search.items()},
         "data": file.data.model_dump(mode="json"),
     }
-    canonical = json.dumps(canonical_data, sort_keys=True, separators=(",", ":"))
+    canonical = _canonical(canonical_data)
     return ResolvedStudy(
         path=where,
         file=file,
@@ -295,8 +344,16 @@ def resolve(path: str | Path) -> ResolvedStudy:
         data=data,
         trials=trials,
         canonical=canonical,
-        digest=hashlib.sha256(canonical.encode()).hexdigest(),
+        digest=_digest(canonical),
     )
+
+
+def _canonical(data: Mapping[str, Any]) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def _digest(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def cores() -> int:

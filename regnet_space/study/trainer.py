@@ -19,12 +19,13 @@ import copy
 import json
 import math
 import socket
+import stat
 import sys
 import time
-from collections.abc import Iterator
-from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO, cast
+from typing import Any, Literal, TextIO, cast
 
 import numpy as np
 import torch
@@ -33,65 +34,36 @@ from torch import Tensor, nn
 
 from ..core.errors import SpecError
 from ..core.generator import to_explicit
-from ..core.io import atomic_write_text, atomic_write_with
+from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.spec import Spec, dump_spec, spec_from_dict
 from ..nn.model import RegNetForImageClassification, build_model
 from .data import DataSpec, check_data, num_classes
 from .errors import StudyError
 from .loaders import Loader, epoch_seed, make_loader
 from .recipe import Recipe, dump_recipe
+from .runfolder import (
+    EpochMetrics,
+    RunFiles,
+    TrainResult,
+    check_run_dir,
+    hold_run_dir,
+    read_curve,
+    read_result,
+    run_identity,
+)
 
 __all__ = [
     "EpochMetrics",
+    "FolderPolicy",
     "RunFiles",
     "TrainResult",
+    "check_run_dir",
+    "load_weights",
     "resolve_device",
+    "run_identity",
     "spec_for_data",
     "train",
 ]
-
-
-@dataclass(frozen=True)
-class EpochMetrics:
-    """One epoch: mean training loss, test top-1 error (%), lr at its end, time, speed."""
-
-    epoch: int
-    train_loss: float
-    test_error: float
-    lr: float
-    seconds: float
-    images_per_second: float
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able fields."""
-        return asdict(self)
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    """The outcome of one training run."""
-
-    error: float  # final top-1 error on the test split, percent
-    epochs: int
-    curve: tuple[EpochMetrics, ...]
-    train_seconds: float  # the epochs' wall time (training and their evaluations)
-    images_per_second: float  # training images per second of the training loops
-    peak_memory_bytes: int  # CUDA max allocated, or the process's peak RSS on CPU
-    device: str
-    host: str
-    synthetic: bool  # trained on random tensors: a speed measurement, not an error
-
-    def as_dict(self) -> dict[str, Any]:
-        """JSON-able fields (the curve as a list of dicts)."""
-        out = {f.name: getattr(self, f.name) for f in fields(self)}
-        out["curve"] = [m.as_dict() for m in self.curve]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainResult:
-        """The inverse of as_dict."""
-        curve = tuple(EpochMetrics(**m) for m in data["curve"])
-        return cls(**{**data, "curve": curve})
 
 
 # ---------------------------------------------------------------------------------------------
@@ -156,85 +128,6 @@ def _torch_threads(threads: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
-
-
-# ---------------------------------------------------------------------------------------------
-# The run folder
-
-
-@dataclass(frozen=True)
-class RunFiles:
-    """The files of a run folder; `run.json` names the run, `result.json` marks it finished."""
-
-    folder: Path
-
-    @property
-    def identity(self) -> Path:
-        return self.folder / "run.json"
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.folder / "checkpoint.pt"
-
-    @property
-    def metrics(self) -> Path:
-        return self.folder / "metrics.jsonl"
-
-    @property
-    def result(self) -> Path:
-        return self.folder / "result.json"
-
-    @property
-    def spec(self) -> Path:
-        return self.folder / "spec.yaml"
-
-    @property
-    def recipe(self) -> Path:
-        return self.folder / "recipe.yaml"
-
-    def weights(self, safetensors: bool) -> Path:
-        return self.folder / ("model.safetensors" if safetensors else "model.pt")
-
-    def ours(self) -> tuple[Path, ...]:
-        """Every file a run writes (removed by a forced restart, nothing else is)."""
-        names = ("checkpoint", "metrics", "result", "spec", "recipe", "identity")
-        return (*(getattr(self, n) for n in names), self.weights(True), self.weights(False))
-
-
-def run_identity(spec: Spec, recipe: Recipe, data: DataSpec) -> dict[str, Any]:
-    """What makes two runs the same run: the spec, the recipe and the data."""
-    return {
-        "spec": spec.model_dump(mode="json", exclude_none=True),
-        "recipe": recipe.model_dump(mode="json"),
-        "data": data.model_dump(mode="json"),
-    }
-
-
-def check_run_dir(folder: Path, identity: dict[str, Any], force: bool) -> str:
-    """`new`, `resume` or `done`: what training into `folder` means; refuses another run's."""
-    files = RunFiles(folder)
-    if folder.exists() and not folder.is_dir():
-        raise StudyError(f"{folder}: exists and is not a directory")
-    if not folder.exists():
-        if not folder.parent.is_dir():
-            raise StudyError(f"{folder.parent}: no such directory")
-        return "new"
-    if files.identity.is_file():
-        try:
-            existing = json.loads(files.identity.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            existing = None
-        if existing == identity:
-            return "done" if files.result.is_file() else "resume"
-        if not force:
-            raise StudyError(
-                f"{folder}: holds a run of another spec, recipe or data (use --force to "
-                "start over there)"
-            )
-        return "new"
-    if any(folder.iterdir()) and not force:
-        raise StudyError(f"{folder}: exists, is not empty and is not a run folder (use --force)")
-    return "new"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -377,7 +270,7 @@ def _peak_memory(device: torch.device) -> int:
 
 
 def _summarize(
-    curve: list[EpochMetrics], device: torch.device, synthetic: bool, n: int
+    curve: list[EpochMetrics], device: torch.device, synthetic: bool, n: int, stopped: bool
 ) -> TrainResult:
     loop_seconds = sum(n / m.images_per_second for m in curve if m.images_per_second > 0)
     return TrainResult(
@@ -390,7 +283,12 @@ def _summarize(
         device=str(device),
         host=socket.gethostname(),
         synthetic=synthetic,
+        stopped=stopped,
     )
+
+
+# ---------------------------------------------------------------------------------------------
+# The run folder's files, as the loop writes and reads them
 
 
 def _write_metrics(files: RunFiles, curve: list[EpochMetrics]) -> None:
@@ -408,8 +306,91 @@ def _save_weights(files: RunFiles, model: nn.Module) -> None:
     atomic_write_with(files.weights(True), lambda tmp: save_file(state, tmp), True)
 
 
+def _start_folder(files: RunFiles, identity: dict[str, Any], spec: Spec, recipe: Recipe) -> None:
+    """A new run in the folder: the previous run's files go (only regular files and links to
+    them: a FIFO, device or folder under one of our names is refused), then the identity."""
+    seen: set[Path] = set()
+    ours = [p for p in files.ours() if p.exists() or p.is_symlink()]
+    for path in ours:
+        check_target(path, force=True, _seen=seen)
+    for path in ours:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+    atomic_write_text(files.identity, json.dumps(identity, indent=2) + "\n", True)
+    atomic_write_text(files.spec, dump_spec(to_explicit(spec)), True)
+    atomic_write_text(files.recipe, dump_recipe(recipe), True)
+
+
+CHECKPOINT_KEYS = frozenset({"epoch", "model", "optimizer", "ema", "scaler", "curve"})
+
+
+def _read_checkpoint(path: Path, recipe: Recipe) -> dict[str, Any]:
+    """An epoch checkpoint of this trainer, read with weights_only and checked; StudyError
+    naming the file for anything else (garbage, a truncated file, a pickle that runs code)."""
+    try:
+        if not stat.S_ISREG(path.stat().st_mode):
+            raise StudyError(f"{path}: not a regular file, expected an epoch checkpoint")
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except StudyError:
+        raise
+    except Exception as exc:  # torch's unpickler raises many types on a damaged file
+        raise StudyError(f"{path}: not a readable checkpoint ({_reason(exc)})") from None
+    if not isinstance(ckpt, dict) or set(ckpt) != CHECKPOINT_KEYS:
+        raise StudyError(f"{path}: not an epoch checkpoint of `regnet-space train`")
+    epoch = ckpt["epoch"]
+    if type(epoch) is not int or not 0 < epoch <= recipe.epochs:
+        raise StudyError(f"{path}: epoch {epoch!r} is not one of the recipe's 1..{recipe.epochs}")
+    try:
+        curve = read_curve(ckpt["curve"], recipe.epochs)
+    except ValueError as exc:
+        raise StudyError(f"{path}: bad curve: {exc}") from None
+    if len(curve) != epoch:
+        raise StudyError(f"{path}: {len(curve)} epoch records for epoch {epoch}")
+    ckpt["curve"] = curve
+    return ckpt
+
+
+def _reason(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())[:200]
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
 # ---------------------------------------------------------------------------------------------
-# train()
+# train(): setup, resume, epochs, checkpoints
+
+
+Decision = Literal["continue", "stop"]
+# Called after each finished (and checkpointed) epoch; "stop" ends training after it.
+OnEpoch = Callable[[EpochMetrics], "Decision | None"]
+
+
+@dataclass(frozen=True)
+class FolderPolicy:
+    """What a run folder keeps when the run ends, and how long to wait for its lock."""
+
+    keep_checkpoint: bool = True  # the last epoch checkpoint (`train -o` keeps it)
+    keep_weights: bool = True  # model.safetensors
+    lock_wait: float = 0.0  # seconds to wait for another process training into the folder
+
+
+@dataclass
+class _Session:
+    """The live objects of one run: model, optimizer, loader, and the curve so far."""
+
+    recipe: Recipe
+    device: torch.device
+    model: RegNetForImageClassification
+    net: nn.Module
+    eval_net: nn.Module
+    optimizer: torch.optim.Optimizer
+    scaler: torch.amp.GradScaler
+    ema: _Ema | None
+    loader: Loader
+    curve: list[EpochMetrics]
+
+    @property
+    def fp16(self) -> bool:
+        return self.device.type == "cuda" and self.recipe.precision == "fp16"
 
 
 def train(
@@ -422,39 +403,70 @@ def train(
     run_dir: Path | None = None,
     progress: bool = False,
     force: bool = False,
+    on_epoch: OnEpoch | None = None,
+    policy: FolderPolicy = FolderPolicy(),
 ) -> TrainResult:
     """Train `spec` under `recipe` on `data`; return the final test error and the curve.
 
     `run_dir`: write epoch checkpoints, metrics.jsonl, the weights, spec and recipe there, and
-    resume from its last checkpoint (another run's folder is refused unless `force`).
+    resume from its last checkpoint (another run's folder is refused unless `force`); one
+    process at a time trains into a folder. `on_epoch` sees every finished epoch and may
+    return "stop" to end training after it (the result is then marked `stopped`).
     Bad input raises StudyError (or another RegNetSpaceError); other exceptions mean that the
-    trial itself failed (for example a diverged loss or out of memory).
+    trial itself failed (for example a diverged loss or out of memory). Threads, RNG state and
+    cuDNN's benchmark flag are restored when it returns.
     """
     if not isinstance(recipe, Recipe):
         raise StudyError(f"recipe: expected a Recipe, got {type(recipe).__name__}")
     data = check_data(data)
     spec = spec_for_data(spec, data)
     dev = resolve_device(device)
-    files = RunFiles(Path(run_dir)) if run_dir is not None else None
     identity = run_identity(spec, recipe, data)
-    state = check_run_dir(files.folder, identity, force) if files is not None else "new"
-    if files is not None and state == "done":
-        return TrainResult.from_dict(json.loads(files.result.read_text(encoding="utf-8")))
     stream = sys.stderr if progress else None
-    with _torch_threads(threads):
-        return _train(spec, recipe, data, dev, files, identity, state, stream)
+    with _torch_threads(threads), _cudnn_benchmark(dev):
+        if run_dir is None:
+            session = _setup(spec, recipe, data, dev)
+            return _loop(session, None, data, policy, on_epoch, stream)
+        files = RunFiles(Path(run_dir))
+        state = check_run_dir(files.folder, identity, force)
+        if state == "done":
+            return _finished(files, policy)
+        with hold_run_dir(files.folder, policy.lock_wait):
+            state = check_run_dir(files.folder, identity, force)  # as it is now we hold it
+            if state == "done":
+                return _finished(files, policy)
+            session = _setup(spec, recipe, data, dev)
+            if state == "resume" and files.checkpoint.exists():
+                _resume(session, _read_checkpoint(files.checkpoint, recipe), files.checkpoint)
+            else:  # new, or killed before its first epoch checkpoint
+                _start_folder(files, identity, spec, recipe)
+            _write_metrics(files, session.curve)
+            return _loop(session, files, data, policy, on_epoch, stream)
 
 
-def _train(
-    spec: Spec,
-    recipe: Recipe,
-    data: DataSpec,
-    device: torch.device,
-    files: RunFiles | None,
-    identity: dict[str, Any],
-    state: str,
-    stream: TextIO | None,
-) -> TrainResult:
+def _finished(files: RunFiles, policy: FolderPolicy) -> TrainResult:
+    """A finished run's result; an epoch checkpoint the policy drops is removed (a run killed
+    between its result and that removal)."""
+    result = read_result(files)
+    if not policy.keep_checkpoint:
+        with contextlib.suppress(FileNotFoundError):
+            files.checkpoint.unlink()
+    return result
+
+
+@contextlib.contextmanager
+def _cudnn_benchmark(device: torch.device) -> Iterator[None]:
+    """cuDNN picks its fastest kernels for the fixed shapes of a CUDA run; restored after."""
+    before = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = before or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = before
+
+
+def _setup(spec: Spec, recipe: Recipe, data: DataSpec, device: torch.device) -> _Session:
+    """Model (initialized from the recipe seed), optimizer, scaler, EMA and the data loader."""
     # The init comes from the recipe seed alone; the caller's global RNG is left as it was.
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(recipe.seed)
@@ -464,8 +476,6 @@ def _train(
     model.to(device)
     if recipe.channels_last:
         model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
     loader = make_loader(data, recipe, spec.num_channels, device)
     optimizer = torch.optim.SGD(
         _param_groups(model, recipe),
@@ -474,108 +484,204 @@ def _train(
         nesterov=recipe.nesterov and recipe.momentum > 0,
     )
     fp16 = device.type == "cuda" and recipe.precision == "fp16"
-    scaler = torch.amp.GradScaler("cuda", enabled=fp16)
     ema = _Ema(model, recipe) if recipe.ema_decay is not None else None
-    curve: list[EpochMetrics] = []
-    start_epoch = 0
-
-    if files is not None:
-        if state == "resume" and files.checkpoint.is_file():
-            ckpt = torch.load(files.checkpoint, map_location=device, weights_only=True)
-            model.load_state_dict(ckpt["model"])
-            optimizer.load_state_dict(ckpt["optimizer"])
-            if ema is not None and ckpt.get("ema") is not None:
-                ema.model.load_state_dict(ckpt["ema"])
-            if ckpt.get("scaler"):
-                scaler.load_state_dict(ckpt["scaler"])
-            curve = [EpochMetrics(**m) for m in ckpt["curve"]]
-            start_epoch = int(ckpt["epoch"])
-        else:
-            files.folder.mkdir(exist_ok=True)
-            for path in files.ours():
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
-            atomic_write_text(files.identity, json.dumps(identity, indent=2) + "\n", True)
-            atomic_write_text(files.spec, dump_spec(to_explicit(spec)), True)
-            atomic_write_text(files.recipe, dump_recipe(recipe), True)
-        _write_metrics(files, curve)
-
     net: nn.Module = _Logits(model)
     if recipe.compile:
         net = torch.compile(net)  # type: ignore[assignment]
-    eval_net: nn.Module = _Logits(ema.model) if ema is not None else net
-    steps = loader.steps_per_epoch()
-    bar = _Progress(stream, recipe.epochs, steps)
+    return _Session(
+        recipe=recipe,
+        device=device,
+        model=model,
+        net=net,
+        eval_net=_Logits(ema.model) if ema is not None else net,
+        optimizer=optimizer,
+        scaler=torch.amp.GradScaler("cuda", enabled=fp16),
+        ema=ema,
+        loader=loader,
+        curve=[],
+    )
 
-    for epoch in range(start_epoch, recipe.epochs):
-        net.train()
-        t0 = time.perf_counter()
-        mix = np.random.default_rng(epoch_seed(recipe.seed, epoch, 2))
-        mix_perm = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, 3))
-        loss_sum = torch.zeros((), device=device)
-        images = 0
-        lr = recipe.lr
-        for step, (x, y) in enumerate(loader.train_batches(epoch)):
-            lr = recipe.lr_at(epoch + step / steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            if recipe.channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            lam = 1.0
-            if recipe.mixup_alpha > 0:
-                lam = float(mix.beta(recipe.mixup_alpha, recipe.mixup_alpha))
-                perm = torch.randperm(len(y), generator=mix_perm).to(device)
-                x = lam * x + (1.0 - lam) * x[perm]
-            with _autocast(device, recipe):
-                logits = net(x)
-                loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
-                if lam < 1.0:
-                    loss = lam * loss + (1.0 - lam) * F.cross_entropy(
-                        logits, y[perm], label_smoothing=recipe.label_smoothing
-                    )
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
-            if ema is not None:
-                ema.update(model, epoch * steps + step, epoch + (step + 1) / steps)
-            loss_sum += loss.detach().float() * len(y)
-            images += len(y)
-            bar.step(epoch, step, loss, images, t0)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        loop_seconds = time.perf_counter() - t0
-        train_loss = float(loss_sum.item()) / max(1, images)
-        if not math.isfinite(train_loss):
-            raise FloatingPointError(
-                f"training diverged: loss is {train_loss} in epoch {epoch + 1}"
-            )
-        error = evaluate(eval_net, loader, device, recipe)
-        metrics = EpochMetrics(
-            epoch=epoch + 1,
-            train_loss=train_loss,
-            test_error=error,
-            lr=lr,
-            seconds=time.perf_counter() - t0,
-            images_per_second=images / loop_seconds if loop_seconds > 0 else 0.0,
-        )
-        curve.append(metrics)
+
+def _resume(session: _Session, ckpt: dict[str, Any], path: Path) -> None:
+    """Load a checked checkpoint into the session; a state that does not fit is one line."""
+    try:
+        session.model.load_state_dict(ckpt["model"])
+        session.optimizer.load_state_dict(ckpt["optimizer"])
+        if session.ema is not None:
+            if ckpt["ema"] is None:
+                raise ValueError("no EMA weights, but the recipe has an EMA")
+            session.ema.model.load_state_dict(ckpt["ema"])
+        if ckpt["scaler"]:
+            session.scaler.load_state_dict(ckpt["scaler"])
+    except (RuntimeError, ValueError, KeyError, TypeError, IndexError, AttributeError) as exc:
+        raise StudyError(f"{path}: does not fit this run ({_reason(exc)})") from None
+    session.curve = list(ckpt["curve"])
+
+
+def _loop(
+    session: _Session,
+    files: RunFiles | None,
+    data: DataSpec,
+    policy: FolderPolicy,
+    on_epoch: OnEpoch | None,
+    stream: TextIO | None,
+) -> TrainResult:
+    """Train the remaining epochs, checkpointing each; then the weights and the result."""
+    recipe, loader = session.recipe, session.loader
+    bar = _Progress(stream, recipe.epochs, loader.steps_per_epoch())
+    stopped = False
+    for epoch in range(len(session.curve), recipe.epochs):
+        metrics = _epoch(session, epoch, bar)
+        session.curve.append(metrics)
         bar.end(metrics)
         if files is not None:
-            ckpt = {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optimizer": optimizer.state_dict(),
-                "ema": ema.model.state_dict() if ema is not None else None,
-                "scaler": scaler.state_dict() if fp16 else None,
-                "curve": [m.as_dict() for m in curve],
-            }
-            atomic_write_with(files.checkpoint, lambda tmp, c=ckpt: torch.save(c, tmp), True)
-            _write_metrics(files, curve)
-
-    images_per_epoch = steps * min(recipe.batch_size, loader.n_train)
-    result = _summarize(curve, device, data.name == "synthetic", images_per_epoch)
+            # The last epoch's checkpoint is only worth writing if the folder keeps it: a run
+            # killed before its result then redoes that epoch, to the same numbers.
+            last = epoch + 1 == recipe.epochs and not policy.keep_checkpoint
+            _checkpoint(session, files, write_state=not last)
+        decision = on_epoch(metrics) if on_epoch is not None else None
+        if decision == "stop" and epoch + 1 < recipe.epochs:
+            stopped = True
+            break
+    images_per_epoch = loader.steps_per_epoch() * min(recipe.batch_size, loader.n_train)
+    result = _summarize(
+        session.curve, session.device, data.name == "synthetic", images_per_epoch, stopped
+    )
     if files is not None:
-        _save_weights(files, ema.model if ema is not None else model)
+        if policy.keep_weights:
+            _save_weights(files, session.ema.model if session.ema is not None else session.model)
         atomic_write_text(files.result, json.dumps(result.as_dict(), indent=2) + "\n", True)
+        if not policy.keep_checkpoint:
+            with contextlib.suppress(FileNotFoundError):
+                files.checkpoint.unlink()
     return result
+
+
+def _checkpoint(session: _Session, files: RunFiles, write_state: bool = True) -> None:
+    """The state after the last finished epoch (unless not `write_state`), and the metrics
+    so far."""
+    if not write_state:
+        _write_metrics(files, session.curve)
+        return
+    ckpt = {
+        "epoch": len(session.curve),
+        "model": session.model.state_dict(),
+        "optimizer": session.optimizer.state_dict(),
+        "ema": session.ema.model.state_dict() if session.ema is not None else None,
+        "scaler": session.scaler.state_dict() if session.fp16 else None,
+        "curve": [m.as_dict() for m in session.curve],
+    }
+    atomic_write_with(files.checkpoint, lambda tmp: torch.save(ckpt, tmp), True)
+    _write_metrics(files, session.curve)
+
+
+def _epoch(session: _Session, epoch: int, bar: _Progress) -> EpochMetrics:
+    """One epoch of training (every draw from the seed and the epoch) and its evaluation."""
+    recipe, device = session.recipe, session.device
+    session.net.train()
+    t0 = time.perf_counter()
+    steps = session.loader.steps_per_epoch()
+    mix = np.random.default_rng(epoch_seed(recipe.seed, epoch, 2))
+    mix_perm = torch.Generator().manual_seed(epoch_seed(recipe.seed, epoch, 3))
+    loss_sum = torch.zeros((), device=device)
+    images = 0
+    lr = recipe.lr
+    for step, (x, y) in enumerate(session.loader.train_batches(epoch)):
+        lr = recipe.lr_at(epoch + step / steps)
+        loss = _step(session, x, y, lr, mix, mix_perm)
+        if session.ema is not None:
+            session.ema.update(session.model, epoch * steps + step, epoch + (step + 1) / steps)
+        loss_sum += loss.detach().float() * len(y)
+        images += len(y)
+        bar.step(epoch, step, loss, images, t0)
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    loop_seconds = time.perf_counter() - t0
+    train_loss = float(loss_sum.item()) / max(1, images)
+    if not math.isfinite(train_loss):
+        raise FloatingPointError(f"training diverged: loss is {train_loss} in epoch {epoch + 1}")
+    error = evaluate(session.eval_net, session.loader, device, recipe)
+    return EpochMetrics(
+        epoch=epoch + 1,
+        train_loss=train_loss,
+        test_error=error,
+        lr=lr,
+        seconds=time.perf_counter() - t0,
+        images_per_second=images / loop_seconds if loop_seconds > 0 else 0.0,
+    )
+
+
+def _step(
+    session: _Session,
+    x: Tensor,
+    y: Tensor,
+    lr: float,
+    mix: np.random.Generator,
+    mix_perm: torch.Generator,
+) -> Tensor:
+    """One optimizer step (mixup, autocast, loss scaling); returns the loss."""
+    recipe, device = session.recipe, session.device
+    for group in session.optimizer.param_groups:
+        group["lr"] = lr
+    if recipe.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    lam = 1.0
+    if recipe.mixup_alpha > 0:
+        lam = float(mix.beta(recipe.mixup_alpha, recipe.mixup_alpha))
+        perm = torch.randperm(len(y), generator=mix_perm).to(device)
+        x = lam * x + (1.0 - lam) * x[perm]
+    with _autocast(device, recipe):
+        logits = session.net(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=recipe.label_smoothing)
+        if lam < 1.0:
+            loss = lam * loss + (1.0 - lam) * F.cross_entropy(
+                logits, y[perm], label_smoothing=recipe.label_smoothing
+            )
+    session.optimizer.zero_grad(set_to_none=True)
+    session.scaler.scale(loss).backward()
+    session.scaler.step(session.optimizer)
+    session.scaler.update()
+    return loss
+
+
+def load_weights(run_dir: str | Path) -> RegNetForImageClassification:
+    """The trained model of a run folder (or a `study best` folder): spec.yaml + weights."""
+    from ..core.spec import load_spec
+
+    folder = Path(run_dir)
+    files = RunFiles(folder)
+    model = cast(RegNetForImageClassification, build_model(load_spec(files.spec), True))
+    path = files.weights(True) if files.weights(True).exists() else files.weights(False)
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(path)
+        else:
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state)
+    except FileNotFoundError:
+        raise StudyError(f"{folder}: no model.safetensors (weights not kept)") from None
+    except Exception as exc:  # safetensors and torch raise their own types on a bad file
+        raise StudyError(f"{path}: not the weights of {files.spec} ({_reason(exc)})") from None
+    return model.eval()
+
+
+def evaluate_run(
+    run_dir: str | Path, data: DataSpec, *, device: str | None = None, threads: int | None = None
+) -> float:
+    """Top-1 error (%) of a run folder's weights on `data`'s test split, at its recipe's test
+    size: what the run recorded as its final error, measured again."""
+    from ..core.spec import load_spec
+    from .recipe import load_recipe
+
+    folder = Path(run_dir)
+    recipe = load_recipe(RunFiles(folder).recipe)
+    spec = load_spec(RunFiles(folder).spec)
+    model = load_weights(folder)
+    data = check_data(data)
+    dev = resolve_device(device)
+    with _torch_threads(threads):
+        model.to(dev)
+        loader = make_loader(data, recipe, spec.num_channels, dev)
+        return evaluate(_Logits(model), loader, dev, recipe)

@@ -1,17 +1,26 @@
-"""One trial, as a worker runs it: rebuild the design and recipe, train, return the result.
+"""One trial, as a worker runs it: rebuild the design and recipe, train into its run folder.
 
-Tasks and outcomes are plain frozen dataclasses of JSON-able values, so they cross process
-and Ray boundaries unchanged. A trial that raises returns its message (the trial failed);
-only the driver turns outcomes into database rows.
+Tasks, epoch reports and outcomes are plain frozen dataclasses of JSON-able values, so they
+cross process and Ray boundaries unchanged. A trial trains into its run folder on the study's
+storage, so an attempt that is interrupted (a killed worker, a lost node, a timeout) resumes
+from its last finished epoch wherever it runs next. A trial that raises returns its message
+(the trial failed); only the driver turns reports and outcomes into database rows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import os
+import socket
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 MAX_MESSAGE = 2000
+# A retried attempt waits this long for the previous one's process to let go of the run
+# folder (a worker still dying, a network file system's lock of a lost node expiring).
+LOCK_WAIT_SECONDS = 120.0
 
 
 @dataclass(frozen=True)
@@ -24,6 +33,22 @@ class TrialTask:
     data: Mapping[str, Any]  # the data spec, root resolved
     threads: int  # torch threads
     device: str | None = None  # None: the trainer's choice (CUDA, then MPS, then CPU)
+    run_dir: str | None = None  # the trial's run folder (None: train without one)
+    keep_weights: bool = True  # write model.safetensors when the trial ends
+
+
+@dataclass(frozen=True)
+class EpochReport:
+    """A running trial finished an epoch (sent to the driver as it happens)."""
+
+    id: int
+    epoch: int
+    epochs: int
+    error: float  # test top-1 error after this epoch, percent
+    train_loss: float
+    seconds: float  # since this attempt started
+    host: str
+    pid: int
 
 
 @dataclass(frozen=True)
@@ -33,6 +58,10 @@ class TrialOutcome:
     id: int
     result: Mapping[str, Any] | None
     message: str | None  # one line when the trial failed
+    host: str | None = None  # where the attempt ran, when known
+
+
+Report = Callable[[EpochReport], None]
 
 
 def one_line(exc: BaseException) -> str:
@@ -52,18 +81,39 @@ def pick_device(worker_index: int) -> str | None:
     return None
 
 
-def run_trial(task: TrialTask) -> TrialOutcome:
-    """Train one design; every exception becomes a failed outcome with its message."""
+def run_trial(task: TrialTask, report: Report | None = None) -> TrialOutcome:
+    """Train one design, sending each finished epoch to `report`; every exception becomes a
+    failed outcome with its message."""
+    host = socket.gethostname()
     try:
         from ..core.spec import spec_from_dict
         from .data import DataSpec
         from .recipe import load_recipe
-        from .trainer import train
+        from .trainer import FolderPolicy, train
 
         spec = spec_from_dict(dict(task.spec), f"trial {task.id}")
         recipe = load_recipe(dict(task.recipe))
         data = DataSpec.model_validate(dict(task.data))
-        result = train(spec, recipe, data, device=task.device, threads=task.threads)
-        return TrialOutcome(task.id, result.as_dict(), None)
+        start = time.time()
+
+        def on_epoch(m: Any) -> None:
+            if report is not None:
+                seconds = time.time() - start
+                report(EpochReport(task.id, m.epoch, recipe.epochs, m.test_error, m.train_loss,
+                                   seconds, host, os.getpid()))  # fmt: skip
+
+        result = train(
+            spec,
+            recipe,
+            data,
+            device=task.device,
+            threads=task.threads,
+            run_dir=Path(task.run_dir) if task.run_dir is not None else None,
+            on_epoch=on_epoch,
+            policy=FolderPolicy(
+                keep_checkpoint=False, keep_weights=task.keep_weights, lock_wait=LOCK_WAIT_SECONDS
+            ),
+        )
+        return TrialOutcome(task.id, result.as_dict(), None, host)
     except Exception as exc:  # the trial failed; the driver records why and may retry it
-        return TrialOutcome(task.id, None, one_line(exc))
+        return TrialOutcome(task.id, None, one_line(exc), host)
