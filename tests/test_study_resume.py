@@ -80,12 +80,14 @@ def test_driver_killed_in_a_third_epoch_resumes_there(
     wait_until(lambda: not pid_alive(worker), 30, "the worker's end")
     assert torch.load(trial / "checkpoint.pt", weights_only=True)["epoch"] == 2
     st = status_json(db)
-    assert st["driver"] is None and st["interrupted"] == 2 and st["running"] == 0
-    assert st["live"] == []
+    assert st["driver"] is None and st["running"] == 0 and st["live"] == []
+    # Trial 0 was interrupted; under load trial 1 may still wait for its worker, or be done.
+    assert st["interrupted"] >= 1 and st["interrupted"] + st["pending"] + st["done"] == 2
+    left = st["interrupted"] + st["pending"]
 
     proc = run_cli("study", "run", str(study), "--db", str(db), "--json", cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert json.loads(proc.stdout)["attempts"] == 2
+    assert json.loads(proc.stdout)["attempts"] == left
     after = metrics_lines(trial)
     assert [json.loads(line)["epoch"] for line in after] == [1, 2, 3, 4, 5]
     assert after[:2] == before  # epochs 1 and 2 as the killed run wrote them: resumed at 3
