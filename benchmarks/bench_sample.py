@@ -37,7 +37,9 @@ from regnet_space.core.generator import plan
 from regnet_space.core.io import OutputSet
 from regnet_space.core.spec import dump_spec, spec_from_dict
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
-from regnet_space.space.sampling import BATCH, CHUNK, body_of, iter_designs, sample, spec_file_names
+from regnet_space.space.evaluator import body_of
+from regnet_space.space.output import spec_file_names
+from regnet_space.space.sampling import BATCH, CHUNK, iter_designs, sample
 from regnet_space.space.space import RegNetSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -38,9 +38,9 @@ _LAZY = {
     "dump_spec": "core.spec",
     # every spec form: our YAML, Hugging Face config.json, pycls YAML, shipped model names
     "load_spec": "interop.configs:load_any_spec",
-    "DesignRecord": "space.sampling",
+    "DesignRecord": "space.records",
     "SampleError": "space.sampling",
-    "SampleResult": "space.sampling",
+    "SampleResult": "space.records",
     "sample": "space.sampling",
     "SpaceError": "space.space",
     "load_space": "space.space",

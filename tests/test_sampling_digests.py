@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 
-from regnet_space.space.sampling import SampleError, records_to_csv, records_to_jsonl, sample
+from regnet_space.space.output import records_to_csv, records_to_jsonl
+from regnet_space.space.sampling import SampleError, sample
 from regnet_space.space.space import space_from_text
 from regnet_space.study.studyfile import SearchChoice, SearchRange, draw_search
 

@@ -23,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import RegNetSpaceError
 from ..core.loading import format_errors, parse_yaml, read_text_file
-from ..space.sampling import DesignRecord, sample
-from ..space.space import Space, load_space, parse_bounds, range_or_choice
+from ..space.distributions import draw_choice, draw_range, range_or_choice
+from ..space.records import DesignRecord
+from ..space.sampling import sample
+from ..space.space import Space, load_space, parse_bounds
 from .data import DataSpec, check_data
 from .errors import StudyError
 from .recipe import Recipe, load_recipe, recipe_with
@@ -269,21 +271,9 @@ def draw_search(
         # other fields are.
         rng = np.random.default_rng([seed, SEARCH_SALT, zlib.crc32(field.encode())])
         if isinstance(p, SearchChoice):
-            idx = rng.integers(0, len(p.values), n)
-            columns[field] = [p.values[i] for i in idx.tolist()]
-            continue
-        integer = isinstance(p.low, int) and isinstance(p.high, int)
-        if p.dist == "uniform" and integer:
-            columns[field] = rng.integers(p.low, p.high + 1, n).tolist()
-        elif p.dist == "uniform":
-            columns[field] = (p.low + (p.high - p.low) * rng.random(n)).tolist()
+            columns[field] = draw_choice(rng, p.values, n)
         else:
-            x = np.exp(np.log(p.low) + (np.log(p.high) - np.log(p.low)) * rng.random(n))
-            columns[field] = (
-                np.clip(np.rint(x), p.low, p.high).astype(np.int64).tolist()
-                if integer
-                else [float(f"{v:.6g}") for v in x.tolist()]  # readable, stable in JSON
-            )
+            columns[field] = draw_range(rng, p.dist, p.low, p.high, n)
     return [{f: columns[f][i] for f in search} for i in range(n)]
 
 
