@@ -254,7 +254,9 @@ def run(args: argparse.Namespace) -> int:
     from ..space.output import records_to_csv, records_to_jsonl
     from ..space.sampling import SampleError, sample
     from ..space.space import load_space
+    from .allocator import keep_freed_memory
 
+    keep_freed_memory()
     space = load_space(resolve(args.space, "space") if args.space != STDIO else sys.stdin.read())
     # The names are those of result.space: sample() passes a loaded space through.
     outputs, out, folder, names = _targets(args, space.space)

@@ -122,6 +122,9 @@ class _Run:
         self.records: list[DesignRecord] = []
         self.seen: set[tuple[Any, ...]] = set()
         self.closest: list[_Near] = []
+        # The last chunk's batch, held until the next one is made: its arrays keep glibc from
+        # trimming the top of the heap between chunks, which would fault its pages in again.
+        self.last: Batch | None = None
         self.rejected = dict.fromkeys((*REASONS, "duplicate"), 0)
         self.tries, self.started = 0, time.perf_counter()
         self.repeats = 0  # acceptable draws since the last new design
@@ -152,6 +155,7 @@ class _Run:
             if code:
                 self.rejected[REASONS[code - 1]] += int(count)
         self.closest = _update_closest(self.evaluator, batch, end, start, self.closest)
+        self.last = batch
 
     def _take(self, batch: Batch, accepted: np.ndarray, lo: int) -> int:
         """Accept the new designs among one batch's acceptable draws (those from `lo` on, as
@@ -267,7 +271,6 @@ def sample(
     evaluator = Evaluator(sp, resolve_constraints(sp, overrides), size)
     run = _Run(evaluator, n, max_tries, check_feasible(sp, evaluator, n), progress)
     rng = np.random.default_rng(seed)
-    _adapt_allocator()
     chunk = 1  # batches evaluated together; grows while designs are still missing
     while not run.done:
         run.chunk(rng, min(chunk, -(-(max_tries - run.tries) // BATCH)))
@@ -277,18 +280,3 @@ def sample(
     if shortfall is not None:
         raise SampleError(shortfall, result)
     return result
-
-
-def _adapt_allocator() -> None:
-    """Allocate and free one 4 MiB block, so that glibc keeps the sampling loop's memory.
-
-    Each chunk allocates and frees a few MB of arrays of 10,000-odd entries. Until glibc's
-    malloc has freed a large mapped block, its trim threshold stays low (128 KiB, or twice the
-    largest mapped block freed so far), so such frees hand the top of the heap back to the
-    kernel and the next chunk faults every page in again: a quarter of the sampling time
-    (bench_sample.py, 2 cores). Freeing one mapped 4 MiB block raises the thresholds by
-    glibc's own rule (mmap threshold to the block's size, trim threshold to twice that); a
-    process that has freed larger blocks already is left as it is, and other C libraries
-    just allocate and free 4 MiB.
-    """
-    np.empty(1 << 19)
