@@ -1,4 +1,4 @@
-"""The `regnet-space` command: one module per command group, a thin layer over the Python API.
+"""The `regnet-space` command: one module per command, a thin layer over the Python API.
 
 Every user error is one line on stderr and exit status 2; nothing partial is written.
 The cli side may import every other side, but only inside the handlers: registering a
@@ -20,12 +20,25 @@ from typing import Any
 from .. import __version__
 from ..core.errors import RegNetSpaceError
 from ..core.text import SafeStream, clean
-from . import analyze, build, interop, presets, sample, study, train
+from . import (
+    analyze,
+    build,
+    convert,
+    export,
+    fit,
+    presets,
+    report,
+    sample,
+    scale,
+    schema,
+    study,
+    train,
+)
 from .args import PROG, Parser
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The full argument parser (build, report, schema, sample, analyze, scale, fit)."""
+    """The full argument parser: every command, in the order --help lists them."""
     parser = Parser(
         prog=PROG,
         description="Turn RegNet design-space parameters into exact networks and numbers.",
@@ -42,15 +55,23 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    # Each command group registers itself; none of these modules imports torch, numpy or
-    # pydantic at import time (tests/test_ux_startup.py checks it).
-    build.register(sub)
-    sample.register(sub)
-    analyze.register(sub)
-    interop.register(sub)
-    presets.register(sub)
-    train.register(sub)
-    study.register(sub)
+    # Each command registers itself; none of these modules imports torch, numpy or pydantic
+    # at import time (tests/test_ux_startup.py checks it).
+    for command in (
+        build,
+        report,
+        schema,
+        sample,
+        analyze,
+        scale,
+        fit,
+        convert,
+        export,
+        presets,
+        train,
+        study,
+    ):
+        command.register(sub)
     return parser
 
 
