@@ -48,7 +48,7 @@ _LAZY = {
     "load_space": "space.space",
     "Analysis": "analysis.stats",
     "analyze": "analysis.stats",
-    "Study": "analysis.results",
+    "ResultSet": "analysis.results",
     "load_study": "analysis.results",
     "Fit": "space.fitting",
     "fit_spec": "space.fitting",

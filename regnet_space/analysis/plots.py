@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import RegNetSpaceError
 from ..core.io import OutputSet, check_folder
-from .results import COMPLEXITY, NOT_RECORDED, Study
+from .results import COMPLEXITY, NOT_RECORDED, ResultSet
 from .stats import (
     RESOLVED_SHARE,
     Analysis,
@@ -134,7 +134,7 @@ def edf_png(a: Analysis, unit: str = "") -> bytes:
     return _png(fig)
 
 
-def complexity_png(study: Study, a: Analysis) -> bytes:
+def complexity_png(study: ResultSet, a: Analysis) -> bytes:
     """The metric against flops, params and acts: one point per model, one colour per space,
     log x (samples are independent draws, so no line joins them)."""
     fig = _figure(13, 4.4)
@@ -155,7 +155,7 @@ def complexity_png(study: Study, a: Analysis) -> bytes:
     return _png(fig)
 
 
-def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
+def parameters_png(study: ResultSet, a: Analysis, index: int) -> bytes | None:
     """One space: the metric against each design parameter, its good range shaded."""
     s = study.spaces[index]
     # A parameter the space holds constant (a RegNet's stage count) has nothing to show.
@@ -198,7 +198,7 @@ def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
     return _png(fig)
 
 
-def draw_all(study: Study, a: Analysis) -> dict[str, bytes]:
+def draw_all(study: ResultSet, a: Analysis) -> dict[str, bytes]:
     """Every picture of an analysis by file name: edf, complexity, one per space."""
     matplotlib = require_matplotlib()
     # User text (labels, metric names) is shown as typed: `$...$` is not math to parse.
@@ -302,7 +302,7 @@ def _img(images: Mapping[str, bytes], name: str, alt: str) -> str:
     return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
 
 
-def inputs_table(study: Study) -> tuple[list[str], list[list[str]]]:
+def inputs_table(study: ResultSet) -> tuple[list[str], list[list[str]]]:
     """One row per input file: its kind, spaces, records read and what it records about
     them (space, recipe, data, ...; "not recorded" where it does not say)."""
     keys = list(dict.fromkeys(k for f in study.inputs for k in f.facts))
@@ -319,7 +319,7 @@ def _number_key(x: float) -> str:
     return repr(float(x)) if math.isfinite(x) else ""
 
 
-def trial_rows(study: Study) -> tuple[list[str], list[list[tuple[str, str]]]]:
+def trial_rows(study: ResultSet) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """Every model (best first within each space): space, name, metric, counts, every design
     parameter and searched recipe field; each cell as (shown text, sort key)."""
     varying = list(study.parameters)
@@ -365,7 +365,7 @@ def _sortable(
     )
 
 
-def _header(study: Study) -> list[str]:
+def _header(study: ResultSet) -> list[str]:
     """What was analyzed: the inputs and what they record, the filters, n per space."""
     e = html.escape
     read = sum(f.records for f in study.inputs)
@@ -385,7 +385,7 @@ def _header(study: Study) -> list[str]:
 
 
 def render_html(
-    study: Study,
+    study: ResultSet,
     a: Analysis,
     images: Mapping[str, bytes],
     sources: Sequence[str] = (),
@@ -469,7 +469,7 @@ def prepare_dir(path: str | Path, force: bool) -> Path:
 
 
 def write_report(
-    study: Study,
+    study: ResultSet,
     a: Analysis,
     out_dir: str | Path,
     *,

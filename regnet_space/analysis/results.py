@@ -1,4 +1,4 @@
-"""Study inputs: result records (JSONL, CSV or a JSON list) joined with sample files, by space.
+"""Analysis inputs: result records (JSONL, CSV or a JSON list) joined with sample files, by space.
 
 A record carries a metric column and either the design (the spec fields of a sample record:
 depth, w0, wa, wm, ... or explicit ``stages``; with ``flops``, ``params``, ``acts`` or not)
@@ -7,7 +7,7 @@ from a record are computed from its design (paper convention, at its ``input_siz
 counts a file gives must be exactly its design's (an fvcore or torchvision count is named).
 Filters (`filters`) select records before anything else; a split field divides a space by
 that field's values. Each input file's provenance (space, recipe, data, as far as the file
-records them) travels with the study for the report's header.
+records them) travels with the result set for the report's header.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class InputFile:
 
 
 @dataclass(frozen=True)
-class Study:
+class ResultSet:
     """Models of one or more spaces and the metric compared (lower is better unless told)."""
 
     metric: str
@@ -485,8 +485,8 @@ def load_study(
     allow_synthetic: bool = False,
     filters: Sequence[str | Filter] = (),
     split: str | None = None,
-) -> Study:
-    """Read result files (joined with sample files where needed) into a study, by space.
+) -> ResultSet:
+    """Read result files (joined with sample files where needed) into a result set, by space.
 
     A study database (`regnet-space study run`) is read directly: its finished trials, as
     `study export` writes them (synthetic-data trials only with allow_synthetic).
@@ -565,7 +565,7 @@ def load_study(
     )
 
 
-def _unit(metric: str, study: Study) -> str:
+def _unit(metric: str, study: ResultSet) -> str:
     """Percent for an error or accuracy column whose values lie in 0..100, some above 1."""
     values = np.concatenate([np.asarray(s.metric) for s in study.spaces])
     named = any(word in metric.lower() for word in ("err", "acc", "top"))
@@ -604,8 +604,8 @@ def study_from_records(
     lower_is_better: bool = True,
     filters: Sequence[str | Filter] = (),
     check_counts: bool = False,
-) -> Study:
-    """A study from records (plain mappings or read records) grouped by space label, keeping
+) -> ResultSet:
+    """A result set from records (plain mappings or read records) grouped by space label, keeping
     the records that pass every filter.
 
     Counts a record lacks are counted from its design; with `check_counts` (as load_study
@@ -657,7 +657,7 @@ def study_from_records(
             shown = "; ".join(str(f) for f in parsed)
             raise AnalysisError(f"no record of {total:,} passes the filters ({shown})")
         raise AnalysisError("no records to analyze")
-    return Study(
+    return ResultSet(
         metric,
         lower_is_better,
         tuple(spaces),

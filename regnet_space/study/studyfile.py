@@ -83,7 +83,7 @@ SearchParam = range_or_choice(
 )
 
 
-class LocalExecutor(BaseModel):
+class LocalExecutorConfig(BaseModel):
     """Long-lived worker processes on this machine; torch threads = cores // workers."""
 
     model_config = _CONFIG
@@ -93,7 +93,7 @@ class LocalExecutor(BaseModel):
     threads: int | None = Field(None, ge=1, le=4096, description="torch threads per trial")
 
 
-class RayExecutor(BaseModel):
+class RayExecutorConfig(BaseModel):
     """One Ray task per trial; no address starts a local Ray, `auto` or ray:// joins one."""
 
     model_config = _CONFIG
@@ -104,7 +104,7 @@ class RayExecutor(BaseModel):
     gpus_per_trial: Number = Field(0, ge=0, le=64)
 
 
-Executor = Annotated[LocalExecutor | RayExecutor, Field(discriminator="kind")]
+ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="kind")]
 
 
 class StudyFile(BaseModel):
@@ -120,7 +120,7 @@ class StudyFile(BaseModel):
     recipe: str | dict[str, Any] = Field(description="recipe file (relative path) or inline")
     search: dict[str, SearchParam] = Field(default_factory=dict)
     data: DataSpec
-    executor: Executor = LocalExecutor(kind="local")
+    executor: ExecutorConfig = LocalExecutorConfig(kind="local")
     retries: int = Field(0, ge=0, le=MAX_RETRIES)
     storage: str | None = Field(
         None,
@@ -354,9 +354,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_trial(executor: LocalExecutor | RayExecutor) -> int:
+def threads_per_trial(executor: LocalExecutorConfig | RayExecutorConfig) -> int:
     """torch threads of one trial: the local executor's share of cores, or Ray's CPUs."""
-    if isinstance(executor, RayExecutor):
+    if isinstance(executor, RayExecutorConfig):
         return max(1, math.floor(executor.cpus_per_trial))
     if executor.threads is not None:
         return executor.threads
