@@ -183,6 +183,28 @@ def run_analyze(args: argparse.Namespace) -> int:
         bins=args.bins,
         normalize_by=args.normalize_by,
     )
+    data, extra_images, extra_html = _results_data(result, study, dbs, plots)
+    written: list[Path] = []
+    if args.output is not None:
+        written = write_report(
+            study,
+            result,
+            args.output,
+            force=args.force,
+            plots=plots,
+            json_text=json.dumps(data, indent=1) + "\n",
+            sources=args.results,
+            extra_images=extra_images,
+            extra_html=extra_html,
+        )
+    _print_results(args, result, study, data, dbs, written)
+    return 0
+
+
+def _results_data(
+    result: Any, study: Any, dbs: Sequence[Any], plots: bool
+) -> tuple[dict[str, Any], dict[str, bytes], str]:
+    """results.json's data, and the study databases' pictures and report section."""
     data = result.to_dict() | {"filters": list(study.filters), "split": study.split}
     data["inputs"] = [
         {"path": f.path, "kind": f.kind, "records": f.records, "spaces": list(f.labels)}
@@ -197,19 +219,18 @@ def run_analyze(args: argparse.Namespace) -> int:
         data["studies"] = studyreport.as_dict(dbs)
         extra_images = studyreport.draw_study(dbs) if plots else {}
         extra_html = studyreport.study_html(dbs, extra_images)
-    written: list[Path] = []
-    if args.output is not None:
-        written = write_report(
-            study,
-            result,
-            args.output,
-            force=args.force,
-            plots=plots,
-            json_text=json.dumps(data, indent=1) + "\n",
-            sources=args.results,
-            extra_images=extra_images,
-            extra_html=extra_html,
-        )
+    return data, extra_images, extra_html
+
+
+def _print_results(
+    args: argparse.Namespace,
+    result: Any,
+    study: Any,
+    data: dict[str, Any],
+    dbs: Sequence[Any],
+    written: list[Path],
+) -> None:
+    """The warnings on stderr, then the tables (or --json) on stdout."""
     for warning in result.warnings:  # with the results: a failed run says one line only
         sys.stderr.write(f"analyze: warning: {warning}\n")
     if args.json:
@@ -221,7 +242,6 @@ def run_analyze(args: argparse.Namespace) -> int:
 
             text += "".join(f"{clean(line)}\n" for line in summary_lines(dbs))
         sys.stdout.write(text)
-    return 0
 
 
 def _refuse_specs(paths: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ..core.text import clean
@@ -68,12 +69,52 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     f.set_defaults(func=run_fit)
 
 
+@dataclass(frozen=True)
+class _Source:
+    """What the fit starts from: the widths, the rules their spec used, its other fields."""
+
+    widths: list[int]
+    q: int
+    group_width: int | None
+    bottleneck_multiplier: float | None
+    rounding: str
+    base: dict[str, Any]  # the fitted spec's fields besides the fitted ones
+    name: str  # for the summary and the spec's comment
+    notes: list[str]
+
+
+def _source(args: argparse.Namespace) -> _Source:
+    """The widths of SPEC (and its rules and fields), or those of --widths."""
+    from ..core.generator import plan
+    from ..core.spec import ParametricSpec
+    from ..space.fitting import parse_widths, shared_block_options
+
+    if args.spec is None:
+        widths = list(parse_widths(args.widths))
+        base = {"name": args.name, "block": args.block}
+        return _Source(widths, 8, None, 1.0, "pycls", base, "--widths", [])
+    spec, _ = load_spec_argument(args.spec)
+    widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
+    notes: list[str] = []
+    if isinstance(spec, ParametricSpec):
+        q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
+    else:
+        q, rounding = 8, "pycls"
+        g, bm = shared_block_options(spec)
+        if g is None:
+            notes.append("stages differ in bottleneck multiplier: widths fitted as they are")
+        if any(stride != 2 for stride in spec.strides()[1:]):
+            notes.append("the spec has stride-1 stages; a parametric spec strides every stage")
+    return _Source(
+        widths, q, g, bm, rounding, _base_fields(spec), f"{spec.name} ({args.spec})", notes
+    )
+
+
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
-    from ..core.generator import plan
     from ..core.loading import yaml_comment
-    from ..core.spec import ParametricSpec, dump_spec, spec_from_dict
-    from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
+    from ..core.spec import dump_spec, spec_from_dict
+    from ..space.fitting import FitError, fit_widths
 
     if (args.spec is None) == (args.widths is None):
         raise FitError("give a SPEC or --widths (one of them)")
@@ -81,32 +122,18 @@ def run_fit(args: argparse.Namespace) -> int:
     if args.output == STDIO and args.json:
         raise FitError("-o - and --json both write stdout; give -o FILE with --json")
     check_output(args.output, args.force)
-    notes: list[str] = []
-    base: dict[str, Any]
-    if args.spec is not None:
-        spec, _ = load_spec_argument(args.spec)
-        widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
-        if isinstance(spec, ParametricSpec):
-            q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
-        else:
-            q, rounding = 8, "pycls"
-            g, bm = shared_block_options(spec)
-            if g is None:
-                notes.append("stages differ in bottleneck multiplier: widths fitted as they are")
-            if any(stride != 2 for stride in spec.strides()[1:]):
-                notes.append("the spec has stride-1 stages; a parametric spec strides every stage")
-        base = _base_fields(spec)
-        source = f"{spec.name} ({args.spec})"
-    else:
-        widths = list(parse_widths(args.widths))
-        q, g, bm, rounding = 8, None, 1.0, "pycls"
-        base = {"name": args.name, "block": args.block}
-        source = "--widths"
-    q = args.q if args.q is not None else q
-    g = args.group_width if args.group_width is not None else g
-    bm = args.bottleneck_multiplier if args.bottleneck_multiplier is not None else bm
-    rounding = args.rounding or rounding
-    fit = fit_widths(widths, q=q, group_width=g, bottleneck_multiplier=bm, rounding=rounding)
+    src = _source(args)
+    fit = fit_widths(
+        src.widths,
+        q=args.q if args.q is not None else src.q,
+        group_width=args.group_width if args.group_width is not None else src.group_width,
+        bottleneck_multiplier=(
+            args.bottleneck_multiplier
+            if args.bottleneck_multiplier is not None
+            else src.bottleneck_multiplier
+        ),
+        rounding=args.rounding or src.rounding,
+    )
     fields = {
         "depth": fit.depth,
         "w0": fit.w0,
@@ -117,20 +144,20 @@ def run_fit(args: argparse.Namespace) -> int:
         "q": fit.q,
         "rounding": fit.rounding,
     }
-    fitted_spec = spec_from_dict({**base, **fields}, "fitted spec")
+    fitted_spec = spec_from_dict({**src.base, **fields}, "fitted spec")
     header = yaml_comment(
-        f"fitted by regnet-space fit to {source}: e_fit = {fit.error:.6g}"
+        f"fitted by regnet-space fit to {src.name}: e_fit = {fit.error:.6g}"
         f"{' (exact)' if fit.exact else ''}"
     )
     written = None
     if args.output is not None or not args.json:
         written = write_output(args.output or STDIO, header + dump_spec(fitted_spec), args.force)
     if args.json:
-        out = fit.as_dict() | {"notes": notes, "output": written}
+        out = fit.as_dict() | {"notes": src.notes, "output": written}
         out["spec"] = fitted_spec.model_dump(mode="json")
         sys.stdout.write(json.dumps(out) + "\n")
         return 0
-    summary = _fit_text(fit, source, notes, None if to_stdout else written)
+    summary = _fit_text(fit, src.name, src.notes, None if to_stdout else written)
     (sys.stderr if to_stdout else sys.stdout).write(summary)
     return 0
 
