@@ -153,7 +153,7 @@ def numpy_kernel(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
     return flops, four
 
 
-def headline(space: RegNetSpace, rounds: int, label: str) -> None:
+def headline(space: RegNetSpace, rounds: int, title: str) -> None:
     """sample() of 1,000 designs in 396M:404M against the numpy kernel, interleaved.
 
     The kernel runs at two sizes, the draw batch (BATCH) and the chunk sample() generates and
@@ -180,7 +180,7 @@ def headline(space: RegNetSpace, rounds: int, label: str) -> None:
             wall2, cpu2 = _clocks()
             rates.setdefault(label, []).append(calls * size / (wall2 - wall))
             rates.setdefault(label + " cpu", []).append(calls * size / (cpu2 - cpu))
-    print(label)
+    print(title)
     print(
         f"sample 1,000 designs in 396M:404M: {statistics.median(times):.2f} s wall clock "
         f"(median of {rounds}; ~{statistics.median(tries):,.0f} draws each)"
