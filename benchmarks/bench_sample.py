@@ -15,7 +15,9 @@ regnet_space.space.sampling.sample, interleaved with a plain numpy kernel writte
 the regnety space (draw the five fields as pycls does, the 4 stage widths and block counts
 in closed form, paper-convention flops; no validity checks, no records), run at the draw
 batch and at sample()'s chunk size: the ratio of sample() to the faster kernel in draws per
-second is sample()'s distance to what numpy allows. Last, what writing
+second is sample()'s distance to what numpy allows. It runs twice: first as the library runs
+in a program that leaves glibc's malloc thresholds as they are, then in a process that raised
+them as the `sample` command does for its own (regnet_space.cli.allocator). Last, what writing
 spec files costs per design (`sample --specs-dir`: dump_spec and the atomic writes of the
 files in a temp folder), beside the per-design time of sample() itself.
 """
@@ -32,12 +34,15 @@ from pathlib import Path
 
 import numpy as np
 
+from regnet_space.cli.allocator import keep_freed_memory
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.generator import plan
 from regnet_space.core.io import OutputSet
 from regnet_space.core.spec import dump_spec, spec_from_dict
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
-from regnet_space.space.sampling import BATCH, CHUNK, body_of, iter_designs, sample, spec_file_names
+from regnet_space.space.evaluator import body_of
+from regnet_space.space.output import spec_file_names
+from regnet_space.space.sampling import BATCH, CHUNK, iter_designs, sample
 from regnet_space.space.space import RegNetSpace, load_space
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,7 +117,9 @@ def main() -> None:
         f"{med['bulk cpu'] / med['one cpu']:>12,.0f} x"
     )
 
-    headline(space, args.rounds)
+    headline(space, args.rounds, "library (malloc thresholds as glibc sets them)")
+    keep_freed_memory()
+    headline(space, args.rounds, "the command's process (cli.allocator.keep_freed_memory)")
     specs_dir_cost(space)
 
 
@@ -146,7 +153,7 @@ def numpy_kernel(rng: np.random.Generator, n: int) -> tuple[np.ndarray, np.ndarr
     return flops, four
 
 
-def headline(space: RegNetSpace, rounds: int) -> None:
+def headline(space: RegNetSpace, rounds: int, title: str) -> None:
     """sample() of 1,000 designs in 396M:404M against the numpy kernel, interleaved.
 
     The kernel runs at two sizes, the draw batch (BATCH) and the chunk sample() generates and
@@ -173,6 +180,7 @@ def headline(space: RegNetSpace, rounds: int) -> None:
             wall2, cpu2 = _clocks()
             rates.setdefault(label, []).append(calls * size / (wall2 - wall))
             rates.setdefault(label + " cpu", []).append(calls * size / (cpu2 - cpu))
+    print(title)
     print(
         f"sample 1,000 designs in 396M:404M: {statistics.median(times):.2f} s wall clock "
         f"(median of {rounds}; ~{statistics.median(tries):,.0f} draws each)"

@@ -42,7 +42,7 @@ from pathlib import Path
 import yaml
 
 from regnet_space.study.driver import run_study
-from regnet_space.study.studyfile import LocalExecutor, RayExecutor, resolve
+from regnet_space.study.studyfile import LocalExecutorConfig, RayExecutorConfig, resolve
 
 GOAL = 0.5  # seconds per trial, amortized
 
@@ -237,7 +237,7 @@ def scale(n: int, pending: int, repeat: int) -> int:
             )
         t0 = time.perf_counter()
         summary = run_study(
-            resolve(study_file), db, LocalExecutor(kind="local", workers=2, threads=1)
+            resolve(study_file), db, LocalExecutorConfig(kind="local", workers=2, threads=1)
         )
         total = time.perf_counter() - t0
         startup = total - summary.wall_seconds
@@ -276,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
         folder = Path(d)
         study = resolve(_study(folder, args.trials))
         if args.executor in ("local", "both"):
-            local = LocalExecutor(kind="local", workers=args.slots, threads=1)
+            local = LocalExecutorConfig(kind="local", workers=args.slots, threads=1)
             summary = run_study(study, folder / "local.db", local)
             _report("local", summary, args.trials)
         if args.executor in ("ray", "both"):
@@ -291,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
             ray.init(num_cpus=args.slots, include_dashboard=False, log_to_driver=False)
             start = time.perf_counter() - t0
             try:
-                summary = run_study(study, folder / "ray.db", RayExecutor(kind="ray"))
+                summary = run_study(study, folder / "ray.db", RayExecutorConfig(kind="ray"))
             finally:
                 ray.shutdown()
             _report("ray", summary, args.trials, f" (+ {start:.1f} s to start Ray)")

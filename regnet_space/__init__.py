@@ -1,23 +1,20 @@
 """regnet-space: RegNet design-space parameters to exact networks, counts and studies.
 
 The design-space side (spec, plan, count) never imports torch; `build_model` does, lazily.
-Every public name loads its module on first use (the spec models, numpy and the study tools
-included), keeping `import regnet_space` and the command line's start-up fast.
+Every public name loads its module on first use (the error types, the spec models, numpy and
+the study tools included): importing the package runs no other module of it, so it is fast,
+and the command (regnet_space._startup) can install its Ctrl-C handler before anything heavy.
+Importing it changes no process-wide state.
 """
 
 from __future__ import annotations
 
-# First of all: installs the start-up Ctrl-C handler, so an interrupt during the imports below
-# is one line too.
-from . import _startup  # noqa: F401
-
-# isort: split
 import importlib
-from typing import TYPE_CHECKING, Any
 
-from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
-
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing at start-up
 if TYPE_CHECKING:
+    from typing import Any
+
     from torch import nn
 
     from .core.generator import Plan
@@ -27,6 +24,11 @@ __version__ = "0.1.0"
 
 # Public names that live in modules loaded on first access: name -> "module" or "module:attr".
 _LAZY = {
+    "BuildError": "core.errors",
+    "OutputError": "core.errors",
+    "PlanError": "core.errors",
+    "RegNetSpaceError": "core.errors",
+    "SpecError": "core.errors",
     "Complexity": "core.complexity",
     "count": "core.complexity",
     "Plan": "core.generator",
@@ -38,15 +40,15 @@ _LAZY = {
     "dump_spec": "core.spec",
     # every spec form: our YAML, Hugging Face config.json, pycls YAML, shipped model names
     "load_spec": "interop.configs:load_any_spec",
-    "DesignRecord": "space.sampling",
+    "DesignRecord": "space.records",
     "SampleError": "space.sampling",
-    "SampleResult": "space.sampling",
+    "SampleResult": "space.records",
     "sample": "space.sampling",
     "SpaceError": "space.space",
     "load_space": "space.space",
     "Analysis": "analysis.stats",
     "analyze": "analysis.stats",
-    "Study": "analysis.results",
+    "ResultSet": "analysis.results",
     "load_study": "analysis.results",
     "Fit": "space.fitting",
     "fit_spec": "space.fitting",
@@ -83,15 +85,7 @@ def __getattr__(name: str) -> Any:
     return getattr(importlib.import_module(f".{module}", __name__), attr or name)
 
 
-__all__ = [
-    *_LAZY,
-    "BuildError",
-    "OutputError",
-    "PlanError",
-    "RegNetSpaceError",
-    "SpecError",
-    "build_model",
-]
+__all__ = [*_LAZY, "build_model"]
 
 
 def build_model(

@@ -1,7 +1,5 @@
 """`python -m regnet_space`: the same command as `regnet-space`."""
 
-import sys
+from ._startup import main
 
-from .cli import main
-
-sys.exit(main())
+raise SystemExit(main())

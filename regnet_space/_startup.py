@@ -1,6 +1,9 @@
-"""Ctrl-C while the command starts up: one line and exit status 130, never a traceback.
+"""The `regnet-space` command's entry point: a quiet Ctrl-C from its first moment, then the CLI.
 
-Imports only modules the interpreter has loaded before any package code runs (`_signal`, not
+Ctrl-C while the command starts up is one line and exit status 130, never a traceback. The
+handler is installed by main(), before the command line's modules are imported, and only
+there: importing the package (or this module) changes no signal handler. This module imports
+only modules the interpreter has loaded before any package code runs (`_signal`, not
 `signal`, whose import alone takes long enough for a Ctrl-C to land in it).
 """
 
@@ -8,7 +11,6 @@ from __future__ import annotations
 
 import _signal
 import os
-import sys
 
 _PROG = b"regnet-space"
 
@@ -19,19 +21,11 @@ def quiet_exit(signum: int, frame: object) -> None:
     os._exit(130)
 
 
-def _is_command() -> bool:
-    """Whether this process is the `regnet-space` command (not a program importing the library)."""
-    argv0 = os.path.basename(sys.argv[0]) if sys.argv else ""
-    if argv0 in ("regnet-space", "regnet-space.exe"):
-        return True
-    orig = getattr(sys, "orig_argv", [])
-    return "-m" in orig and orig[orig.index("-m") + 1 : orig.index("-m") + 2] == ["regnet_space"]
-
-
-def quiet_interrupt_at_startup() -> None:
-    """Install the quiet SIGINT handler when running as the command; main() takes over later."""
-    if _is_command() and _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
+def main() -> int:
+    """Run the command: the start-up Ctrl-C handler first, then `regnet_space.cli.main`,
+    which handles Ctrl-C itself while the command runs."""
+    if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
         _signal.signal(_signal.SIGINT, quiet_exit)
+    from .cli import main as run
 
-
-quiet_interrupt_at_startup()
+    return run(own_process=True)

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from regnet_space import count, load_spec
-from regnet_space.space.sampling import distinct_designs, sample
+from regnet_space.space.feasibility import distinct_designs
+from regnet_space.space.sampling import sample
 from regnet_space.space.space import AnyNetSpace, SpaceError, load_space, space_from_text
 
 ROOT = Path(__file__).resolve().parents[1]

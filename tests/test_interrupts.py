@@ -26,13 +26,13 @@ ZOO = str(ROOT / "examples" / "zoo_errors.csv")
 SPEC = "name: mid\nblock: x\nstages:\n  - {width: 64, depth: 2, group_width: 8}\n"
 INTERRUPTED = "regnet-space: interrupted\n"
 
-# The console script pip writes for `regnet-space = regnet_space.cli:main` (a file named
-# regnet-space, so that the command recognizes itself), with an exit handler that shows when
-# the command has returned and Python's shutdown has begun.
+# The console script pip writes for `regnet-space = regnet_space._startup:main` (a file named
+# regnet-space), with an exit handler that shows when the command has returned and Python's
+# shutdown has begun.
 SCRIPT = """\
 import re
 import sys
-from regnet_space.cli import main
+from regnet_space._startup import main
 if __name__ == '__main__':
     import atexit, time
 
@@ -73,19 +73,33 @@ def test_ctrl_c_during_start_up_shows_no_line_of_the_package(tmp_path: Path) -> 
         else:
             assert proc.returncode in (130, -signal.SIGINT), err
             assert err in (INTERRUPTED, ""), err
-    # What Python prints of an interrupt before the package's start-up handler is in place is
-    # out of the package's reach: site and .pth files, finding the package, and loading the
-    # module of that handler (the package's first statement); nothing after.
-    first = f'  File "{ROOT / "regnet_space" / "__init__.py"}", line {_STARTUP_LINE}, in <module>'
+    # What Python prints of an interrupt before the command's start-up handler is in place is
+    # out of the command's reach: site and .pth files, finding the package, running its root
+    # (which imports nothing), loading the entry module and its main() up to the handler;
+    # nothing after.
     for err in tracebacks:
         frames = [f for f in err.splitlines() if f.startswith(f'  File "{ROOT / "regnet_space"}')]
-        assert frames in ([], [first]), err
+        assert set(frames) <= _BEFORE_HANDLER, err
 
 
-_STARTUP_LINE = next(
+def _frames(name: str, last: int | None = None) -> set[str]:
+    """Traceback lines of module `name` of the package, from line 1 to `last` (or its end)."""
+    path = ROOT / "regnet_space" / name
+    lines = path.read_text().splitlines()
+    return {
+        f'  File "{path}", line {i}, in {scope}'
+        for i in range(1, (last or len(lines)) + 1)
+        for scope in ("<module>", "main")
+    }
+
+
+_HANDLER_LINE = next(
     i
-    for i, line in enumerate((ROOT / "regnet_space" / "__init__.py").read_text().splitlines(), 1)
-    if line.startswith("from . import _startup")
+    for i, line in enumerate((ROOT / "regnet_space" / "_startup.py").read_text().splitlines(), 1)
+    if line.strip() == "_signal.signal(_signal.SIGINT, quiet_exit)"
+)
+_BEFORE_HANDLER = (
+    _frames("__init__.py") | _frames("__main__.py") | _frames("_startup.py", _HANDLER_LINE)
 )
 
 

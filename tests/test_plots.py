@@ -134,12 +134,13 @@ def test_synthetic_study_shows_the_planted_dependence(
     # then analyze: the EDFs, the good range of wm and the correlations must show it.
     pytest.importorskip("matplotlib")
     sampling = pytest.importorskip("regnet_space.space.sampling")
+    output = pytest.importorskip("regnet_space.space.output")
     rng = np.random.default_rng(0)
     files, options = [], []
     for name, offset in (("regnetx", 0.0), ("regnety", -1.0)):
         result = sampling.sample(ROOT / f"specs/spaces/{name}.yaml", 150, seed=1, flops="380M:420M")
         samples = tmp_path / f"{name}.jsonl"
-        samples.write_text(sampling.records_to_jsonl(result.records))
+        samples.write_text(output.records_to_jsonl(result.records))
         lines = ["id,error"]
         for r in result.records:
             err = 27 + 8 * abs(math.log(r.spec["wm"] / 2.2)) + offset + rng.normal(0, 0.3)

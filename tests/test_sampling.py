@@ -14,14 +14,10 @@ import pytest
 from regnet_space.core.complexity import count
 from regnet_space.core.generator import plan
 from regnet_space.core.spec import ExplicitSpec, dump_spec, load_spec
-from regnet_space.space.sampling import (
-    SampleError,
-    SampleProgress,
-    draw,
-    records_to_csv,
-    records_to_jsonl,
-    sample,
-)
+from regnet_space.space.distributions import draw
+from regnet_space.space.output import records_to_csv, records_to_jsonl
+from regnet_space.space.records import SampleProgress
+from regnet_space.space.sampling import SampleError, sample
 from regnet_space.space.space import Bounds, QuantizedDist, SpaceError, ValuesDist, load_space
 
 SPACES = Path(__file__).resolve().parents[1] / "specs" / "spaces"
@@ -350,9 +346,11 @@ def _plain(records: list[dict]) -> list[dict]:
 def _reference(space_src: Path, n: int, seed: int, flops: str, max_tries: int) -> dict:
     """sample()'s rules applied draw by draw to the same draws, evaluated all at once."""
     from regnet_space.space import sampling as s
+    from regnet_space.space.evaluator import REASONS, Evaluator
+    from regnet_space.space.feasibility import resolve_constraints
 
     sp = load_space(space_src)
-    sampler = s._Sampler(sp, s._resolve_constraints(sp, {"flops": flops}), sp.input_size)
+    sampler = Evaluator(sp, resolve_constraints(sp, {"flops": flops}), sp.input_size)
     rng = np.random.default_rng(seed)
     batches = -(-max_tries // s.BATCH)
     draws = [sampler.draw(rng, s.BATCH) for _ in range(batches)]
@@ -361,7 +359,7 @@ def _reference(space_src: Path, n: int, seed: int, flops: str, max_tries: int) -
     seen, accepted, rejected, tries = set(), [], {}, 0
     for i in range(max_tries):
         tries = i + 1
-        reason = s.REASONS[every.reason[i] - 1] if every.reason[i] else None
+        reason = REASONS[every.reason[i] - 1] if every.reason[i] else None
         (key,) = sampler.keys(every, [i])
         if reason is None and key in seen:
             reason = "duplicate"
@@ -377,7 +375,7 @@ def _reference(space_src: Path, n: int, seed: int, flops: str, max_tries: int) -
     # earlier draw first among equals.
     near = []
     for i in range(tries):
-        if every.reason[i] and s.REASONS[every.reason[i] - 1] == "flops":
+        if every.reason[i] and REASONS[every.reason[i] - 1] == "flops":
             j = np.searchsorted(every.index, i)
             near.append((float(sampler.distance(every, np.array([j]))[0]), i))
     closest, keys = [], set()

@@ -9,7 +9,8 @@ import pytest
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.generator import plan
-from regnet_space.space.sampling import distinct_designs, sample
+from regnet_space.space.feasibility import distinct_designs
+from regnet_space.space.sampling import sample
 from regnet_space.space.space import SpaceError, space_from_text
 
 REGNET = """\

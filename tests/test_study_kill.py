@@ -118,7 +118,7 @@ def test_ctrl_c_then_kill_9_then_resume(tmp_path: Path) -> None:
 
 def test_a_dead_worker_fails_its_trial_only(tmp_path: Path) -> None:
     """A worker killed mid-trial (as the OOM killer does) fails that trial; a fresh one follows."""
-    from regnet_space.study.executors import LocalPool
+    from regnet_space.study.executors import LocalExecutor
     from regnet_space.study.studyfile import resolve
     from regnet_space.study.worker import TrialTask
 
@@ -129,7 +129,7 @@ def test_a_dead_worker_fails_its_trial_only(tmp_path: Path) -> None:
         recipe = study.recipe.model_dump(mode="json") | {"epochs": epochs}
         return TrialTask(i, study.trials[i].record.to_dict_spec(), recipe, data, 1)
 
-    pool = LocalPool(workers=1, threads=1)
+    pool = LocalExecutor(workers=1, threads=1)
     try:
         pool.submit(task(0, 500))
         pid = pool.busy_pids()[0]

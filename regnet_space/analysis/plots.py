@@ -19,7 +19,7 @@ import numpy as np
 
 from ..core.errors import RegNetSpaceError
 from ..core.io import OutputSet, check_folder
-from .results import COMPLEXITY, NOT_RECORDED, Study
+from .results import COMPLEXITY, NOT_RECORDED, ResultSet
 from .stats import (
     RESOLVED_SHARE,
     Analysis,
@@ -134,7 +134,7 @@ def edf_png(a: Analysis, unit: str = "") -> bytes:
     return _png(fig)
 
 
-def complexity_png(study: Study, a: Analysis) -> bytes:
+def complexity_png(study: ResultSet, a: Analysis) -> bytes:
     """The metric against flops, params and acts: one point per model, one colour per space,
     log x (samples are independent draws, so no line joins them)."""
     fig = _figure(13, 4.4)
@@ -155,7 +155,7 @@ def complexity_png(study: Study, a: Analysis) -> bytes:
     return _png(fig)
 
 
-def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
+def parameters_png(study: ResultSet, a: Analysis, index: int) -> bytes | None:
     """One space: the metric against each design parameter, its good range shaded."""
     s = study.spaces[index]
     # A parameter the space holds constant (a RegNet's stage count) has nothing to show.
@@ -198,7 +198,7 @@ def parameters_png(study: Study, a: Analysis, index: int) -> bytes | None:
     return _png(fig)
 
 
-def draw_all(study: Study, a: Analysis) -> dict[str, bytes]:
+def draw_all(study: ResultSet, a: Analysis) -> dict[str, bytes]:
     """Every picture of an analysis by file name: edf, complexity, one per space."""
     matplotlib = require_matplotlib()
     # User text (labels, metric names) is shown as typed: `$...$` is not math to parse.
@@ -302,7 +302,7 @@ def _img(images: Mapping[str, bytes], name: str, alt: str) -> str:
     return f"<img src='data:image/png;base64,{data}' alt='{html.escape(alt)}'>"
 
 
-def inputs_table(study: Study) -> tuple[list[str], list[list[str]]]:
+def inputs_table(study: ResultSet) -> tuple[list[str], list[list[str]]]:
     """One row per input file: its kind, spaces, records read and what it records about
     them (space, recipe, data, ...; "not recorded" where it does not say)."""
     keys = list(dict.fromkeys(k for f in study.inputs for k in f.facts))
@@ -319,7 +319,7 @@ def _number_key(x: float) -> str:
     return repr(float(x)) if math.isfinite(x) else ""
 
 
-def trial_rows(study: Study) -> tuple[list[str], list[list[tuple[str, str]]]]:
+def trial_rows(study: ResultSet) -> tuple[list[str], list[list[tuple[str, str]]]]:
     """Every model (best first within each space): space, name, metric, counts, every design
     parameter and searched recipe field; each cell as (shown text, sort key)."""
     varying = list(study.parameters)
@@ -365,7 +365,7 @@ def _sortable(
     )
 
 
-def _header(study: Study) -> list[str]:
+def _header(study: ResultSet) -> list[str]:
     """What was analyzed: the inputs and what they record, the filters, n per space."""
     e = html.escape
     read = sum(f.records for f in study.inputs)
@@ -384,18 +384,12 @@ def _header(study: Study) -> list[str]:
     return parts
 
 
-def render_html(
-    study: Study,
-    a: Analysis,
-    images: Mapping[str, bytes],
-    sources: Sequence[str] = (),
-    extra_html: str = "",
-) -> str:
-    """The report: tables and the pictures embedded as data URIs (opens anywhere)."""
+def _opening(study: ResultSet, a: Analysis, sources: Sequence[str]) -> list[str]:
+    """The report's head, title, inputs, warnings and header, and its EDF section."""
     e = html.escape
     total = sum(s.n for s in study.spaces)
     bins = max(0, len(a.bin_edges) - 1)
-    parts = [
+    return [
         "<!DOCTYPE html><html lang='en'><head><meta charset='utf-8'>",
         f"<title>regnet-space analysis: {e(a.metric)}</title><style>{_CSS}</style></head><body>",
         f"<h1>Design-space analysis: {e(a.metric)}</h1>",
@@ -411,23 +405,32 @@ def render_html(
         f"(uniform over the {bins} log-spaced bins of the range all spaces share), so spaces "
         "are compared at equal complexity; norm. n counts the models with a positive weight "
         "(Radosavovic et al. 2019).</p>",
-        _img(images, "edf.png", "EDFs"),
-        _table(*space_table(a)),
     ]
-    if a.comparisons:
-        parts += [
-            "<h2>Do the spaces differ?</h2>",
-            f"<p class='note'>Each pair: the two-sample Kolmogorov-Smirnov test of "
-            f"{e(a.metric)} (D: the largest gap between the EDFs); the same on EDFs normalized "
-            f"on the pair's shared {e(a.normalize_by)} range, its p-value from "
-            f"{a.resamples:,} bootstrap draws within complexity bins (seed {a.seed}); and "
-            f"a - b at the EDF's 10th, 25th and 50th percentiles in {e(a.metric)}"
-            f"{' (' + e(study.unit) + ' points)' if study.unit == '%' else ''}, with "
-            "bootstrap 95 % intervals.</p>",
-            _table(*comparison_table(a), text=2),
-            _table(*difference_table(a), text=2),
-        ]
-    parts += [
+
+
+def _pairs_section(study: ResultSet, a: Analysis) -> list[str]:
+    """Whether the spaces differ: the pair tests and the percentile differences."""
+    if not a.comparisons:
+        return []
+    e = html.escape
+    return [
+        "<h2>Do the spaces differ?</h2>",
+        f"<p class='note'>Each pair: the two-sample Kolmogorov-Smirnov test of "
+        f"{e(a.metric)} (D: the largest gap between the EDFs); the same on EDFs normalized "
+        f"on the pair's shared {e(a.normalize_by)} range, its p-value from "
+        f"{a.resamples:,} bootstrap draws within complexity bins (seed {a.seed}); and "
+        f"a - b at the EDF's 10th, 25th and 50th percentiles in {e(a.metric)}"
+        f"{' (' + e(study.unit) + ' points)' if study.unit == '%' else ''}, with "
+        "bootstrap 95 % intervals.</p>",
+        _table(*comparison_table(a), text=2),
+        _table(*difference_table(a), text=2),
+    ]
+
+
+def _ranges_section(study: ResultSet, a: Analysis, images: Mapping[str, bytes]) -> list[str]:
+    """The metric against complexity, and the good ranges of the design parameters."""
+    e = html.escape
+    parts = [
         f"<h2>{e(a.metric)} against complexity</h2>",
         _img(images, "complexity.png", "metric against flops, params and acts"),
         "<h2>Good ranges of the design parameters</h2>",
@@ -440,9 +443,15 @@ def render_html(
     ]
     for i, s in enumerate(study.spaces):
         parts.append(_img(images, f"parameters-{i + 1}-{_slug(s.label)}.png", s.label))
+    return parts
+
+
+def _models_section(study: ResultSet, a: Analysis) -> list[str]:
+    """The rank correlations and the sortable table of every model."""
+    e = html.escape
     headers, rows = trial_rows(study)
     shown = rows[:MAX_TABLE_ROWS]
-    parts += [
+    return [
         "<h2>Rank correlations</h2>",
         f"<p class='note'>Spearman's rho of {e(a.metric)} with each variable "
         "(green: negative, red: positive, |rho| >= 0.3); all: every space's models pooled, "
@@ -453,9 +462,28 @@ def render_html(
         + (f" (the first {len(shown):,} shown)" if len(shown) < len(rows) else "")
         + "; click a column to sort.</p>",
         _sortable("trials", headers, shown),
+    ]
+
+
+def render_html(
+    study: ResultSet,
+    a: Analysis,
+    images: Mapping[str, bytes],
+    sources: Sequence[str] = (),
+    extra_html: str = "",
+) -> str:
+    """The report: tables and the pictures embedded as data URIs (opens anywhere)."""
+    parts = [
+        *_opening(study, a, sources),
+        _img(images, "edf.png", "EDFs"),
+        _table(*space_table(a)),
+        *_pairs_section(study, a),
+        *_ranges_section(study, a, images),
+        *_models_section(study, a),
         extra_html,  # e.g. the training curves and measured cost of study databases
     ]
     if a.notes:
+        e = html.escape
         parts.append("<h2>Notes</h2><ul>" + "".join(f"<li>{e(n)}</li>" for n in a.notes))
         parts.append("</ul>")
     parts.append("<p class='note'>Made by regnet-space analyze.</p>")
@@ -469,7 +497,7 @@ def prepare_dir(path: str | Path, force: bool) -> Path:
 
 
 def write_report(
-    study: Study,
+    study: ResultSet,
     a: Analysis,
     out_dir: str | Path,
     *,

@@ -1,4 +1,4 @@
-"""Study inputs: result records (JSONL, CSV or a JSON list) joined with sample files, by space.
+"""Analysis inputs: result records (JSONL, CSV or a JSON list) joined with sample files, by space.
 
 A record carries a metric column and either the design (the spec fields of a sample record:
 depth, w0, wa, wm, ... or explicit ``stages``; with ``flops``, ``params``, ``acts`` or not)
@@ -7,7 +7,7 @@ from a record are computed from its design (paper convention, at its ``input_siz
 counts a file gives must be exactly its design's (an fvcore or torchvision count is named).
 Filters (`filters`) select records before anything else; a split field divides a space by
 that field's values. Each input file's provenance (space, recipe, data, as far as the file
-records them) travels with the study for the report's header.
+records them) travels with the result set for the report's header.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ class InputFile:
 
 
 @dataclass(frozen=True)
-class Study:
+class ResultSet:
     """Models of one or more spaces and the metric compared (lower is better unless told)."""
 
     metric: str
@@ -475,27 +475,10 @@ def _unique_labels(paths: Sequence[Path]) -> list[str]:
     return [p.stem if stems.count(p.stem) == 1 else str(p) for p in paths]
 
 
-def load_study(
-    results: Sequence[str | Path],
-    *,
-    metric: str = "error",
-    samples: Sequence[str | Path] = (),
-    labels: Sequence[str] = (),
-    lower_is_better: bool = True,
-    allow_synthetic: bool = False,
-    filters: Sequence[str | Filter] = (),
-    split: str | None = None,
-) -> Study:
-    """Read result files (joined with sample files where needed) into a study, by space.
-
-    A study database (`regnet-space study run`) is read directly: its finished trials, as
-    `study export` writes them (synthetic-data trials only with allow_synthetic).
-    Spaces: the given labels (one per results file), else a `space` column, else file names;
-    with `split`, each space divided by that field's values ("LABEL FIELD=VALUE").
-    Samples: none, one for every results file, or one per results file.
-    Filters (`FIELD OP VALUE`, see `filters`) keep the records that pass them all.
-    """
-    parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
+def _input_paths(
+    results: Sequence[str | Path], samples: Sequence[str | Path], labels: Sequence[str]
+) -> tuple[list[Path], list[Path]]:
+    """The results files and the sample file of each (none, or one per results file)."""
     paths = [Path(r) for r in results]
     if not paths:
         raise AnalysisError("no results files given")
@@ -506,40 +489,83 @@ def load_study(
     sample_paths = [Path(s) for s in samples]
     if len(sample_paths) == 1:
         sample_paths *= len(paths)
+    return paths, sample_paths
+
+
+def _read_input(
+    p: Path,
+    metric: str,
+    sample_path: Path | None,
+    cache: dict[Path, list[Record]],
+    allow_synthetic: bool,
+) -> tuple[list[Record], str, dict[str, str]]:
+    """One results file's records (joined with its sample file when they carry no design),
+    the kind of file and what it records about its models."""
+    if is_study_db(p):
+        recs, db = _read_db(p, allow_synthetic)
+        kind, facts = "study database", study_facts(db)
+    else:
+        recs = read_records(p)
+        kind, facts = "results file", _file_facts(recs)
+    if metric not in recs[0].data:
+        cols = ", ".join(list(recs[0].data)[:20])
+        raise AnalysisError(
+            f"{recs[0].source}: no column {metric!r} (columns: {cols}); name the metric "
+            "with --metric"
+        )
+    if not has_design(recs[0].data):
+        if sample_path is None:
+            raise AnalysisError(
+                f"{p}: records carry no design (depth, w0, wa, wm or stages); give the "
+                "sample file with --samples"
+            )
+        if sample_path not in cache:
+            cache[sample_path] = read_records(sample_path)
+        recs = _join(recs, cache[sample_path], str(p))
+    return recs, kind, facts
+
+
+def _label(rec: Record, given: str | None, default: str) -> str:
+    """A record's space: the label given for its file, else its `space` column, else the
+    file's name."""
+    if given is not None:
+        return given
+    if rec.data.get("space") not in (None, ""):
+        return str(rec.data["space"])
+    return default
+
+
+def load_study(
+    results: Sequence[str | Path],
+    *,
+    metric: str = "error",
+    samples: Sequence[str | Path] = (),
+    labels: Sequence[str] = (),
+    lower_is_better: bool = True,
+    allow_synthetic: bool = False,
+    filters: Sequence[str | Filter] = (),
+    split: str | None = None,
+) -> ResultSet:
+    """Read result files (joined with sample files where needed) into a result set, by space.
+
+    A study database (`regnet-space study run`) is read directly: its finished trials, as
+    `study export` writes them (synthetic-data trials only with allow_synthetic).
+    Spaces: the given labels (one per results file), else a `space` column, else file names;
+    with `split`, each space divided by that field's values ("LABEL FIELD=VALUE").
+    Samples: none, one for every results file, or one per results file.
+    Filters (`FIELD OP VALUE`, see `filters`) keep the records that pass them all.
+    """
+    parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
+    paths, sample_paths = _input_paths(results, samples, labels)
     cache: dict[Path, list[Record]] = {}
     groups: dict[str, list[Record]] = {}
     defaults = _unique_labels(paths)
     files: list[tuple[Path, str, list[Record], dict[str, str]]] = []
     for i, p in enumerate(paths):
-        if is_study_db(p):
-            recs, db = _read_db(p, allow_synthetic)
-            kind, facts = "study database", study_facts(db)
-        else:
-            recs = read_records(p)
-            kind, facts = "results file", _file_facts(recs)
-        if metric not in recs[0].data:
-            cols = ", ".join(list(recs[0].data)[:20])
-            raise AnalysisError(
-                f"{recs[0].source}: no column {metric!r} (columns: {cols}); name the metric "
-                "with --metric"
-            )
-        if not has_design(recs[0].data):
-            if not sample_paths:
-                raise AnalysisError(
-                    f"{p}: records carry no design (depth, w0, wa, wm or stages); give the "
-                    "sample file with --samples"
-                )
-            sp = sample_paths[i]
-            if sp not in cache:
-                cache[sp] = read_records(sp)
-            recs = _join(recs, cache[sp], str(p))
+        sample_path = sample_paths[i] if sample_paths else None
+        recs, kind, facts = _read_input(p, metric, sample_path, cache, allow_synthetic)
         for rec in recs:
-            if labels:
-                label = labels[i]
-            elif rec.data.get("space") not in (None, ""):
-                label = str(rec.data["space"])
-            else:
-                label = defaults[i]
+            label = _label(rec, labels[i] if labels else None, defaults[i])
             groups.setdefault(label, []).append(rec)
         files.append((p, kind, recs, facts))
     if split is not None:
@@ -565,7 +591,7 @@ def load_study(
     )
 
 
-def _unit(metric: str, study: Study) -> str:
+def _unit(metric: str, study: ResultSet) -> str:
     """Percent for an error or accuracy column whose values lie in 0..100, some above 1."""
     values = np.concatenate([np.asarray(s.metric) for s in study.spaces])
     named = any(word in metric.lower() for word in ("err", "acc", "top"))
@@ -597,6 +623,40 @@ def _split_value(value: Any) -> str:
     return str(value)
 
 
+def _space_models(
+    label: str,
+    rs: list[Record],
+    metric: str,
+    checks: Sequence[tuple[Filter, str]],
+    check_counts: bool,
+) -> SpaceModels | None:
+    """The models of one space that pass every filter (None when none does)."""
+    for r in rs:
+        if not has_design(r.data):
+            raise AnalysisError(f"{r.source}: the record carries no design")
+    params = [_parameters(r.data, r.source) for r in rs]  # names a bad field first
+    comps = _complexities(rs, check_counts)
+    if checks:
+        passed = [
+            all(f.matches({**r.data, **c, "space": label}, k) for f, k in checks)
+            for r, c in zip(rs, comps, strict=True)
+        ]
+        rs = [r for r, ok in zip(rs, passed, strict=True) if ok]
+        comps = [c for c, ok in zip(comps, passed, strict=True) if ok]
+        params = [p for p, ok in zip(params, passed, strict=True) if ok]
+    if not rs:
+        return None
+    keys = list(dict.fromkeys(k for p in params for k in p))
+    columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
+    return SpaceModels(
+        label=label,
+        names=tuple(str(r.data.get("name") or r.source) for r in rs),
+        metric=tuple(_metric(r, metric) for r in rs),
+        parameters=MappingProxyType(_collapse_shared(columns)),
+        complexity=MappingProxyType({k: tuple(c[k] for c in comps) for k in COMPLEXITY}),
+    )
+
+
 def study_from_records(
     groups: Mapping[str, Sequence[Record | Mapping[str, Any]]],
     *,
@@ -604,9 +664,9 @@ def study_from_records(
     lower_is_better: bool = True,
     filters: Sequence[str | Filter] = (),
     check_counts: bool = False,
-) -> Study:
-    """A study from records (plain mappings or read records) grouped by space label, keeping
-    the records that pass every filter.
+) -> ResultSet:
+    """A result set from records (plain mappings or read records) grouped by space label,
+    keeping the records that pass every filter.
 
     Counts a record lacks are counted from its design; with `check_counts` (as load_study
     reads files), given ones must equal the design's too.
@@ -621,43 +681,15 @@ def study_from_records(
     }
     fields = {k for rs in read.values() for r in rs for k in r.data} | {*COMPLEXITY, "space"}
     checks = [(f, resolve_field(f.field, fields, f"--filter {f.text!r}")) for f in parsed]
-    spaces = []
-    total = 0
-    for label, rs in read.items():
-        total += len(rs)
-        for r in rs:
-            if not has_design(r.data):
-                raise AnalysisError(f"{r.source}: the record carries no design")
-        params = [_parameters(r.data, r.source) for r in rs]  # names a bad field first
-        comps = _complexities(rs, check_counts)
-        if parsed:
-            passed = [
-                all(f.matches({**r.data, **c, "space": label}, k) for f, k in checks)
-                for r, c in zip(rs, comps, strict=True)
-            ]
-            rs = [r for r, ok in zip(rs, passed, strict=True) if ok]
-            comps = [c for c, ok in zip(comps, passed, strict=True) if ok]
-            params = [p for p, ok in zip(params, passed, strict=True) if ok]
-        if not rs:
-            continue
-        values = [_metric(r, metric) for r in rs]
-        keys = list(dict.fromkeys(k for p in params for k in p))
-        columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
-        spaces.append(
-            SpaceModels(
-                label=label,
-                names=tuple(str(r.data.get("name") or r.source) for r in rs),
-                metric=tuple(values),
-                parameters=MappingProxyType(_collapse_shared(columns)),
-                complexity=MappingProxyType({k: tuple(c[k] for c in comps) for k in COMPLEXITY}),
-            )
-        )
+    found = [_space_models(label, rs, metric, checks, check_counts) for label, rs in read.items()]
+    spaces = [s for s in found if s is not None]
     if not spaces:
+        total = sum(len(rs) for rs in read.values())
         if parsed and total:
             shown = "; ".join(str(f) for f in parsed)
             raise AnalysisError(f"no record of {total:,} passes the filters ({shown})")
         raise AnalysisError("no records to analyze")
-    return Study(
+    return ResultSet(
         metric,
         lower_is_better,
         tuple(spaces),

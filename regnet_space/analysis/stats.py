@@ -33,7 +33,7 @@ import numpy as np
 from .compare import PERCENTILES as EDF_PERCENTILES
 from .compare import SALT as PAIR_SALT
 from .compare import Comparison, compare_pair, dkw_band, effective_n, few_models_warning
-from .results import COMPLEXITY, AnalysisError, SpaceModels, Study
+from .results import COMPLEXITY, AnalysisError, ResultSet, SpaceModels
 
 Complexity = Literal["flops", "params", "acts"]
 RESAMPLES = 2500
@@ -398,7 +398,7 @@ def _correlations(
 
 
 def analyze(
-    study: Study,
+    study: ResultSet,
     *,
     seed: int = 0,
     resamples: int = RESAMPLES,
@@ -448,7 +448,7 @@ def analyze(
 
 
 def _comparisons(
-    study: Study, bootstrap: tuple[int, int], bins: int | None, normalize_by: Complexity
+    study: ResultSet, bootstrap: tuple[int, int], bins: int | None, normalize_by: Complexity
 ) -> tuple[Comparison, ...]:
     """Every pair of spaces (in input order), each normalized on its own shared range."""
     seed, resamples = bootstrap
@@ -481,7 +481,7 @@ def _columns(s: SpaceModels, parameters: Sequence[str]) -> dict[str, np.ndarray]
 
 
 def _pooled(
-    study: Study, parts: Sequence[dict[str, np.ndarray]]
+    study: ResultSet, parts: Sequence[dict[str, np.ndarray]]
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Every space's metric and the columns every space has (`parts`, one per space).
 

@@ -1,4 +1,4 @@
-"""The `regnet-space` command: one module per command group, a thin layer over the Python API.
+"""The `regnet-space` command: one module per command, a thin layer over the Python API.
 
 Every user error is one line on stderr and exit status 2; nothing partial is written.
 The cli side may import every other side, but only inside the handlers: registering a
@@ -18,15 +18,27 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import __version__
-from .._startup import quiet_exit
 from ..core.errors import RegNetSpaceError
 from ..core.text import SafeStream, clean
-from . import analyze, build, interop, presets, sample, study, train
+from . import (
+    analyze,
+    build,
+    convert,
+    export,
+    fit,
+    presets,
+    report,
+    sample,
+    scale,
+    schema,
+    study,
+    train,
+)
 from .args import PROG, Parser
 
 
 def make_parser() -> argparse.ArgumentParser:
-    """The full argument parser (build, report, schema, sample, analyze, scale, fit)."""
+    """The full argument parser: every command, in the order --help lists them."""
     parser = Parser(
         prog=PROG,
         description="Turn RegNet design-space parameters into exact networks and numbers.",
@@ -43,15 +55,23 @@ def make_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
     sub.required = True
 
-    # Each command group registers itself; none of these modules imports torch, numpy or
-    # pydantic at import time (tests/test_ux_startup.py checks it).
-    build.register(sub)
-    sample.register(sub)
-    analyze.register(sub)
-    interop.register(sub)
-    presets.register(sub)
-    train.register(sub)
-    study.register(sub)
+    # Each command registers itself; none of these modules imports torch, numpy or pydantic
+    # at import time (tests/test_ux_startup.py checks it).
+    for command in (
+        build,
+        report,
+        schema,
+        sample,
+        analyze,
+        scale,
+        fit,
+        convert,
+        export,
+        presets,
+        train,
+        study,
+    ):
+        command.register(sub)
     return parser
 
 
@@ -60,9 +80,10 @@ class _Interrupts:
     one swallowed where it landed (a weakref callback, a __del__, a library's exception
     wrapper) still ends the command as interrupted."""
 
-    def __init__(self) -> None:
+    def __init__(self, own_process: bool) -> None:
         self.caught = False
         self.armed = True  # False once the command has returned: then only remembered
+        self.own_process = own_process
 
     def handler(self, signum: int, frame: object) -> None:
         self.caught = True
@@ -96,16 +117,17 @@ class _Interrupts:
             yield
         finally:
             sys.unraisablehook = hook
-            signal.signal(signal.SIGINT, signal.SIG_IGN if previous is quiet_exit else previous)
+            signal.signal(signal.SIGINT, signal.SIG_IGN if self.own_process else previous)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point: run a subcommand, turning user errors into one line and exit status 2.
+def main(argv: Sequence[str] | None = None, *, own_process: bool = False) -> int:
+    """Run a subcommand, turning user errors into one line and exit status 2.
 
     Ctrl-C is one line, `regnet-space: interrupted`, and exit status 130, whenever it comes
-    (a commit under way finishes or rolls back first).
+    (a commit under way finishes or rolls back first). `own_process`: this process is the
+    command (regnet_space._startup), so Ctrl-C is ignored once the command has returned.
     """
-    interrupts = _Interrupts()
+    interrupts = _Interrupts(own_process)
     with interrupts.installed():
         # Names, labels and headers come from users' files: nothing printed may drive the
         # terminal.

@@ -7,6 +7,7 @@ or YAML; the readers below import them when a command runs.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import sys
 import textwrap
@@ -118,3 +119,48 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         self.exit(2, f"{self.prog}: error: {message} (see --help)\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Numbers, counters and checkpoint layouts shared by several commands
+
+
+def positive_float(text: str) -> float:
+    """A finite number above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not (math.isfinite(value) and value > 0):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return value
+
+
+def percent(text: str) -> float:
+    """A finite percentage of at least 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage, got {text!r}") from None
+    if not (math.isfinite(value) and value >= 0):
+        raise argparse.ArgumentTypeError(f"expected a percentage of at least 0, got {text!r}")
+    return value
+
+
+def unit_float(text: str) -> float:
+    """A number from 0 to 1."""
+    value = positive_float(text) if text.strip() not in ("0", "0.0") else 0.0
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, got {text!r}")
+    return value
+
+
+# Checkpoint layouts `convert` and `export` read (and `convert` writes).
+LIBRARIES = ("hf", "timm", "torchvision", "pycls")
+
+COUNTERS = ("analytic", "torch")
+COUNTER_HELP = (
+    "torch: also count with PyTorch's FlopCounterMode on the meta device (2 flops per "
+    "multiply-add, no bias; no weights are allocated, so y10b works) and check it against "
+    "2 x the torchvision convention (exit 1 on a mismatch)"
+)

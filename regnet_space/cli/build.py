@@ -1,4 +1,4 @@
-"""`build`, `report` and `schema`: one spec (or folder of specs) in, a model and its numbers out."""
+"""`regnet-space build`: one spec in, its PyTorch model built, run once and described."""
 
 from __future__ import annotations
 
@@ -6,14 +6,16 @@ import argparse
 import json
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BuildError
-from ..core.limits import CONVENTIONS, FORMATS
 from ..core.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
+    COUNTER_HELP,
+    COUNTERS,
     INPUT_SIZE_HELP,
     JSON_HELP,
     SPEC_HELP,
@@ -30,21 +32,6 @@ if TYPE_CHECKING:
     from ..core.spec import Spec
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
-
-CONVENTION_HELP = (
-    "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
-    "free), fvcore (fvcore's default FlopCountAnalysis in eval mode: no bias, BN 2/element, "
-    "pooling 1/element) or torchvision (multiply-adds only)"
-)
-
-COUNTERS = ("analytic", "torch")
-COUNTER_HELP = (
-    "torch: also count with PyTorch's FlopCounterMode on the meta device (2 flops per "
-    "multiply-add, no bias; no weights are allocated, so y10b works) and check it against "
-    "2 x the torchvision convention (exit 1 on a mismatch)"
-)
-
-# build
 
 
 def _stage_records(p: Plan, c: Complexity) -> list[dict[str, Any]]:
@@ -212,15 +199,17 @@ def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
         )
 
 
-def cmd_build(args: argparse.Namespace) -> int:
-    """Build the model of one spec and describe it."""
-    from ..core.report import summarize
+@dataclass(frozen=True)
+class _Built:
+    """What building and checking the model found."""
 
-    spec, source = load_spec_argument(args.spec)
-    summary = summarize(spec, source, args.input_size, "paper")
-    saving = _save_targets(args.save, args.force, spec) if args.save else None
-    targets = saving[1:3] if saving is not None else None
-    _check_memory(summary, args.allow_large)
+    output_shape: list[int]
+    verification: Any  # nn.counters.Verification, with --verify
+    torch_checked: Any  # nn.counters.TorchCheck, with --counter torch
+
+
+def _build_and_check(args: argparse.Namespace, summary: SpecSummary, saving: Any) -> _Built:
+    """Build the model, run one image through it, cross-check and save as asked."""
     progress = Progress("build")
     progress.step("building the model")
     import torch  # torch is imported here, and only here
@@ -233,9 +222,8 @@ def cmd_build(args: argparse.Namespace) -> int:
         size = summary.plan.input_size
         progress.step("running one image")
         with torch.no_grad():
-            x = torch.zeros(1, spec.num_channels, size, size)
+            x = torch.zeros(1, summary.spec.num_channels, size, size)
             out = model.regnet(x, return_dict=True).last_hidden_state
-        output_shape = list(out.shape)
         verification = None
         if args.verify:
             from ..nn.counters import verify
@@ -253,136 +241,62 @@ def cmd_build(args: argparse.Namespace) -> int:
             _save(model, *saving)
     finally:
         progress.done()
+    return _Built(list(out.shape), verification, torch_checked)
+
+
+def _build_json(summary: SpecSummary, built: _Built, targets: Any) -> dict[str, Any]:
+    """The --json output of build."""
+    data = summary.as_dict() | {"output_shape": built.output_shape}
+    data["design"] = summary.spec.model_dump(mode="json", exclude_none=True)
+    data["stages"] = _stage_records(summary.plan, summary.counts)
+    verification = built.verification
+    if verification is not None:
+        m = verification.measured
+        data["verify"] = {
+            "ok": verification.ok,
+            "fvcore": {"flops": m.flops, "acts": m.acts, "params": m.params},
+            "analytic_fvcore": {
+                "flops": verification.analytic_fvcore.flops,
+                "acts": verification.analytic_fvcore.acts,
+                "params": verification.analytic_fvcore.params,
+            },
+            "module_params": m.module_params,
+        }
+    if targets is not None:
+        data["saved"] = [str(t) for t in targets]
+    if built.torch_checked is not None:
+        data["torch_counter"] = built.torch_checked.as_dict()
+    return data
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    """Build the model of one spec and describe it."""
+    from ..core.report import summarize
+
+    spec, source = load_spec_argument(args.spec)
+    summary = summarize(spec, source, args.input_size, "paper")
+    saving = _save_targets(args.save, args.force, spec) if args.save else None
+    targets = saving[1:3] if saving is not None else None
+    _check_memory(summary, args.allow_large)
+    built = _build_and_check(args, summary, saving)
     if args.json:
-        data = summary.as_dict() | {"output_shape": output_shape}
-        data["design"] = spec.model_dump(mode="json", exclude_none=True)
-        data["stages"] = _stage_records(summary.plan, summary.counts)
-        if verification is not None:
-            m = verification.measured
-            data["verify"] = {
-                "ok": verification.ok,
-                "fvcore": {"flops": m.flops, "acts": m.acts, "params": m.params},
-                "analytic_fvcore": {
-                    "flops": verification.analytic_fvcore.flops,
-                    "acts": verification.analytic_fvcore.acts,
-                    "params": verification.analytic_fvcore.params,
-                },
-                "module_params": m.module_params,
-            }
-        if targets is not None:
-            data["saved"] = [str(t) for t in targets]
-        if torch_checked is not None:
-            data["torch_counter"] = torch_checked.as_dict()
-        sys.stdout.write(json.dumps(data, indent=2) + "\n")
+        sys.stdout.write(json.dumps(_build_json(summary, built, targets), indent=2) + "\n")
     else:
-        sys.stdout.write(_build_text(summary, output_shape, verification))
-        if torch_checked is not None:
-            sys.stdout.write(torch_checked.summary_line() + "\n")
+        sys.stdout.write(_build_text(summary, built.output_shape, built.verification))
+        if built.torch_checked is not None:
+            sys.stdout.write(built.torch_checked.summary_line() + "\n")
         if targets is not None:
             sys.stdout.write(
                 clean(f"saved weights to {targets[0]} and the resolved spec to {targets[1]}") + "\n"
             )
-    failed = (verification is not None and not verification.ok) or (
-        torch_checked is not None and not torch_checked.ok
+    failed = (built.verification is not None and not built.verification.ok) or (
+        built.torch_checked is not None and not built.torch_checked.ok
     )
     return 1 if failed else 0
 
 
-# ---------------------------------------------------------------------------------------------
-# report and schema
-
-
-def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], list[str]]:
-    """Every spec that loads, a line per skipped space file, a line per file that fails."""
-    from ..core.errors import RegNetSpaceError
-    from ..core.report import find_spec_files, summarize
-
-    if args.specs == ["-"]:
-        spec, source = load_spec_argument("-")
-        return [summarize(spec, source, args.input_size, args.convention)], [], []
-    good, skipped, bad = [], [], []
-    for item in args.specs:
-        p = Path(item)
-        if p.is_dir() and not (p / "config.json").is_file():  # a folder of specs
-            files = find_spec_files([p], recursive=args.recursive)
-            skipped += [
-                f"skipped {f}: a design-space file, not a spec (see `sample`)"
-                for f in files.skipped
-            ]
-            bad += files.missing
-            sources = [str(f) for f in files.specs]
-        else:  # a file of any spec form, a Hugging Face snapshot folder or a shipped name
-            sources = [item]
-        for source in sources:
-            try:
-                spec, where = load_spec_argument(source)
-                good.append(summarize(spec, where, args.input_size, args.convention))
-            except RegNetSpaceError as exc:
-                message = str(exc)
-                bad.append(message if message.startswith(source) else f"{source}: {message}")
-    return good, skipped, bad
-
-
-def cmd_report(args: argparse.Namespace) -> int:
-    """One row per spec, analytic counts (and FlopCounterMode's with --counter torch).
-
-    Every spec that loads is reported first, then one line on stderr for each that does not;
-    the exit status is 2 when any did not.
-    """
-    from ..core.report import render_report
-
-    fmt = "json" if args.json else args.format
-    summaries, skipped, bad = _summaries(args)
-    status = 2 if bad else 0
-    checks = []
-    if args.counter == "torch" and summaries:
-        from ..nn.counters import torch_check
-
-        progress = Progress("report --counter torch", len(summaries))
-        try:
-            for i, s in enumerate(summaries):
-                checks.append(torch_check(s.plan))
-                progress.update(i + 1)
-        finally:
-            progress.done()
-    if summaries and fmt == "json" and checks:
-        rows = [
-            s.as_dict() | {"torch_counter": c.as_dict()}
-            for s, c in zip(summaries, checks, strict=True)
-        ]
-        sys.stdout.write(json.dumps(rows, indent=2) + "\n")
-    elif summaries or fmt in ("json", "csv"):
-        sys.stdout.write(render_report(summaries, fmt))
-        if checks and fmt != "csv":
-            agree = sum(c.ok for c in checks)
-            sys.stdout.write(
-                f"FlopCounterMode (meta device): {agree}/{len(checks)} agree with "
-                "2 x the torchvision convention\n"
-            )
-            for s, c in zip(summaries, checks, strict=True):
-                if not c.ok:
-                    sys.stdout.write(clean(f"  {s.source}: {c.summary_line()}") + "\n")
-    sys.stdout.flush()
-    for line in skipped:
-        sys.stderr.write(clean(line) + "\n")
-    for message in bad:
-        sys.stderr.write(f"regnet-space: {clean(message)}\n")
-    if status == 0 and not all(c.ok for c in checks):
-        status = 1
-    return status
-
-
-def cmd_schema(args: argparse.Namespace) -> int:
-    """Print the JSON Schema of the spec format."""
-    from ..core.spec import spec_json_schema
-
-    sys.stdout.write(json.dumps(spec_json_schema(), indent=2) + "\n")
-    return 0
-
-
 def register(sub: Any) -> None:
-    """Add build, report and schema to the command's subparsers."""
-
+    """Add `build` to the command's subparsers."""
     b = sub.add_parser(
         "build",
         help="build the PyTorch model of a spec and describe it",
@@ -408,36 +322,3 @@ def register(sub: Any) -> None:
     b.add_argument("--force", action="store_true", help="overwrite the --save outputs")
     b.add_argument("--allow-large", action="store_true", help=ALLOW_LARGE_HELP)
     b.set_defaults(func=cmd_build)
-
-    r = sub.add_parser(
-        "report",
-        help="counts of specs or folders of specs, without building models",
-        description="Flops, params and activations of each spec (folders: their *.yaml files), "
-        "counted analytically. Every spec that loads is reported, then one line on stderr for "
-        "each file that does not (exit status 2 if any); design-space files in a folder are "
-        "named as skipped.",
-    )
-    r.add_argument(
-        "specs",
-        nargs="+",
-        metavar="SPEC_OR_DIR",
-        help="spec files, folders of them, shipped spec names (y040), or - for stdin",
-    )
-    r.add_argument(
-        "--format", choices=FORMATS, default="table", help="output format (default table)"
-    )
-    r.add_argument("--json", action="store_true", help="the same as --format json")
-    r.add_argument(
-        "-r", "--recursive", action="store_true", help="also read the folders inside folders"
-    )
-    r.add_argument("--input-size", type=input_size, metavar="N", help=INPUT_SIZE_HELP)
-    r.add_argument("--convention", choices=CONVENTIONS, default="paper", help=CONVENTION_HELP)
-    r.add_argument("--counter", choices=COUNTERS, default="analytic", help=COUNTER_HELP)
-    r.set_defaults(func=cmd_report)
-
-    s = sub.add_parser(
-        "schema",
-        help="print the JSON Schema of the spec format",
-        description="Print the JSON Schema of the spec file format (both forms), for editors.",
-    )
-    s.set_defaults(func=cmd_schema)

@@ -21,7 +21,8 @@ from .progress import Progress
 
 if TYPE_CHECKING:
     from ..core.io import OutputSet
-    from ..space.sampling import DesignRecord, SampleError, SampleProgress, SampleResult
+    from ..space.records import DesignRecord, SampleProgress, SampleResult
+    from ..space.sampling import SampleError
     from ..space.space import Bounds
 
 SUFFIXES = (".jsonl", ".csv")
@@ -206,7 +207,7 @@ def _report_failure(err: SampleError, stream: IO[str]) -> None:
 
 
 def _reasons(result: SampleResult) -> str:
-    from ..space.sampling import REASONS
+    from ..space.evaluator import REASONS
 
     order = (*REASONS, "duplicate")
     parts = [f"{k} {result.rejected[k]:,}" for k in order if result.rejected.get(k)]
@@ -221,7 +222,8 @@ def _targets(
     Also returns the spec file names of the --specs-dir folder (none without it).
     """
     from ..core.io import OutputSet
-    from ..space.sampling import MAX_DESIGNS, spec_file_names
+    from ..space.output import spec_file_names
+    from ..space.sampling import MAX_DESIGNS
 
     out = Path(args.output)
     if args.output == STDIO:
@@ -249,14 +251,12 @@ def run(args: argparse.Namespace) -> int:
     """Sample, then write the records (and spec files); 0 on success."""
     from ..core.presets import resolve
     from ..core.spec import dump_spec, spec_from_dict
-    from ..space.sampling import (
-        SampleError,
-        records_to_csv,
-        records_to_jsonl,
-        sample,
-    )
+    from ..space.output import records_to_csv, records_to_jsonl
+    from ..space.sampling import SampleError, sample
     from ..space.space import load_space
+    from .allocator import keep_freed_memory
 
+    keep_freed_memory()
     space = load_space(resolve(args.space, "space") if args.space != STDIO else sys.stdin.read())
     # The names are those of result.space: sample() passes a loaded space through.
     outputs, out, folder, names = _targets(args, space.space)

@@ -191,7 +191,7 @@ def _executor(args: argparse.Namespace, configured: Any) -> Any:
 
     from ..core.loading import format_errors
     from ..study.errors import StudyError
-    from ..study.studyfile import LocalExecutor, RayExecutor
+    from ..study.studyfile import LocalExecutorConfig, RayExecutorConfig
 
     kind = args.executor or configured.kind
     ray_flags = {
@@ -202,14 +202,22 @@ def _executor(args: argparse.Namespace, configured: Any) -> Any:
     if kind == "ray":
         if args.workers is not None:
             raise StudyError("--workers is for the local executor; Ray uses --cpus-per-trial")
-        base = configured if isinstance(configured, RayExecutor) else RayExecutor(kind="ray")
+        base = (
+            configured
+            if isinstance(configured, RayExecutorConfig)
+            else RayExecutorConfig(kind="ray")
+        )
         try:
-            return RayExecutor.model_validate({**base.model_dump(), **ray_flags})
+            return RayExecutorConfig.model_validate({**base.model_dump(), **ray_flags})
         except ValidationError as exc:
-            raise StudyError(f"ray executor: {format_errors(exc, RayExecutor)}") from None
+            raise StudyError(f"ray executor: {format_errors(exc, RayExecutorConfig)}") from None
     if args.address is not None or ray_flags:
         raise StudyError("--address and --*-per-trial are for the ray executor (--executor ray)")
-    base = configured if isinstance(configured, LocalExecutor) else LocalExecutor(kind="local")
+    base = (
+        configured
+        if isinstance(configured, LocalExecutorConfig)
+        else LocalExecutorConfig(kind="local")
+    )
     if args.workers is not None:
         return base.model_copy(update={"workers": args.workers})
     return base

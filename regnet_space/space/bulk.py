@@ -194,6 +194,43 @@ class _Runs:
     num_k: np.ndarray  # (n,) max exponent + 1
 
 
+def _exponent_starts(
+    rule: _Rule,
+    k: np.ndarray,
+    power: np.ndarray,
+    d: np.ndarray,
+    zero: np.ndarray,
+    row: np.ndarray,
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """The first block of each entry's exponent k: the closed-form guess moved until exact;
+    and the designs whose exponents are seen to step back (to resolve one by one).
+
+    `power` is wm**k, `d` the depth per entry, `zero` the k = 0 entries, `row` the designs.
+    """
+    w0, wa, wm = rule.w0, rule.wa, rule.wm
+    with np.errstate(divide="ignore", invalid="ignore"):  # k = 0 entries are set apart
+        guess = np.ceil(w0 * (power / np.sqrt(wm) - 1) / wa)
+        # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
+        start = np.clip(guess, 1, d - 1, out=guess).astype(np.int64)
+        start[zero] = 0
+        later = _exponent(start, rule) < k
+        earlier = _exponent(start - 1, rule) >= k
+    earlier[zero] = False
+    start += later
+    start -= earlier
+    both = later & earlier
+    odd = [row[both]] if both.any() else []
+    todo = np.flatnonzero(later ^ earlier)
+    while todo.size:
+        j, kk, sub = start[todo], k[todo], rule.take(todo)
+        later = _exponent(j, sub) < kk
+        earlier = _exponent(j - 1, sub) >= kk
+        start[todo] = j + later - earlier
+        odd.append(row[todo[later & earlier]])
+        todo = todo[later ^ earlier]
+    return start, odd
+
+
 def _exponent_runs(p: RegNetParams, num_k: np.ndarray | None) -> _Runs:
     """Quantized width and block count of each exponent k = 0..s_(d-1) of every design.
 
@@ -217,27 +254,7 @@ def _exponent_runs(p: RegNetParams, num_k: np.ndarray | None) -> _Runs:
     rule = _Rule(w0, wa, wm, lw, p.rounding in FLOAT32_ROUNDINGS)
     power = np.power(wm, k)  # as in generator: np.power(wm, s), s a float
 
-    zero = first[:-1]  # the k = 0 entries: exponent 0 starts at block 0
-    with np.errstate(divide="ignore", invalid="ignore"):  # k = 0 entries are set apart
-        guess = np.ceil(w0 * (power / np.sqrt(wm) - 1) / wa)
-        # Exponent k >= 1 is at most s_(d-1), so it starts in [1, d-1].
-        start = np.clip(guess, 1, d - 1, out=guess).astype(np.int64)
-        start[zero] = 0
-        later = _exponent(start, rule) < k
-        earlier = _exponent(start - 1, rule) >= k
-    earlier[zero] = False
-    start += later
-    start -= earlier
-    both = later & earlier
-    odd = [row[both]] if both.any() else []
-    todo = np.flatnonzero(later ^ earlier)
-    while todo.size:
-        j, kk, sub = start[todo], k[todo], rule.take(todo)
-        later = _exponent(j, sub) < kk
-        earlier = _exponent(j - 1, sub) >= kk
-        start[todo] = j + later - earlier
-        odd.append(row[todo[later & earlier]])
-        todo = todo[later ^ earlier]
+    start, odd = _exponent_starts(rule, k, power, d, first[:-1], row)
     blocks = np.empty_like(start)
     blocks[:-1] = start[1:] - start[:-1]
     blocks[first[1:] - 1] = p.depth - start[first[1:] - 1]

@@ -33,7 +33,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Discriminator,
     Field,
@@ -53,6 +52,13 @@ from ..core.loading import (
     read_text_file,
 )
 from ..core.spec import BLOCK_KINDS, MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
+from .distributions import (
+    ListOf,
+    QuantizedDist,
+    ValuesDist,
+    probe_values,
+    range_or_choice,
+)
 
 
 class SpaceError(SpecError):
@@ -61,16 +67,7 @@ class SpaceError(SpecError):
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 
-Number = int | float
 
-
-def _as_tuple(value: Any) -> Any:
-    # YAML gives lists; the container is converted while its items stay strictly validated.
-    return tuple(value) if isinstance(value, list) else value
-
-
-ListOf = BeforeValidator(_as_tuple)
-Dist = Literal["uniform", "log_uniform", "power2_uniform", "power2_or_log_uniform"]
 StageField = Literal["width", "depth", "group_width", "bottleneck_multiplier"]
 
 # Spec fields a regnet space may sample, in the order they are drawn; the first five are needed.
@@ -82,7 +79,6 @@ CHOICE_FIELDS = ("block", "preact", "linear_out", "bottleneck_in", "shortcut", "
 CHOICE_FIELDS += ("se_activation", "activation", "final_activation", "stem", "head_width")
 CHOICE_FIELDS += ("output_stride",)
 MAX_COMBINATIONS = 256  # of choice values, each validated with the space
-MAX_VALUES = 4096
 _SUFFIXES = {"": 1, "k": 10**3, "m": 10**6, "g": 10**9, "t": 10**12}
 _COUNT_RE = re.compile(r"\s*([+-]?[0-9]*\.?[0-9]+(?:[eE][+-]?[0-9]+)?)\s*([kKmMgGtT]?)\s*")
 
@@ -198,106 +194,6 @@ def parse_bounds(value: Bounds | str | int | tuple[Any, Any] | list[Any] | None)
         return Bounds.model_validate(value)
     except ValidationError as exc:
         raise SpaceError(format_errors(exc, Bounds)) from None
-
-
-# ---------------------------------------------------------------------------------------------
-# Distributions
-
-
-def _decimal(x: Number) -> Decimal:
-    return Decimal(str(x))
-
-
-def _is_power2(x: Number) -> bool:
-    f = Fraction(_decimal(x))
-    if f <= 0:
-        return False
-    top, bottom = (f.numerator, f.denominator) if f >= 1 else (f.denominator, f.numerator)
-    return bottom == 1 and top & (top - 1) == 0
-
-
-class QuantizedDist(BaseModel):
-    """A number drawn from the closed range [low, high] by `dist`, on multiples of `quantum`.
-
-    uniform: uniform over the multiples; log_uniform: log-uniform draw rounded up to a
-    multiple (pycls); power2_uniform: uniform over the powers of two; power2_or_log_uniform:
-    the powers of two below `quantum` with their power2_uniform share, else log_uniform.
-    """
-
-    model_config = _CONFIG
-
-    dist: Dist
-    low: Number
-    high: Number
-    quantum: Number = 1
-
-    @model_validator(mode="after")
-    def _check(self) -> QuantizedDist:
-        d, lo, hi, q = self.dist, self.low, self.high, self.quantum
-        if q <= 0:
-            raise ValueError(f"quantum: must be positive, got {q}")
-        if lo > hi:
-            raise ValueError(f"low {lo} is above high {hi}")
-        if d != "uniform" and lo <= 0:
-            raise ValueError(f"low: {d} needs low > 0, got {lo}")
-        if d.startswith("power2") and not all(_is_power2(v) for v in (lo, hi, q)):
-            raise ValueError(f"{d}: low, high and quantum must be powers of two")
-        quantum = Fraction(_decimal(q))
-        if Fraction(_decimal(hi)) / quantum * quantum.numerator >= 2**53:
-            # Values are k * quantum with exact integer arithmetic on k (and exact floats).
-            raise ValueError(f"high / quantum is too large for exact values ({hi} / {q})")
-        if d != "power2_or_log_uniform":
-            for side, v in (("low", lo), ("high", hi)):
-                if Fraction(_decimal(v)) % quantum:
-                    raise ValueError(f"{side}: {v} is not a multiple of quantum {q}")
-        return self
-
-    @property
-    def min_value(self) -> Number:
-        return self.low
-
-    @property
-    def max_value(self) -> Number:
-        return self.high
-
-
-class ValuesDist(BaseModel):
-    """A value drawn uniformly from a list."""
-
-    model_config = _CONFIG
-
-    values: Annotated[tuple[Number, ...], ListOf] = Field(min_length=1, max_length=MAX_VALUES)
-
-    @model_validator(mode="after")
-    def _check(self) -> ValuesDist:
-        if len(set(self.values)) != len(self.values):
-            raise ValueError("values: every value must be listed once")
-        return self
-
-    @property
-    def min_value(self) -> Number:
-        return min(self.values)
-
-    @property
-    def max_value(self) -> Number:
-        return max(self.values)
-
-
-def range_or_choice(range_type: type, choice_type: type, kind: str, expected: str) -> Any:
-    """A field type that is `range_type` or `choice_type` (told apart by a `values` key), with
-    one message naming both forms when a value is neither."""
-
-    def tag(value: Any) -> str | None:
-        if isinstance(value, choice_type) or (isinstance(value, Mapping) and "values" in value):
-            return "choice"
-        if isinstance(value, (range_type, Mapping)):
-            return "range"
-        return None
-
-    return Annotated[
-        Annotated[range_type, Tag("range")] | Annotated[choice_type, Tag("choice")],
-        Discriminator(tag, custom_error_type=kind, custom_error_message=expected),
-    ]
 
 
 Param = range_or_choice(
@@ -428,7 +324,7 @@ class RegNetSpace(_SpaceBase):
             ParametricSpec, {"name": self.space, **self.spec, **low}, combos[0], where
         )
         for name, p in sampled.items():
-            for v in _probe_values(p):
+            for v in probe_values(p):
                 _validated(ParametricSpec, {**base.model_dump(), name: v}, where)
         w0 = self.sample.w0
         if isinstance(w0, QuantizedDist) and w0.dist != "power2_uniform" and w0.quantum % base.q:
@@ -523,7 +419,7 @@ class AnyNetSpace(_SpaceBase):
             _check_int_param(name, p)
         low = {f: p.min_value for f, p in self.per_stage.items()}
         for name, p in self.per_stage.items():
-            for v in _probe_values(p):
+            for v in probe_values(p):
                 _validated(StageSpec, {**low, name: v}, {f: f"per_stage.{f}" for f in low})
         return self
 
@@ -594,21 +490,6 @@ def _with_choice(
             raise
         named = ", ".join(f"{k}: {v}" for k, v in choice.items())
         raise ValueError(f"choices ({named}): {exc}") from None
-
-
-def _probe_values(p: QuantizedDist | ValuesDist) -> list[Number]:
-    """Values whose validity as the spec field stands for every value the draw can give."""
-    if isinstance(p, ValuesDist):
-        return list(p.values)
-    if p.dist.startswith("power2"):
-        # Few values: check every power of two in range (with power2_or_log, those below q).
-        powers, v = [], Fraction(_decimal(p.low))
-        top = Fraction(_decimal(p.high if p.dist == "power2_uniform" else min(p.high, p.quantum)))
-        while v <= top:
-            powers.append(int(v) if v.denominator == 1 and isinstance(p.low, int) else float(v))
-            v *= 2
-        return [*powers, p.high]
-    return [p.low, p.high]
 
 
 # ---------------------------------------------------------------------------------------------

@@ -29,11 +29,11 @@ from pathlib import Path
 
 from ..analysis.studydb import StudyDbError
 from .database import StudyDatabase, check_db_path, inspect
-from .executors import Executor, LocalPool, RayPool, import_ray
+from .executors import Executor, LocalExecutor, RayExecutor, import_ray
 from .storage import drop_weights, prepare_storage, remove_new_storage, trial_folder
 from .studyfile import (
-    LocalExecutor,
-    RayExecutor,
+    LocalExecutorConfig,
+    RayExecutorConfig,
     ResolvedStudy,
     keep_count,
     threads_per_trial,
@@ -80,12 +80,14 @@ def check_executor(kind: str) -> None:
         import_ray()
 
 
-def make_executor(config: LocalExecutor | RayExecutor, address: str | None) -> tuple[Executor, int]:
+def make_executor(
+    config: LocalExecutorConfig | RayExecutorConfig, address: str | None
+) -> tuple[Executor, int]:
     """Start an executor; returns it and the torch threads each trial gets."""
     threads = threads_per_trial(config)
-    if isinstance(config, RayExecutor):
-        return RayPool(config, address if address is not None else config.address), threads
-    return LocalPool(config.workers, threads), threads
+    if isinstance(config, RayExecutorConfig):
+        return RayExecutor(config, address if address is not None else config.address), threads
+    return LocalExecutor(config.workers, threads), threads
 
 
 def _interrupt(signum: int, frame: object) -> None:
@@ -108,7 +110,7 @@ def _terminate_as_interrupt() -> Iterator[None]:
 def run_study(
     study: ResolvedStudy,
     db_path: str | Path,
-    executor: LocalExecutor | RayExecutor,
+    executor: LocalExecutorConfig | RayExecutorConfig,
     *,
     address: str | None = None,
     progress: Callable[[RunProgress], None] | None = None,
@@ -126,7 +128,7 @@ def run_study(
 def _run(
     study: ResolvedStudy,
     db_path: Path,
-    executor: LocalExecutor | RayExecutor,
+    executor: LocalExecutorConfig | RayExecutorConfig,
     address: str | None,
     progress: Callable[[RunProgress], None] | None,
     announce: Callable[[Path, Path], None] | None,

@@ -27,7 +27,7 @@ from typing import Any, Protocol
 
 from .errors import StudyError
 from .storage import check_node_probe, node_probe, write_driver_probe
-from .studyfile import RayExecutor, cores
+from .studyfile import RayExecutorConfig, cores
 from .worker import EpochReport, TrialOutcome, TrialTask, pick_device, run_trial
 
 RAY_HINT = "pip install 'regnet-space[ray]' (or pip install -e \".[ray]\" in a checkout)"
@@ -104,7 +104,7 @@ class _Worker:
     task: int | None = None
 
 
-class LocalPool:
+class LocalExecutor:
     """`workers` spawned processes, each running one trial at a time with `threads` threads."""
 
     def __init__(self, workers: int, threads: int) -> None:
@@ -268,7 +268,7 @@ RAY_REFRESH_SECONDS = 2.0  # how often the cluster's resources are read again
 PROBE_SECONDS = 120.0
 
 
-class RayPool:
+class RayExecutor:
     """Trials as Ray tasks with the study's CPUs and GPUs per trial; as many at once as the
     cluster's live nodes have room for.
 
@@ -276,12 +276,12 @@ class RayPool:
     this machine's cores; an already initialized Ray (a notebook, a test) is used as it is.
     """
 
-    def __init__(self, executor: RayExecutor, address: str | None) -> None:
+    def __init__(self, config: RayExecutorConfig, address: str | None) -> None:
         ray = import_ray()
         self._ray = ray
         self._started = False
         self._refs: dict[Any, int] = {}  # before any close(): it cancels these
-        self._cpus, self._gpus = executor.cpus_per_trial, executor.gpus_per_trial
+        self._cpus, self._gpus = config.cpus_per_trial, config.gpus_per_trial
         if not ray.is_initialized():
             self._init(address)
         self._checked = -RAY_REFRESH_SECONDS

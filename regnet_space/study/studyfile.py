@@ -23,8 +23,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..core.errors import RegNetSpaceError
 from ..core.loading import format_errors, parse_yaml, read_text_file
-from ..space.sampling import DesignRecord, sample
-from ..space.space import Space, load_space, parse_bounds, range_or_choice
+from ..space.distributions import draw_choice, draw_range, range_or_choice
+from ..space.records import DesignRecord
+from ..space.sampling import sample
+from ..space.space import Space, load_space, parse_bounds
 from .data import DataSpec, check_data
 from .errors import StudyError
 from .recipe import Recipe, load_recipe, recipe_with
@@ -81,7 +83,7 @@ SearchParam = range_or_choice(
 )
 
 
-class LocalExecutor(BaseModel):
+class LocalExecutorConfig(BaseModel):
     """Long-lived worker processes on this machine; torch threads = cores // workers."""
 
     model_config = _CONFIG
@@ -91,7 +93,7 @@ class LocalExecutor(BaseModel):
     threads: int | None = Field(None, ge=1, le=4096, description="torch threads per trial")
 
 
-class RayExecutor(BaseModel):
+class RayExecutorConfig(BaseModel):
     """One Ray task per trial; no address starts a local Ray, `auto` or ray:// joins one."""
 
     model_config = _CONFIG
@@ -102,7 +104,7 @@ class RayExecutor(BaseModel):
     gpus_per_trial: Number = Field(0, ge=0, le=64)
 
 
-Executor = Annotated[LocalExecutor | RayExecutor, Field(discriminator="kind")]
+ExecutorConfig = Annotated[LocalExecutorConfig | RayExecutorConfig, Field(discriminator="kind")]
 
 
 class StudyFile(BaseModel):
@@ -118,7 +120,7 @@ class StudyFile(BaseModel):
     recipe: str | dict[str, Any] = Field(description="recipe file (relative path) or inline")
     search: dict[str, SearchParam] = Field(default_factory=dict)
     data: DataSpec
-    executor: Executor = LocalExecutor(kind="local")
+    executor: ExecutorConfig = LocalExecutorConfig(kind="local")
     retries: int = Field(0, ge=0, le=MAX_RETRIES)
     storage: str | None = Field(
         None,
@@ -269,21 +271,9 @@ def draw_search(
         # other fields are.
         rng = np.random.default_rng([seed, SEARCH_SALT, zlib.crc32(field.encode())])
         if isinstance(p, SearchChoice):
-            idx = rng.integers(0, len(p.values), n)
-            columns[field] = [p.values[i] for i in idx.tolist()]
-            continue
-        integer = isinstance(p.low, int) and isinstance(p.high, int)
-        if p.dist == "uniform" and integer:
-            columns[field] = rng.integers(p.low, p.high + 1, n).tolist()
-        elif p.dist == "uniform":
-            columns[field] = (p.low + (p.high - p.low) * rng.random(n)).tolist()
+            columns[field] = draw_choice(rng, p.values, n)
         else:
-            x = np.exp(np.log(p.low) + (np.log(p.high) - np.log(p.low)) * rng.random(n))
-            columns[field] = (
-                np.clip(np.rint(x), p.low, p.high).astype(np.int64).tolist()
-                if integer
-                else [float(f"{v:.6g}") for v in x.tolist()]  # readable, stable in JSON
-            )
+            columns[field] = draw_range(rng, p.dist, p.low, p.high, n)
     return [{f: columns[f][i] for f in search} for i in range(n)]
 
 
@@ -364,9 +354,9 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def threads_per_trial(executor: LocalExecutor | RayExecutor) -> int:
+def threads_per_trial(executor: LocalExecutorConfig | RayExecutorConfig) -> int:
     """torch threads of one trial: the local executor's share of cores, or Ray's CPUs."""
-    if isinstance(executor, RayExecutor):
+    if isinstance(executor, RayExecutorConfig):
         return max(1, math.floor(executor.cpus_per_trial))
     if executor.threads is not None:
         return executor.threads

@@ -1,9 +1,7 @@
-"""The `convert` and `export` subcommands; `register(subparsers)` adds them to the CLI.
+"""`regnet-space export`: a model to ONNX or a torch.export program, checked for equal outputs.
 
-Handlers return an exit status and raise `RegNetSpaceError` subclasses for bad input (the
-main CLI prints those as one line, exit 2). SPEC may be a regnet-space spec, a pycls config
-(YAML with a MODEL section) or a Hugging Face config.json. Torch is imported by the handlers
-only, so registering the commands keeps `regnet-space --help` fast.
+Torch is imported by the handler only, so registering the command keeps `regnet-space
+--help` fast.
 """
 
 from __future__ import annotations
@@ -19,6 +17,7 @@ from .args import (
     ALLOW_LARGE_HELP,
     FORCE_HELP,
     INPUT_SIZE_HELP,
+    LIBRARIES,
     SPEC_HELP,
     STDIO,
     input_size,
@@ -27,18 +26,6 @@ from .args import (
 from .progress import Progress
 
 EXPORT_FORMATS = ("onnx", "pt2")
-CONVERT_EXAMPLES = """\
-examples:
-  regnet-space convert regnety_040.pth --from timm --spec specs/y040.yaml -o y040.safetensors
-  regnet-space convert regnet_y_800mf.pth --from torchvision --spec specs/y008_tv.yaml -o y008.pt
-  regnet-space convert RegNetY-4.0GF_dds_8gpu.pyth --from pycls --bgr-to-rgb \\
-      --spec RegNetY-4.0GF_dds_8gpu.yaml -o y040.pt
-  regnet-space convert y040.pt --from hf --to timm --spec specs/y040.yaml -o y040_timm.pth
-
-Keys are mapped by name and every shape is checked against the model SPEC builds; the first
-key that does not fit is named. Checkpoints are read with weights_only=True (.pth, .pyth,
-.pt, .bin; wrappers such as pycls's model_state are unwrapped) or as .safetensors.
-The output loads into `regnet_space.build_model(spec)` with strict=True (--to hf)."""
 
 EXPORT_EXAMPLES = """\
 examples:
@@ -55,42 +42,8 @@ OUT's suffix (.onnx or .pt2) unless --format says it."""
 CHECK_TOLERANCE = 1e-4
 
 
-def _libraries() -> tuple[str, ...]:
-    return ("hf", "timm", "torchvision", "pycls")
-
-
 def register(subparsers: Any) -> None:
-    """Add `convert` and `export` to the CLI's subparsers."""
-    c = subparsers.add_parser(
-        "convert",
-        help="convert a timm / torchvision / pycls / Hugging Face checkpoint to another layout",
-        description="Re-key a RegNet checkpoint from one library's layout to another's "
-        "(default: this package's, which is Hugging Face's), checking every key and shape "
-        "against the model SPEC describes.",
-        epilog=CONVERT_EXAMPLES,
-    )
-    c.add_argument("checkpoint", metavar="CHECKPOINT", help=".pth/.pyth/.pt/.bin/.safetensors")
-    c.add_argument(
-        "--from", dest="source", required=True, choices=_libraries(), help="checkpoint's layout"
-    )
-    c.add_argument(
-        "--to", dest="target", default="hf", choices=_libraries(), help="output layout (hf)"
-    )
-    c.add_argument("--spec", required=True, metavar="SPEC", help=SPEC_HELP)
-    c.add_argument(
-        "-o", "--output", required=True, metavar="OUT", help="output (.safetensors, .pt, .pth)"
-    )
-    c.add_argument(
-        "--no-head", action="store_true", help="drop the classifier; keep the backbone only"
-    )
-    c.add_argument(
-        "--bgr-to-rgb",
-        action="store_true",
-        help="flip the stem conv's input channels (pycls checkpoints were trained on BGR)",
-    )
-    c.add_argument("--force", action="store_true", help=FORCE_HELP)
-    c.set_defaults(func=cmd_convert)
-
+    """Add `export` to the command's subparsers."""
     e = subparsers.add_parser(
         "export",
         help="export a model to ONNX or a torch.export program",
@@ -112,7 +65,7 @@ def register(subparsers: Any) -> None:
         "--from",
         dest="source",
         default="hf",
-        choices=_libraries(),
+        choices=LIBRARIES,
         help="layout of --weights (default hf: this package's)",
     )
     e.add_argument("--bgr-to-rgb", action="store_true", help="flip the stem (pycls weights)")
@@ -128,44 +81,6 @@ def register(subparsers: Any) -> None:
     e.add_argument("--force", action="store_true", help=FORCE_HELP)
     e.add_argument("--allow-large", action="store_true", help=ALLOW_LARGE_HELP)
     e.set_defaults(func=cmd_export)
-
-
-# ---------------------------------------------------------------------------------------------
-
-
-def cmd_convert(args: argparse.Namespace) -> int:
-    """Convert one checkpoint and write it atomically."""
-    from ..core.generator import plan as make_plan
-    from ..interop.checkpoints import (
-        check_output,
-        convert_state_dict,
-        read_checkpoint,
-        save_state_dict,
-    )
-
-    spec, _ = load_spec_argument(args.spec)
-    p = make_plan(spec)
-    check_output(args.output, args.force)
-    state = convert_state_dict(
-        read_checkpoint(args.checkpoint),
-        p,
-        args.source,
-        args.target,
-        head=not args.no_head,
-        bgr_to_rgb=args.bgr_to_rgb,
-        origin=args.checkpoint,
-    )
-    out = save_state_dict(state, args.output, args.force)
-    n_params = sum(v.numel() for k, v in state.items() if "running_" not in k and "num_b" not in k)
-    flip = ", stem flipped BGR -> RGB" if args.bgr_to_rgb else ""
-    sys.stdout.write(
-        clean(
-            f"{p.name}: {args.checkpoint} ({args.source}) -> {out} ({args.target}): "
-            f"{len(state)} tensors, {n_params:,} parameters{flip}"
-        )
-        + "\n"
-    )
-    return 0
 
 
 def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
@@ -213,13 +128,7 @@ def _export(
     import torch
 
     from ..interop.checkpoints import load_converted
-    from ..nn.export import (
-        export_onnx,
-        export_program,
-        onnx_max_abs_diff,
-        program_max_abs_diff,
-        save_program,
-    )
+    from ..nn.export import export_onnx, export_program, save_program
     from ..nn.inference import inference_model
     from ..nn.model import build_model
 
@@ -251,6 +160,15 @@ def _export(
     sys.stdout.write(clean(f"{p.name}: exported {out} ({fmt}, {weights})") + "\n")
     if args.no_check:
         return 0
+    return _check(model, out, fmt, x, progress)
+
+
+def _check(model: Any, out: Path, fmt: str, x: Any, progress: Progress) -> int:
+    """Compare the exported model's outputs with the eager model's on batch x; 1 on a miss."""
+    import torch
+
+    from ..nn.export import onnx_max_abs_diff, program_max_abs_diff
+
     progress.step("checking the outputs")
     if fmt == "onnx":
         try:
