@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from regnet_space.core.report import collect_spec_paths, render_report, summarize_paths
+from regnet_space.cli.render import collect_spec_paths, render_report, summarize_paths
 from regnet_space.core.spec import load_spec_file
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -34,8 +34,8 @@ import numpy as np
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.generator import plan
-from regnet_space.core.io import OutputSet
 from regnet_space.core.spec import dump_spec, spec_from_dict
+from regnet_space.infra.outputs import OutputSet
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
 from regnet_space.space.sampling import BATCH, CHUNK, body_of, iter_designs, sample, spec_file_names
 from regnet_space.space.space import RegNetSpace, load_space

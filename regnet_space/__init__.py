@@ -15,7 +15,8 @@ from . import _startup  # noqa: F401
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import BuildError, OutputError, PlanError, RegNetSpaceError, SpecError
+from .core.errors import BuildError, PlanError, SpecError
+from .infra.errors import OutputError, RegNetSpaceError
 
 if TYPE_CHECKING:
     from torch import nn

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.cli import main as run
-from regnet_space.core.errors import OutputError
 from regnet_space.core.generator import Plan, plan
 from regnet_space.core.spec import spec_from_dict
+from regnet_space.infra.errors import OutputError
 from regnet_space.interop.checkpoints import (
     LIBRARIES,
     ConvertError,

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from regnet_space.analysis.results import load_study, read_records
 from regnet_space.analysis.stats import analyze
+from regnet_space.cli.render import render_report, summarize
 from regnet_space.core.complexity import count
-from regnet_space.core.errors import PlanError, RegNetSpaceError
+from regnet_space.core.errors import PlanError
 from regnet_space.core.generator import plan, resolved_spec_text
-from regnet_space.core.report import render_report, summarize
 from regnet_space.core.spec import ParametricSpec, dump_spec, spec_from_dict, spec_from_text
+from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.space.sampling import sample
 from regnet_space.space.space import load_space
 

@@ -15,9 +15,9 @@ import torch
 
 from regnet_space.analysis.results import MAX_RESULTS_ROWS, load_study
 from regnet_space.cli import main
-from regnet_space.core.errors import RegNetSpaceError
 from regnet_space.core.spec import load_spec_file
-from regnet_space.core.text import clean, csv_cell
+from regnet_space.infra.errors import RegNetSpaceError
+from regnet_space.infra.text import clean, csv_cell
 from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,8 +13,8 @@ import pytest
 from regnet_space.cli import main as cli_main
 from regnet_space.cli import sample as cli_sample
 from regnet_space.core.complexity import count
-from regnet_space.core.errors import OutputError, RegNetSpaceError
 from regnet_space.core.spec import load_spec_file
+from regnet_space.infra.errors import OutputError, RegNetSpaceError
 from regnet_space.space.sampling import SampleError
 
 ROOT = Path(__file__).resolve().parents[1]

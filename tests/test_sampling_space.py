@@ -97,7 +97,7 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
 
 def test_report_of_a_folder_skips_space_files(tmp_path: Path) -> None:
     """`regnet-space report DIR` keeps working when a space file sits among the specs."""
-    report = pytest.importorskip("regnet_space.core.report")
+    report = pytest.importorskip("regnet_space.cli.render")
     (tmp_path / "a.yaml").write_text((ROOT / "specs" / "x004.yaml").read_text())
     (tmp_path / "space.yaml").write_text(REGNET)
     assert [p.name for p in report.collect_spec_paths([tmp_path])] == ["a.yaml"]

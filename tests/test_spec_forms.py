@@ -13,8 +13,9 @@ import pytest
 from regnet_space import PlanError, load_spec, plan
 from regnet_space.cli import main
 from regnet_space.core import spec as core_spec
-from regnet_space.core.errors import RegNetSpaceError, SpecError
+from regnet_space.core.errors import SpecError
 from regnet_space.core.names import names_table, resolve_name, specs_dir, spellings
+from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.interop.hf import hf_config_from_spec
 
 ROOT = Path(__file__).resolve().parent.parent

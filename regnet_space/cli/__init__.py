@@ -19,8 +19,8 @@ from typing import Any
 
 from .. import __version__
 from .._startup import quiet_exit
-from ..core.errors import RegNetSpaceError
-from ..core.text import SafeStream, clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import SafeStream, clean
 from . import analyze, build, interop, presets, sample, study, train
 from .args import PROG, Parser
 

@@ -13,8 +13,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RegNetSpaceError
-from ..core.text import clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import clean
 from .args import (
     FORCE_HELP,
     INPUT_SIZE_HELP,
@@ -375,7 +375,7 @@ def run_analyze(args: argparse.Namespace) -> int:
 def _refuse_specs(paths: Sequence[str]) -> None:
     """A spec or space file given as results gets a pointer to the right command."""
     from ..analysis.results import AnalysisError
-    from ..core.loading import is_space_file
+    from ..core.spec import is_space_file
 
     for path in paths:
         if Path(path).suffix in (".yaml", ".yml") and Path(path).is_file():
@@ -404,7 +404,7 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
         range_table,
         space_table,
     )
-    from ..core.report import render_table
+    from .render import render_table
 
     a = result
     better = "lower" if a.lower_is_better else "higher"
@@ -523,8 +523,8 @@ def run_scale(args: argparse.Namespace) -> int:
 
 
 def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
-    from ..core.report import render_table
     from ..core.spec import ParametricSpec
+    from .render import render_table
 
     f = scaled.factors
     rows = [
@@ -584,8 +584,8 @@ def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
     from ..core.generator import plan
-    from ..core.loading import yaml_comment
     from ..core.spec import ParametricSpec, dump_spec, spec_from_dict
+    from ..infra.dumping import yaml_comment
     from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
 
     if (args.spec is None) == (args.widths is None):

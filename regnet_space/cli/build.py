@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BuildError
 from ..core.limits import CONVENTIONS, FORMATS
-from ..core.text import clean
+from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     INPUT_SIZE_HELP,
@@ -25,9 +25,9 @@ from .progress import Progress
 if TYPE_CHECKING:
     from ..core.complexity import Complexity
     from ..core.generator import Plan
-    from ..core.io import OutputSet
-    from ..core.report import SpecSummary
     from ..core.spec import Spec
+    from ..infra.outputs import OutputSet
+    from .render import SpecSummary
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
@@ -118,7 +118,7 @@ def _design_line(spec: Spec) -> str:
 
 
 def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
-    from ..core.report import human_count, render_table
+    from .render import human_count, render_table
 
     p, c = summary.plan, summary.counts
     headers, rows = _stage_rows(p, c)
@@ -156,7 +156,7 @@ def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, 
     """Check both --save outputs and validate the resolved spec before any work: a file name
     with a known suffix, its package installed, nothing half-done."""
     from ..core.generator import resolved_spec_text
-    from ..core.io import OutputSet
+    from ..infra.outputs import OutputSet
 
     weights = Path(save)
     if save.endswith(("/", os.sep)) or weights.is_dir():
@@ -183,7 +183,7 @@ def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, 
 
 def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: str) -> None:
     """Weights and resolved spec, committed together (the weights last)."""
-    from ..core.io import call_writer
+    from ..infra.outputs import call_writer
     from ..nn.weights import save_torch
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -200,7 +200,8 @@ def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: 
 
 def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
     """Refuse a forward pass estimated above the free memory (an allocator crash otherwise)."""
-    from ..core.resources import available_memory, forward_bytes, human_bytes
+    from ..core.resources import forward_bytes
+    from ..infra.memory import available_memory, human_bytes
 
     p = summary.plan
     need = forward_bytes(p, summary.counts.params)  # the counts build already has
@@ -214,7 +215,7 @@ def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
-    from ..core.report import summarize
+    from .render import summarize
 
     spec, source = load_spec_argument(args.spec)
     summary = summarize(spec, source, args.input_size, "paper")
@@ -294,8 +295,8 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], list[str]]:
     """Every spec that loads, a line per skipped space file, a line per file that fails."""
-    from ..core.errors import RegNetSpaceError
-    from ..core.report import find_spec_files, summarize
+    from ..infra.errors import RegNetSpaceError
+    from .render import find_spec_files, summarize
 
     if args.specs == ["-"]:
         spec, source = load_spec_argument("-")
@@ -329,7 +330,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     Every spec that loads is reported first, then one line on stderr for each that does not;
     the exit status is 2 when any did not.
     """
-    from ..core.report import render_report
+    from .render import render_report
 
     fmt = "json" if args.json else args.format
     summaries, skipped, bad = _summaries(args)

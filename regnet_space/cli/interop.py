@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildError
-from ..core.text import clean
+from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     FORCE_HELP,
@@ -187,7 +187,7 @@ def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one model; compare its outputs with the eager model's unless --no-check."""
     from ..core.generator import plan as make_plan
-    from ..core.io import check_target
+    from ..infra.paths import check_target
 
     out, fmt = _export_target(args)
     spec, _ = load_spec_argument(args.spec)

@@ -43,8 +43,8 @@ def _rows() -> list[dict[str, Any]]:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the shipped files as a table (or JSON)."""
-    from ..core.errors import RegNetSpaceError
-    from ..core.report import human_count, render_table
+    from ..infra.errors import RegNetSpaceError
+    from .render import human_count, render_table
 
     rows = _rows()
     if not rows:

@@ -78,7 +78,7 @@ def _positive(text: str) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything, then train (or resume, or report a finished run)."""
-    from ..core.text import clean
+    from ..infra.text import clean
     from ..interop.configs import load_any_spec
     from ..study.data import DataSpec, check_data
     from ..study.recipe import load_recipe

@@ -1,14 +1,12 @@
-"""Error types shared by every step; each one is a user-facing, one-line message."""
+"""Error types of the format and the numbers; each one is a user-facing, one-line message."""
 
 from __future__ import annotations
 
-
-class RegNetSpaceError(Exception):
-    """Base of every error caused by user input; the CLI prints it as one line, exit 2."""
+from ..infra.errors import InputError, RegNetSpaceError
 
 
-class SpecError(RegNetSpaceError, ValueError):
-    """A spec (file, text or dict) that does not parse or breaks a rule."""
+class SpecError(InputError):
+    """A spec (file, text, dict or peer config) that does not parse or breaks a rule."""
 
 
 class PlanError(RegNetSpaceError, ValueError):
@@ -17,7 +15,3 @@ class PlanError(RegNetSpaceError, ValueError):
 
 class BuildError(RegNetSpaceError):
     """A design that is refused for building (too large to allocate) or a bad build option."""
-
-
-class OutputError(RegNetSpaceError):
-    """An output path that cannot be written (exists without --force, or is not writable)."""

@@ -15,7 +15,6 @@ from pydantic import ValidationError
 
 from .errors import PlanError, SpecError
 from .limits import MAX_INPUT_SIZE
-from .loading import format_errors
 from .spec import (
     BLOCK_KINDS,
     MAX_WIDTH,
@@ -27,6 +26,7 @@ from .spec import (
     dump_spec,
     spec_from_text,
 )
+from .validation import format_errors
 
 
 @dataclass(frozen=True)

@@ -13,8 +13,11 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .errors import BuildError, RegNetSpaceError, SpecError
-from .loading import is_int, parse_json, read_text_file, short
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import is_int, parse_json
+from ..infra.reading import read_text_file
+from ..infra.text import short
+from .errors import BuildError, SpecError
 from .spec import ExplicitSpec, spec_from_dict
 
 if TYPE_CHECKING:
@@ -128,7 +131,7 @@ def hf_config_json(fields: Mapping[str, Any], architecture: str) -> dict[str, An
 
 def read_config_json(path: Path, error: type[RegNetSpaceError] = SpecError) -> dict[str, Any]:
     """A config.json file's object, read with the safe JSON reader's limits."""
-    data = parse_json(read_text_file(path, what="config.json"), str(path), error)
+    data = parse_json(read_text_file(path, "config.json", error=error), str(path), error=error)
     if not isinstance(data, dict):
         raise error(f"{path}: expected a JSON object")
     return data

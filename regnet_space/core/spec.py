@@ -56,6 +56,7 @@ Field names are the public file format. Paper names and their meaning:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,14 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from ..infra.dumping import dump_yaml
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import parse_yaml
+from ..infra.reading import is_yaml_text, open_regular, read_text_file
 from .errors import SpecError
 from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
-from .loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
 from .names import resolve_name
+from .validation import format_errors
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
@@ -449,13 +454,13 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
 
 def spec_from_text(text: str, source: str = "<string>") -> Spec:
     """Parse YAML text (safely: no objects, aliases or duplicate keys) and validate it."""
-    return spec_from_dict(parse_yaml(text, source, "spec"), source)
+    return spec_from_dict(parse_yaml(text, source, "spec", error=SpecError), source)
 
 
 def load_spec_file(path: str | Path) -> Spec:
     """Load and validate a YAML spec file."""
     p = Path(path)
-    return spec_from_text(read_text_file(p), str(p))
+    return spec_from_text(read_text_file(p, "spec", error=SpecError), str(p))
 
 
 def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
@@ -477,6 +482,23 @@ def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
         named = None if Path(source).exists() else resolve_name(source)
         return load_spec_file(named or source)
     raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
+
+
+_SPACE_KEY = re.compile(rb"^space[ \t]*:", re.MULTILINE)
+
+
+def is_space_file(path: str | Path) -> bool:
+    """Cheap check (no YAML parsing): does the file have a top-level `space:` key?
+
+    A spec cannot have one (specs forbid unknown fields), so tools that read folders of specs
+    can skip space files with this. Unreadable files are not space files.
+    """
+    try:
+        with open_regular(Path(path), "spec") as fh:  # a FIFO must not block a folder scan
+            head = fh.read(1 << 16)
+    except (OSError, RegNetSpaceError):
+        return False
+    return _SPACE_KEY.search(head) is not None
 
 
 def switches_at_default(spec: Spec) -> set[str]:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..core.errors import RegNetSpaceError
 from ..core.spec import Spec, spec_from_dict
+from ..infra.errors import RegNetSpaceError
 
 
 class InteropError(RegNetSpaceError, ValueError):

@@ -15,9 +15,10 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import SpecError
-from ..core.loading import is_yaml_text, parse_json, parse_json_or_yaml, parse_yaml, read_text_file
 from ..core.names import EXAMPLES, resolve_name, suggest_name
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, load_spec_file, spec_from_dict
+from ..infra.parsing import parse_json, parse_json_or_yaml, parse_yaml
+from ..infra.reading import is_yaml_text, read_text_file
 from .hf import hf_config_name, load_hf_config, spec_from_hf_config
 from .pycls import spec_from_pycls_dict
 
@@ -57,11 +58,11 @@ def _load_path(p: Path) -> Spec:
         raise SpecError(f"{p}: is a directory without config.json; expected {FORMS}")
     if not p.exists():
         raise SpecError(f"{p}: no such file")
-    text = read_text_file(p)
+    text = read_text_file(p, "spec", error=SpecError)
     if p.suffix == ".json":
-        data = parse_json(text, str(p))
+        data = parse_json(text, str(p), error=SpecError)
     else:  # JSON text as JSON; YAML, flow style (`{name: a, ...}`) included, as YAML
-        data = parse_json_or_yaml(text, str(p), "spec")
+        data = parse_json_or_yaml(text, str(p), "spec", error=SpecError)
     if isinstance(data, Mapping) and _is_hf(data):
         return spec_from_hf_config(data, hf_config_name(p), str(p))
     return spec_from_any_mapping(data, str(p))
@@ -76,7 +77,9 @@ def load_any_spec(source: str | Path | Mapping[str, Any] | Spec | Any) -> Spec:
         return _load_path(source)
     if isinstance(source, str):
         if is_yaml_text(source):
-            return spec_from_any_mapping(parse_yaml(source, "<string>", "spec"), "<string>")
+            return spec_from_any_mapping(
+                parse_yaml(source, "<string>", "spec", error=SpecError), "<string>"
+            )
         p = Path(source)
         if p.exists():
             return _load_path(p)

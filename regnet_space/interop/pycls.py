@@ -21,8 +21,11 @@ import yaml
 from ..core.blocks import peer_refusal
 from ..core.generator import plan as make_plan
 from ..core.generator import to_explicit
-from ..core.loading import is_int, is_number, parse_yaml, read_text_file, short, yaml_comment
 from ..core.spec import ParametricSpec, Spec
+from ..infra.dumping import yaml_comment
+from ..infra.parsing import is_int, is_number, parse_yaml
+from ..infra.reading import read_text_file
+from ..infra.text import short
 from .common import InteropError, validated_spec
 
 __all__ = [
@@ -149,7 +152,7 @@ _MODEL_KEYS = {
 
 def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
     """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    data = parse_yaml(text, source, "pycls config", InteropError)  # the one safe loader
+    data = parse_yaml(text, source, "pycls config", error=InteropError)  # the one safe loader
     return spec_from_pycls_dict(data, source, name)
 
 

@@ -16,8 +16,8 @@ from typing import Any
 
 from ..core.generator import Plan
 from ..core.generator import plan as make_plan
-from ..core.loading import is_number
 from ..core.spec import ParametricSpec, Spec
+from ..infra.parsing import is_number
 from .common import InteropError, validated_spec
 
 

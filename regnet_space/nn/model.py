@@ -32,7 +32,7 @@ from ..core.blocks import (
     stem_layers,
 )
 from ..core.complexity import count_plan
-from ..core.errors import BuildError, RegNetSpaceError
+from ..core.errors import BuildError
 from ..core.generator import BlockOptions, BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
 from ..core.hf_config import (
@@ -42,9 +42,11 @@ from ..core.hf_config import (
     read_config_json,
     spec_from_hf_fields,
 )
-from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
+from ..infra.errors import RegNetSpaceError
+from ..infra.outputs import atomic_write_text, atomic_write_with
+from ..infra.paths import check_target
 from .weights import check_weight, read_hf_weights
 
 __all__ = [

@@ -19,10 +19,10 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.errors import RegNetSpaceError
 from ..core.hf_config import read_config_json
-from ..core.loading import open_regular, short
-from ..core.text import clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.reading import open_regular
+from ..infra.text import clean, short
 
 SAFETENSORS_SUFFIX = ".safetensors"
 # What a Hugging Face directory holds its weights in, in the order transformers looks.
@@ -33,7 +33,7 @@ def read_weight_file(p: Path, error: type[RegNetSpaceError]) -> Any:
     """What a .safetensors file or a torch checkpoint holds (torch.load with weights_only)."""
     if p.suffix == SAFETENSORS_SUFFIX:
         return read_safetensors(p, error)
-    with open_regular(p, "checkpoint", error) as fh:
+    with open_regular(p, "checkpoint", error=error) as fh:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
@@ -61,7 +61,7 @@ def read_safetensors(p: Path, error: type[RegNetSpaceError]) -> dict[str, Tensor
         from safetensors.torch import load_file
     except ImportError:
         raise error(f"{p}: reading .safetensors needs the safetensors package") from None
-    with open_regular(p, "safetensors", error):
+    with open_regular(p, "safetensors", error=error):
         pass  # a FIFO or device is refused here: safetensors would open it blocking
     try:
         return load_file(str(p), device="cpu")

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
 from ..core.spec import MAX_WIDTH, Spec, spec_from_dict
-from ..core.text import csv_cell
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import csv_cell
 from .bulk import (
     Body,
     Counts,

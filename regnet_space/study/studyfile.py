@@ -21,8 +21,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.errors import RegNetSpaceError
-from ..core.loading import format_errors, parse_yaml, read_text_file
+from ..core.validation import format_errors
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import parse_yaml
+from ..infra.reading import read_text_file
 from ..space.sampling import DesignRecord, sample
 from ..space.space import Space, load_space, parse_bounds, range_or_choice
 from .data import DataSpec, check_data

@@ -34,8 +34,9 @@ from torch import Tensor, nn
 
 from ..core.errors import SpecError
 from ..core.generator import to_explicit
-from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.spec import Spec, dump_spec, spec_from_dict
+from ..infra.outputs import atomic_write_text, atomic_write_with
+from ..infra.paths import check_target
 from ..nn.model import RegNetForImageClassification, build_model
 from .data import DataSpec, check_data, num_classes
 from .errors import StudyError

@@ -1,4 +1,5 @@
-"""Reports: summaries of specs (analytic, no model built) as table, CSV, JSON or Markdown."""
+"""Spec summaries (analytic, no model built) and the tables the commands print: text, CSV,
+JSON or Markdown."""
 
 from __future__ import annotations
 
@@ -10,14 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .complexity import Complexity, Convention, count_plan
-from .errors import SpecError
-from .generator import Plan, plan
-from .limits import Format
-from .loading import is_space_file
-from .presets import SPEC_SUFFIXES, resolve
-from .spec import Spec, load_spec_file
-from .text import clean, csv_cell
+from ..core.complexity import Complexity, Convention, count_plan
+from ..core.errors import SpecError
+from ..core.generator import Plan, plan
+from ..core.limits import Format
+from ..core.presets import SPEC_SUFFIXES, resolve
+from ..core.spec import Spec, is_space_file, load_spec_file
+from ..infra.text import clean, csv_cell
 
 
 @dataclass(frozen=True)
