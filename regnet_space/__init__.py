@@ -15,7 +15,7 @@ from . import _startup  # noqa: F401
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from .core.errors import BuildError, PlanError, SpecError
+from .core.errors import BuildError, InteropError, PlanError, SpecError
 from .infra.errors import OutputError, RegNetSpaceError
 
 if TYPE_CHECKING:
@@ -38,7 +38,7 @@ _LAZY = {
     "Spec": "core.spec",
     "dump_spec": "core.spec",
     # every spec form: our YAML, Hugging Face config.json, pycls YAML, shipped model names
-    "load_spec": "interop.configs:load_any_spec",
+    "load_spec": "core.reader",
     "DesignRecord": "space.sampling",
     "SampleError": "space.sampling",
     "SampleResult": "space.sampling",
@@ -65,14 +65,13 @@ _LAZY = {
     "export_onnx": "nn.export",
     "export_program": "nn.export",
     "torch_flops": "nn.counters",
-    "load_any_spec": "interop.configs",
     "resolve_name": "core.names",
-    "hf_config_from_spec": "interop.hf",
-    "spec_from_hf_config": "interop.hf",
+    "hf_config_from_spec": "core.hf",
+    "spec_from_hf_config": "core.hf",
     "timm_cfg_from_spec": "interop.timm",
     "spec_from_timm_cfg": "interop.timm",
-    "load_pycls_yaml": "interop.pycls",
-    "pycls_yaml_from_spec": "interop.pycls",
+    "spec_from_pycls_yaml": "core.pycls",
+    "pycls_yaml_from_spec": "core.pycls",
 }
 
 
@@ -87,6 +86,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     *_LAZY,
     "BuildError",
+    "InteropError",
     "OutputError",
     "PlanError",
     "RegNetSpaceError",

@@ -22,7 +22,7 @@ from torch import nn
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.errors import BuildError
 from regnet_space.core.generator import plan
-from regnet_space.interop.hf import spec_from_hf_config
+from regnet_space.core.hf import spec_from_hf_config
 from regnet_space.nn.model import (
     RegNetClassifierOutput,
     RegNetForImageClassification,

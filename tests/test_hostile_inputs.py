@@ -15,7 +15,7 @@ import torch
 
 from regnet_space.analysis.results import MAX_RESULTS_ROWS, load_study
 from regnet_space.cli import main
-from regnet_space.core.spec import load_spec_file
+from regnet_space.core.reader import load_spec
 from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.infra.text import clean, csv_cell
 from regnet_space.nn.model import build_model
@@ -76,7 +76,7 @@ def test_build_save_of_a_stride_1_first_stage_reads_back(
         capsys, "build", str(spec), "--input-size", "32", "--save", str(tmp_path / "w.pt")
     )
     assert status == 0, err
-    resolved = load_spec_file(tmp_path / "w.resolved.yaml")
+    resolved = load_spec(tmp_path / "w.resolved.yaml")
     assert resolved.strides() == (1, 2)
     assert main(["build", str(tmp_path / "w.resolved.yaml"), "--input-size", "32"]) == 0
 

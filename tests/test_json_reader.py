@@ -14,7 +14,6 @@ from regnet_space.core.errors import BuildError, SpecError
 from regnet_space.core.spec import ParametricSpec
 from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.infra.parsing import parse_json
-from regnet_space.interop.hf import load_hf_config
 from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 HF_CONFIG = {
@@ -67,7 +66,7 @@ def test_a_config_json_with_a_key_twice_is_refused(
         with pytest.raises(RegNetSpaceError, match="duplicate key 'depths'"):
             load_spec(source)
     with pytest.raises(RegNetSpaceError, match="duplicate key 'depths'"):
-        load_hf_config(folder)
+        load_spec(folder)
     assert "config.json: duplicate key 'depths'" in _refused(capsys, "report", str(config))
 
 

@@ -13,7 +13,8 @@ import pytest
 
 from regnet_space.core.complexity import count
 from regnet_space.core.generator import plan
-from regnet_space.core.spec import ExplicitSpec, dump_spec, load_spec
+from regnet_space.core.reader import load_spec
+from regnet_space.core.spec import ExplicitSpec, dump_spec
 from regnet_space.space.sampling import (
     SampleError,
     SampleProgress,

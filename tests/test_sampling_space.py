@@ -84,9 +84,9 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
     for path in SPACES.glob("*.yaml"):
         assert is_space_file(path)
         with pytest.raises(SpecError, match="a design-space file, not a spec"):
-            from regnet_space.core.spec import load_spec_file
+            from regnet_space.core.reader import load_spec
 
-            load_spec_file(path)
+            load_spec(path)
     for path in (ROOT / "specs").glob("*.yaml"):
         assert not is_space_file(path)
     assert not is_space_file(tmp_path / "missing.yaml")

@@ -13,7 +13,8 @@ from test_complexity import random_explicit_specs, random_specs
 from test_spec import TEXT_CASES
 
 from regnet_space.core.errors import SpecError
-from regnet_space.core.spec import dump_spec, load_spec, spec_from_dict, spec_from_text
+from regnet_space.core.reader import load_spec
+from regnet_space.core.spec import dump_spec, spec_from_dict, spec_from_text
 from regnet_space.infra import dumping, parsing
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -24,7 +24,6 @@ from .args import (
     check_output,
     input_size,
     int_in,
-    load_spec_argument,
     write_output,
 )
 
@@ -483,9 +482,10 @@ def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
 
 def run_scale(args: argparse.Namespace) -> int:
     """Scale a spec and write (or show) the new one; exit 1 on a miss beyond the tolerance."""
+    from ..core.reader import load_spec
     from ..space.scaling import scale_spec, scaled_spec_text
 
-    spec, _ = load_spec_argument(args.spec)
+    spec = load_spec(args.spec)
     to_stdout = args.output is None or args.output == STDIO
     if args.output == STDIO and args.json:
         raise RegNetSpaceError("-o - and --json both write stdout; give -o FILE with --json")
@@ -597,7 +597,9 @@ def run_fit(args: argparse.Namespace) -> int:
     notes: list[str] = []
     base: dict[str, Any]
     if args.spec is not None:
-        spec, _ = load_spec_argument(args.spec)
+        from ..core.reader import load_spec
+
+        spec = load_spec(args.spec)
         widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
         if isinstance(spec, ParametricSpec):
             q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding

@@ -11,12 +11,9 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from ..core.limits import MAX_INPUT_SIZE
-
-if TYPE_CHECKING:
-    from ..core.spec import Spec
 
 PROG = "regnet-space"
 STDIO = "-"
@@ -52,23 +49,6 @@ def int_in(low: int, high: int) -> Any:
         return int(value)
 
     return parse
-
-
-def load_spec_argument(argument: str) -> tuple[Spec, str]:
-    """The spec a SPEC argument names (any form load_any_spec reads, or - for stdin), its source."""
-    from ..core.errors import SpecError
-    from ..core.names import resolve_name
-    from ..infra.parsing import parse_yaml
-    from ..interop.configs import load_any_spec, spec_from_any_mapping
-
-    if argument == STDIO:  # any form whose text YAML reads (JSON included)
-        data = parse_yaml(sys.stdin.read(), "<stdin>", "spec", error=SpecError)
-        return spec_from_any_mapping(data, "<stdin>"), "<stdin>"
-    path = Path(argument)
-    if path.exists():  # a file or folder (as a Path: not tried as YAML text first)
-        return load_any_spec(path), argument
-    named = resolve_name(argument)  # looked up once
-    return load_any_spec(named or argument), str(named or argument)
 
 
 def write_output(path: str, text: str, force: bool) -> str:

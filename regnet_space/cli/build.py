@@ -18,7 +18,6 @@ from .args import (
     JSON_HELP,
     SPEC_HELP,
     input_size,
-    load_spec_argument,
 )
 from .progress import Progress
 
@@ -215,10 +214,12 @@ def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
+    from ..core.reader import read_spec
     from .render import summarize
 
-    spec, source = load_spec_argument(args.spec)
-    summary = summarize(spec, source, args.input_size, "paper")
+    loaded = read_spec(args.spec)
+    spec = loaded.spec
+    summary = summarize(spec, loaded.source, args.input_size, "paper")
     saving = _save_targets(args.save, args.force, spec) if args.save else None
     targets = saving[1:3] if saving is not None else None
     _check_memory(summary, args.allow_large)
@@ -295,16 +296,18 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], list[str]]:
     """Every spec that loads, a line per skipped space file, a line per file that fails."""
+    from ..core.hf import CONFIG_FILE
+    from ..core.reader import read_spec
     from ..infra.errors import RegNetSpaceError
     from .render import find_spec_files, summarize
 
     if args.specs == ["-"]:
-        spec, source = load_spec_argument("-")
-        return [summarize(spec, source, args.input_size, args.convention)], [], []
+        loaded = read_spec("-")
+        return [summarize(loaded.spec, loaded.source, args.input_size, args.convention)], [], []
     good, skipped, bad = [], [], []
     for item in args.specs:
         p = Path(item)
-        if p.is_dir() and not (p / "config.json").is_file():  # a folder of specs
+        if p.is_dir() and not (p / CONFIG_FILE).is_file():  # a folder of specs
             files = find_spec_files([p], recursive=args.recursive)
             skipped += [
                 f"skipped {f}: a design-space file, not a spec (see `sample`)"
@@ -316,8 +319,8 @@ def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], 
             sources = [item]
         for source in sources:
             try:
-                spec, where = load_spec_argument(source)
-                good.append(summarize(spec, where, args.input_size, args.convention))
+                loaded = read_spec(source)
+                good.append(summarize(loaded.spec, loaded.source, args.input_size, args.convention))
             except RegNetSpaceError as exc:
                 message = str(exc)
                 bad.append(message if message.startswith(source) else f"{source}: {message}")

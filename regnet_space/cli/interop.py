@@ -22,7 +22,6 @@ from .args import (
     SPEC_HELP,
     STDIO,
     input_size,
-    load_spec_argument,
 )
 from .progress import Progress
 
@@ -136,6 +135,7 @@ def register(subparsers: Any) -> None:
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert one checkpoint and write it atomically."""
     from ..core.generator import plan as make_plan
+    from ..core.reader import load_spec
     from ..interop.checkpoints import (
         check_output,
         convert_state_dict,
@@ -143,7 +143,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         save_state_dict,
     )
 
-    spec, _ = load_spec_argument(args.spec)
+    spec = load_spec(args.spec)
     p = make_plan(spec)
     check_output(args.output, args.force)
     state = convert_state_dict(
@@ -190,7 +190,9 @@ def cmd_export(args: argparse.Namespace) -> int:
     from ..infra.paths import check_target
 
     out, fmt = _export_target(args)
-    spec, _ = load_spec_argument(args.spec)
+    from ..core.reader import load_spec
+
+    spec = load_spec(args.spec)
     p = make_plan(spec, args.input_size)
     size = p.input_size
     check_target(out, args.force)

@@ -28,14 +28,14 @@ def register(subparsers: Any) -> None:
 def _rows() -> list[dict[str, Any]]:
     from ..core.complexity import count
     from ..core.presets import presets
-    from ..core.spec import load_spec_file
+    from ..core.reader import load_spec
 
     rows = []
     for preset in presets():
         row: dict[str, Any] = {"name": preset.name, "kind": preset.kind, "flops": None}
         row |= {"params": None, "file": str(preset.path)}
         if preset.kind == "spec":
-            c = count(load_spec_file(preset.path))
+            c = count(load_spec(preset.path))
             row |= {"flops": c.flops, "params": c.params}
         rows.append(row)
     return rows

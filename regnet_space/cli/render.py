@@ -16,7 +16,8 @@ from ..core.errors import SpecError
 from ..core.generator import Plan, plan
 from ..core.limits import Format
 from ..core.presets import SPEC_SUFFIXES, resolve
-from ..core.spec import Spec, is_space_file, load_spec_file
+from ..core.reader import load_spec
+from ..core.spec import Spec, is_space_file
 from ..infra.text import clean, csv_cell
 
 
@@ -107,8 +108,7 @@ def summarize_paths(
 ) -> list[SpecSummary]:
     """Load, resolve and count every spec named by `inputs` (files or folders)."""
     return [
-        summarize(load_spec_file(p), str(p), input_size, convention)
-        for p in collect_spec_paths(inputs)
+        summarize(load_spec(p), str(p), input_size, convention) for p in collect_spec_paths(inputs)
     ]
 
 

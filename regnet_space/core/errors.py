@@ -15,3 +15,8 @@ class PlanError(RegNetSpaceError, ValueError):
 
 class BuildError(RegNetSpaceError):
     """A design that is refused for building (too large to allocate) or a bad build option."""
+
+
+class InteropError(SpecError):
+    """A peer library's config (Hugging Face, pycls, timm) that does not describe a RegNet
+    this package builds, or a spec that a peer's config cannot express."""

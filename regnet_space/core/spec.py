@@ -67,10 +67,9 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError,
 from ..infra.dumping import dump_yaml
 from ..infra.errors import RegNetSpaceError
 from ..infra.parsing import parse_yaml
-from ..infra.reading import is_yaml_text, open_regular, read_text_file
+from ..infra.reading import open_regular
 from .errors import SpecError
 from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
-from .names import resolve_name
 from .validation import format_errors
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
@@ -457,33 +456,6 @@ def spec_from_text(text: str, source: str = "<string>") -> Spec:
     return spec_from_dict(parse_yaml(text, source, "spec", error=SpecError), source)
 
 
-def load_spec_file(path: str | Path) -> Spec:
-    """Load and validate a YAML spec file."""
-    p = Path(path)
-    return spec_from_text(read_text_file(p, "spec", error=SpecError), str(p))
-
-
-def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
-    """Load a spec from a path, YAML text, a mapping or a shipped model name (core only).
-
-    A string is YAML text or a path as `loading.is_yaml_text` tells; a path that does not
-    exist is looked up in the names table. `regnet_space.load_spec` (interop.configs) also
-    reads Hugging Face and pycls configs.
-    """
-    if isinstance(source, (ParametricSpec, ExplicitSpec)):
-        return source
-    if isinstance(source, Mapping):
-        return spec_from_dict(source)
-    if isinstance(source, Path):
-        return load_spec_file(source)
-    if isinstance(source, str):
-        if is_yaml_text(source):
-            return spec_from_text(source)
-        named = None if Path(source).exists() else resolve_name(source)
-        return load_spec_file(named or source)
-    raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
-
-
 _SPACE_KEY = re.compile(rb"^space[ \t]*:", re.MULTILINE)
 
 
@@ -511,7 +483,7 @@ def switches_at_default(spec: Spec) -> set[str]:
 
 
 def dump_spec(spec: Spec) -> str:
-    """The spec as YAML text that load_spec reads back to an equal spec."""
+    """The spec as YAML text that spec_from_text (and load_spec) reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
     # Switches at their default (the block kind's, or the field's) are left out, as in specs
     # written by hand.

@@ -32,19 +32,18 @@ from ..core.blocks import (
     stem_layers,
 )
 from ..core.complexity import count_plan
-from ..core.errors import BuildError
+from ..core.errors import BuildError, SpecError
 from ..core.generator import BlockOptions, BlockPlan, Plan, StagePlan
 from ..core.generator import plan as make_plan
-from ..core.hf_config import (
+from ..core.hf import (
+    CONFIG_FILE,
     hf_config_json,
     hf_config_kwargs,
-    hf_fields,
-    read_config_json,
-    spec_from_hf_fields,
+    read_hf_config,
+    spec_from_hf_config,
 )
 from ..core.limits import MAX_BUILD_PARAMS
 from ..core.spec import ExplicitSpec, ParametricSpec
-from ..infra.errors import RegNetSpaceError
 from ..infra.outputs import atomic_write_text, atomic_write_with
 from ..infra.paths import check_target
 from .weights import check_weight, read_hf_weights
@@ -793,13 +792,13 @@ def _pretrained_config(
 ) -> tuple[Plan, dict[str, bool]]:
     """The plan of a Hugging Face directory's config.json (named after the directory) and the
     output switches: each given one, else config.json's, else transformers' default."""
-    config = folder / "config.json"
+    config = folder / CONFIG_FILE
     if not config.exists():  # a FIFO or device is named by the reader, never opened blocking
         raise BuildError(f"{folder}: no config.json (expected a save_pretrained directory)")
+    data = read_hf_config(config, error=BuildError)
     try:
-        data = read_config_json(config, BuildError)
-        spec = spec_from_hf_fields(hf_fields(data, str(config)), folder.name or "hf", str(config))
-    except RegNetSpaceError as exc:
+        spec = spec_from_hf_config(data, folder.name or "hf", str(config))
+    except SpecError as exc:  # from_pretrained refuses a folder it cannot build as BuildError
         raise BuildError(str(exc)) from None
     switches = {}
     for key, default in _OUTPUT_SWITCHES.items():

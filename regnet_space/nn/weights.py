@@ -19,14 +19,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.hf_config import read_config_json
+from ..core.hf import WEIGHT_FILES, read_hf_config
 from ..infra.errors import RegNetSpaceError
 from ..infra.reading import open_regular
 from ..infra.text import clean, short
 
 SAFETENSORS_SUFFIX = ".safetensors"
-# What a Hugging Face directory holds its weights in, in the order transformers looks.
-HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def read_weight_file(p: Path, error: type[RegNetSpaceError]) -> Any:
@@ -116,9 +114,9 @@ def check_weight(
 def read_hf_weights(folder: Path, error: type[RegNetSpaceError]) -> tuple[dict[str, Tensor], str]:
     """The state dict of a Hugging Face directory and the file it came from (for messages):
     model.safetensors, the shards its index names, or pytorch_model.bin."""
-    found = [folder / name for name in HF_WEIGHT_FILES if os.path.lexists(folder / name)]
+    found = [folder / name for name in WEIGHT_FILES if os.path.lexists(folder / name)]
     if not found:
-        raise error(f"{folder}: no weights ({', '.join(HF_WEIGHT_FILES)})")
+        raise error(f"{folder}: no weights ({', '.join(WEIGHT_FILES)})")
     path = found[0]
     if path.name.endswith(".index.json"):
         return _read_shards(path, error), str(path)
@@ -127,7 +125,7 @@ def read_hf_weights(folder: Path, error: type[RegNetSpaceError]) -> tuple[dict[s
 
 def _read_shards(index: Path, error: type[RegNetSpaceError]) -> dict[str, Tensor]:
     """The tensors of the shards a sharded index maps the weights to (files of its folder)."""
-    weight_map = read_config_json(index, error).get("weight_map")
+    weight_map = read_hf_config(index, error=error).get("weight_map")
     if not isinstance(weight_map, Mapping) or not weight_map:
         raise error(f"{index}: no weight_map")
     names = sorted({_shard_name(name, index, error) for name in weight_map.values()})

@@ -647,7 +647,7 @@ def _step(
 
 def load_weights(run_dir: str | Path) -> RegNetForImageClassification:
     """The trained model of a run folder (or a `study best` folder): spec.yaml + weights."""
-    from ..core.spec import load_spec
+    from ..core.reader import load_spec
 
     folder = Path(run_dir)
     files = RunFiles(folder)
@@ -673,7 +673,7 @@ def evaluate_run(
 ) -> float:
     """Top-1 error (%) of a run folder's weights on `data`'s test split, at its recipe's test
     size: what the run recorded as its final error, measured again."""
-    from ..core.spec import load_spec
+    from ..core.reader import load_spec
     from .recipe import load_recipe
 
     folder = Path(run_dir)

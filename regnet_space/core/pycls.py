@@ -6,8 +6,8 @@ GROUP_WS); both with STEM_TYPE (simple_stem_in, res_stem_cifar, res_stem_in), BL
 (res_bottleneck_block, res_bottleneck_linear_block; anynet also vanilla_block and
 res_basic_block) and HEAD_W. Other model types and values are refused with one line naming
 the key. pycls's SE uses the model's activation (ACTIVATION_FUN), so the spec's se_activation
-is it. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
-with the package's one safe loader (no aliases or duplicate keys; size and depth limits).
+is it. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. Plain Python:
+files reach it through the one spec reader (`core.reader`).
 """
 
 from __future__ import annotations
@@ -18,18 +18,16 @@ from typing import Any
 
 import yaml
 
-from ..core.blocks import peer_refusal
-from ..core.generator import plan as make_plan
-from ..core.generator import to_explicit
-from ..core.spec import ParametricSpec, Spec
 from ..infra.dumping import yaml_comment
 from ..infra.parsing import is_int, is_number, parse_yaml
-from ..infra.reading import read_text_file
 from ..infra.text import short
-from .common import InteropError, validated_spec
+from .blocks import peer_refusal
+from .errors import InteropError, SpecError
+from .generator import plan as make_plan
+from .generator import to_explicit
+from .spec import ParametricSpec, Spec, spec_from_dict
 
 __all__ = [
-    "load_pycls_yaml",
     "pycls_yaml_from_spec",
     "spec_from_pycls_dict",
     "spec_from_pycls_yaml",
@@ -152,7 +150,7 @@ _MODEL_KEYS = {
 
 def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
     """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    data = parse_yaml(text, source, "pycls config", error=InteropError)  # the one safe loader
+    data = parse_yaml(text, source, "pycls config", error=SpecError)
     return spec_from_pycls_dict(data, source, name)
 
 
@@ -228,7 +226,7 @@ def _pycls_regnet(sec: _Section, common: dict[str, Any]) -> Spec:
         "group_width": sec.integer("GROUP_W"),
         "bottleneck_multiplier": sec.number("BOT_MUL"),
     }
-    return validated_spec(fields, sec.source)
+    return spec_from_dict(fields, sec.source)
 
 
 def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
@@ -255,13 +253,7 @@ def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
         | ({} if full else {"group_width": g, "bottleneck_multiplier": b})
         for d, w, s, b, g in zip(depths, widths, strides, bms, gws, strict=True)
     ]
-    return validated_spec(fields | {"stages": stages}, sec.source)
-
-
-def load_pycls_yaml(path: str | Path, name: str | None = None) -> Spec:
-    """The spec of a pycls config file (the model zoo's YAML files); named after the file."""
-    p = Path(path)
-    return spec_from_pycls_yaml(read_text_file(p, what="pycls config"), str(p), name)
+    return spec_from_dict(fields | {"stages": stages}, sec.source)
 
 
 def pycls_yaml_from_spec(spec: Spec) -> str:
