@@ -38,9 +38,10 @@ from torch import Tensor, nn
 
 from regnet_space.core.errors import BuildError
 from regnet_space.core.generator import plan as make_plan
+from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.reader import load_spec
 from regnet_space.nn.inference import inference_model
-from regnet_space.nn.model import RegNetForImageClassification, build_model, hf_config_kwargs
+from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_EAGER = 1.0

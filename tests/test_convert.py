@@ -267,7 +267,7 @@ def test_bgr_to_rgb_flips_only_the_stem_input_channels() -> None:
 
 def test_a_hugging_face_model_converts_and_gives_equal_outputs() -> None:
     transformers = pytest.importorskip("transformers")
-    from regnet_space.nn.model import hf_config_kwargs
+    from regnet_space.core.hf import hf_config_kwargs
 
     stages = [
         {"width": 16, "depth": 1, "group_width": 8},

@@ -11,12 +11,12 @@ from hypothesis import strategies as st
 from torch import nn
 
 from regnet_space.core.generator import Plan, plan
+from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.nn.model import (
     RegNetForImageClassification,
     RegNetModel,
     build_model,
-    hf_config_kwargs,
 )
 
 transformers = pytest.importorskip("transformers")

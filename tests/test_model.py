@@ -12,6 +12,7 @@ from torch import nn
 
 from regnet_space.core.errors import BuildError, PlanError, SpecError
 from regnet_space.core.generator import Plan, plan
+from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.nn import model as model_mod
 from regnet_space.nn.model import (
@@ -25,7 +26,6 @@ from regnet_space.nn.model import (
     RegNetYLayer,
     _plan_param_count,
     build_model,
-    hf_config_kwargs,
 )
 
 Y040 = {
