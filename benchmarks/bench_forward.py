@@ -37,7 +37,7 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.core.errors import BuildError
-from regnet_space.core.generator import plan as make_plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.reader import load_spec
 from regnet_space.nn.inference import inference_model

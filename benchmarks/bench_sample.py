@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from regnet_space.core.complexity import count_plan
-from regnet_space.core.generator import plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import dump_spec, spec_from_dict
 from regnet_space.infra.outputs import OutputSet
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
@@ -86,7 +86,7 @@ def main() -> None:
 
         dicts = _spec_dicts(space, params, one_n)
         wall, cpu = _clocks()
-        one = [count_plan(plan(spec_from_dict(d), body.input_size)) for d in dicts]
+        one = [count_plan(make_plan(spec_from_dict(d), body.input_size)) for d in dicts]
         wall2, cpu2 = _clocks()
         rates["one"].append(one_n / (wall2 - wall))
         rates["one cpu"].append(one_n / (cpu2 - cpu))

@@ -30,7 +30,7 @@ import torch.nn.functional as F
 from bench_forward import hugging_face_model, timm_model
 from torch import Tensor, nn
 
-from regnet_space.core.generator import plan as make_plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.reader import load_spec
 from regnet_space.nn.model import RegNetForImageClassification, build_model
 

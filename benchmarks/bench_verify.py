@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from regnet_space.core.generator import plan as make_plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.reader import load_spec
 from regnet_space.nn.counters import _TupleOutput, fvcore_counts
 from regnet_space.nn.model import build_model

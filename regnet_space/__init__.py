@@ -31,7 +31,7 @@ _LAZY = {
     "Complexity": "core.complexity",
     "count": "core.complexity",
     "Plan": "core.generator",
-    "plan": "core.generator",
+    "plan": "core.generator:make_plan",  # the public name of make_plan
     "to_explicit": "core.generator",
     "ExplicitSpec": "core.spec",
     "ParametricSpec": "core.spec",

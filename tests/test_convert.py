@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.cli import main as run
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.infra.errors import OutputError
 from regnet_space.interop.checkpoints import (
@@ -39,7 +39,7 @@ def small(block: str = "y", num_classes: int = 5, **fields: Any) -> Plan:
         {"width": 32, "depth": 2, "group_width": 8, "bottleneck_multiplier": 0.5},
     ]
     data = {"name": "tiny", "block": block, "num_classes": num_classes, "stages": stages}
-    return plan(spec_from_dict(data | fields))
+    return make_plan(spec_from_dict(data | fields))
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -153,7 +153,7 @@ def test_expected_shapes_of_a_huge_design_need_no_memory() -> None:
         {"name": "y10b", "block": "y", "depth": 27, "w0": 1744, "wa": 620.83, "wm": 2.52}
         | {"group_width": 1010}
     )
-    shapes = expected_shapes(plan(spec))
+    shapes = expected_shapes(make_plan(spec))
     assert shapes["classifier.1.weight"] == (1000, 28280)
 
 

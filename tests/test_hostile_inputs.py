@@ -100,11 +100,11 @@ def test_build_save_refuses_an_unresolvable_design_before_writing(
 def test_onnx_external_data_is_named_after_the_model(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
-    from regnet_space.core.generator import plan
+    from regnet_space.core.generator import make_plan
     from regnet_space.core.spec import spec_from_text
     from regnet_space.nn.export import export_onnx
 
-    model = build_model(plan(spec_from_text(TINY), 32), True).eval()
+    model = build_model(make_plan(spec_from_text(TINY), 32), True).eval()
     out = tmp_path / "m.onnx"
     export_onnx(model, out, input_size=32, external_data=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
@@ -265,10 +265,10 @@ def test_math_text_in_labels_draws(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def _checkpoint(tmp_path: Path, name: str, change: object) -> Path:
-    from regnet_space.core.generator import plan
+    from regnet_space.core.generator import make_plan
     from regnet_space.core.spec import spec_from_text
 
-    state = dict(build_model(plan(spec_from_text(TINY)), True).state_dict())
+    state = dict(build_model(make_plan(spec_from_text(TINY)), True).state_dict())
     key = "regnet.embedder.embedder.convolution.weight"
     state[key] = change(state[key])  # type: ignore[operator]
     path = tmp_path / name

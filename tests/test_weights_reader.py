@@ -22,7 +22,7 @@ from safetensors.torch import save_file
 
 from regnet_space.cli import main as run
 from regnet_space.core.errors import BuildError
-from regnet_space.core.generator import plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.infra.errors import OutputError
 from regnet_space.infra.outputs import call_writer
@@ -261,7 +261,7 @@ def test_from_pretrained_and_convert_say_the_same(tmp_path: Path) -> None:
     with pytest.raises(ConvertError) as converted:
         convert_state_dict(
             read_checkpoint(folder / "pytorch_model.bin"),
-            plan(spec_from_dict(SPEC)),
+            make_plan(spec_from_dict(SPEC)),
             "hf",
             "hf",
             origin=str(folder / "pytorch_model.bin"),

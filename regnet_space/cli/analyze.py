@@ -460,7 +460,7 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
 
 def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
     """What a user must know about a scaled design: a missed target, a lost stage, a size."""
-    from ..core.generator import plan
+    from ..core.generator import make_plan
     from ..core.limits import MAX_BUILD_PARAMS
 
     problems = []
@@ -469,7 +469,7 @@ def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
             f"missed the flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3g} "
             f"({100 * scaled.miss:+.1f} %, tolerance {tolerance:g} %)"
         )
-    before, after = plan(scaled.source, scaled.input_size_before), plan(scaled.spec)
+    before, after = make_plan(scaled.source, scaled.input_size_before), make_plan(scaled.spec)
     if before.num_stages != after.num_stages:
         problems.append(f"stages: {before.num_stages} -> {after.num_stages}")
     if scaled.params > MAX_BUILD_PARAMS:
@@ -557,9 +557,9 @@ def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
 
 def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
     from ..core.complexity import count
-    from ..core.generator import plan
+    from ..core.generator import make_plan
 
-    p = plan(spec, size)
+    p = make_plan(spec, size)
     c = count(p)
 
     def join(v: Sequence[int]) -> str:
@@ -583,7 +583,7 @@ def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
-    from ..core.generator import plan
+    from ..core.generator import make_plan
     from ..core.spec import ParametricSpec, dump_spec, spec_from_dict
     from ..infra.dumping import yaml_comment
     from ..space.fitting import FitError, fit_widths, parse_widths, shared_block_options
@@ -600,7 +600,7 @@ def run_fit(args: argparse.Namespace) -> int:
         from ..core.reader import load_spec
 
         spec = load_spec(args.spec)
-        widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
+        widths = [s.width for s in make_plan(spec).stages for _ in range(s.depth)]
         if isinstance(spec, ParametricSpec):
             q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
         else:

@@ -134,7 +134,7 @@ def register(subparsers: Any) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert one checkpoint and write it atomically."""
-    from ..core.generator import plan as make_plan
+    from ..core.generator import make_plan
     from ..core.reader import load_spec
     from ..interop.checkpoints import (
         check_output,
@@ -186,7 +186,7 @@ def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one model; compare its outputs with the eager model's unless --no-check."""
-    from ..core.generator import plan as make_plan
+    from ..core.generator import make_plan
     from ..infra.paths import check_target
 
     out, fmt = _export_target(args)

@@ -13,7 +13,7 @@ from typing import Any
 
 from ..core.complexity import Complexity, Convention, count_plan
 from ..core.errors import SpecError
-from ..core.generator import Plan, plan
+from ..core.generator import Plan, make_plan
 from ..core.limits import Format
 from ..core.presets import SPEC_SUFFIXES, resolve
 from ..core.reader import load_spec
@@ -55,7 +55,7 @@ def summarize(
     spec: Spec, source: str, input_size: int | None, convention: Convention
 ) -> SpecSummary:
     """Resolve and count one spec (at its own input size unless `input_size` is given)."""
-    p = plan(spec, input_size)
+    p = make_plan(spec, input_size)
     return SpecSummary(source, spec, p, count_plan(p, convention))
 
 

@@ -17,17 +17,15 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ..infra.errors import RegNetSpaceError
 from ..infra.parsing import is_int, parse_json
 from ..infra.reading import read_text_file
 from ..infra.text import short
 from .errors import BuildError, InteropError
+from .generator import Plan, make_plan
 from .spec import ExplicitSpec, Spec, spec_from_dict
-
-if TYPE_CHECKING:
-    from .generator import Plan
 
 # A snapshot folder (save_pretrained's output): its config, and where it keeps the weights,
 # in the order transformers looks.
@@ -176,36 +174,8 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     (groups = max(1, width // groups_width)), stride 2 in every stage but the first and
     SE width round(in_width / 4); a plan outside that raises BuildError naming the reason.
     """
-    if plan.block not in ("x", "y"):
-        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
-    if plan.stem != "imagenet":
-        kind = " (stride-1 stem)" if plan.stem == "cifar" else ""
-        raise BuildError(
-            f"{plan.name}: stem: {plan.stem}{kind}; Hugging Face RegNet has only the "
-            "stride-2 ImageNet stem"
-        )
-    why = _hf_refusal(plan)
-    if why is not None:
-        raise BuildError(f"{plan.name}: {why}; Hugging Face's RegNet cannot express it")
-    if plan.block == "y" and plan.se_ratio != 0.25:
-        raise BuildError(
-            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
-        )
-    if plan.block == "x" and plan.se_ratio != 0:
-        raise BuildError(
-            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
-        )
-    for st in plan.stages:
-        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has bottleneck multiplier "
-                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
-            )
-        if st.index > 0 and st.stride != 2:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
-                "uses stride 2 in every stage but the first"
-            )
+    _check_hf_layers(plan)
+    _check_hf_stages(plan)
     # Every shared groups_width that gives each stage its groups is a candidate; the
     # largest stage group width is preferred (the published configs use it).
     groups_width = hf_groups_width(
@@ -232,6 +202,44 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     }
 
 
+def _check_hf_layers(plan: Plan) -> None:
+    """Refuse a block, stem, switch or SE ratio Hugging Face's x and y layers do not have."""
+    if plan.block not in ("x", "y"):
+        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
+    if plan.stem != "imagenet":
+        kind = " (stride-1 stem)" if plan.stem == "cifar" else ""
+        raise BuildError(
+            f"{plan.name}: stem: {plan.stem}{kind}; Hugging Face RegNet has only the "
+            "stride-2 ImageNet stem"
+        )
+    why = _hf_refusal(plan)
+    if why is not None:
+        raise BuildError(f"{plan.name}: {why}; Hugging Face's RegNet cannot express it")
+    if plan.block == "y" and plan.se_ratio != 0.25:
+        raise BuildError(
+            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
+        )
+    if plan.block == "x" and plan.se_ratio != 0:
+        raise BuildError(
+            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
+        )
+
+
+def _check_hf_stages(plan: Plan) -> None:
+    """Refuse a bottleneck multiplier or a stride Hugging Face's stages do not have."""
+    for st in plan.stages:
+        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has bottleneck multiplier "
+                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
+            )
+        if st.index > 0 and st.stride != 2:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
+                "uses stride 2 in every stage but the first"
+            )
+
+
 @dataclass(frozen=True)
 class HfRegNetConfig:
     """The fields of a transformers `RegNetConfig` (explicit stages, one shared group width)."""
@@ -254,9 +262,7 @@ class HfRegNetConfig:
 
 def hf_config_from_spec(spec: Spec) -> HfRegNetConfig:
     """The Hugging Face config that builds the same network (BuildError if it cannot)."""
-    from .generator import plan
-
-    kw = hf_config_kwargs(plan(spec))
+    kw = hf_config_kwargs(make_plan(spec))
     return HfRegNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
 
 

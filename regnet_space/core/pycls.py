@@ -23,8 +23,7 @@ from ..infra.parsing import is_int, is_number, parse_yaml
 from ..infra.text import short
 from .blocks import peer_refusal
 from .errors import InteropError, SpecError
-from .generator import plan as make_plan
-from .generator import to_explicit
+from .generator import make_plan, to_explicit
 from .spec import ParametricSpec, Spec, spec_from_dict
 
 __all__ = [
@@ -276,51 +275,58 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
     )
     head = {"HEAD_W": spec.head_width} if spec.head_width else {}
     if isinstance(spec, ParametricSpec):
-        if spec.rounding == "torchvision" or (
-            spec.rounding == "timm"
-            and make_plan(spec).stages
-            != make_plan(spec.model_copy(update={"rounding": "pycls"})).stages
-        ):
-            raise InteropError(
-                f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
-                f"different network from rounding {spec.rounding}"
-            )
-        if spec.q != 8:
-            raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
-        if not spec.downsample_in_first_stage:
-            raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
-        regnet: dict[str, Any] = {
-            **se,
-            "DEPTH": spec.depth,
-            "W0": spec.w0,
-            "WA": spec.wa,
-            "WM": spec.wm,
-            "GROUP_W": spec.group_width,
-        }
-        if spec.bottleneck_multiplier != 1:
-            regnet["BOT_MUL"] = spec.bottleneck_multiplier
-        if spec.stem_width != 32:
-            regnet["STEM_W"] = spec.stem_width
-        if spec.stem != "imagenet":
-            regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
-        if block_type != "res_bottleneck_block":
-            regnet["BLOCK_TYPE"] = block_type
-        body = {"MODEL": model, "REGNET": regnet | head}
+        body = {"MODEL": model, "REGNET": _regnet_section(spec, block_type, se) | head}
     else:
-        explicit = to_explicit(spec)
-        model["TYPE"] = "anynet"
-        full = spec.block in ("vanilla", "basic")  # pycls takes no bottleneck or groups there
-        anynet = {
-            "STEM_TYPE": _STEM_TYPES[explicit.stem],
-            "STEM_W": explicit.stem_width,
-            "BLOCK_TYPE": block_type,
-            "DEPTHS": [s.depth for s in explicit.stages],
-            "WIDTHS": [s.width for s in explicit.stages],
-            "STRIDES": list(explicit.strides()),
-            "BOT_MULS": [] if full else [s.bottleneck_multiplier for s in explicit.stages],
-            "GROUP_WS": [] if full else [s.group_width for s in explicit.stages],
-            **se,
-            **head,
-        }
-        body = {"MODEL": model, "ANYNET": anynet}
+        anynet = _anynet_section(spec, block_type, se) | head
+        body = {"MODEL": model | {"TYPE": "anynet"}, "ANYNET": anynet}
     return yaml_comment(spec.name) + yaml.safe_dump(body, sort_keys=False)
+
+
+def _regnet_section(spec: ParametricSpec, block_type: str, se: dict[str, Any]) -> dict[str, Any]:
+    """The REGNET section of a parametric spec (pycls's defaults left out)."""
+    as_pycls = spec.model_copy(update={"rounding": "pycls"})
+    if spec.rounding == "torchvision" or (
+        spec.rounding == "timm" and make_plan(spec).stages != make_plan(as_pycls).stages
+    ):
+        raise InteropError(
+            f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
+            f"different network from rounding {spec.rounding}"
+        )
+    if spec.q != 8:
+        raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
+    if not spec.downsample_in_first_stage:
+        raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
+    regnet: dict[str, Any] = {
+        **se,
+        "DEPTH": spec.depth,
+        "W0": spec.w0,
+        "WA": spec.wa,
+        "WM": spec.wm,
+        "GROUP_W": spec.group_width,
+    }
+    if spec.bottleneck_multiplier != 1:
+        regnet["BOT_MUL"] = spec.bottleneck_multiplier
+    if spec.stem_width != 32:
+        regnet["STEM_W"] = spec.stem_width
+    if spec.stem != "imagenet":
+        regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
+    if block_type != "res_bottleneck_block":
+        regnet["BLOCK_TYPE"] = block_type
+    return regnet
+
+
+def _anynet_section(spec: Spec, block_type: str, se: dict[str, Any]) -> dict[str, Any]:
+    """The ANYNET section of a spec's explicit stages."""
+    explicit = to_explicit(spec)
+    full = spec.block in ("vanilla", "basic")  # pycls takes no bottleneck or groups there
+    return {
+        "STEM_TYPE": _STEM_TYPES[explicit.stem],
+        "STEM_W": explicit.stem_width,
+        "BLOCK_TYPE": block_type,
+        "DEPTHS": [s.depth for s in explicit.stages],
+        "WIDTHS": [s.width for s in explicit.stages],
+        "STRIDES": list(explicit.strides()),
+        "BOT_MULS": [] if full else [s.bottleneck_multiplier for s in explicit.stages],
+        "GROUP_WS": [] if full else [s.group_width for s in explicit.stages],
+        **se,
+    }

@@ -489,7 +489,8 @@ def dump_spec(spec: Spec) -> str:
     # written by hand.
     for key in switches_at_default(spec):
         data.pop(key, None)
-    # input_size last, and only when it is not the default: specs at 224 read as they always did.
+    # input_size last, and only when it is not the default: a spec at 224 is written without
+    # it, as specs written by hand are.
     size = data.pop("input_size")
     if size != DEFAULT_INPUT_SIZE:
         data["input_size"] = size

@@ -15,8 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..core.errors import InteropError
-from ..core.generator import Plan
-from ..core.generator import plan as make_plan
+from ..core.generator import Plan, make_plan
 from ..core.spec import ParametricSpec, Spec, spec_from_dict
 from ..infra.parsing import is_number
 

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from torch import Tensor, nn
 
 from ..core.errors import BuildError, SpecError
-from ..core.generator import Plan, plan
+from ..core.generator import Plan, make_plan
 from ..core.hf import (
     CONFIG_FILE,
     WEIGHT_FILES,
@@ -74,7 +74,7 @@ def read_snapshot(folder: Path, given: Mapping[str, bool | None]) -> Snapshot:
             if not isinstance(value, bool):
                 raise BuildError(f"{config}: {key}: expected true or false, got {value!r}")
         switches[key] = value
-    return Snapshot(plan(spec), switches)
+    return Snapshot(make_plan(spec), switches)
 
 
 def load_weights(model: _Model, folder: Path, prefix: str) -> _Model:
