@@ -37,10 +37,11 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.core.errors import BuildError
-from regnet_space.core.generator import plan as make_plan
-from regnet_space.core.spec import load_spec_file
+from regnet_space.core.generator import make_plan
+from regnet_space.core.hf import hf_config_kwargs
+from regnet_space.core.reader import load_spec
 from regnet_space.nn.inference import inference_model
-from regnet_space.nn.model import RegNetForImageClassification, build_model, hf_config_kwargs
+from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL_EAGER = 1.0
@@ -111,8 +112,8 @@ def timm_model(ours: RegNetForImageClassification, spec: Any) -> nn.Module | Non
         from timm.models.regnet import RegNet, RegNetCfg
     except ImportError:
         return None
+    from regnet_space.core.errors import InteropError
     from regnet_space.interop.checkpoints import convert_state_dict
-    from regnet_space.interop.common import InteropError
     from regnet_space.interop.timm import timm_cfg_from_spec
 
     try:
@@ -143,7 +144,7 @@ def timed(run: Callable[[], Tensor], iters: int) -> float:
 
 def bench_model(name: str, args: argparse.Namespace) -> list[Point]:
     """Every batch x thread point of one model, interleaved over the rounds."""
-    spec = load_spec_file(spec_path(name))
+    spec = load_spec(spec_path(name))
     p = make_plan(spec, args.input_size)
     torch.manual_seed(0)
     ours = build_model(p, True).eval()
@@ -335,7 +336,7 @@ def bench_gpu(args: argparse.Namespace) -> bool:
     cols = ["hf fp32", "fp32", "bf16", "fp16", "compiled fp32"]
     print(f"{'model':<8}{'batch':>6}" + "".join(f"{c:>15}" for c in cols) + "  (x HF fp32)")
     for name in args.models:
-        p = make_plan(load_spec_file(spec_path(name)), args.input_size)
+        p = make_plan(load_spec(spec_path(name)), args.input_size)
         torch.manual_seed(0)
         ours = build_model(p, True).eval()
         randomise_batchnorm(ours, seed=0)

@@ -21,8 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from regnet_space.core.report import collect_spec_paths, render_report, summarize_paths
-from regnet_space.core.spec import load_spec_file
+from regnet_space.cli.render import collect_spec_paths, render_report, summarize_paths
+from regnet_space.core.reader import load_spec
 
 ROOT = Path(__file__).resolve().parent.parent
 GOAL = 2.0
@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         paths = collect_spec_paths([folder])
         start = time.perf_counter()
         for p in paths:
-            load_spec_file(p)
+            load_spec(p)
         loading = time.perf_counter() - start
         start = time.perf_counter()
         render_report(summarize_paths(paths, 224, "paper"), "table")

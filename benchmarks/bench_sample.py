@@ -36,9 +36,9 @@ import numpy as np
 
 from regnet_space.cli.allocator import keep_freed_memory
 from regnet_space.core.complexity import count_plan
-from regnet_space.core.generator import plan
-from regnet_space.core.io import OutputSet
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import dump_spec, spec_from_dict
+from regnet_space.infra.outputs import OutputSet
 from regnet_space.space.bulk import RegNetParams, count_stages, regnet_stages
 from regnet_space.space.evaluator import body_of
 from regnet_space.space.output import spec_file_names
@@ -91,7 +91,7 @@ def main() -> None:
 
         dicts = _spec_dicts(space, params, one_n)
         wall, cpu = _clocks()
-        one = [count_plan(plan(spec_from_dict(d), body.input_size)) for d in dicts]
+        one = [count_plan(make_plan(spec_from_dict(d), body.input_size)) for d in dicts]
         wall2, cpu2 = _clocks()
         rates["one"].append(one_n / (wall2 - wall))
         rates["one cpu"].append(one_n / (cpu2 - cpu))

@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from bench_forward import hugging_face_model, timm_model
 from torch import Tensor, nn
 
-from regnet_space.core.generator import plan as make_plan
-from regnet_space.core.spec import load_spec, load_spec_file
+from regnet_space.core.generator import make_plan
+from regnet_space.core.reader import load_spec
 from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     device = torch.device(args.device)
-    spec = load_spec_file(args.spec)
+    spec = load_spec(args.spec)
     p = make_plan(spec, args.input_size)
     ours = build_model(p, True)
     assert isinstance(ours, RegNetForImageClassification)  # with_head=True

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import torch
 
-from regnet_space.core.generator import plan as make_plan
-from regnet_space.core.spec import load_spec_file
+from regnet_space.core.generator import make_plan
+from regnet_space.core.reader import load_spec
 from regnet_space.nn.counters import _TupleOutput, fvcore_counts
 from regnet_space.nn.model import build_model
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         from fvcore.nn import ActivationCountAnalysis, FlopCountAnalysis
 
-    p = make_plan(load_spec_file(args.spec))
+    p = make_plan(load_spec(args.spec))
     model = build_model(p).eval()
     wrapped = _TupleOutput(model)
     x = torch.zeros(1, p.num_channels, p.input_size, p.input_size)

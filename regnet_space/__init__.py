@@ -25,21 +25,22 @@ __version__ = "0.1.0"
 # Public names that live in modules loaded on first access: name -> "module" or "module:attr".
 _LAZY = {
     "BuildError": "core.errors",
-    "OutputError": "core.errors",
+    "InteropError": "core.errors",
     "PlanError": "core.errors",
-    "RegNetSpaceError": "core.errors",
     "SpecError": "core.errors",
+    "OutputError": "infra.errors",
+    "RegNetSpaceError": "infra.errors",
     "Complexity": "core.complexity",
     "count": "core.complexity",
     "Plan": "core.generator",
-    "plan": "core.generator",
+    "plan": "core.generator:make_plan",  # the public name of make_plan
     "to_explicit": "core.generator",
     "ExplicitSpec": "core.spec",
     "ParametricSpec": "core.spec",
     "Spec": "core.spec",
     "dump_spec": "core.spec",
     # every spec form: our YAML, Hugging Face config.json, pycls YAML, shipped model names
-    "load_spec": "interop.configs:load_any_spec",
+    "load_spec": "core.reader",
     "DesignRecord": "space.records",
     "SampleError": "space.sampling",
     "SampleResult": "space.records",
@@ -66,14 +67,13 @@ _LAZY = {
     "export_onnx": "nn.export",
     "export_program": "nn.export",
     "torch_flops": "nn.counters",
-    "load_any_spec": "interop.configs",
     "resolve_name": "core.names",
-    "hf_config_from_spec": "interop.hf",
-    "spec_from_hf_config": "interop.hf",
+    "hf_config_from_spec": "core.hf",
+    "spec_from_hf_config": "core.hf",
     "timm_cfg_from_spec": "interop.timm",
     "spec_from_timm_cfg": "interop.timm",
-    "load_pycls_yaml": "interop.pycls",
-    "pycls_yaml_from_spec": "interop.pycls",
+    "spec_from_pycls_yaml": "core.pycls",
+    "pycls_yaml_from_spec": "core.pycls",
 }
 
 

@@ -12,7 +12,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "regnet_space"
-NUMPY_ONLY = ("core", "space", "analysis")
+NUMPY_ONLY = ("infra", "core", "space", "analysis")
 
 
 def _modules(side: str) -> list[str]:

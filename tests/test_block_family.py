@@ -19,9 +19,9 @@ from regnet_space.cli import main
 from regnet_space.core import blocks
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.errors import BuildError, PlanError, SpecError
+from regnet_space.core.hf import hf_config_from_spec, spec_from_hf_config
 from regnet_space.core.spec import BLOCK_KINDS, dump_spec, spec_from_dict
 from regnet_space.interop.checkpoints import ConvertError, convert_state_dict, key_pairs
-from regnet_space.interop.hf import hf_config_from_spec, spec_from_hf_config
 from regnet_space.interop.timm import spec_from_timm_cfg, timm_cfg_from_spec
 from regnet_space.nn.backbone import build_backbone, feature_info
 from regnet_space.nn.counters import torch_check, verify

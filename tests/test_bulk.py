@@ -7,7 +7,7 @@ import pytest
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.errors import PlanError, SpecError
-from regnet_space.core.generator import plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.space.bulk import (
     Body,
@@ -39,7 +39,7 @@ def _random_params(rng: np.random.Generator, n: int, rounding: str) -> RegNetPar
 def _one_by_one(data: dict, input_size: int) -> tuple | None:
     """One-design path: widths, depths, group widths, flops, params, acts; None if refused."""
     try:
-        p = plan(spec_from_dict(data), input_size)
+        p = make_plan(spec_from_dict(data), input_size)
     except (PlanError, SpecError):
         return None
     c = count_plan(p, "paper")

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.errors import PlanError, SpecError
-from regnet_space.core.generator import plan
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import BLOCK_KINDS, spec_from_dict
 from regnet_space.space.bulk import (
     RegNetParams,
@@ -56,7 +56,7 @@ def bodies(draw: st.DrawFn) -> dict[str, Any]:
 
 def _one_by_one(data: dict, input_size: int) -> tuple | None:
     try:
-        p = plan(spec_from_dict(data), input_size)
+        p = make_plan(spec_from_dict(data), input_size)
     except (PlanError, SpecError):
         return None
     c = count_plan(p, "paper")

@@ -16,12 +16,12 @@ import yaml
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from regnet_space.core.errors import PlanError
-from regnet_space.core.generator import plan
-from regnet_space.interop.common import InteropError
-from regnet_space.interop.hf import HfRegNetConfig, hf_config_from_spec, spec_from_hf_config
-from regnet_space.interop.pycls import pycls_yaml_from_spec, spec_from_pycls_yaml
+from regnet_space.core.errors import InteropError, PlanError
+from regnet_space.core.generator import make_plan
+from regnet_space.core.hf import HfRegNetConfig, hf_config_from_spec, spec_from_hf_config
+from regnet_space.core.pycls import pycls_yaml_from_spec, spec_from_pycls_yaml
 from regnet_space.interop.timm import TimmRegNetCfg, spec_from_timm_cfg, timm_cfg_from_spec
+from regnet_space.nn.hf import transformers_config
 from regnet_space.nn.model import build_model
 
 SETTINGS = settings(
@@ -83,7 +83,7 @@ def test_the_issues_config_round_trips_exactly() -> None:
         layer_type="y",
         embedding_size=10,
     )
-    assert plan(spec_from_hf_config(dataclasses.asdict(cfg))).group_widths == (10, 10, 10, 8)
+    assert make_plan(spec_from_hf_config(dataclasses.asdict(cfg))).group_widths == (10, 10, 10, 8)
     assert hf_config_from_spec(spec_from_hf_config(dataclasses.asdict(cfg))) == cfg
 
 
@@ -104,7 +104,7 @@ def test_hf_configs_build_the_same_modules_as_transformers(cfg: HfRegNetConfig) 
     assume(hf_builds(cfg))
     back = hf_config_from_spec(spec_from_hf_config(dataclasses.asdict(cfg)))
     with torch.device("meta"):
-        theirs = transformers.RegNetForImageClassification(cfg.to_transformers())
+        theirs = transformers.RegNetForImageClassification(transformers_config(cfg))
         ours = build_model(spec_from_hf_config(dataclasses.asdict(back)))
     shapes = {k: v.shape for k, v in ours.state_dict().items()}
     assert shapes == {k: v.shape for k, v in theirs.state_dict().items()}
@@ -149,7 +149,7 @@ def test_every_timm_cfg_round_trips(cfg: TimmRegNetCfg) -> None:
     spec = spec_from_timm_cfg(cfg)
     assert spec.rounding == ("torchvision" if cfg.group_min_ratio else "timm")
     try:
-        p = plan(spec)
+        p = make_plan(spec)
     except PlanError:
         return  # a design no library builds (a zero-width stage)
     if p.num_stages != 4:

@@ -13,9 +13,9 @@ import torch
 from torch import Tensor, nn
 
 from regnet_space.cli import main as run
-from regnet_space.core.errors import OutputError
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
 from regnet_space.core.spec import spec_from_dict
+from regnet_space.infra.errors import OutputError
 from regnet_space.interop.checkpoints import (
     LIBRARIES,
     ConvertError,
@@ -39,7 +39,7 @@ def small(block: str = "y", num_classes: int = 5, **fields: Any) -> Plan:
         {"width": 32, "depth": 2, "group_width": 8, "bottleneck_multiplier": 0.5},
     ]
     data = {"name": "tiny", "block": block, "num_classes": num_classes, "stages": stages}
-    return plan(spec_from_dict(data | fields))
+    return make_plan(spec_from_dict(data | fields))
 
 
 def randomised(model: nn.Module, seed: int = 0) -> nn.Module:
@@ -153,7 +153,7 @@ def test_expected_shapes_of_a_huge_design_need_no_memory() -> None:
         {"name": "y10b", "block": "y", "depth": 27, "w0": 1744, "wa": 620.83, "wm": 2.52}
         | {"group_width": 1010}
     )
-    shapes = expected_shapes(plan(spec))
+    shapes = expected_shapes(make_plan(spec))
     assert shapes["classifier.1.weight"] == (1000, 28280)
 
 
@@ -267,7 +267,7 @@ def test_bgr_to_rgb_flips_only_the_stem_input_channels() -> None:
 
 def test_a_hugging_face_model_converts_and_gives_equal_outputs() -> None:
     transformers = pytest.importorskip("transformers")
-    from regnet_space.nn.model import hf_config_kwargs
+    from regnet_space.core.hf import hf_config_kwargs
 
     stages = [
         {"width": 16, "depth": 1, "group_width": 8},

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from regnet_space.cli import main as run
-from regnet_space.core.errors import OutputError
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
 from regnet_space.core.spec import spec_from_dict
+from regnet_space.infra.errors import OutputError
 from regnet_space.nn.export import (
     ExportError,
     export_onnx,
@@ -42,7 +42,7 @@ def tiny(head: bool = True, **fields: Any) -> tuple[Plan, nn.Module]:
         {"width": 32, "depth": 2, "group_width": 8},
     ]
     data = {"name": "tiny", "block": "y", "num_classes": 4, "stages": stages} | fields
-    p = plan(spec_from_dict(data), SIZE)
+    p = make_plan(spec_from_dict(data), SIZE)
     torch.manual_seed(0)
     model = build_model(p, head)
     with torch.no_grad():

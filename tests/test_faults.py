@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -237,7 +237,7 @@ def test_two_writers_racing_for_one_output_one_wins(
 CRASH_MID_COMMIT = """\
 import os, sys
 from pathlib import Path
-from regnet_space.core import io
+from regnet_space.infra import outputs as io
 
 real, done = io._apply, []
 

@@ -231,8 +231,8 @@ def test_the_zoo_is_the_same_under_every_rule() -> None:
 def test_converters_refuse_a_rule_change_on_a_tie() -> None:
     """A pycls spec on a tie has no timm config (timm would build another network), and a
     timm spec on a tie no pycls one; off ties both convert."""
-    from regnet_space.interop.common import InteropError
-    from regnet_space.interop.pycls import pycls_yaml_from_spec
+    from regnet_space.core.errors import InteropError
+    from regnet_space.core.pycls import pycls_yaml_from_spec
     from regnet_space.interop.timm import timm_cfg_from_spec
 
     tie = (27, 120, 27.51, 2.1, 8)

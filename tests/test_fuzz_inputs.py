@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 
 from regnet_space.analysis.results import load_study, read_records
 from regnet_space.analysis.stats import analyze
+from regnet_space.cli.render import render_report, summarize
 from regnet_space.core.complexity import count
-from regnet_space.core.errors import PlanError, RegNetSpaceError
-from regnet_space.core.generator import plan, resolved_spec_text
-from regnet_space.core.report import render_report, summarize
+from regnet_space.core.errors import PlanError
+from regnet_space.core.generator import make_plan, resolved_spec_text
 from regnet_space.core.spec import ParametricSpec, dump_spec, spec_from_dict, spec_from_text
+from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.space.sampling import sample
 from regnet_space.space.space import load_space
 
@@ -132,7 +133,7 @@ def _one_line(exc: RegNetSpaceError) -> None:
 
 
 def _same_design(a: Any, b: Any) -> None:
-    pa, pb = plan(a), plan(b)
+    pa, pb = make_plan(a), make_plan(b)
     assert pa.stages == pb.stages and pa.stem_width == pb.stem_width
     assert count(pa) == count(pb)
 
@@ -162,7 +163,7 @@ def test_fuzzed_spec_dicts_round_trip_or_fail_in_one_line(data: dict[str, Any]) 
     again = spec_from_text(dump_spec(spec), "dumped")
     assert again == spec
     try:
-        p = plan(spec)
+        p = make_plan(spec)
     except RegNetSpaceError as exc:
         _one_line(exc)
         return
@@ -188,7 +189,7 @@ def test_fuzzed_spec_yaml_text_fails_in_one_line(data: dict[str, Any]) -> None:
         return  # not representable as YAML: nothing a user could write
     try:
         spec = spec_from_text(text, "fuzz.yaml")
-        plan(spec)
+        make_plan(spec)
     except RegNetSpaceError as exc:
         _one_line(exc)
 

@@ -10,13 +10,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
+from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.nn.model import (
     RegNetForImageClassification,
     RegNetModel,
     build_model,
-    hf_config_kwargs,
 )
 
 transformers = pytest.importorskip("transformers")
@@ -171,12 +171,12 @@ def check_design(p: Plan, size: int, seed: int) -> None:
 
 @pytest.mark.parametrize("name", sorted(DESIGNS))
 def test_hugging_face_state_dicts_load_both_ways_with_equal_outputs(name: str) -> None:
-    p = plan(spec_from_dict(DESIGNS[name]))
+    p = make_plan(spec_from_dict(DESIGNS[name]))
     check_design(p, size=45 if name != "x-small" else 33, seed=len(name))
 
 
 def test_clipped_design_has_one_group_in_both() -> None:
-    p = plan(spec_from_dict(DESIGNS["x-clipped"]))
+    p = make_plan(spec_from_dict(DESIGNS["x-clipped"]))
     assert p.group_widths == (80, 120, 120)
     hf_cls = hf_model(p)
     ours = build_model(p)
@@ -212,7 +212,7 @@ def hf_designs(draw: st.DrawFn) -> dict[str, Any]:
 @settings(max_examples=2, deadline=None)
 @given(data=hf_designs(), size=st.integers(17, 40), seed=st.integers(0, 1000))
 def test_random_designs_match_hugging_face(data: dict[str, Any], size: int, seed: int) -> None:
-    check_design(plan(spec_from_dict(data)), size=size, seed=seed)
+    check_design(make_plan(spec_from_dict(data)), size=size, seed=seed)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -238,7 +238,7 @@ def test_losses_match_hugging_face(
         [{"width": 16, "depth": 1, "group_width": 8}, {"width": 32, "depth": 1, "group_width": 8}],
         num_classes=num_classes,
     )
-    p = plan(spec_from_dict(data))
+    p = make_plan(spec_from_dict(data))
     # a fresh Hugging Face model per case: it stores the inferred problem type in its config
     hf_cls = hf_model(p, problem_type=problem_type)
     randomize(hf_cls, 3)

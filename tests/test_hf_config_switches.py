@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from regnet_space.interop.hf import spec_from_hf_config
-from regnet_space.interop.pycls import spec_from_pycls_yaml
+from regnet_space.core.hf import spec_from_hf_config
+from regnet_space.core.pycls import spec_from_pycls_yaml
 from regnet_space.nn.model import RegNetForImageClassification, RegNetModel
 
 transformers = pytest.importorskip("transformers")

@@ -21,8 +21,8 @@ from torch import nn
 
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.errors import BuildError
-from regnet_space.core.generator import plan
-from regnet_space.interop.hf import spec_from_hf_config
+from regnet_space.core.generator import make_plan
+from regnet_space.core.hf import spec_from_hf_config
 from regnet_space.nn.model import (
     RegNetClassifierOutput,
     RegNetForImageClassification,
@@ -55,7 +55,7 @@ def get_config(**changes: object) -> object:
 def make(model_class: type, config: object | None = None, **switches: object) -> nn.Module:
     """Our model of a Hugging Face config."""
     spec = spec_from_hf_config(config if config is not None else get_config())
-    return model_class(plan(spec), **switches)
+    return model_class(make_plan(spec), **switches)
 
 
 def inputs(seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,7 +273,7 @@ def test_fvcore_counts_the_model_as_built() -> None:
     analysis = fvcore.FlopCountAnalysis(model, inputs()[0])
     analysis.unsupported_ops_warnings(False)
     # our analytic count in fvcore's convention, per image
-    expected = count_plan(plan(spec_from_hf_config(get_config()), SIZE), "fvcore")
+    expected = count_plan(make_plan(spec_from_hf_config(get_config()), SIZE), "fvcore")
     assert analysis.total() == BATCH * expected.flops
 
 

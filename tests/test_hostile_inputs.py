@@ -15,9 +15,9 @@ import torch
 
 from regnet_space.analysis.results import MAX_RESULTS_ROWS, load_study
 from regnet_space.cli import main
-from regnet_space.core.errors import RegNetSpaceError
-from regnet_space.core.spec import load_spec_file
-from regnet_space.core.text import clean, csv_cell
+from regnet_space.core.reader import load_spec
+from regnet_space.infra.errors import RegNetSpaceError
+from regnet_space.infra.text import clean, csv_cell
 from regnet_space.nn.model import build_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -76,7 +76,7 @@ def test_build_save_of_a_stride_1_first_stage_reads_back(
         capsys, "build", str(spec), "--input-size", "32", "--save", str(tmp_path / "w.pt")
     )
     assert status == 0, err
-    resolved = load_spec_file(tmp_path / "w.resolved.yaml")
+    resolved = load_spec(tmp_path / "w.resolved.yaml")
     assert resolved.strides() == (1, 2)
     assert main(["build", str(tmp_path / "w.resolved.yaml"), "--input-size", "32"]) == 0
 
@@ -100,11 +100,11 @@ def test_build_save_refuses_an_unresolvable_design_before_writing(
 def test_onnx_external_data_is_named_after_the_model(tmp_path: Path) -> None:
     onnx = pytest.importorskip("onnx")
     pytest.importorskip("onnxscript")
-    from regnet_space.core.generator import plan
+    from regnet_space.core.generator import make_plan
     from regnet_space.core.spec import spec_from_text
     from regnet_space.nn.export import export_onnx
 
-    model = build_model(plan(spec_from_text(TINY), 32), True).eval()
+    model = build_model(make_plan(spec_from_text(TINY), 32), True).eval()
     out = tmp_path / "m.onnx"
     export_onnx(model, out, input_size=32, external_data=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx", "m.onnx.data"]
@@ -265,10 +265,10 @@ def test_math_text_in_labels_draws(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def _checkpoint(tmp_path: Path, name: str, change: object) -> Path:
-    from regnet_space.core.generator import plan
+    from regnet_space.core.generator import make_plan
     from regnet_space.core.spec import spec_from_text
 
-    state = dict(build_model(plan(spec_from_text(TINY)), True).state_dict())
+    state = dict(build_model(make_plan(spec_from_text(TINY)), True).state_dict())
     key = "regnet.embedder.embedder.convolution.weight"
     state[key] = change(state[key])  # type: ignore[operator]
     path = tmp_path / name

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from regnet_space.core.errors import BuildError
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.nn import inference as inference_mod
 from regnet_space.nn.inference import (
@@ -33,7 +33,7 @@ def design(block: str = "y", **fields: Any) -> Plan:
         {"width": 48, "depth": 1, "group_width": 64},
     ]
     data = {"name": "t", "block": block, "num_classes": 6, "stages": stages}
-    return plan(spec_from_dict(data | fields))
+    return make_plan(spec_from_dict(data | fields))
 
 
 def eager(p: Plan, head: bool = True, seed: int = 0) -> nn.Module:
@@ -107,7 +107,7 @@ def test_the_shipped_y002_with_224_inputs() -> None:
     from regnet_space import load_spec
 
     spec = load_spec(Path(__file__).resolve().parent.parent / "specs" / "y002.yaml")
-    model = eager(plan(spec))
+    model = eager(make_plan(spec))
     x = torch.randn(2, 3, 224, 224)
     with torch.inference_mode():
         assert (inference_model(model)(x) - reference(model, x)).abs().max() <= ATOL

@@ -10,18 +10,16 @@ from typing import Any
 import pytest
 
 from regnet_space import count, load_spec, plan, to_explicit
-from regnet_space.core.errors import BuildError
-from regnet_space.core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
-from regnet_space.interop.common import InteropError
-from regnet_space.interop.configs import load_any_spec
-from regnet_space.interop.hf import (
+from regnet_space.core.errors import BuildError, InteropError, SpecError
+from regnet_space.core.hf import (
     HfRegNetConfig,
     hf_config_from_spec,
-    load_hf_config,
     spec_from_hf_config,
 )
-from regnet_space.interop.pycls import load_pycls_yaml, pycls_yaml_from_spec, spec_from_pycls_yaml
+from regnet_space.core.pycls import pycls_yaml_from_spec, spec_from_pycls_yaml
+from regnet_space.core.spec import ExplicitSpec, ParametricSpec, spec_from_dict
 from regnet_space.interop.timm import TimmRegNetCfg, spec_from_timm_cfg, timm_cfg_from_spec
+from regnet_space.nn.hf import transformers_config
 
 ROOT = Path(__file__).resolve().parent.parent
 # The X/Y zoo (the timm-named family presets, regnet*.yaml, have tests of their own).
@@ -74,16 +72,16 @@ def test_hugging_face_config_fields_for_y040() -> None:
 def test_transformers_config_objects_and_config_json(tmp_path: Path) -> None:
     transformers = pytest.importorskip("transformers")
     spec = load_spec(ROOT / "specs" / "x080.yaml")  # stage 1 clips its group width (80 < 120)
-    config = hf_config_from_spec(spec).to_transformers()
+    config = transformers_config(hf_config_from_spec(spec))
     assert isinstance(config, transformers.RegNetConfig)
     assert same_network(spec_from_hf_config(config, name="x080"), spec)
     snapshot = tmp_path / "regnet-x-080"
     snapshot.mkdir()
     config.to_json_file(str(snapshot / "config.json"))
-    from_file = load_hf_config(snapshot)
+    from_file = load_spec(snapshot)
     assert from_file.name == "regnet-x-080"
     assert same_network(from_file, spec)
-    assert load_any_spec(snapshot / "config.json") == from_file
+    assert load_spec(snapshot / "config.json") == from_file
 
 
 def test_hugging_face_refusals(tmp_path: Path) -> None:
@@ -104,8 +102,9 @@ def test_hugging_face_refusals(tmp_path: Path) -> None:
         spec_from_hf_config(base | {"hidden_sizes": [24, 50], "groups_width": 16})
     bad = tmp_path / "config.json"
     bad.write_text("{not json")
-    with pytest.raises(InteropError, match="invalid JSON"):
-        load_hf_config(bad)
+    # JSON syntax is no peer's rule: the reader's SpecError, which InteropError refines.
+    with pytest.raises(SpecError, match="invalid JSON"):
+        load_spec(bad)
 
 
 def test_hugging_face_num_labels_from_id2label() -> None:
@@ -172,7 +171,7 @@ def test_timm_refusals() -> None:
 
 @pytest.mark.parametrize(("file", "shipped"), sorted(ZOO.items()))
 def test_pycls_zoo_configs_import_with_identical_counts(file: str, shipped: str) -> None:
-    spec = load_pycls_yaml(PYCLS / file)
+    spec = load_spec(PYCLS / file)
     reference = load_spec(ROOT / "specs" / f"{shipped}.yaml")
     assert spec.name == file.removesuffix(".yaml")
     assert plan(spec).stages == plan(reference).stages
@@ -181,7 +180,7 @@ def test_pycls_zoo_configs_import_with_identical_counts(file: str, shipped: str)
 
 
 def test_pycls_y040_fields() -> None:
-    spec = load_pycls_yaml(PYCLS / "RegNetY-4.0GF_dds_8gpu.yaml")
+    spec = load_spec(PYCLS / "RegNetY-4.0GF_dds_8gpu.yaml")
     assert isinstance(spec, ParametricSpec)
     assert (spec.depth, spec.w0, spec.wa, spec.wm, spec.group_width) == (22, 96, 31.41, 2.24, 64)
     assert (spec.block, spec.se_ratio, spec.num_classes) == ("y", 0.25, 1000)
@@ -189,7 +188,7 @@ def test_pycls_y040_fields() -> None:
 
 
 def test_pycls_anynet_imports_as_explicit_stages() -> None:
-    spec = load_pycls_yaml(PYCLS / "AnyNetX-tiny.yaml")
+    spec = load_spec(PYCLS / "AnyNetX-tiny.yaml")
     assert isinstance(spec, ExplicitSpec)
     p = plan(spec)
     assert p.widths == (32, 64, 160, 384) and p.depths == (1, 2, 4, 2)
@@ -214,7 +213,7 @@ def test_pycls_yaml_round_trip_of_other_options() -> None:
     text = pycls_yaml_from_spec(spec)
     assert "BOT_MUL: 0.5" in text and "SE_R: 0.125" in text and "ACTIVATION_FUN: silu" in text
     assert spec_from_pycls_yaml(text, name="odd") == spec
-    explicit = load_pycls_yaml(PYCLS / "AnyNetX-tiny.yaml")
+    explicit = load_spec(PYCLS / "AnyNetX-tiny.yaml")
     again = spec_from_pycls_yaml(pycls_yaml_from_spec(explicit), name=explicit.name)
     assert same_network(again, explicit)
 
@@ -233,7 +232,6 @@ def test_pycls_defaults_follow_pycls() -> None:
         ("MODEL:\n  TYPE: resnet\n", "MODEL.TYPE: 'resnet' is not a RegNet"),
         ("MODEL:\n  TYPE: effnet\n", "MODEL.TYPE: 'effnet' is not a RegNet"),
         ("TRAIN:\n  IM_SIZE: 224\n", "not a pycls config (no MODEL section)"),
-        ("MODEL: [1, 2\n", "invalid YAML"),
         ("MODEL:\n  TYPE: regnet\nREGNET:\n  DEPHT: 12\n", "REGNET.DEPHT: unknown"),
         ("MODEL:\n  TYPE: regnet\nREGNET:\n  WA: fast\n", "REGNET.WA: expected a number"),
         ("MODEL:\n  TYPE: regnet\nREGNET:\n  DEPTH: 12.5\n", "REGNET.DEPTH: expected an integer"),
@@ -244,12 +242,26 @@ def test_pycls_defaults_follow_pycls() -> None:
         ("MODEL:\n  TYPE: regnet\nREGNET:\n  STRIDE: 1\n", "REGNET.STRIDE: 1"),
         ("MODEL:\n  TYPE: regnet\n  ACTIVATION_FUN: tanh\n", "MODEL.ACTIVATION_FUN"),
         ("MODEL:\n  TYPE: regnet\nBN:\n  EPS: 0.001\n", "BN.EPS"),
-        ("MODEL:\n  TYPE: regnet\nREGNET:\n  W0: 20\n", "w0: must be a positive multiple"),
         ("MODEL:\n  TYPE: anynet\nANYNET:\n  DEPTHS: [1]\n  WIDTHS: [8, 16]\n", "ANYNET.WIDTHS"),
     ],
 )
 def test_pycls_refusals_name_the_key(text: str, message: str) -> None:
     with pytest.raises(InteropError) as err:
+        spec_from_pycls_yaml(text, source="cfg.yaml")
+    msg = str(err.value)
+    assert msg.startswith("cfg.yaml: ") and message in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("MODEL: [1, 2\n", "invalid YAML"),
+        ("MODEL:\n  TYPE: regnet\nREGNET:\n  W0: 20\n", "w0: must be a positive multiple"),
+    ],
+)
+def test_pycls_configs_breaking_the_spec_rules_are_spec_errors(text: str, message: str) -> None:
+    # YAML syntax and the spec's own rules are no peer's: the reader's SpecError.
+    with pytest.raises(SpecError) as err:
         spec_from_pycls_yaml(text, source="cfg.yaml")
     msg = str(err.value)
     assert msg.startswith("cfg.yaml: ") and message in msg and "\n" not in msg
@@ -267,12 +279,12 @@ def test_pycls_export_refusals() -> None:
 
 
 def test_load_any_spec_dispatches_on_content(tmp_path: Path) -> None:
-    assert load_any_spec(ROOT / "specs" / "y040.yaml") == load_spec(ROOT / "specs" / "y040.yaml")
-    zoo = load_any_spec(PYCLS / "RegNetY-4.0GF_dds_8gpu.yaml")
+    assert load_spec(ROOT / "specs" / "y040.yaml") == load_spec(ROOT / "specs" / "y040.yaml")
+    zoo = load_spec(PYCLS / "RegNetY-4.0GF_dds_8gpu.yaml")
     assert count(zoo) == count(load_spec(ROOT / "specs" / "y040.yaml"))
     config = tmp_path / "config.json"
     config.write_text(json.dumps(dataclasses.asdict(HfRegNetConfig((24, 56), (1, 2), 8, "x"))))
-    assert plan(load_any_spec(config)).widths == (24, 56)
+    assert plan(load_spec(config)).widths == (24, 56)
 
 
 CIFAR = {"name": "c", "block": "y", "depth": 7, "w0": 24, "wa": 20.0, "wm": 2.5}

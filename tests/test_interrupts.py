@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 
 ROOT = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
@@ -166,7 +166,7 @@ def test_a_journal_owned_by_another_user_is_ignored(tmp_path: Path) -> None:
 CRASH = """\
 import os, sys
 from pathlib import Path
-from regnet_space.core import io
+from regnet_space.infra import outputs as io
 
 step, steps = int(sys.argv[1]), [0]
 
@@ -274,7 +274,7 @@ def test_a_three_folder_commit_killed_at_any_step_is_whole(tmp_path: Path, visit
 def test_umask_mode_reads_the_umask_without_setting_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from regnet_space.core import io
+    from regnet_space.infra import atomic
 
     probe = tmp_path / "probe"
     os.close(os.open(probe, os.O_CREAT | os.O_WRONLY, 0o666))
@@ -284,7 +284,7 @@ def test_umask_mode_reads_the_umask_without_setting_it(
         raise AssertionError("os.umask changes the mask of every thread of the process")
 
     monkeypatch.setattr(os, "umask", no_umask)
-    assert io.umask_mode() == expected
+    assert atomic.umask_mode() == expected
     # Without /proc: a probe file in the temp folder tells, and is gone afterwards.
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
@@ -294,6 +294,6 @@ def test_umask_mode_reads_the_umask_without_setting_it(
     def no_proc(*args: object, **kwargs: object) -> object:
         raise FileNotFoundError("/proc/self/status")
 
-    monkeypatch.setattr(io, "open", no_proc, raising=False)
-    assert io.umask_mode() == expected
+    monkeypatch.setattr(atomic, "open", no_proc, raising=False)
+    assert atomic.umask_mode() == expected
     assert sorted(tmp_path.iterdir()) == [probe]

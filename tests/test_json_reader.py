@@ -10,10 +10,10 @@ import pytest
 
 from regnet_space import load_spec
 from regnet_space.cli import main as run
-from regnet_space.core.errors import BuildError, RegNetSpaceError, SpecError
-from regnet_space.core.loading import parse_json
+from regnet_space.core.errors import BuildError, SpecError
 from regnet_space.core.spec import ParametricSpec
-from regnet_space.interop.hf import load_hf_config
+from regnet_space.infra.errors import RegNetSpaceError
+from regnet_space.infra.parsing import parse_json
 from regnet_space.nn.model import RegNetForImageClassification, build_model
 
 HF_CONFIG = {
@@ -48,10 +48,10 @@ def _duplicated(obj: dict, key: str, value: object) -> str:
 
 def test_parse_json_refuses_a_duplicate_key_by_name() -> None:
     with pytest.raises(SpecError, match=r"^x\.json: duplicate key 'depths'$"):
-        parse_json(_duplicated(HF_CONFIG, "depths", [2, 2]), "x.json")
+        parse_json(_duplicated(HF_CONFIG, "depths", [2, 2]), "x.json", error=SpecError)
     nested = '{"a": {"b": 1, "c": 2, "b": 3}}'
     with pytest.raises(SpecError, match="duplicate key 'b'"):
-        parse_json(nested, "n.json")
+        parse_json(nested, "n.json", error=SpecError)
     assert parse_json('{"a": {"b": 1}, "b": {"a": 2}}', "ok.json") == {"a": {"b": 1}, "b": {"a": 2}}
 
 
@@ -66,7 +66,7 @@ def test_a_config_json_with_a_key_twice_is_refused(
         with pytest.raises(RegNetSpaceError, match="duplicate key 'depths'"):
             load_spec(source)
     with pytest.raises(RegNetSpaceError, match="duplicate key 'depths'"):
-        load_hf_config(folder)
+        load_spec(folder)
     assert "config.json: duplicate key 'depths'" in _refused(capsys, "report", str(config))
 
 

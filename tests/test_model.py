@@ -11,7 +11,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from regnet_space.core.errors import BuildError, PlanError, SpecError
-from regnet_space.core.generator import Plan, plan
+from regnet_space.core.generator import Plan, make_plan
+from regnet_space.core.hf import hf_config_kwargs
 from regnet_space.core.spec import spec_from_dict
 from regnet_space.nn import model as model_mod
 from regnet_space.nn.model import (
@@ -25,7 +26,6 @@ from regnet_space.nn.model import (
     RegNetYLayer,
     _plan_param_count,
     build_model,
-    hf_config_kwargs,
 )
 
 Y040 = {
@@ -54,7 +54,7 @@ SMALL_STAGES = [
 
 
 def small(**fields: Any) -> Plan:
-    return plan(spec_from_dict(explicit(SMALL_STAGES, **fields)))
+    return make_plan(spec_from_dict(explicit(SMALL_STAGES, **fields)))
 
 
 def n_params(module: nn.Module) -> int:
@@ -73,7 +73,7 @@ def blocks(m: RegNetModel) -> list[nn.Module]:
 @pytest.mark.parametrize("block", ["x", "y"])
 def test_hidden_state_shapes_follow_the_plan(size: int, block: str) -> None:
     spec = spec_from_dict(explicit(SMALL_STAGES, block=block))
-    p = plan(spec, input_size=size)
+    p = make_plan(spec, input_size=size)
     m = build_model(spec, with_head=False).eval()
     assert isinstance(m, RegNetModel)
     with torch.no_grad():
@@ -95,7 +95,7 @@ def test_hidden_state_shapes_follow_the_plan(size: int, block: str) -> None:
 
 def test_y040_documented_shapes_and_published_param_count() -> None:
     spec = spec_from_dict(Y040)
-    p = plan(spec)
+    p = make_plan(spec)
     m = build_model(spec)
     assert isinstance(m, RegNetForImageClassification)
     assert n_params(m) == 20_646_656 == _plan_param_count(p)
@@ -180,7 +180,7 @@ def test_plan_param_count_equals_module_param_count(
         num_channels=num_channels,
     )
     try:
-        p = plan(spec_from_dict(data))
+        p = make_plan(spec_from_dict(data))
     except (SpecError, PlanError):
         # clipping the group width can leave a bottleneck that is not a multiple of it
         assume(False)
@@ -195,7 +195,7 @@ def test_bottleneck_multiplier_shapes_and_forward() -> None:
         {"width": 32, "depth": 2, "group_width": 8, "bottleneck_multiplier": 0.25},
         {"width": 16, "depth": 1, "group_width": 16, "bottleneck_multiplier": 4.0},
     ]
-    p = plan(spec_from_dict(explicit(stages, block="y")))
+    p = make_plan(spec_from_dict(explicit(stages, block="y")))
     assert p.bottleneck_widths == (8, 64)
     m = build_model(p, with_head=False)
     b00, b01, b10 = blocks(m)
@@ -223,7 +223,7 @@ def test_bottleneck_multiplier_shapes_and_forward() -> None:
 def test_three_and_five_stage_designs(n_stages: int) -> None:
     widths = [16, 32, 48, 64, 96][:n_stages]
     stages = [{"width": w, "depth": 1, "group_width": 16} for w in widths]
-    p = plan(spec_from_dict(explicit(stages, block="x")), input_size=64)
+    p = make_plan(spec_from_dict(explicit(stages, block="x")), input_size=64)
     m = build_model(p).eval()
     with torch.no_grad():
         out = m(torch.randn(1, 3, 64, 64), output_hidden_states=True)
@@ -245,7 +245,7 @@ def test_stride_one_first_stage_and_per_stage_strides() -> None:
     # an explicit stride-1 stage in the middle keeps the resolution; width change -> projection
     stages = [dict(s) for s in SMALL_STAGES]
     stages[2]["stride"] = 1
-    p2 = plan(spec_from_dict(explicit(stages)))
+    p2 = make_plan(spec_from_dict(explicit(stages)))
     m2 = build_model(p2).eval()
     with torch.no_grad():
         hs2 = m2(torch.randn(1, 3, 32, 32), output_hidden_states=True).hidden_states
@@ -255,7 +255,7 @@ def test_stride_one_first_stage_and_per_stage_strides() -> None:
 
 def test_identity_shortcut_when_width_and_resolution_are_kept() -> None:
     stages = [{"width": 32, "depth": 2, "group_width": 8, "stride": 1}]
-    m = build_model(plan(spec_from_dict(explicit(stages, block="x"))), with_head=False)
+    m = build_model(make_plan(spec_from_dict(explicit(stages, block="x"))), with_head=False)
     first, second = blocks(m)
     assert isinstance(first, RegNetXLayer) and isinstance(second, RegNetXLayer)
     assert isinstance(first.shortcut, nn.Identity)  # stem 32 -> 32, stride 1
@@ -268,7 +268,7 @@ def test_clipped_group_width() -> None:
         {"width": 80, "depth": 1, "group_width": 120},
         {"width": 240, "depth": 1, "group_width": 120},
     ]
-    m = build_model(plan(spec_from_dict(explicit(stages, block="x"))), with_head=False)
+    m = build_model(make_plan(spec_from_dict(explicit(stages, block="x"))), with_head=False)
     b0, b1 = blocks(m)
     assert b0.layer[1].convolution.groups == 1
     assert b1.layer[1].convolution.groups == 2
@@ -445,7 +445,7 @@ def test_too_large_design_is_refused_without_allocating(monkeypatch: pytest.Monk
     monkeypatch.setattr(model_mod, "RegNetForImageClassification", no_build)
     monkeypatch.setattr(model_mod, "RegNetModel", no_build)
     huge = spec_from_dict(explicit([{"width": 65536, "depth": 4, "group_width": 65536}], block="x"))
-    count = _plan_param_count(plan(huge))
+    count = _plan_param_count(make_plan(huge))
     assert count > MAX_BUILD_PARAMS
     with pytest.raises(BuildError) as info:
         build_model(huge)
@@ -470,18 +470,18 @@ def test_force_skips_the_guard(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_spec_and_plan_build_the_same_tree() -> None:
     spec = spec_from_dict(explicit(SMALL_STAGES))
     a = build_model(spec)
-    b = build_model(plan(spec))
+    b = build_model(make_plan(spec))
     assert {k: v.shape for k, v in a.state_dict().items()} == {
         k: v.shape for k, v in b.state_dict().items()
     }
-    assert a.plan == plan(spec)
+    assert a.plan == make_plan(spec)
     with pytest.raises(TypeError):
         build_model({"name": "not a spec"})  # type: ignore[arg-type]
 
 
 def test_y_block_with_zero_se_width_is_refused() -> None:
     stages = [{"width": 8, "depth": 1, "group_width": 8}]
-    p = plan(spec_from_dict(explicit(stages, stem_width=1, se_ratio=0.25)))
+    p = make_plan(spec_from_dict(explicit(stages, stem_width=1, se_ratio=0.25)))
     assert p.blocks[0].se_width == 0
     with pytest.raises(BuildError, match="SE width"):
         build_model(p)
@@ -492,7 +492,7 @@ def test_y_block_with_zero_se_width_is_refused() -> None:
 
 
 def test_hf_config_kwargs_for_y040() -> None:
-    assert hf_config_kwargs(plan(spec_from_dict(Y040))) == {
+    assert hf_config_kwargs(make_plan(spec_from_dict(Y040))) == {
         "num_channels": 3,
         "embedding_size": 32,
         "hidden_sizes": [128, 192, 512, 1088],
@@ -510,7 +510,7 @@ def test_hf_config_kwargs_uses_the_largest_group_width() -> None:
         {"width": 80, "depth": 1, "group_width": 120},
         {"width": 240, "depth": 1, "group_width": 120},
     ]
-    kw = hf_config_kwargs(plan(spec_from_dict(explicit(stages, block="x"))))
+    kw = hf_config_kwargs(make_plan(spec_from_dict(explicit(stages, block="x"))))
     assert kw["groups_width"] == 120 and kw["layer_type"] == "x"
     kw = hf_config_kwargs(small(downsample_in_first_stage=False, activation="silu"))
     assert kw["downsample_in_first_stage"] is False and kw["hidden_act"] == "silu"
@@ -530,7 +530,7 @@ def test_hf_config_kwargs_refuses_what_hugging_face_cannot_express(
     stages = [dict(s) for s in SMALL_STAGES]
     for i, upd in change.items():
         stages[i].update(upd)
-    p = plan(spec_from_dict(explicit(stages)))
+    p = make_plan(spec_from_dict(explicit(stages)))
     with pytest.raises(BuildError, match=reason):
         hf_config_kwargs(p)
 
@@ -544,7 +544,7 @@ def test_cifar_stem_keeps_the_input_resolution() -> None:
     # pycls's res_stem_cifar: 3x3 conv, stride 1; 32 px stays 32 px after the stem.
     data = {"name": "c", "block": "y", "depth": 6, "w0": 16, "wa": 16.0, "wm": 2.5}
     data |= {"group_width": 8, "stem_width": 16, "stem": "cifar", "num_classes": 10}
-    p = plan(spec_from_dict(data), 32)
+    p = make_plan(spec_from_dict(data), 32)
     model = build_model(p).eval()
     conv = model.regnet.embedder.embedder.convolution
     assert conv.stride == (1, 1) and conv.kernel_size == (3, 3) and conv.padding == (1, 1)
@@ -553,7 +553,7 @@ def test_cifar_stem_keeps_the_input_resolution() -> None:
         out = model.regnet(x, output_hidden_states=True)
     assert out.hidden_states[0].shape == (2, 16, 32, 32)
     assert tuple(out.last_hidden_state.shape[1:]) == p.output_shape[1:]
-    imagenet = plan(spec_from_dict(data | {"stem": "imagenet"}), 32)
+    imagenet = make_plan(spec_from_dict(data | {"stem": "imagenet"}), 32)
     assert p.stages[-1].out_size == 2 * imagenet.stages[-1].out_size
     with pytest.raises(BuildError, match="stem: cifar"):
         hf_config_kwargs(p)

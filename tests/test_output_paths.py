@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from regnet_space.cli import main
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 
 
 def _device(folder: Path) -> Path:

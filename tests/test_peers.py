@@ -15,14 +15,14 @@ from hypothesis import strategies as st
 from torch import nn
 
 from regnet_space import PlanError, Spec, count, load_spec, plan
+from regnet_space.core.errors import InteropError
+from regnet_space.core.pycls import spec_from_pycls_dict
 from regnet_space.interop.checkpoints import (
     ConvertError,
     Library,
     convert_state_dict,
     layout_of,
 )
-from regnet_space.interop.common import InteropError
-from regnet_space.interop.pycls import load_pycls_yaml, spec_from_pycls_dict
 from regnet_space.interop.timm import spec_from_timm_cfg, timm_cfg_from_spec
 from regnet_space.nn.backbone import feature_info
 from regnet_space.nn.counters import verify
@@ -180,7 +180,7 @@ def test_pycls_models_convert_with_equal_outputs(
     pycls_cfg.merge_from_file(str(path))  # type: ignore[attr-defined]
     torch.manual_seed(0)
     peer = RegNet()
-    assert count(load_pycls_yaml(path)).params == sum(p.numel() for p in peer.parameters())
+    assert count(load_spec(path)).params == sum(p.numel() for p in peer.parameters())
     assert_same_outputs(peer, "pycls", spec_file)
 
 
@@ -191,7 +191,7 @@ def test_pycls_bgr_checkpoint_gives_equal_outputs_on_rgb_input(pycls_cfg: object
     pycls_cfg.merge_from_file(str(path))  # type: ignore[attr-defined]
     torch.manual_seed(0)
     peer = randomised(RegNet())
-    p = plan(load_pycls_yaml(path), SIZE)
+    p = plan(load_spec(path), SIZE)
     ours = build_model(p)
     state = convert_state_dict(peer.state_dict(), p, "pycls", bgr_to_rgb=True)
     ours.load_state_dict(state, strict=True)

@@ -92,7 +92,7 @@ def test_report_is_self_contained(tmp_path: Path) -> None:
 
 
 def test_output_folder_rules(tmp_path: Path) -> None:
-    from regnet_space.core.errors import OutputError
+    from regnet_space.infra.errors import OutputError
 
     study = load_study([ZOO_CSV])
     a = analyze(study, resamples=50)

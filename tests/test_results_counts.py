@@ -16,8 +16,8 @@ import pytest
 from regnet_space.analysis.results import AnalysisError, load_study, study_from_records
 from regnet_space.cli import main as run
 from regnet_space.core.complexity import count
-from regnet_space.core.errors import RegNetSpaceError
 from regnet_space.core.spec import spec_from_dict
+from regnet_space.infra.errors import RegNetSpaceError
 from regnet_space.space import sampling
 from regnet_space.space.bulk import count_specs
 

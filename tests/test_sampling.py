@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from regnet_space.core.complexity import count
-from regnet_space.core.generator import plan
-from regnet_space.core.spec import ExplicitSpec, dump_spec, load_spec
+from regnet_space.core.generator import make_plan
+from regnet_space.core.reader import load_spec
+from regnet_space.core.spec import ExplicitSpec, dump_spec
 from regnet_space.space.distributions import draw
 from regnet_space.space.output import records_to_csv, records_to_jsonl
 from regnet_space.space.records import SampleProgress
@@ -130,7 +131,7 @@ def test_values() -> None:
 def _recount(rec) -> None:
     """A record's spec, planned and counted one by one, gives the record's plan and counts."""
     spec = rec.to_spec()
-    p = plan(spec, rec.input_size)
+    p = make_plan(spec, rec.input_size)
     c = count(p)
     assert (p.widths, p.depths, p.group_widths) == (rec.widths, rec.depths, rec.group_widths)
     assert (c.flops, c.params, c.acts) == (rec.flops, rec.params, rec.acts)
@@ -146,7 +147,7 @@ def test_regnety_flop_band() -> None:
         assert 396_000_000 <= rec.flops <= 404_000_000
         assert rec.spec["block"] == "y" and rec.spec["se_ratio"] == 0.25
         assert len(rec.widths) == 4
-        gen = plan(rec.to_spec()).generation
+        gen = make_plan(rec.to_spec()).generation
         assert gen is not None and gen.num_stages == gen.total_stages == 4
         _recount(rec)
 
@@ -198,11 +199,11 @@ def test_stage_constraint_and_skipped_exponents() -> None:
     counts = {len(r.widths) for r in free.records}
     assert len(counts) > 1 and 4 in counts
     for rec in free.records:
-        gen = plan(rec.to_spec()).generation
+        gen = make_plan(rec.to_spec()).generation
         assert gen.num_stages == gen.total_stages
     space["constraints"] = {"allow_skipped_exponents": True}
     skipping = sample(space, 300, seed=2)
-    assert any(plan(r.to_spec()).generation.skipped_exponents for r in skipping.records), (
+    assert any(make_plan(r.to_spec()).generation.skipped_exponents for r in skipping.records), (
         "some designs of the pycls ranges skip an exponent"
     )
     five = sample(REGNETX, 20, seed=2, stages=5)

@@ -8,7 +8,7 @@ from collections import Counter
 import pytest
 
 from regnet_space.core.complexity import count_plan
-from regnet_space.core.generator import plan
+from regnet_space.core.generator import make_plan
 from regnet_space.space.feasibility import distinct_designs
 from regnet_space.space.sampling import sample
 from regnet_space.space.space import SpaceError, space_from_text
@@ -54,7 +54,7 @@ def test_each_drawn_design_counts_as_its_own_kind(text: str) -> None:
     kinds = Counter(r.spec["block"] for r in result.records)
     assert set(kinds) == set(space.choices["block"])  # every kind drawn
     for record in result.records:
-        p = plan(record.to_spec(), record.input_size)
+        p = make_plan(record.to_spec(), record.input_size)
         c = count_plan(p)
         assert (record.flops, record.params, record.acts) == (c.flops, c.params, c.acts)
         assert record.widths == p.widths and record.group_widths == p.group_widths

@@ -13,8 +13,8 @@ import pytest
 from regnet_space.cli import main as cli_main
 from regnet_space.cli import sample as cli_sample
 from regnet_space.core.complexity import count
-from regnet_space.core.errors import OutputError, RegNetSpaceError
-from regnet_space.core.spec import load_spec_file
+from regnet_space.core.reader import load_spec
+from regnet_space.infra.errors import OutputError, RegNetSpaceError
 from regnet_space.space.sampling import SampleError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +45,7 @@ def test_done_means(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for line, path in zip(lines, files, strict=True):
         rec = json.loads(line)
         assert 396_000_000 <= rec["flops"] <= 404_000_000
-        spec = load_spec_file(path)
+        spec = load_spec(path)
         assert spec.name == rec["name"] == path.stem
         c = count(spec)
         assert (c.flops, c.params, c.acts) == (rec["flops"], rec["params"], rec["acts"])

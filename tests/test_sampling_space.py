@@ -84,9 +84,9 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
     for path in SPACES.glob("*.yaml"):
         assert is_space_file(path)
         with pytest.raises(SpecError, match="a design-space file, not a spec"):
-            from regnet_space.core.spec import load_spec_file
+            from regnet_space.core.reader import load_spec
 
-            load_spec_file(path)
+            load_spec(path)
     for path in (ROOT / "specs").glob("*.yaml"):
         assert not is_space_file(path)
     assert not is_space_file(tmp_path / "missing.yaml")
@@ -97,7 +97,7 @@ def test_space_files_are_recognised_and_specs_are_not(tmp_path: Path) -> None:
 
 def test_report_of_a_folder_skips_space_files(tmp_path: Path) -> None:
     """`regnet-space report DIR` keeps working when a space file sits among the specs."""
-    report = pytest.importorskip("regnet_space.core.report")
+    report = pytest.importorskip("regnet_space.cli.render")
     (tmp_path / "a.yaml").write_text((ROOT / "specs" / "x004.yaml").read_text())
     (tmp_path / "space.yaml").write_text(REGNET)
     assert [p.name for p in report.collect_spec_paths([tmp_path])] == ["a.yaml"]

@@ -22,7 +22,7 @@ from regnet_space import (
     to_explicit,
 )
 from regnet_space.core import errors as errors_module
-from regnet_space.core.spec import load_spec_file, spec_from_dict, spec_from_text, spec_json_schema
+from regnet_space.core.spec import spec_from_dict, spec_from_text, spec_json_schema
 
 SPECS_DIR = Path(__file__).resolve().parent.parent / "specs"
 FROZEN_ERRORS = (ValidationError, TypeError, AttributeError)
@@ -97,7 +97,7 @@ def test_load_from_path_str_text_and_dict(tmp_path):
     f = tmp_path / "x002.yaml"
     f.write_text(X_TEXT, encoding="utf-8")
     loaded = [load_spec(f), load_spec(str(f)), load_spec(X_TEXT), load_spec(X_DICT)]
-    loaded += [load_spec_file(f), spec_from_text(X_TEXT), spec_from_dict(X_DICT)]
+    loaded += [load_spec(f), spec_from_text(X_TEXT), spec_from_dict(X_DICT)]
     for s in loaded:
         _check_x200(s)
     assert all(s == loaded[0] for s in loaded)

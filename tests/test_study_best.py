@@ -15,7 +15,7 @@ from study_helpers import TINY_RECIPE, run_cli, start_cli, write_study
 
 from regnet_space.analysis.studydb import read_study_db
 from regnet_space.cli import main
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 from regnet_space.study.data import DataSpec
 from regnet_space.study.trainer import evaluate_run, load_weights
 

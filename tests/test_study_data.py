@@ -350,7 +350,7 @@ def test_cifar_loader_normalizes_and_resizes(tmp_path: Path) -> None:
 
 
 def test_training_runs_on_cifar_files_and_image_folders(tmp_path: Path) -> None:
-    from regnet_space.core.spec import load_spec
+    from regnet_space.core.reader import load_spec
     from regnet_space.study.trainer import train
 
     write_cifar10_bin(tmp_path / "c10", n=16)

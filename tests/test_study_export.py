@@ -16,7 +16,7 @@ from study_helpers import TINY_RECIPE, write_study
 
 from regnet_space.analysis.studydb import StudyDbError, read_study_db
 from regnet_space.cli import main
-from regnet_space.core.text import csv_cell
+from regnet_space.infra.text import csv_cell
 from regnet_space.study.export import csv_line, csv_text, jsonl_lines
 
 

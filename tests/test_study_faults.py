@@ -24,7 +24,7 @@ from study_helpers import (
     write_study,
 )
 
-from regnet_space.core.io import TMP_PREFIX
+from regnet_space.infra.atomic import TMP_PREFIX
 from regnet_space.study.monitor import read_status
 
 FAST: dict[str, Any] = {

@@ -17,7 +17,7 @@ import torch
 import yaml
 
 from regnet_space.cli import main
-from regnet_space.core.spec import load_spec
+from regnet_space.core.reader import load_spec
 from regnet_space.study.data import DataSpec
 from regnet_space.study.errors import StudyError
 from regnet_space.study.recipe import Recipe, load_recipe

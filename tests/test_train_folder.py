@@ -24,7 +24,7 @@ from study_helpers import in_read_only_mount
 from test_train import DIGITS, TINY, curve_of, tiny_recipe
 
 from regnet_space.cli import main
-from regnet_space.core.spec import load_spec
+from regnet_space.core.reader import load_spec
 from regnet_space.study.data import DataSpec
 from regnet_space.study.recipe import load_recipe
 from regnet_space.study.trainer import FolderPolicy, train

@@ -391,7 +391,7 @@ def test_save_safetensors_without_the_package_names_the_extra(
 
 
 def test_tiny_models_show_fitting_units(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
-    from regnet_space.core.report import human_count
+    from regnet_space.cli.render import human_count
 
     assert human_count(3_973_000_000, "F") == "4.0 GF"
     assert human_count(12_500_000, "F") == "12.5 MF"

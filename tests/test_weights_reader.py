@@ -21,10 +21,11 @@ import torch
 from safetensors.torch import save_file
 
 from regnet_space.cli import main as run
-from regnet_space.core.errors import BuildError, OutputError
-from regnet_space.core.generator import plan
-from regnet_space.core.io import call_writer
+from regnet_space.core.errors import BuildError
+from regnet_space.core.generator import make_plan
 from regnet_space.core.spec import spec_from_dict
+from regnet_space.infra.errors import OutputError
+from regnet_space.infra.outputs import call_writer
 from regnet_space.interop.checkpoints import ConvertError, convert_state_dict, read_checkpoint
 from regnet_space.nn import weights
 from regnet_space.nn.model import RegNetForImageClassification, RegNetModel, build_model
@@ -146,7 +147,7 @@ def _refusal(call: str, *paths: Path) -> str:
     a reader blocked on a FIFO (in C, holding the GIL) fails the test instead of the suite."""
     code = (
         "import sys\nfrom pathlib import Path\n"
-        "from regnet_space.core.errors import RegNetSpaceError\n"
+        "from regnet_space.infra.errors import RegNetSpaceError\n"
         "from regnet_space.interop.checkpoints import read_checkpoint\n"
         "from regnet_space.nn.model import RegNetModel, RegNetForImageClassification\n"
         + "".join(f"P{i} = Path({str(p)!r})\n" for i, p in enumerate(paths))
@@ -260,7 +261,7 @@ def test_from_pretrained_and_convert_say_the_same(tmp_path: Path) -> None:
     with pytest.raises(ConvertError) as converted:
         convert_state_dict(
             read_checkpoint(folder / "pytorch_model.bin"),
-            plan(spec_from_dict(SPEC)),
+            make_plan(spec_from_dict(SPEC)),
             "hf",
             "hf",
             origin=str(folder / "pytorch_model.bin"),

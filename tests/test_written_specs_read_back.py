@@ -15,9 +15,9 @@ from hypothesis import strategies as st
 
 from regnet_space import load_spec
 from regnet_space.cli import main as run
-from regnet_space.core.loading import yaml_comment
+from regnet_space.core.pycls import pycls_yaml_from_spec, spec_from_pycls_yaml
 from regnet_space.core.spec import ParametricSpec, dump_spec, spec_from_dict
-from regnet_space.interop.pycls import pycls_yaml_from_spec, spec_from_pycls_yaml
+from regnet_space.infra.dumping import yaml_comment
 from regnet_space.space.scaling import scale_spec, scaled_spec_text
 
 DESIGN = {"block": "x", "depth": 13, "w0": 24, "wa": 36.44, "wm": 2.49, "group_width": 8}

@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 from test_complexity import random_explicit_specs, random_specs
 from test_spec import TEXT_CASES
 
-from regnet_space.core import loading
 from regnet_space.core.errors import SpecError
-from regnet_space.core.spec import dump_spec, load_spec, spec_from_dict, spec_from_text
+from regnet_space.core.reader import load_spec
+from regnet_space.core.spec import dump_spec, spec_from_dict, spec_from_text
+from regnet_space.infra import dumping, parsing
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = sorted((ROOT / "specs").glob("*.yaml")) + sorted((ROOT / "specs").glob("*/*.yaml"))
@@ -27,7 +28,7 @@ needs_libyaml = pytest.mark.skipif(
 def outcome_c(text: str) -> tuple[str, Any]:
     """What the public parser answers (libyaml first, the Python loader where it must)."""
     try:
-        return ("ok", loading.parse_yaml(text, "<s>"))
+        return ("ok", parsing.parse_yaml(text, "<s>", "spec", error=SpecError))
     except SpecError as exc:
         return ("error", str(exc))
 
@@ -37,15 +38,15 @@ def outcome_python(text: str) -> tuple[str, Any]:
     if not text.strip():
         return ("error", "<s>: the spec is empty")
     try:
-        return ("ok", loading._load_python(text, "<s>", SpecError))
+        return ("ok", parsing._load_python(text, "<s>", SpecError))
     except SpecError as exc:
         return ("error", str(exc))
 
 
 def answered_by_libyaml(text: str) -> bool:
     try:
-        loading._load_c(text)
-    except loading._Fallback:
+        parsing._load_c(text)
+    except parsing._Fallback:
         return False
     return True
 
@@ -56,7 +57,7 @@ def test_shipped_specs_and_spaces_are_read_by_libyaml_as_by_python() -> None:
     for path in SHIPPED:
         text = path.read_text()
         assert answered_by_libyaml(text), path  # the fast path is the one taken
-        assert loading._load_c(text) == outcome_python(text)[1], path
+        assert parsing._load_c(text) == outcome_python(text)[1], path
 
 
 @pytest.mark.parametrize("text", [c[1] for c in TEXT_CASES], ids=[c[0] for c in TEXT_CASES])
@@ -90,7 +91,7 @@ def test_every_limit_holds_with_the_python_loader_s_message(text: str, message: 
 
 
 def test_depth_limit_is_exact() -> None:
-    deep_ok = "[" * loading.MAX_DEPTH + "]" * loading.MAX_DEPTH
+    deep_ok = "[" * parsing.MAX_DEPTH + "]" * parsing.MAX_DEPTH
     too_deep = "[" + deep_ok + "]"
     assert outcome_c(deep_ok)[0] == outcome_python(deep_ok)[0] == "ok"
     expected = ("error", "<s>: YAML nested too deeply")
@@ -142,7 +143,7 @@ names = st.text(st.sampled_from("abAZ09_.+-/ :#'\"\\é\n\t{}[]&*!?"), min_size=1
 @given(names, st.lists(st.one_of(names, st.integers(), st.floats()), max_size=4))
 def test_dump_yaml_writes_the_python_dumper_s_bytes(name: str, values: list) -> None:
     data = {name: values, "n": {name: 1.5}}
-    assert loading.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
+    assert dumping.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
 
 
 flat_values = st.one_of(
@@ -158,7 +159,7 @@ flat_values = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.text(st.sampled_from("abyn_-.1 :"), max_size=8), flat_values))
 def test_flat_mappings_written_directly_are_the_python_dumper_s_bytes(data: dict) -> None:
-    assert loading.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
+    assert dumping.dump_yaml(data) == yaml.safe_dump(data, sort_keys=False)
 
 
 def test_parametric_specs_are_written_directly_with_the_same_bytes() -> None:
@@ -168,5 +169,5 @@ def test_parametric_specs_are_written_directly_with_the_same_bytes() -> None:
     specs = [load_spec(ROOT / "specs" / "y040.yaml"), *(r.to_spec() for r in records)]
     for spec in specs:
         data = spec.model_dump(mode="json", exclude_none=True)
-        assert loading._dump_flat(data) == yaml.safe_dump(data, sort_keys=False)
+        assert dumping._dump_flat(data) == yaml.safe_dump(data, sort_keys=False)
         assert load_spec(dump_spec(spec)) == spec

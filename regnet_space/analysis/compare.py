@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import RegNetSpaceError
+from ..infra.errors import RegNetSpaceError
 
 PERCENTILES = (10.0, 25.0, 50.0)  # of the EDF: shares of models at least as good
 CONFIDENCE = 0.95

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.errors import RegNetSpaceError
-from ..core.loading import short as short_repr
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import short as short_repr
 from .studydb import RECIPE_PREFIX
 
 MAX_EXPRESSION = 200  # characters of one filter

@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import RegNetSpaceError
-from ..core.io import OutputSet, check_folder
+from ..infra.errors import RegNetSpaceError
+from ..infra.outputs import OutputSet
+from ..infra.paths import check_folder
 from .results import COMPLEXITY, NOT_RECORDED, ResultSet
 from .stats import (
     RESOLVED_SHARE,

@@ -25,11 +25,12 @@ from typing import Any
 import numpy as np
 
 from ..core.complexity import count
-from ..core.errors import RegNetSpaceError
 from ..core.limits import DEFAULT_INPUT_SIZE
-from ..core.loading import MAX_DIGITS, open_regular, parse_json
-from ..core.loading import short as short_repr
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, spec_from_dict
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import MAX_DIGITS, parse_json
+from ..infra.reading import open_regular
+from ..infra.text import short as short_repr
 from ..space.bulk import count_specs
 from .filters import Filter, as_number, parse_filter, resolve_field
 from .studydb import RECIPE_PREFIX, StudyDb, analysis_records, is_study_db, read_study_db
@@ -109,7 +110,7 @@ def _cell(text: str) -> Any:
         return text.strip()[1:]  # a cell written text-safe for spreadsheets (csv_cell)
     if t[0] in "[{":
         try:
-            return parse_json(t, "cell", AnalysisError)
+            return parse_json(t, "cell", error=AnalysisError)
         except AnalysisError:
             return text
     if len(t) <= MAX_DIGITS:
@@ -126,7 +127,7 @@ def read_records(path: str | Path) -> list[Record]:
     """Records of a .jsonl, .csv or JSON-list file, each with its file and line for messages."""
     p = Path(path)
     try:
-        with open_regular(p, "results", AnalysisError) as fh:
+        with open_regular(p, "results", error=AnalysisError) as fh:
             raw = fh.read(MAX_RESULTS_BYTES + 1)
     except OSError as exc:
         raise AnalysisError(f"{p}: cannot read: {exc.strerror or exc}") from None
@@ -177,7 +178,7 @@ def _read_jsonl(p: Path, text: str) -> list[Record]:
             continue
         if i > MAX_RESULTS_ROWS + 1:
             raise AnalysisError(f"{p}: more than {MAX_RESULTS_ROWS:,} records")
-        obj = parse_json(line, f"{p}: line {i}", AnalysisError)
+        obj = parse_json(line, f"{p}: line {i}", error=AnalysisError)
         if not isinstance(obj, dict):
             raise AnalysisError(f"{p}: line {i}: expected a JSON object per line")
         out.append(Record(f"{p}: line {i}", obj))
@@ -185,7 +186,7 @@ def _read_jsonl(p: Path, text: str) -> list[Record]:
 
 
 def _read_json_list(p: Path, text: str) -> list[Record]:
-    data = parse_json(text, str(p), AnalysisError)
+    data = parse_json(text, str(p), error=AnalysisError)
     if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
         raise AnalysisError(f"{p}: expected a JSON list of objects or one object per line")
     return [Record(f"{p}: record {i + 1}", r) for i, r in enumerate(data)]

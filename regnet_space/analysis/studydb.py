@@ -20,8 +20,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from ..core.errors import RegNetSpaceError
-from ..core.loading import open_regular
+from ..infra.errors import RegNetSpaceError
+from ..infra.reading import open_regular
 
 SCHEMA_VERSION = 1
 META_TABLE = "meta"

@@ -18,8 +18,8 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from .. import __version__
-from ..core.errors import RegNetSpaceError
-from ..core.text import SafeStream, clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import SafeStream, clean
 from . import (
     analyze,
     build,

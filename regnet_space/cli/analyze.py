@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from ..core.text import clean
+from ..infra.text import clean
 from .args import JSON_HELP, int_in, unit_float
 
 ANALYZE_DESCRIPTION = """\
@@ -247,7 +247,7 @@ def _print_results(
 def _refuse_specs(paths: Sequence[str]) -> None:
     """A spec or space file given as results gets a pointer to the right command."""
     from ..analysis.results import AnalysisError
-    from ..core.loading import is_space_file
+    from ..core.spec import is_space_file
 
     for path in paths:
         if Path(path).suffix in (".yaml", ".yml") and Path(path).is_file():
@@ -276,7 +276,7 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
         range_table,
         space_table,
     )
-    from ..core.report import render_table
+    from .render import render_table
 
     a = result
     better = "lower" if a.lower_is_better else "higher"

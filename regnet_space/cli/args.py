@@ -12,12 +12,9 @@ import re
 import sys
 import textwrap
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import Any, NoReturn
 
 from ..core.limits import MAX_INPUT_SIZE
-
-if TYPE_CHECKING:
-    from ..core.spec import Spec
 
 PROG = "regnet-space"
 STDIO = "-"
@@ -55,29 +52,13 @@ def int_in(low: int, high: int) -> Any:
     return parse
 
 
-def load_spec_argument(argument: str) -> tuple[Spec, str]:
-    """The spec a SPEC argument names (any form load_any_spec reads, or - for stdin), its source."""
-    from ..core.loading import parse_yaml
-    from ..core.names import resolve_name
-    from ..interop.configs import load_any_spec, spec_from_any_mapping
-
-    if argument == STDIO:  # any form whose text YAML reads (JSON included)
-        data = parse_yaml(sys.stdin.read(), "<stdin>", "spec")
-        return spec_from_any_mapping(data, "<stdin>"), "<stdin>"
-    path = Path(argument)
-    if path.exists():  # a file or folder (as a Path: not tried as YAML text first)
-        return load_any_spec(path), argument
-    named = resolve_name(argument)  # looked up once
-    return load_any_spec(named or argument), str(named or argument)
-
-
 def write_output(path: str, text: str, force: bool) -> str:
     """Write text to a file atomically, or to stdout for `-`; the name to report."""
     if path == STDIO:
         sys.stdout.write(text)
         sys.stdout.flush()
         return "stdout"
-    from ..core.io import atomic_write_text
+    from ..infra.outputs import atomic_write_text
 
     atomic_write_text(path, text, force)
     return path
@@ -86,7 +67,7 @@ def write_output(path: str, text: str, force: bool) -> str:
 def check_output(path: str | None, force: bool) -> None:
     """Refuse an output file before any work (nothing to check for stdout)."""
     if path is not None and path != STDIO:
-        from ..core.io import check_target
+        from ..infra.paths import check_target
 
         check_target(Path(path), force)
 

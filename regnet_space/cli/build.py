@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.errors import BuildError
-from ..core.text import clean
+from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     COUNTER_HELP,
@@ -20,16 +20,15 @@ from .args import (
     JSON_HELP,
     SPEC_HELP,
     input_size,
-    load_spec_argument,
 )
 from .progress import Progress
 
 if TYPE_CHECKING:
     from ..core.complexity import Complexity
     from ..core.generator import Plan
-    from ..core.io import OutputSet
-    from ..core.report import SpecSummary
     from ..core.spec import Spec
+    from ..infra.outputs import OutputSet
+    from .render import SpecSummary
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
 
@@ -105,7 +104,7 @@ def _design_line(spec: Spec) -> str:
 
 
 def _build_text(summary: SpecSummary, output_shape: list[int], verification: Any) -> str:
-    from ..core.report import human_count, render_table
+    from .render import human_count, render_table
 
     p, c = summary.plan, summary.counts
     headers, rows = _stage_rows(p, c)
@@ -143,7 +142,7 @@ def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, 
     """Check both --save outputs and validate the resolved spec before any work: a file name
     with a known suffix, its package installed, nothing half-done."""
     from ..core.generator import resolved_spec_text
-    from ..core.io import OutputSet
+    from ..infra.outputs import OutputSet
 
     weights = Path(save)
     if save.endswith(("/", os.sep)) or weights.is_dir():
@@ -170,7 +169,7 @@ def _save_targets(save: str, force: bool, spec: Spec) -> tuple[OutputSet, Path, 
 
 def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: str) -> None:
     """Weights and resolved spec, committed together (the weights last)."""
-    from ..core.io import call_writer
+    from ..infra.outputs import call_writer
     from ..nn.weights import save_torch
 
     state = {k: v.contiguous() for k, v in model.state_dict().items()}
@@ -187,7 +186,8 @@ def _save(model: Any, outputs: OutputSet, weights: Path, spec_path: Path, text: 
 
 def _check_memory(summary: SpecSummary, allow_large: bool) -> None:
     """Refuse a forward pass estimated above the free memory (an allocator crash otherwise)."""
-    from ..core.resources import available_memory, forward_bytes, human_bytes
+    from ..core.resources import forward_bytes
+    from ..infra.memory import available_memory, human_bytes
 
     p = summary.plan
     need = forward_bytes(p, summary.counts.params)  # the counts build already has
@@ -271,10 +271,12 @@ def _build_json(summary: SpecSummary, built: _Built, targets: Any) -> dict[str, 
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build the model of one spec and describe it."""
-    from ..core.report import summarize
+    from ..core.reader import read_spec
+    from .render import summarize
 
-    spec, source = load_spec_argument(args.spec)
-    summary = summarize(spec, source, args.input_size, "paper")
+    loaded = read_spec(args.spec)
+    spec = loaded.spec
+    summary = summarize(spec, loaded.source, args.input_size, "paper")
     saving = _save_targets(args.save, args.force, spec) if args.save else None
     targets = saving[1:3] if saving is not None else None
     _check_memory(summary, args.allow_large)

@@ -11,8 +11,8 @@ import argparse
 import sys
 from typing import Any
 
-from ..core.text import clean
-from .args import FORCE_HELP, LIBRARIES, SPEC_HELP, load_spec_argument
+from ..infra.text import clean
+from .args import FORCE_HELP, LIBRARIES, SPEC_HELP
 
 CONVERT_EXAMPLES = """\
 examples:
@@ -63,7 +63,8 @@ def register(subparsers: Any) -> None:
 
 def cmd_convert(args: argparse.Namespace) -> int:
     """Convert one checkpoint and write it atomically."""
-    from ..core.generator import plan as make_plan
+    from ..core.generator import make_plan
+    from ..core.reader import load_spec
     from ..interop.checkpoints import (
         check_output,
         convert_state_dict,
@@ -71,7 +72,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
         save_state_dict,
     )
 
-    spec, _ = load_spec_argument(args.spec)
+    spec = load_spec(args.spec)
     p = make_plan(spec)
     check_output(args.output, args.force)
     state = convert_state_dict(

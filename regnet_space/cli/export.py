@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.errors import BuildError
-from ..core.text import clean
+from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
     FORCE_HELP,
@@ -21,7 +21,6 @@ from .args import (
     SPEC_HELP,
     STDIO,
     input_size,
-    load_spec_argument,
 )
 from .progress import Progress
 
@@ -101,11 +100,13 @@ def _export_target(args: argparse.Namespace) -> tuple[Path, str]:
 
 def cmd_export(args: argparse.Namespace) -> int:
     """Export one model; compare its outputs with the eager model's unless --no-check."""
-    from ..core.generator import plan as make_plan
-    from ..core.io import check_target
+    from ..core.generator import make_plan
+    from ..infra.paths import check_target
 
     out, fmt = _export_target(args)
-    spec, _ = load_spec_argument(args.spec)
+    from ..core.reader import load_spec
+
+    spec = load_spec(args.spec)
     p = make_plan(spec, args.input_size)
     size = p.input_size
     check_target(out, args.force)

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from ..core.text import clean
+from ..infra.text import clean
 from .args import (
     FORCE_HELP,
     JSON_HELP,
@@ -20,7 +20,6 @@ from .args import (
     STDIO,
     check_output,
     int_in,
-    load_spec_argument,
     positive_float,
     write_output,
 )
@@ -85,7 +84,8 @@ class _Source:
 
 def _source(args: argparse.Namespace) -> _Source:
     """The widths of SPEC (and its rules and fields), or those of --widths."""
-    from ..core.generator import plan
+    from ..core.generator import make_plan
+    from ..core.reader import load_spec
     from ..core.spec import ParametricSpec
     from ..space.fitting import parse_widths, shared_block_options
 
@@ -93,8 +93,8 @@ def _source(args: argparse.Namespace) -> _Source:
         widths = list(parse_widths(args.widths))
         base = {"name": args.name, "block": args.block}
         return _Source(widths, 8, None, 1.0, "pycls", base, "--widths", [])
-    spec, _ = load_spec_argument(args.spec)
-    widths = [s.width for s in plan(spec).stages for _ in range(s.depth)]
+    spec = load_spec(args.spec)
+    widths = [s.width for s in make_plan(spec).stages for _ in range(s.depth)]
     notes: list[str] = []
     if isinstance(spec, ParametricSpec):
         q, g, bm, rounding = spec.q, spec.group_width, spec.bottleneck_multiplier, spec.rounding
@@ -112,8 +112,8 @@ def _source(args: argparse.Namespace) -> _Source:
 
 def run_fit(args: argparse.Namespace) -> int:
     """Fit d, w0, wa, wm and print (and write) the result."""
-    from ..core.loading import yaml_comment
     from ..core.spec import dump_spec, spec_from_dict
+    from ..infra.dumping import yaml_comment
     from ..space.fitting import FitError, fit_widths
 
     if (args.spec is None) == (args.widths is None):

@@ -28,14 +28,14 @@ def register(subparsers: Any) -> None:
 def _rows() -> list[dict[str, Any]]:
     from ..core.complexity import count
     from ..core.presets import presets
-    from ..core.spec import load_spec_file
+    from ..core.reader import load_spec
 
     rows = []
     for preset in presets():
         row: dict[str, Any] = {"name": preset.name, "kind": preset.kind, "flops": None}
         row |= {"params": None, "file": str(preset.path)}
         if preset.kind == "spec":
-            c = count(load_spec_file(preset.path))
+            c = count(load_spec(preset.path))
             row |= {"flops": c.flops, "params": c.params}
         rows.append(row)
     return rows
@@ -43,8 +43,8 @@ def _rows() -> list[dict[str, Any]]:
 
 def run_list(args: argparse.Namespace) -> int:
     """Print the shipped files as a table (or JSON)."""
-    from ..core.errors import RegNetSpaceError
-    from ..core.report import human_count, render_table
+    from ..infra.errors import RegNetSpaceError
+    from .render import human_count, render_table
 
     rows = _rows()
     if not rows:

@@ -68,7 +68,7 @@ class Progress:
 
     @staticmethod
     def _clean(text: str) -> str:
-        from ..core.text import clean
+        from ..infra.text import clean
 
         return clean(text)
 

@@ -9,12 +9,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.limits import CONVENTIONS, FORMATS
-from ..core.text import clean
-from .args import COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size, load_spec_argument
+from ..infra.text import clean
+from .args import COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from ..core.report import SpecSummary
+    from .render import SpecSummary
 
 CONVENTION_HELP = (
     "counting convention: paper (pycls; 1 flop = 1 multiply-add, bias adds counted, BN/pool "
@@ -25,16 +25,18 @@ CONVENTION_HELP = (
 
 def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], list[str]]:
     """Every spec that loads, a line per skipped space file, a line per file that fails."""
-    from ..core.errors import RegNetSpaceError
-    from ..core.report import find_spec_files, summarize
+    from ..core.hf import CONFIG_FILE
+    from ..core.reader import read_spec
+    from ..infra.errors import RegNetSpaceError
+    from .render import find_spec_files, summarize
 
     if args.specs == ["-"]:
-        spec, source = load_spec_argument("-")
-        return [summarize(spec, source, args.input_size, args.convention)], [], []
+        loaded = read_spec("-")
+        return [summarize(loaded.spec, loaded.source, args.input_size, args.convention)], [], []
     good, skipped, bad = [], [], []
     for item in args.specs:
         p = Path(item)
-        if p.is_dir() and not (p / "config.json").is_file():  # a folder of specs
+        if p.is_dir() and not (p / CONFIG_FILE).is_file():  # a folder of specs
             files = find_spec_files([p], recursive=args.recursive)
             skipped += [
                 f"skipped {f}: a design-space file, not a spec (see `sample`)"
@@ -46,8 +48,8 @@ def _summaries(args: argparse.Namespace) -> tuple[list[SpecSummary], list[str], 
             sources = [item]
         for source in sources:
             try:
-                spec, where = load_spec_argument(source)
-                good.append(summarize(spec, where, args.input_size, args.convention))
+                loaded = read_spec(source)
+                good.append(summarize(loaded.spec, loaded.source, args.input_size, args.convention))
             except RegNetSpaceError as exc:
                 message = str(exc)
                 bad.append(message if message.startswith(source) else f"{source}: {message}")
@@ -60,7 +62,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     Every spec that loads is reported first, then one line on stderr for each that does not;
     the exit status is 2 when any did not.
     """
-    from ..core.report import render_report
+    from .render import render_report
 
     fmt = "json" if args.json else args.format
     summaries, skipped, bad = _summaries(args)

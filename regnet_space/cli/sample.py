@@ -14,13 +14,13 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from ..core.errors import OutputError, RegNetSpaceError
-from ..core.text import clean
+from ..infra.errors import OutputError, RegNetSpaceError
+from ..infra.text import clean
 from .args import FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
 from .progress import Progress
 
 if TYPE_CHECKING:
-    from ..core.io import OutputSet
+    from ..infra.outputs import OutputSet
     from ..space.records import DesignRecord, SampleProgress, SampleResult
     from ..space.sampling import SampleError
     from ..space.space import Bounds
@@ -221,7 +221,7 @@ def _targets(
 
     Also returns the spec file names of the --specs-dir folder (none without it).
     """
-    from ..core.io import OutputSet
+    from ..infra.outputs import OutputSet
     from ..space.output import spec_file_names
     from ..space.sampling import MAX_DESIGNS
 

@@ -11,8 +11,8 @@ import sys
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from ..core.errors import RegNetSpaceError
-from ..core.text import clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.text import clean
 from .args import (
     FORCE_HELP,
     INPUT_SIZE_HELP,
@@ -21,7 +21,6 @@ from .args import (
     STDIO,
     check_output,
     input_size,
-    load_spec_argument,
     percent,
     positive_float,
     unit_float,
@@ -97,7 +96,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
     """What a user must know about a scaled design: a missed target, a lost stage, a size."""
-    from ..core.generator import plan
+    from ..core.generator import make_plan
     from ..core.limits import MAX_BUILD_PARAMS
 
     problems = []
@@ -106,7 +105,7 @@ def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
             f"missed the flop factor: asked x{scaled.asked:g}, achieved x{scaled.achieved:.3g} "
             f"({100 * scaled.miss:+.1f} %, tolerance {tolerance:g} %)"
         )
-    before, after = plan(scaled.source, scaled.input_size_before), plan(scaled.spec)
+    before, after = make_plan(scaled.source, scaled.input_size_before), make_plan(scaled.spec)
     if before.num_stages != after.num_stages:
         problems.append(f"stages: {before.num_stages} -> {after.num_stages}")
     if scaled.params > MAX_BUILD_PARAMS:
@@ -119,9 +118,10 @@ def _scale_problems(scaled: Any, tolerance: float) -> list[str]:
 
 def run_scale(args: argparse.Namespace) -> int:
     """Scale a spec and write (or show) the new one; exit 1 on a miss beyond the tolerance."""
+    from ..core.reader import load_spec
     from ..space.scaling import scale_spec, scaled_spec_text
 
-    spec, _ = load_spec_argument(args.spec)
+    spec = load_spec(args.spec)
     to_stdout = args.output is None or args.output == STDIO
     if args.output == STDIO and args.json:
         raise RegNetSpaceError("-o - and --json both write stdout; give -o FILE with --json")
@@ -159,8 +159,8 @@ def run_scale(args: argparse.Namespace) -> int:
 
 
 def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
-    from ..core.report import render_table
     from ..core.spec import ParametricSpec
+    from .render import render_table
 
     f = scaled.factors
     rows = [
@@ -193,9 +193,9 @@ def _scale_text(scaled: Any, spec: Spec, written: str | None) -> str:
 
 def _spec_row(label: str, spec: Spec, size: int) -> list[str]:
     from ..core.complexity import count
-    from ..core.generator import plan
+    from ..core.generator import make_plan
 
-    p = plan(spec, size)
+    p = make_plan(spec, size)
     c = count(p)
 
     def join(v: Sequence[int]) -> str:

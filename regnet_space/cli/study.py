@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import OutputError
-from ..core.text import clean
+from ..infra.errors import OutputError
+from ..infra.text import clean
 from .progress import Progress
 
 RUN_DESCRIPTION = """\
@@ -189,7 +189,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def _executor(args: argparse.Namespace, configured: Any) -> Any:
     from pydantic import ValidationError
 
-    from ..core.loading import format_errors
+    from ..core.validation import format_errors
     from ..study.errors import StudyError
     from ..study.studyfile import LocalExecutorConfig, RayExecutorConfig
 
@@ -293,7 +293,7 @@ def _ray_output_to(storage: Path) -> Iterator[tuple[Any, Path]]:
     """Ray's own output (its processes' and its driver code's, on stdout and stderr) goes to
     <storage>/ray.log while the run goes on; ours goes to the stream this yields (stderr).
     A run refused before it started leaves no storage folder behind."""
-    from ..core.text import SafeStream
+    from ..infra.text import SafeStream
 
     created = not storage.exists() and storage.parent.is_dir()
     log = storage / "ray.log"
@@ -373,7 +373,7 @@ def run_status(args: argparse.Namespace) -> int:
 
 
 def _status_lines(st: dict[str, Any]) -> list[str]:
-    from ..core.report import render_table
+    from .render import render_table
 
     head = (
         f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
@@ -410,7 +410,7 @@ def _clock(t: float) -> str:
 
 
 def _best_table(best: list[dict[str, Any]]) -> str:
-    from ..core.report import render_table
+    from .render import render_table
 
     rows = [
         [
@@ -451,7 +451,8 @@ def _failure_lines(st: dict[str, Any]) -> list[str]:
 
 def run_export(args: argparse.Namespace) -> int:
     """Write every trial of a study database as JSONL or CSV."""
-    from ..core.io import atomic_write_text, check_target
+    from ..infra.outputs import atomic_write_text
+    from ..infra.paths import check_target
     from ..study.export import csv_text, jsonl_lines
     from ..study.monitor import read_status
 

@@ -78,12 +78,12 @@ def _positive(text: str) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Validate everything, then train (or resume, or report a finished run)."""
-    from ..core.text import clean
-    from ..interop.configs import load_any_spec
+    from ..core.reader import load_spec
+    from ..infra.text import clean
     from ..study.data import DataSpec, check_data
     from ..study.recipe import load_recipe
 
-    spec = load_any_spec(args.spec)
+    spec = load_spec(args.spec)
     recipe = load_recipe(Path(args.recipe))
     data = check_data(DataSpec(name=args.data, root=args.data_root))
 

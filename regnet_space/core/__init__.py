@@ -1,5 +1,6 @@
-"""The declarative format and its numbers: specs, the width generator, exact counts, safe I/O.
+"""The declarative format and its numbers: specs, names, presets, the width generator, the
+block definitions and exact counts.
 
-The bottom layer: numpy, pydantic and PyYAML only. It imports no other side of the package
-and never imports torch (a test checks this in a fresh interpreter).
+Above `infra` only: it imports numpy, pydantic and `infra`, no other side of the package, and
+never torch (a test checks this in a fresh interpreter).
 """

@@ -367,21 +367,30 @@ PEER_MODELS = {
 }
 
 
+# One check of a peer layout: (refused, field, value, why).
+_Check = tuple[bool, str, object, str]
+
+
 def peer_refusal(plan: Plan, layout: str) -> str | None:
     """Why a peer layout cannot hold the plan exactly (its model would compute another network
     with the same weights): "field: value: why", or None if it can."""
-    o, peer = plan.options, PEER_MODELS[layout]
+    peer = PEER_MODELS[layout]
+    for failed, field, value, why in [
+        *_structure_checks(plan, layout, peer),
+        *_activation_checks(plan, layout, peer),
+    ]:
+        if failed:
+            text = str(value).lower() if isinstance(value, bool) else value
+            return f"{field}: {text}: {why}"
+    return _byobnet_bottleneck(plan) if layout == "timm-byobnet" else None
+
+
+def _structure_checks(plan: Plan, layout: str, peer: str) -> list[_Check]:
+    """The stems, blocks, norms, head convs and shortcuts a peer layout has."""
+    o = plan.options
     stems = {"timm": ("imagenet",), "torchvision": ("imagenet",)}
     stems |= {"timm-byobnet": ("imagenet", "tiered"), "pycls": ("imagenet", "cifar", "resnet")}
-    # pycls's res_bottleneck_linear_block: a linear output and no projection shortcut, together
-    pycls_linear = layout == "pycls" and o.bottleneck and o.linear_out and o.shortcut == "none"
-    plain = layout in ("torchvision", "pycls") and o.residual and not pycls_linear
-    se = plan.se_ratio > 0 and o.bottleneck
-    se_act = "relu" if layout == "timm-byobnet" else plan.activation
-    # timm's RegNet: an activation after the last stage exactly for preact or linear_out
-    final = o.preact or o.linear_out if layout == "timm" else False
-    final_act = o.final_activation and not plan.head_width
-    checks = [
+    return [
         (plan.stem not in stems[layout], "stem", plan.stem, f"{peer} has no such stem"),
         (not o.bottleneck and layout != "pycls", "block", plan.block, f"{peer} has none"),
         (o.preact and layout != "timm", "preact", True, f"{peer} has no pre-activation block"),
@@ -409,6 +418,21 @@ def peer_refusal(plan: Plan, layout: str) -> str | None:
             "avg",
             "none there",
         ),
+    ]
+
+
+def _activation_checks(plan: Plan, layout: str, peer: str) -> list[_Check]:
+    """Where a peer layout adds, activates and squeezes: residual ends, SE, the last stage."""
+    o = plan.options
+    # pycls's res_bottleneck_linear_block: a linear output and no projection shortcut, together
+    pycls_linear = layout == "pycls" and o.bottleneck and o.linear_out and o.shortcut == "none"
+    plain = layout in ("torchvision", "pycls") and o.residual and not pycls_linear
+    se = plan.se_ratio > 0 and o.bottleneck
+    se_act = "relu" if layout == "timm-byobnet" else plan.activation
+    # timm's RegNet: an activation after the last stage exactly for preact or linear_out
+    final = o.preact or o.linear_out if layout == "timm" else False
+    final_act = o.final_activation and not plan.head_width
+    return [
         (plain and o.linear_out, "linear_out", True, f"{peer} adds and activates"),
         (plain and o.shortcut == "none", "shortcut", "none", f"{peer} projects"),
         (
@@ -430,11 +454,6 @@ def peer_refusal(plan: Plan, layout: str) -> str | None:
             f"{peer} has {'one' if final else 'none'} there",
         ),
     ]
-    for failed, field, value, why in checks:
-        if failed:
-            text = str(value).lower() if isinstance(value, bool) else value
-            return f"{field}: {text}: {why}"
-    return _byobnet_bottleneck(plan) if layout == "timm-byobnet" else None
 
 
 def _byobnet_bottleneck(plan: Plan) -> str | None:

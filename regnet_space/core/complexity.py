@@ -37,7 +37,7 @@ from .blocks import (
     stem_layers,
 )
 from .errors import PlanError
-from .generator import Plan, plan
+from .generator import Plan, make_plan
 from .limits import CONVENTIONS, Convention
 from .spec import Spec
 
@@ -191,4 +191,4 @@ def count(
                 f"the plan was resolved at input size {spec.input_size}, not {input_size}"
             )
         return count_plan(spec, convention)
-    return count_plan(plan(spec, input_size), convention)
+    return count_plan(make_plan(spec, input_size), convention)

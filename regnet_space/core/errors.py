@@ -1,14 +1,12 @@
-"""Error types shared by every step; each one is a user-facing, one-line message."""
+"""Error types of the format and the numbers; each one is a user-facing, one-line message."""
 
 from __future__ import annotations
 
-
-class RegNetSpaceError(Exception):
-    """Base of every error caused by user input; the CLI prints it as one line, exit 2."""
+from ..infra.errors import InputError, RegNetSpaceError
 
 
-class SpecError(RegNetSpaceError, ValueError):
-    """A spec (file, text or dict) that does not parse or breaks a rule."""
+class SpecError(InputError):
+    """A spec (file, text, dict or peer config) that does not parse or breaks a rule."""
 
 
 class PlanError(RegNetSpaceError, ValueError):
@@ -19,5 +17,6 @@ class BuildError(RegNetSpaceError):
     """A design that is refused for building (too large to allocate) or a bad build option."""
 
 
-class OutputError(RegNetSpaceError):
-    """An output path that cannot be written (exists without --force, or is not writable)."""
+class InteropError(SpecError):
+    """A peer library's config (Hugging Face, pycls, timm) that does not describe a RegNet
+    this package builds, or a spec that a peer's config cannot express."""

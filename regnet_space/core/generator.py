@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 
@@ -15,7 +16,6 @@ from pydantic import ValidationError
 
 from .errors import PlanError, SpecError
 from .limits import MAX_INPUT_SIZE
-from .loading import format_errors
 from .spec import (
     BLOCK_KINDS,
     MAX_WIDTH,
@@ -27,6 +27,7 @@ from .spec import (
     dump_spec,
     spec_from_text,
 )
+from .validation import format_errors
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,8 @@ def stage_specs(spec: ParametricSpec) -> tuple[tuple[StageSpec, ...], Generation
     float32 = spec.rounding in FLOAT32_ROUNDINGS
     gen = quantized_linear(spec.depth, spec.w0, spec.wa, spec.wm, spec.q, float32)
     # pycls's np.unique(ws, return_counts=True): distinct widths in increasing order, each with
-    # its block count (in plain Python: np.unique's first call imports numpy.ma, 6 ms).
+    # its block count (in plain Python: np.unique's first call imports numpy.ma, which the
+    # start-up of a command counting one spec would pay).
     runs = sorted(Counter(gen.quantized_widths).items())
     adjust = ADJUST[spec.rounding]
     stages = []
@@ -374,7 +376,7 @@ def _out_size(size: int, stride: int) -> int:
     return (size - 1) // stride + 1
 
 
-def plan(spec: Spec, input_size: int | None = None) -> Plan:
+def make_plan(spec: Spec, input_size: int | None = None) -> Plan:
     """Resolve a spec to its frozen stage plan at a square input of side `input_size`.
 
     Without `input_size`, the spec's own (its `input_size` field, default 224).
@@ -394,9 +396,43 @@ def plan(spec: Spec, input_size: int | None = None) -> Plan:
     options = block_options(spec)
     stem_stride = STEM_STRIDES[spec.stem]
     stem_size = _out_size(input_size, stem_stride)
+    stages = _stage_plans(spec, stage_list, strides, options, stem_size)
+    widths = [*stem_widths(spec.stem, spec.stem_width), *(s.bottleneck_width_first for s in stages)]
+    widths += [w for s in stages for w in (s.bottleneck_width, s.width, s.in_width)]
+    if options.norm == "group":
+        for w in {*widths, spec.head_width} - {0}:
+            options.norm_groups_of(w)
+    return Plan(
+        name=spec.name,
+        block=spec.block,
+        se_ratio=spec.se_ratio,
+        activation=spec.activation,
+        num_channels=spec.num_channels,
+        num_classes=spec.num_classes,
+        stem_width=spec.stem_width,
+        input_size=input_size,
+        stem_size=stem_size,
+        stages=stages,
+        generation=generation,
+        stem_stride=stem_stride,
+        stem=spec.stem,
+        options=options,
+        head_width=spec.head_width,
+        output_stride=spec.output_stride,
+    )
+
+
+def _stage_plans(
+    spec: Spec,
+    stage_list: Sequence[StageSpec],
+    strides: Sequence[int],
+    options: BlockOptions,
+    stem_size: int,
+) -> tuple[StagePlan, ...]:
+    """Each stage resolved: widths, groups, SE widths, sizes and dilation, in order."""
     stages: list[StagePlan] = []
     in_width, size = spec.stem_width, stem_size
-    net_stride, dilation = stem_stride, 1
+    net_stride, dilation = STEM_STRIDES[spec.stem], 1
     for i, (st, stride) in enumerate(zip(stage_list, strides, strict=True)):
         # timm's output_stride: a strided stage past it keeps the resolution, dilating instead.
         if spec.output_stride and net_stride >= spec.output_stride and stride > 1:
@@ -428,29 +464,7 @@ def plan(spec: Spec, input_size: int | None = None) -> Plan:
             )
         )
         in_width, size = st.width, out
-    widths = [*stem_widths(spec.stem, spec.stem_width), *(s.bottleneck_width_first for s in stages)]
-    widths += [w for s in stages for w in (s.bottleneck_width, s.width, s.in_width)]
-    if options.norm == "group":
-        for w in {*widths, spec.head_width} - {0}:
-            options.norm_groups_of(w)
-    return Plan(
-        name=spec.name,
-        block=spec.block,
-        se_ratio=spec.se_ratio,
-        activation=spec.activation,
-        num_channels=spec.num_channels,
-        num_classes=spec.num_classes,
-        stem_width=spec.stem_width,
-        input_size=input_size,
-        stem_size=stem_size,
-        stages=tuple(stages),
-        generation=generation,
-        stem_stride=stem_stride,
-        stem=spec.stem,
-        options=options,
-        head_width=spec.head_width,
-        output_stride=spec.output_stride,
-    )
+    return tuple(stages)
 
 
 def stem_widths(stem: str, width: int) -> tuple[int, ...]:
@@ -530,6 +544,6 @@ def resolved_spec_text(spec: Spec) -> str:
         again = spec_from_text(text, "resolved spec")
     except SpecError as exc:
         raise PlanError(f"{spec.name}: the resolved spec does not read back: {exc}") from None
-    if plan(again) != plan(resolved):
+    if make_plan(again) != make_plan(resolved):
         raise PlanError(f"{spec.name}: the resolved spec does not read back to the same design")
     return text

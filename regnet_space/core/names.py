@@ -13,7 +13,7 @@ import re
 from functools import cache
 from pathlib import Path
 
-from .loading import parse_yaml
+from ..infra.parsing import parse_yaml
 
 LIBRARIES = ("paper", "timm", "torchvision", "hf")
 _TIMM_TAG = re.compile(r"(regnet[a-z]_[0-9a-z_]+)\.[0-9a-z_]+")  # regnety_040.ra3_in1k

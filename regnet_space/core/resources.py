@@ -1,9 +1,6 @@
-"""Memory a forward pass needs, estimated from the plan, and the memory this machine has free."""
+"""Memory a forward pass needs, estimated from the plan."""
 
 from __future__ import annotations
-
-import os
-from pathlib import Path
 
 from .generator import Plan
 
@@ -25,35 +22,3 @@ def forward_bytes(plan: Plan, params: int, batch: int = 1) -> int:
         widest = max(s.in_width, s.width, s.bottleneck_width)
         largest = max(largest, widest * s.in_size**2)
     return _FLOAT32 * (params + _LIVE_TENSORS * batch * largest)
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available now (MemAvailable, capped by a cgroup limit); None if unknown."""
-    found: list[int] = []
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                found.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
-        used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-        if limit.isdigit():
-            found.append(int(limit) - used)
-    except (OSError, ValueError):
-        pass
-    if not found:
-        try:
-            found.append(os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE"))
-        except (ValueError, OSError):
-            return None
-    return max(0, min(found))
-
-
-def human_bytes(n: int) -> str:
-    """1.5 GB-style size."""
-    for unit, scale in (("TB", 10**12), ("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
-        if n >= scale:
-            return f"{n / scale:.1f} {unit}"
-    return f"{n} B"

@@ -56,6 +56,7 @@ Field names are the public file format. Paper names and their meaning:
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -63,10 +64,13 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
+from ..infra.dumping import dump_yaml
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import parse_yaml
+from ..infra.reading import open_regular
 from .errors import SpecError
 from .limits import DEFAULT_INPUT_SIZE, MAX_INPUT_SIZE
-from .loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
-from .names import resolve_name
+from .validation import format_errors
 
 # Bounds that keep every design countable with exact integers and refuse absurd input early.
 MAX_DEPTH = 1000
@@ -449,34 +453,24 @@ def spec_from_dict(data: Any, source: str = "<dict>") -> Spec:
 
 def spec_from_text(text: str, source: str = "<string>") -> Spec:
     """Parse YAML text (safely: no objects, aliases or duplicate keys) and validate it."""
-    return spec_from_dict(parse_yaml(text, source, "spec"), source)
+    return spec_from_dict(parse_yaml(text, source, "spec", error=SpecError), source)
 
 
-def load_spec_file(path: str | Path) -> Spec:
-    """Load and validate a YAML spec file."""
-    p = Path(path)
-    return spec_from_text(read_text_file(p), str(p))
+_SPACE_KEY = re.compile(rb"^space[ \t]*:", re.MULTILINE)
 
 
-def load_spec(source: str | Path | Mapping[str, Any] | Spec) -> Spec:
-    """Load a spec from a path, YAML text, a mapping or a shipped model name (core only).
+def is_space_file(path: str | Path) -> bool:
+    """Cheap check (no YAML parsing): does the file have a top-level `space:` key?
 
-    A string is YAML text or a path as `loading.is_yaml_text` tells; a path that does not
-    exist is looked up in the names table. `regnet_space.load_spec` (interop.configs) also
-    reads Hugging Face and pycls configs.
+    A spec cannot have one (specs forbid unknown fields), so tools that read folders of specs
+    can skip space files with this. Unreadable files are not space files.
     """
-    if isinstance(source, (ParametricSpec, ExplicitSpec)):
-        return source
-    if isinstance(source, Mapping):
-        return spec_from_dict(source)
-    if isinstance(source, Path):
-        return load_spec_file(source)
-    if isinstance(source, str):
-        if is_yaml_text(source):
-            return spec_from_text(source)
-        named = None if Path(source).exists() else resolve_name(source)
-        return load_spec_file(named or source)
-    raise SpecError(f"<input>: cannot load a spec from {type(source).__name__}")
+    try:
+        with open_regular(Path(path), "spec") as fh:  # a FIFO must not block a folder scan
+            head = fh.read(1 << 16)
+    except (OSError, RegNetSpaceError):
+        return False
+    return _SPACE_KEY.search(head) is not None
 
 
 def switches_at_default(spec: Spec) -> set[str]:
@@ -489,13 +483,14 @@ def switches_at_default(spec: Spec) -> set[str]:
 
 
 def dump_spec(spec: Spec) -> str:
-    """The spec as YAML text that load_spec reads back to an equal spec."""
+    """The spec as YAML text that spec_from_text (and load_spec) reads back to an equal spec."""
     data = spec.model_dump(mode="json", exclude_none=True)
     # Switches at their default (the block kind's, or the field's) are left out, as in specs
     # written by hand.
     for key in switches_at_default(spec):
         data.pop(key, None)
-    # input_size last, and only when it is not the default: specs at 224 read as they always did.
+    # input_size last, and only when it is not the default: a spec at 224 is written without
+    # it, as specs written by hand are.
     size = data.pop("input_size")
     if size != DEFAULT_INPUT_SIZE:
         data["input_size"] = size

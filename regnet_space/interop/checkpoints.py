@@ -31,9 +31,10 @@ from ..core.blocks import (
     stem_layers,
     timm_layout,
 )
-from ..core.errors import RegNetSpaceError
 from ..core.generator import Plan
-from ..core.io import atomic_write_with, check_target
+from ..infra.errors import RegNetSpaceError
+from ..infra.outputs import atomic_write_with
+from ..infra.paths import check_target
 from ..nn.weights import SAFETENSORS_SUFFIX, check_weight, read_weight_file, save_torch
 
 __all__ = [

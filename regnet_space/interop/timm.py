@@ -14,11 +14,10 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from ..core.generator import Plan
-from ..core.generator import plan as make_plan
-from ..core.loading import is_number
-from ..core.spec import ParametricSpec, Spec
-from .common import InteropError, validated_spec
+from ..core.errors import InteropError
+from ..core.generator import Plan, make_plan
+from ..core.spec import ParametricSpec, Spec, spec_from_dict
+from ..infra.parsing import is_number
 
 
 @dataclass(frozen=True)
@@ -256,7 +255,7 @@ def spec_from_timm_cfg(
         fields["output_stride"] = merged["output_stride"]
     if merged["drop_path_rate"]:
         fields["drop_path"] = merged["drop_path_rate"]
-    spec = validated_spec(fields, "timm RegNetCfg")
+    spec = spec_from_dict(fields, "timm RegNetCfg")
     if not isinstance(spec, ParametricSpec):  # pragma: no cover - no `stages` field is given
         raise InteropError("timm RegNetCfg: expected a parametric design")
     return spec

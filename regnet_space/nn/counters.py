@@ -25,8 +25,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ..core.complexity import Complexity, count_plan
-from ..core.generator import Plan
-from ..core.generator import plan as make_plan
+from ..core.generator import Plan, make_plan
 from ..core.spec import ExplicitSpec, ParametricSpec
 
 __all__ = [

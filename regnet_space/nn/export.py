@@ -21,8 +21,9 @@ from typing import Any, Literal, get_args
 import torch
 from torch import Tensor, nn
 
-from ..core.errors import RegNetSpaceError
-from ..core.io import TMP_PREFIX, OutputSet, call_writer
+from ..infra.atomic import TMP_PREFIX
+from ..infra.errors import RegNetSpaceError
+from ..infra.outputs import OutputSet, call_writer
 from .inference import InferenceRegNet
 from .model import RegNetForImageClassification, RegNetModel
 

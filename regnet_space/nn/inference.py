@@ -96,9 +96,9 @@ class _ConvAct(nn.Module):
     With `fused`, the weights are also prepacked for oneDNN and ReLU or SiLU (and, for the
     branch's last conv, the residual add) run inside the convolution kernel. oneDNN picks the
     packed layout from the input shape it is told (and the thread count); packed without a
-    shape, a 320->320 1x1 conv at 14x14 runs ~9x slower than PyTorch's own conv. So the
-    weights are packed for each input shape and thread count on first use, and the few most
-    recent packings are kept.
+    shape, or for another one, a conv runs slower than PyTorch's own conv. So the weights are
+    packed for each input shape and thread count on first use, and the few most recent
+    packings are kept.
     """
 
     def __init__(self, conv: nn.Conv2d, norm: nn.Module, act: str | None, fused: bool):
@@ -118,8 +118,8 @@ class _ConvAct(nn.Module):
 
     def _packed_for(self, x: Tensor) -> Tensor:
         """The weights packed for inputs of x's shape (packed on the first call)."""
-        # oneDNN's choice of layout also depends on the thread count: packed at 2 threads and
-        # run at 1, the y040 form was seen 3.6x slower than without fused kernels.
+        # oneDNN's choice of layout also depends on the thread count: weights packed for one
+        # count run slower at another than without fused kernels.
         shape = (*x.shape, torch.get_num_threads())
         packed = self.packed.get(shape)
         if packed is None:

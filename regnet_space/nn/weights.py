@@ -1,6 +1,6 @@
 """Weight files read safely: torch.load with weights_only=True, or safetensors.
 
-Shared by `nn.model` (from_pretrained) and `interop.checkpoints` (convert, export --weights);
+Shared by `nn.hf` (from_pretrained) and `interop.checkpoints` (convert, export --weights);
 every problem is one line of the caller's error type naming the file: a FIFO or device is
 named before it is opened for reading, garbage that makes the unpickler fail in any way is
 "not a PyTorch checkpoint", and every tensor is checked as it would load (`check_weight`).
@@ -8,7 +8,6 @@ named before it is opened for reading, garbage that makes the unpickler fail in 
 
 from __future__ import annotations
 
-import os
 import pickle
 import re
 import warnings
@@ -19,21 +18,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..core.errors import RegNetSpaceError
-from ..core.hf_config import read_config_json
-from ..core.loading import open_regular, short
-from ..core.text import clean
+from ..infra.errors import RegNetSpaceError
+from ..infra.reading import open_regular
+from ..infra.text import clean, short
 
 SAFETENSORS_SUFFIX = ".safetensors"
-# What a Hugging Face directory holds its weights in, in the order transformers looks.
-HF_WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
 
 
 def read_weight_file(p: Path, error: type[RegNetSpaceError]) -> Any:
     """What a .safetensors file or a torch checkpoint holds (torch.load with weights_only)."""
     if p.suffix == SAFETENSORS_SUFFIX:
         return read_safetensors(p, error)
-    with open_regular(p, "checkpoint", error) as fh:
+    with open_regular(p, "checkpoint", error=error) as fh:
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # e.g. "Detected pickle protocol 4": noise here
@@ -61,7 +57,7 @@ def read_safetensors(p: Path, error: type[RegNetSpaceError]) -> dict[str, Tensor
         from safetensors.torch import load_file
     except ImportError:
         raise error(f"{p}: reading .safetensors needs the safetensors package") from None
-    with open_regular(p, "safetensors", error):
+    with open_regular(p, "safetensors", error=error):
         pass  # a FIFO or device is refused here: safetensors would open it blocking
     try:
         return load_file(str(p), device="cpu")
@@ -111,43 +107,6 @@ def check_weight(
         )
     if not bool(torch.isfinite(value).all()):
         raise error(f"{origin}: {key}: holds NaN or infinite values")
-
-
-def read_hf_weights(folder: Path, error: type[RegNetSpaceError]) -> tuple[dict[str, Tensor], str]:
-    """The state dict of a Hugging Face directory and the file it came from (for messages):
-    model.safetensors, the shards its index names, or pytorch_model.bin."""
-    found = [folder / name for name in HF_WEIGHT_FILES if os.path.lexists(folder / name)]
-    if not found:
-        raise error(f"{folder}: no weights ({', '.join(HF_WEIGHT_FILES)})")
-    path = found[0]
-    if path.name.endswith(".index.json"):
-        return _read_shards(path, error), str(path)
-    return state_dict_in(read_weight_file(path, error), str(path), error), str(path)
-
-
-def _read_shards(index: Path, error: type[RegNetSpaceError]) -> dict[str, Tensor]:
-    """The tensors of the shards a sharded index maps the weights to (files of its folder)."""
-    weight_map = read_config_json(index, error).get("weight_map")
-    if not isinstance(weight_map, Mapping) or not weight_map:
-        raise error(f"{index}: no weight_map")
-    names = sorted({_shard_name(name, index, error) for name in weight_map.values()})
-    state: dict[str, Tensor] = {}
-    for name in names:
-        shard = index.parent / name
-        for key, value in read_safetensors(shard, error).items():
-            if key in state:
-                raise error(f"{shard}: {clean(key)} is also in another shard")
-            state[key] = value
-    return state
-
-
-def _shard_name(name: Any, index: Path, error: type[RegNetSpaceError]) -> str:
-    """A shard's file name; anything that could name a file outside the folder is refused."""
-    if not isinstance(name, str):
-        raise error(f"{index}: weight_map: shard {short(name)} is not a file name")
-    if name in ("", ".", "..") or any(c in name for c in "/\\\0"):
-        raise error(f"{index}: weight_map: shard {short(name)} is not a file in this folder")
-    return name
 
 
 def _first_line(exc: Exception) -> str:

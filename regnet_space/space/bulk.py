@@ -2,7 +2,7 @@
 
 Every step repeats the operations of generator.py in the same order (numpy's log, power and
 half-even round, in float64 for pycls's rule and through generator's float32 helpers for timm's
-and torchvision's), so stage plans match `generator.plan` bit for bit, and the
+and torchvision's), so stage plans match `generator.make_plan` bit for bit, and the
 paper-convention counts match `complexity.count_plan` as exact int64 sums (guarded against
 overflow). Stage plans of many designs are kept ragged, CSR-style: design i owns the stage
 entries offsets[i]:offsets[i + 1] of the flat per-stage arrays.
@@ -300,7 +300,7 @@ def _adjust_torchvision(
 
 
 def regnet_stages(p: RegNetParams, *, num_exponents: np.ndarray | None = None) -> Stages:
-    """Stage plans of parametric designs, as generator.plan resolves them.
+    """Stage plans of parametric designs, as generator.make_plan resolves them.
 
     num_exponents: last_exponent(p) + 1, when the caller has it already.
     """
@@ -377,7 +377,7 @@ def _finish(
     bm: np.ndarray,
     total: np.ndarray,
 ) -> tuple[Stages, np.ndarray]:
-    """Bottleneck and clipped group widths as generator.plan has them; per-stage validity."""
+    """Bottleneck and clipped group widths as generator.make_plan has them; per-stage validity."""
     wb = np.round(width * bm).astype(np.int64)
     clipped = np.minimum(g, wb)
     ok = (width >= 1) & (width <= MAX_WIDTH) & (wb >= 1) & (clipped >= 1)
@@ -416,7 +416,7 @@ def _stage_geometry(body: Body, num_stages: int) -> tuple[np.ndarray, ...]:
     for i in range(num_stages):
         stride = first if i == 0 else 2
         if body.output_stride and net >= body.output_stride and stride > 1:
-            dilation, stride = dilation * stride, 1  # as generator.plan
+            dilation, stride = dilation * stride, 1  # as generator.make_plan
         net *= stride
         h_in.append(h * h)
         h = (h - 1) // stride + 1
@@ -576,7 +576,7 @@ def stem_counts(body: Body) -> tuple[int, int, int]:
 
 
 def valid_designs(stages: Stages, body: Body) -> np.ndarray:
-    """Per design, whether generator.plan resolves it: the stages' own rules (only the widths
+    """Per design, whether generator.make_plan resolves it: the stages' own rules (only the widths
     for blocks without a bottleneck, whose group widths are not used), the first blocks'
     bottleneck widths (bottleneck_in) divisible by their group widths, every GroupNorm's
     groups dividing its width."""
@@ -655,7 +655,7 @@ def count_stages(stages: Stages, body: Body) -> Counts:
     proj = None if moves_of.all() else (w_in != w) | moves_of[pos]
     se = se1 = None
     if body.se_ratio and body.options.bottleneck:
-        # SE width as generator.plan: a later block's from its own width (or bottleneck),
+        # SE width as generator.make_plan: a later block's from its own width (or bottleneck),
         # a first block's from the previous stage's (or the stem's).
         se, se1 = _se_widths(body, w, wb), _se_widths(body, w_in, wb1)
     o = body.options

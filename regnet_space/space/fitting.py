@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..core.errors import PlanError, RegNetSpaceError
+from ..core.errors import PlanError
 from ..core.generator import (
     ADJUST,
     FLOAT32_ROUNDINGS,
@@ -31,6 +31,7 @@ from ..core.generator import (
     to_explicit,
 )
 from ..core.spec import MAX_DEPTH, MAX_WIDTH, ExplicitSpec, ParametricSpec, Rounding, Spec
+from ..infra.errors import RegNetSpaceError
 
 COARSE_WM = np.round(np.arange(105, 501) / 100, 2)  # 1.05, 1.06, ..., 5.00 (exact decimals)
 FINE_STEP = 0.0005

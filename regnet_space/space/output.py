@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Sequence
 
-from ..core.text import csv_cell
+from ..infra.text import csv_cell
 from .records import DesignRecord
 
 

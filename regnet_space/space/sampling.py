@@ -18,8 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from ..core.errors import RegNetSpaceError
 from ..core.generator import MAX_INPUT_SIZE
+from ..infra.errors import RegNetSpaceError
 from .bulk import RegNetParams, StageParams
 from .evaluator import COMPLEXITY_CODE, METRICS, REASONS, Batch, Evaluator
 from .feasibility import check_feasible, resolve_constraints

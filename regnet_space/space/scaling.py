@@ -24,10 +24,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..core.complexity import Complexity, count
-from ..core.errors import PlanError, RegNetSpaceError, SpecError
+from ..core.errors import PlanError, SpecError
 from ..core.generator import MAX_INPUT_SIZE, adjust_pycls
-from ..core.loading import yaml_comment
 from ..core.spec import ExplicitSpec, ParametricSpec, Spec, dump_spec, spec_from_dict
+from ..infra.dumping import yaml_comment
+from ..infra.errors import RegNetSpaceError
 
 DEFAULT_WEIGHTS = "d1_w8_g8_r1"
 MAX_FACTOR = 1e4

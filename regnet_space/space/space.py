@@ -43,15 +43,17 @@ from pydantic import (
 
 from ..core.errors import SpecError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.loading import (
-    format_error,
-    format_errors,
+from ..core.spec import (
+    BLOCK_KINDS,
+    MAX_STAGES,
+    ExplicitSpec,
+    ParametricSpec,
+    StageSpec,
     is_space_file,
-    is_yaml_text,
-    parse_yaml,
-    read_text_file,
 )
-from ..core.spec import BLOCK_KINDS, MAX_STAGES, ExplicitSpec, ParametricSpec, StageSpec
+from ..core.validation import format_error, format_errors
+from ..infra.parsing import parse_yaml
+from ..infra.reading import is_yaml_text, read_text_file
 from .distributions import (
     ListOf,
     QuantizedDist,
@@ -522,13 +524,13 @@ def space_from_dict(data: Any, source: str = "<dict>") -> Space:
 
 def space_from_text(text: str, source: str = "<string>") -> Space:
     """Parse YAML text (safely: no objects, aliases or duplicate keys) as a design space."""
-    return space_from_dict(parse_yaml(text, source, "space file", SpaceError), source)
+    return space_from_dict(parse_yaml(text, source, "space file", error=SpaceError), source)
 
 
 def load_space_file(path: str | Path) -> Space:
     """Load and validate a YAML design-space file."""
     p = Path(path)
-    return space_from_text(read_text_file(p, "space", SpaceError), str(p))
+    return space_from_text(read_text_file(p, "space", error=SpaceError), str(p))
 
 
 def load_space(source: str | Path | Mapping[str, Any] | Space) -> Space:

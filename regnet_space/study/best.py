@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from ..analysis.studydb import StudyDbError, connect_readonly, read_meta
-from ..core.io import MANIFEST, OutputSet, Staging, check_folder
+from ..infra.outputs import MANIFEST, OutputSet, Staging
+from ..infra.paths import check_folder
 from .errors import StudyError
 from .monitor import best_trials
 from .runfolder import RunFiles, read_json_file, read_result

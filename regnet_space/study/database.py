@@ -34,7 +34,8 @@ from ..analysis.studydb import (
     connect_readonly,
     read_meta,
 )
-from ..core.io import TMP_PREFIX, check_target, umask_mode
+from ..infra.atomic import TMP_PREFIX, umask_mode
+from ..infra.paths import check_target
 from .errors import StudyError
 from .studyfile import ResolvedStudy, TrialPlan
 from .tables import (

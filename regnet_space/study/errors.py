@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..core.errors import RegNetSpaceError
+from ..infra.errors import RegNetSpaceError
 
 
 class StudyError(RegNetSpaceError, ValueError):

@@ -25,7 +25,7 @@ from ..analysis.studydb import (
     connect_readonly,
     read_meta,
 )
-from ..core.text import csv_cell
+from ..infra.text import csv_cell
 
 RESULTS = ("error", "epochs", "train_seconds", "images_per_second", "state", "attempts",
            "peak_memory_bytes", "device", "host", "synthetic", "message")  # fmt: skip

@@ -12,9 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..core.errors import SpecError
 from ..core.generator import MAX_INPUT_SIZE
-from ..core.loading import dump_yaml, format_errors, is_yaml_text, parse_yaml, read_text_file
+from ..core.validation import format_errors
+from ..infra.dumping import dump_yaml
+from ..infra.parsing import parse_yaml
+from ..infra.reading import is_yaml_text, read_text_file
 from .errors import StudyError
 
 # The batch size the base learning rate is quoted at (pycls: lr = base_lr * batch / 128).
@@ -123,10 +125,7 @@ def recipe_from_dict(data: Any, source: str = "<recipe>") -> Recipe:
 
 
 def _parse(text: str, source: str) -> Recipe:
-    try:
-        data = parse_yaml(text, source, "recipe")
-    except SpecError as exc:
-        raise StudyError(str(exc)) from None
+    data = parse_yaml(text, source, "recipe", error=StudyError)
     return recipe_from_dict(data, source)
 
 
@@ -147,10 +146,7 @@ def load_recipe(
             "\n" in source or not source.strip() or (is_yaml_text(source) and not path.exists())
         ):
             return _parse(source, "<recipe>")
-        try:
-            text = read_text_file(path, "recipe")
-        except SpecError as exc:
-            raise StudyError(str(exc)) from None
+        text = read_text_file(path, "recipe", error=StudyError)
         return _parse(text, str(path))
     raise StudyError(f"<recipe>: cannot load a recipe from {type(source).__name__}")
 

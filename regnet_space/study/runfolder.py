@@ -22,10 +22,12 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from ..core.errors import RegNetSpaceError
-from ..core.io import TMP_PREFIX, check_folder
-from ..core.loading import open_regular, parse_json
 from ..core.spec import Spec
+from ..infra.atomic import TMP_PREFIX
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import parse_json
+from ..infra.paths import check_folder
+from ..infra.reading import open_regular
 from .data import DataSpec
 from .errors import StudyError
 from .recipe import Recipe
@@ -174,11 +176,11 @@ def run_identity(spec: Spec, recipe: Recipe, data: DataSpec) -> dict[str, Any]:
 def read_json_file(path: Path, what: str, limit: int = MAX_RESULT_BYTES) -> Any:
     """A JSON file of a run folder, read safely (regular file, bounded); StudyError otherwise."""
     try:
-        with open_regular(path, what, StudyError) as fh:
+        with open_regular(path, what, error=StudyError) as fh:
             raw = fh.read(limit + 1)
         if len(raw) > limit:
             raise StudyError(f"{path}: larger than {limit} bytes, not a {what}")
-        return parse_json(raw.decode("utf-8"), str(path), StudyError)
+        return parse_json(raw.decode("utf-8"), str(path), error=StudyError)
     except UnicodeDecodeError:
         raise StudyError(f"{path}: not UTF-8 text, not a {what}") from None
     except OSError as exc:

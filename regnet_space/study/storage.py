@@ -17,7 +17,9 @@ import secrets
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..core.io import TMP_PREFIX, atomic_write_text, check_folder
+from ..infra.atomic import TMP_PREFIX
+from ..infra.outputs import atomic_write_text
+from ..infra.paths import check_folder
 from .errors import StudyError
 from .runfolder import RunFiles, read_json_file
 

@@ -21,8 +21,10 @@ from typing import Annotated, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..core.errors import RegNetSpaceError
-from ..core.loading import format_errors, parse_yaml, read_text_file
+from ..core.validation import format_errors
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import parse_yaml
+from ..infra.reading import read_text_file
 from ..space.distributions import draw_choice, draw_range, range_or_choice
 from ..space.records import DesignRecord
 from ..space.sampling import sample

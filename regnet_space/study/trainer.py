@@ -34,8 +34,9 @@ from torch import Tensor, nn
 
 from ..core.errors import SpecError
 from ..core.generator import to_explicit
-from ..core.io import atomic_write_text, atomic_write_with, check_target
 from ..core.spec import Spec, dump_spec, spec_from_dict
+from ..infra.outputs import atomic_write_text, atomic_write_with
+from ..infra.paths import check_target
 from ..nn.model import RegNetForImageClassification, build_model
 from .data import DataSpec, check_data, num_classes
 from .errors import StudyError
@@ -646,7 +647,7 @@ def _step(
 
 def load_weights(run_dir: str | Path) -> RegNetForImageClassification:
     """The trained model of a run folder (or a `study best` folder): spec.yaml + weights."""
-    from ..core.spec import load_spec
+    from ..core.reader import load_spec
 
     folder = Path(run_dir)
     files = RunFiles(folder)
@@ -672,7 +673,7 @@ def evaluate_run(
 ) -> float:
     """Top-1 error (%) of a run folder's weights on `data`'s test split, at its recipe's test
     size: what the run recorded as its final error, measured again."""
-    from ..core.spec import load_spec
+    from ..core.reader import load_spec
     from .recipe import load_recipe
 
     folder = Path(run_dir)

@@ -1,4 +1,5 @@
-"""Text that reaches a terminal or a spreadsheet: control characters escaped, formulas inert."""
+"""Text that reaches a terminal, a spreadsheet or a message: controls escaped, formulas inert,
+users' values shortened."""
 
 from __future__ import annotations
 
@@ -21,6 +22,19 @@ def clean(text: str, multiline: bool = False) -> str:
     """`text` with control characters shown as `\\x1b`-style escapes (tabs and, when
     `multiline`, newlines kept), so that nothing printed can drive the terminal."""
     return (_CONTROL if multiline else _CONTROL_LINE).sub(_escape, text)
+
+
+def short(value: Any) -> str:
+    """A repr of a user value, at most 40 characters, safe for huge integers."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return "a very large integer"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def short_text(text: str, limit: int = 40) -> str:
+    """A user's text shortened to `limit` characters for a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def csv_cell(text: str) -> str:

@@ -1,4 +1,5 @@
-"""Reports: summaries of specs (analytic, no model built) as table, CSV, JSON or Markdown."""
+"""Spec summaries (analytic, no model built) and the tables the commands print: text, CSV,
+JSON or Markdown."""
 
 from __future__ import annotations
 
@@ -10,14 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .complexity import Complexity, Convention, count_plan
-from .errors import SpecError
-from .generator import Plan, plan
-from .limits import Format
-from .loading import is_space_file
-from .presets import SPEC_SUFFIXES, resolve
-from .spec import Spec, load_spec_file
-from .text import clean, csv_cell
+from ..core.complexity import Complexity, Convention, count_plan
+from ..core.errors import SpecError
+from ..core.generator import Plan, make_plan
+from ..core.limits import Format
+from ..core.presets import SPEC_SUFFIXES, resolve
+from ..core.reader import load_spec
+from ..core.spec import Spec, is_space_file
+from ..infra.text import clean, csv_cell
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def summarize(
     spec: Spec, source: str, input_size: int | None, convention: Convention
 ) -> SpecSummary:
     """Resolve and count one spec (at its own input size unless `input_size` is given)."""
-    p = plan(spec, input_size)
+    p = make_plan(spec, input_size)
     return SpecSummary(source, spec, p, count_plan(p, convention))
 
 
@@ -107,8 +108,7 @@ def summarize_paths(
 ) -> list[SpecSummary]:
     """Load, resolve and count every spec named by `inputs` (files or folders)."""
     return [
-        summarize(load_spec_file(p), str(p), input_size, convention)
-        for p in collect_spec_paths(inputs)
+        summarize(load_spec(p), str(p), input_size, convention) for p in collect_spec_paths(inputs)
     ]
 
 

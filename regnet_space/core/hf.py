@@ -1,24 +1,38 @@
-"""Hugging Face `RegNetConfig` fields <-> explicit specs, in plain Python (no transformers).
+"""Hugging Face RegNet configs <-> specs, in plain Python (no transformers, no torch).
 
-Shared by `interop.hf` (configs and config.json files) and `nn.model` (from_pretrained /
-save_pretrained). Hugging Face's rules: one `groups_width` for every stage, each stage with
-groups = max(1, width // groups_width); no bottleneck multiplier; SE ratio 0.25 in y layers.
-A config.json written by `save_pretrained` lists only the fields that differ from
+Everything this package knows of Hugging Face's configs and folder layout but the weights:
+`RegNetConfig`'s fields and defaults, config.json read and written, the snapshot folder's
+file names. `nn.hf` holds what needs torch or transformers (the weights, transformers' own
+RegNetConfig).
+
+Hugging Face's rules: one `groups_width` for every stage, each stage with groups =
+max(1, width // groups_width); no bottleneck multiplier; SE ratio 0.25 in y layers. A
+config.json written by `save_pretrained` lists only the fields that differ from
 `RegNetConfig`'s defaults, so a mapping with `model_type: regnet` takes those defaults.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import BuildError, RegNetSpaceError, SpecError
-from .loading import is_int, parse_json, read_text_file, short
-from .spec import ExplicitSpec, spec_from_dict
+from ..infra.errors import RegNetSpaceError
+from ..infra.parsing import is_int, parse_json
+from ..infra.reading import read_text_file
+from ..infra.text import short
+from .errors import BuildError, InteropError
+from .generator import Plan, make_plan
+from .spec import ExplicitSpec, Spec, spec_from_dict
 
-if TYPE_CHECKING:
-    from .generator import Plan
+# A snapshot folder (save_pretrained's output): its config, and where it keeps the weights,
+# in the order transformers looks.
+CONFIG_FILE = "config.json"
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin")
+# The keys that tell a Hugging Face config from a spec (none of them is a spec field).
+HF_KEYS = frozenset({"model_type", "hidden_sizes", "groups_width", "layer_type", "embedding_size"})
 
 # transformers' RegNetConfig defaults (the regnet-y-040 design) and PretrainedConfig's labels.
 HF_DEFAULTS: dict[str, Any] = {
@@ -42,7 +56,7 @@ def hf_fields(config: Mapping[str, Any], source: str = "<config>") -> dict[str, 
     """The RegNet fields of a config.json mapping (defaults filled in for model_type regnet)."""
     model_type = config.get("model_type", "regnet")
     if model_type != "regnet":
-        raise SpecError(f"{source}: model_type: expected regnet, got {short(model_type)}")
+        raise InteropError(f"{source}: model_type: expected regnet, got {short(model_type)}")
     data = {k: config[k] for k in HF_FIELDS if k in config}
     if "num_labels" not in data and isinstance(config.get("id2label"), Mapping):
         data["num_labels"] = len(config["id2label"])
@@ -55,20 +69,20 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
     """The explicit spec of Hugging Face RegNet fields (hidden_sizes, depths, groups_width...)."""
     for key in _REQUIRED:
         if key not in data:
-            raise SpecError(f"{source}: {key}: required field is missing")
+            raise InteropError(f"{source}: {key}: required field is missing")
     sizes, depths, gw = data["hidden_sizes"], data["depths"], data["groups_width"]
     for key, values in (("hidden_sizes", sizes), ("depths", depths)):
         if not isinstance(values, (list, tuple)) or not all(is_int(v) and v > 0 for v in values):
-            raise SpecError(f"{source}: {key}: expected a list of positive integers")
+            raise InteropError(f"{source}: {key}: expected a list of positive integers")
     if len(sizes) != len(depths) or not sizes:
-        raise SpecError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
+        raise InteropError(f"{source}: depths: {len(depths)} entries for {len(sizes)} sizes")
     if not is_int(gw) or gw < 1:
-        raise SpecError(f"{source}: groups_width: expected a positive integer, got {short(gw)}")
+        raise InteropError(f"{source}: groups_width: expected a positive integer, got {short(gw)}")
     stages = []
     for i, (width, depth) in enumerate(zip(sizes, depths, strict=True)):
         groups = max(1, width // gw)  # Hugging Face's rule
         if width % groups:
-            raise SpecError(
+            raise InteropError(
                 f"{source}: hidden_sizes[{i}]: {width} channels do not split into {groups} groups"
             )
         stages.append({"width": width, "depth": depth, "group_width": width // groups})
@@ -88,7 +102,7 @@ def spec_from_hf_fields(data: Mapping[str, Any], name: str, source: str) -> Expl
         fields["se_ratio"] = 0.25
     spec = spec_from_dict(fields, source)
     if not isinstance(spec, ExplicitSpec):  # pragma: no cover - `stages` is always given
-        raise SpecError(f"{source}: expected explicit stages")
+        raise InteropError(f"{source}: expected explicit stages")
     return spec
 
 
@@ -126,14 +140,6 @@ def hf_config_json(fields: Mapping[str, Any], architecture: str) -> dict[str, An
     return data
 
 
-def read_config_json(path: Path, error: type[RegNetSpaceError] = SpecError) -> dict[str, Any]:
-    """A config.json file's object, read with the safe JSON reader's limits."""
-    data = parse_json(read_text_file(path, what="config.json"), str(path), error)
-    if not isinstance(data, dict):
-        raise error(f"{path}: expected a JSON object")
-    return data
-
-
 def _hf_refusal(plan: Plan) -> str | None:
     """The first switch Hugging Face's RegNet has no field for, with its value; None if none.
 
@@ -168,36 +174,8 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
     (groups = max(1, width // groups_width)), stride 2 in every stage but the first and
     SE width round(in_width / 4); a plan outside that raises BuildError naming the reason.
     """
-    if plan.block not in ("x", "y"):
-        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
-    if plan.stem != "imagenet":
-        kind = " (stride-1 stem)" if plan.stem == "cifar" else ""
-        raise BuildError(
-            f"{plan.name}: stem: {plan.stem}{kind}; Hugging Face RegNet has only the "
-            "stride-2 ImageNet stem"
-        )
-    why = _hf_refusal(plan)
-    if why is not None:
-        raise BuildError(f"{plan.name}: {why}; Hugging Face's RegNet cannot express it")
-    if plan.block == "y" and plan.se_ratio != 0.25:
-        raise BuildError(
-            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
-        )
-    if plan.block == "x" and plan.se_ratio != 0:
-        raise BuildError(
-            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
-        )
-    for st in plan.stages:
-        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has bottleneck multiplier "
-                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
-            )
-        if st.index > 0 and st.stride != 2:
-            raise BuildError(
-                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
-                "uses stride 2 in every stage but the first"
-            )
+    _check_hf_layers(plan)
+    _check_hf_stages(plan)
     # Every shared groups_width that gives each stage its groups is a candidate; the
     # largest stage group width is preferred (the published configs use it).
     groups_width = hf_groups_width(
@@ -222,3 +200,99 @@ def hf_config_kwargs(plan: Plan) -> dict[str, Any]:
         "downsample_in_first_stage": plan.stages[0].stride == 2,
         "num_labels": plan.num_classes,
     }
+
+
+def _check_hf_layers(plan: Plan) -> None:
+    """Refuse a block, stem, switch or SE ratio Hugging Face's x and y layers do not have."""
+    if plan.block not in ("x", "y"):
+        raise BuildError(f"{plan.name}: block type {plan.block!r} has no Hugging Face layer_type")
+    if plan.stem != "imagenet":
+        kind = " (stride-1 stem)" if plan.stem == "cifar" else ""
+        raise BuildError(
+            f"{plan.name}: stem: {plan.stem}{kind}; Hugging Face RegNet has only the "
+            "stride-2 ImageNet stem"
+        )
+    why = _hf_refusal(plan)
+    if why is not None:
+        raise BuildError(f"{plan.name}: {why}; Hugging Face's RegNet cannot express it")
+    if plan.block == "y" and plan.se_ratio != 0.25:
+        raise BuildError(
+            f"{plan.name}: Hugging Face y layers use se_ratio 0.25, the plan has {plan.se_ratio}"
+        )
+    if plan.block == "x" and plan.se_ratio != 0:
+        raise BuildError(
+            f"{plan.name}: Hugging Face x layers have no SE (se_ratio {plan.se_ratio})"
+        )
+
+
+def _check_hf_stages(plan: Plan) -> None:
+    """Refuse a bottleneck multiplier or a stride Hugging Face's stages do not have."""
+    for st in plan.stages:
+        if st.bottleneck_multiplier != 1 or st.bottleneck_width != st.width:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has bottleneck multiplier "
+                f"{st.bottleneck_multiplier}; Hugging Face RegNet supports only 1"
+            )
+        if st.index > 0 and st.stride != 2:
+            raise BuildError(
+                f"{plan.name}: stage {st.index} has stride {st.stride}; Hugging Face RegNet "
+                "uses stride 2 in every stage but the first"
+            )
+
+
+@dataclass(frozen=True)
+class HfRegNetConfig:
+    """The fields of a transformers `RegNetConfig` (explicit stages, one shared group width)."""
+
+    hidden_sizes: tuple[int, ...]
+    depths: tuple[int, ...]
+    groups_width: int
+    layer_type: str
+    num_channels: int = 3
+    embedding_size: int = 32
+    hidden_act: str = "relu"
+    downsample_in_first_stage: bool = True
+    num_labels: int = 1000
+
+    def as_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments of `transformers.RegNetConfig` (lists, not tuples)."""
+        data = dataclasses.asdict(self)
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in data.items()}
+
+
+def hf_config_from_spec(spec: Spec) -> HfRegNetConfig:
+    """The Hugging Face config that builds the same network (BuildError if it cannot)."""
+    kw = hf_config_kwargs(make_plan(spec))
+    return HfRegNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in kw.items()})
+
+
+def is_hf_config(data: Any) -> bool:
+    """Whether parsed data or an object is a Hugging Face config (a mapping with one of its
+    keys, or a `RegNetConfig`-like object)."""
+    if isinstance(data, Mapping):
+        return bool(HF_KEYS & set(data))
+    return hasattr(data, "model_type") and hasattr(data, "hidden_sizes")
+
+
+def spec_from_hf_config(
+    config: Mapping[str, Any] | Any, name: str = "hf-regnet", source: str = "<config>"
+) -> ExplicitSpec:
+    """The explicit spec of a Hugging Face RegNet config (mapping or `RegNetConfig`)."""
+    if not isinstance(config, Mapping):
+        names = [f.name for f in dataclasses.fields(HfRegNetConfig)]
+        config = {k: getattr(config, k) for k in (*names, "model_type") if hasattr(config, k)}
+    return spec_from_hf_fields(hf_fields(config, source), name, source)
+
+
+def read_hf_config(path: Path, *, error: type[RegNetSpaceError]) -> dict[str, Any]:
+    """A config.json file's object, read with the safe JSON reader's limits."""
+    data = parse_json(read_text_file(path, CONFIG_FILE, error=error), str(path), error=error)
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected a JSON object")
+    return data
+
+
+def hf_config_name(path: Path) -> str:
+    """The name a config file's spec gets: its snapshot folder's for config.json, else its own."""
+    name = path.parent.name if path.name == CONFIG_FILE and path.parent.name else path.stem
+    return name or "hf-regnet"

@@ -6,8 +6,8 @@ GROUP_WS); both with STEM_TYPE (simple_stem_in, res_stem_cifar, res_stem_in), BL
 (res_bottleneck_block, res_bottleneck_linear_block; anynet also vanilla_block and
 res_basic_block) and HEAD_W. Other model types and values are refused with one line naming
 the key. pycls's SE uses the model's activation (ACTIVATION_FUN), so the spec's se_activation
-is it. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. YAML is read
-with the package's one safe loader (no aliases or duplicate keys; size and depth limits).
+is it. Defaults are pycls's own (pycls/core/config.py), NUM_CLASSES 10 included. Plain Python:
+files reach it through the one spec reader (`core.reader`).
 """
 
 from __future__ import annotations
@@ -18,15 +18,15 @@ from typing import Any
 
 import yaml
 
-from ..core.blocks import peer_refusal
-from ..core.generator import plan as make_plan
-from ..core.generator import to_explicit
-from ..core.loading import is_int, is_number, parse_yaml, read_text_file, short, yaml_comment
-from ..core.spec import ParametricSpec, Spec
-from .common import InteropError, validated_spec
+from ..infra.dumping import yaml_comment
+from ..infra.parsing import is_int, is_number, parse_yaml
+from ..infra.text import short
+from .blocks import peer_refusal
+from .errors import InteropError, SpecError
+from .generator import make_plan, to_explicit
+from .spec import ParametricSpec, Spec, spec_from_dict
 
 __all__ = [
-    "load_pycls_yaml",
     "pycls_yaml_from_spec",
     "spec_from_pycls_dict",
     "spec_from_pycls_yaml",
@@ -149,7 +149,7 @@ _MODEL_KEYS = {
 
 def spec_from_pycls_yaml(text: str, source: str = "<pycls yaml>", name: str | None = None) -> Spec:
     """The spec of a pycls config: MODEL.TYPE regnet (parametric) or anynet (explicit)."""
-    data = parse_yaml(text, source, "pycls config", InteropError)  # the one safe loader
+    data = parse_yaml(text, source, "pycls config", error=SpecError)
     return spec_from_pycls_dict(data, source, name)
 
 
@@ -225,7 +225,7 @@ def _pycls_regnet(sec: _Section, common: dict[str, Any]) -> Spec:
         "group_width": sec.integer("GROUP_W"),
         "bottleneck_multiplier": sec.number("BOT_MUL"),
     }
-    return validated_spec(fields, sec.source)
+    return spec_from_dict(fields, sec.source)
 
 
 def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
@@ -252,13 +252,7 @@ def _pycls_anynet(sec: _Section, common: dict[str, Any]) -> Spec:
         | ({} if full else {"group_width": g, "bottleneck_multiplier": b})
         for d, w, s, b, g in zip(depths, widths, strides, bms, gws, strict=True)
     ]
-    return validated_spec(fields | {"stages": stages}, sec.source)
-
-
-def load_pycls_yaml(path: str | Path, name: str | None = None) -> Spec:
-    """The spec of a pycls config file (the model zoo's YAML files); named after the file."""
-    p = Path(path)
-    return spec_from_pycls_yaml(read_text_file(p, what="pycls config"), str(p), name)
+    return spec_from_dict(fields | {"stages": stages}, sec.source)
 
 
 def pycls_yaml_from_spec(spec: Spec) -> str:
@@ -281,51 +275,58 @@ def pycls_yaml_from_spec(spec: Spec) -> str:
     )
     head = {"HEAD_W": spec.head_width} if spec.head_width else {}
     if isinstance(spec, ParametricSpec):
-        if spec.rounding == "torchvision" or (
-            spec.rounding == "timm"
-            and make_plan(spec).stages
-            != make_plan(spec.model_copy(update={"rounding": "pycls"})).stages
-        ):
-            raise InteropError(
-                f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
-                f"different network from rounding {spec.rounding}"
-            )
-        if spec.q != 8:
-            raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
-        if not spec.downsample_in_first_stage:
-            raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
-        regnet: dict[str, Any] = {
-            **se,
-            "DEPTH": spec.depth,
-            "W0": spec.w0,
-            "WA": spec.wa,
-            "WM": spec.wm,
-            "GROUP_W": spec.group_width,
-        }
-        if spec.bottleneck_multiplier != 1:
-            regnet["BOT_MUL"] = spec.bottleneck_multiplier
-        if spec.stem_width != 32:
-            regnet["STEM_W"] = spec.stem_width
-        if spec.stem != "imagenet":
-            regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
-        if block_type != "res_bottleneck_block":
-            regnet["BLOCK_TYPE"] = block_type
-        body = {"MODEL": model, "REGNET": regnet | head}
+        body = {"MODEL": model, "REGNET": _regnet_section(spec, block_type, se) | head}
     else:
-        explicit = to_explicit(spec)
-        model["TYPE"] = "anynet"
-        full = spec.block in ("vanilla", "basic")  # pycls takes no bottleneck or groups there
-        anynet = {
-            "STEM_TYPE": _STEM_TYPES[explicit.stem],
-            "STEM_W": explicit.stem_width,
-            "BLOCK_TYPE": block_type,
-            "DEPTHS": [s.depth for s in explicit.stages],
-            "WIDTHS": [s.width for s in explicit.stages],
-            "STRIDES": list(explicit.strides()),
-            "BOT_MULS": [] if full else [s.bottleneck_multiplier for s in explicit.stages],
-            "GROUP_WS": [] if full else [s.group_width for s in explicit.stages],
-            **se,
-            **head,
-        }
-        body = {"MODEL": model, "ANYNET": anynet}
+        anynet = _anynet_section(spec, block_type, se) | head
+        body = {"MODEL": model | {"TYPE": "anynet"}, "ANYNET": anynet}
     return yaml_comment(spec.name) + yaml.safe_dump(body, sort_keys=False)
+
+
+def _regnet_section(spec: ParametricSpec, block_type: str, se: dict[str, Any]) -> dict[str, Any]:
+    """The REGNET section of a parametric spec (pycls's defaults left out)."""
+    as_pycls = spec.model_copy(update={"rounding": "pycls"})
+    if spec.rounding == "torchvision" or (
+        spec.rounding == "timm" and make_plan(spec).stages != make_plan(as_pycls).stages
+    ):
+        raise InteropError(
+            f"{spec.name}: rounding: pycls has only its own (float64) rule, which builds a "
+            f"different network from rounding {spec.rounding}"
+        )
+    if spec.q != 8:
+        raise InteropError(f"{spec.name}: q: pycls quantizes widths to 8, got {spec.q}")
+    if not spec.downsample_in_first_stage:
+        raise InteropError(f"{spec.name}: downsample_in_first_stage: pycls strides every stage")
+    regnet: dict[str, Any] = {
+        **se,
+        "DEPTH": spec.depth,
+        "W0": spec.w0,
+        "WA": spec.wa,
+        "WM": spec.wm,
+        "GROUP_W": spec.group_width,
+    }
+    if spec.bottleneck_multiplier != 1:
+        regnet["BOT_MUL"] = spec.bottleneck_multiplier
+    if spec.stem_width != 32:
+        regnet["STEM_W"] = spec.stem_width
+    if spec.stem != "imagenet":
+        regnet["STEM_TYPE"] = _STEM_TYPES[spec.stem]
+    if block_type != "res_bottleneck_block":
+        regnet["BLOCK_TYPE"] = block_type
+    return regnet
+
+
+def _anynet_section(spec: Spec, block_type: str, se: dict[str, Any]) -> dict[str, Any]:
+    """The ANYNET section of a spec's explicit stages."""
+    explicit = to_explicit(spec)
+    full = spec.block in ("vanilla", "basic")  # pycls takes no bottleneck or groups there
+    return {
+        "STEM_TYPE": _STEM_TYPES[explicit.stem],
+        "STEM_W": explicit.stem_width,
+        "BLOCK_TYPE": block_type,
+        "DEPTHS": [s.depth for s in explicit.stages],
+        "WIDTHS": [s.width for s in explicit.stages],
+        "STRIDES": list(explicit.strides()),
+        "BOT_MULS": [] if full else [s.bottleneck_multiplier for s in explicit.stages],
+        "GROUP_WS": [] if full else [s.group_width for s in explicit.stages],
+        **se,
+    }
