@@ -48,13 +48,16 @@ next designs of the same sample; a database of a different study is refused (exe
 retries, storage, keep and trial_timeout may change between runs, nothing else). One driver
 holds a database at a time (a second gets exit status 2 naming the holder). Each event is
 committed on its own, so Ctrl-C or kill -9 loses no finished trial or epoch.
+Several study files (the design-space progression: examples/progression/*.yaml) are all
+checked first, then run one after another, each into <its stem>.db in the current folder.
 Exit status: 0 when every trial is done, 1 when some failed or remain, 2 for bad input."""
 
 RUN_EPILOG = """\
 examples:
   regnet-space study run examples/study-digits.yaml
   regnet-space study run examples/study-digits.yaml --workers 2 --db runs/digits.db
-  regnet-space study run examples/study-cifar10.yaml --executor ray --address auto"""
+  regnet-space study run examples/study-cifar10.yaml --executor ray --address auto
+  regnet-space study run examples/progression/*.yaml     # six studies, six databases"""
 
 
 def _positive_int(text: str) -> int:
@@ -91,8 +94,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=RUN_DESCRIPTION,
         epilog=RUN_EPILOG,
     )
-    r.add_argument("study_file", metavar="STUDYFILE", help="study file (YAML)")
-    r.add_argument("--db", metavar="PATH", help="study database (default: <STUDYFILE stem>.db)")
+    r.add_argument(
+        "study_files",
+        nargs="+",
+        metavar="STUDYFILE",
+        help="study file (YAML); several run one after another, each into <stem>.db",
+    )
+    r.add_argument(
+        "--db", metavar="PATH", help="study database (one STUDYFILE; default: <STUDYFILE stem>.db)"
+    )
     r.add_argument(
         "--executor",
         choices=("local", "ray"),
@@ -124,7 +134,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--json",
         action="store_true",
-        help="print the summary as one JSON object (Ray's own output goes to a log file)",
+        help="print the summary as one JSON object, a list of them for several STUDYFILEs "
+        "(Ray's own output goes to a log file)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress line, no summary text")
     r.set_defaults(func=run_run)
@@ -228,22 +239,40 @@ def duration(seconds: float | None) -> str:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Resolve the study file, then run or resume it."""
+    """Resolve every study file, then run or resume each in turn."""
     from ..study.driver import check_executor
+    from ..study.errors import StudyError
     from ..study.studyfile import default_db_path, resolve
 
-    study = resolve(args.study_file)
-    executor = _executor(args, study.file.executor)
-    check_executor(executor.kind)  # imports Ray before its output is routed away
-    db = Path(args.db) if args.db else default_db_path(args.study_file)
-    if executor.kind != "ray":
-        summary = _run_with_progress(study, db, executor, args, sys.stderr, None)
-    else:
-        storage = study.storage(db)
-        with _ray_output_to(storage) as (terminal, log):
-            summary = _run_with_progress(study, db, executor, args, terminal, log)
-    _print_summary(study.name, summary, db, args)
-    return 0 if summary.done == summary.total else 1
+    files = args.study_files
+    if args.db and len(files) > 1:
+        raise StudyError("--db names one database: with several study files each writes "
+                         "<study file stem>.db in the current folder")  # fmt: skip
+    dbs = [Path(args.db) if args.db else default_db_path(f) for f in files]
+    for i, db in enumerate(dbs):
+        if db in dbs[:i]:
+            raise StudyError(f"{files[dbs.index(db)]} and {files[i]} would both write {db}")
+    # Every file is checked (space, designs, recipe, data, executor) before the first runs.
+    plans = []
+    for f, db in zip(files, dbs, strict=True):
+        study = resolve(f)
+        executor = _executor(args, study.file.executor)
+        check_executor(executor.kind)  # imports Ray before its output is routed away
+        plans.append((study, executor, db))
+    summaries = []
+    for study, executor, db in plans:
+        if executor.kind != "ray":
+            summary = _run_with_progress(study, db, executor, args, sys.stderr, None)
+        else:
+            with _ray_output_to(study.storage(db)) as (terminal, log):
+                summary = _run_with_progress(study, db, executor, args, terminal, log)
+        summaries.append(summary)
+        if not args.json:
+            _print_summary(study.name, summary, db, args)
+    if args.json:
+        out = [_summary_dict(s) for s in summaries]
+        sys.stdout.write(json.dumps(out[0] if len(out) == 1 else out) + "\n")
+    return 0 if all(s.done == s.total for s in summaries) else 1
 
 
 def _run_with_progress(
@@ -321,11 +350,11 @@ def _ray_output_to(storage: Path) -> Iterator[tuple[Any, Path]]:
         terminal.close()
 
 
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+
+
 def _print_summary(name: str, summary: Any, db: Path, args: argparse.Namespace) -> None:
-    if args.json:
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
-        sys.stdout.write(json.dumps(out) + "\n")
-        return
     if args.quiet:
         return
     head = (
