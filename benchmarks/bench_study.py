@@ -347,7 +347,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.scale:
         return scale(args.scale, args.pending, args.repeat)
     if args.asha:
-        factor = args.reduction_factor
+        factor = float(args.reduction_factor)
         factor = int(factor) if factor.is_integer() else factor
         return asha(args.designs, args.grace_epochs, factor, args.keep)
     with tempfile.TemporaryDirectory() as d:
