@@ -27,6 +27,15 @@ scheduling, the waits for workers excluded), its start-up (resolving the N-desig
 file, checking and opening the database) amortized over N, against < 0.05 s per trial.
 
     python benchmarks/bench_study.py --scale 100000       # about 3 minutes on 2 cores
+
+Early stopping (`--asha`): the same 64 designs (RegNetX-CIFAR, 1-3 MF at 8 px, the shipped
+recipes/digits-8px.yaml: 5 epochs on digits, 2 local workers) trained to the end and under
+ASHA (Ray Tune's defaults: grace 1 epoch, reduction factor 4), each into its own database.
+Prints the best error each found (ASHA's among the trials it trained to the end), the
+trial-epochs each spent and their ratio, against the goal: within 1 point of full training's
+best at no more than 40 % of its epochs. The databases are kept with `--keep DIR`.
+
+    python benchmarks/bench_study.py --asha               # 64 + about 20 trial-equivalents
 """
 
 from __future__ import annotations
@@ -45,6 +54,7 @@ from regnet_space.study.driver import run_study
 from regnet_space.study.studyfile import LocalExecutorConfig, RayExecutorConfig, resolve
 
 GOAL = 0.5  # seconds per trial, amortized
+ASHA_POINTS, ASHA_EPOCHS = 1.0, 0.40  # within 1 point of the best, at <= 40 % of the epochs
 
 ROOT = Path(__file__).resolve().parents[1]
 # The study tests' tiny space: designs that train in a second, so the overhead shows.
@@ -253,8 +263,67 @@ def scale(n: int, pending: int, repeat: int) -> int:
     return 0
 
 
+def _asha_study(folder: Path, name: str, n: int, scheduler: dict) -> Path:
+    """The 64-design digits study (shipped space and recipe), with or without a scheduler."""
+    path = folder / f"{name}.yaml"
+    study = {
+        "name": name,
+        "space": str(ROOT / "specs/spaces/regnetx-cifar.yaml"),
+        "n": n,
+        "seed": 0,
+        "constraints": {"flops": "1M:3M"},
+        "recipe": str(ROOT / "recipes/digits-8px.yaml"),
+        "data": {"name": "digits"},
+        "executor": {"kind": "local", "workers": 2},
+        "scheduler": scheduler,
+    }
+    path.write_text(yaml.safe_dump(study, sort_keys=False))
+    return path
+
+
+def asha(n: int, grace: int, factor: float, keep: Path | None) -> int:
+    """Full training against ASHA on the same designs: best error and trial-epochs."""
+    from regnet_space.analysis.studydb import read_study_db
+
+    folder = keep or Path(tempfile.mkdtemp(prefix="bench-asha-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    runs = {}
+    schedulers = {
+        "full": {"kind": "none"},
+        "asha": {"kind": "asha", "grace_epochs": grace, "reduction_factor": factor},
+    }
+    for name, scheduler in schedulers.items():
+        study = resolve(_asha_study(folder, name, n, scheduler))
+        t0 = time.perf_counter()
+        run_study(study, folder / f"{name}.db", study.file.executor)
+        wall = time.perf_counter() - t0
+        db = read_study_db(folder / f"{name}.db")
+        done = db.done()
+        epochs = sum(t.epochs or 0 for t in db.trials)
+        runs[name] = (done[0].error, epochs, wall, db.counts())
+        print(
+            f"{name}: best {done[0].error:.2f} % ({done[0].name}), {epochs} trial-epochs, "
+            f"{len(done)} trained to the end, {db.counts()['stopped']} stopped, wall {wall:.0f} s"
+        )
+    (best_full, epochs_full, _, _), (best_asha, epochs_asha, _, _) = runs["full"], runs["asha"]
+    gap, ratio = best_asha - best_full, epochs_asha / epochs_full
+    met = gap <= ASHA_POINTS and ratio <= ASHA_EPOCHS
+    print(
+        f"ASHA / full: best error {best_asha:.2f} % vs {best_full:.2f} % ({gap:+.2f} points), "
+        f"trial-epochs {epochs_asha} / {epochs_full} = {ratio:.3f} "
+        f"({'meets' if met else 'misses'} the goal: <= {ASHA_POINTS:g} point at <= "
+        f"{ASHA_EPOCHS:.0%} of the epochs)"
+    )
+    if keep is None:
+        import shutil
+
+        shutil.rmtree(folder)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the study on each executor and print the overhead figures (or the scale figures)."""
+    """Run the study on each executor and print the overhead figures (or the scale figures,
+    or the early-stopping comparison)."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--trials", type=int, default=32, help="tiny 1-epoch trials (32)")
     p.add_argument("--slots", type=int, default=2, help="trials at once (2)")
@@ -269,9 +338,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--pending", type=int, default=64, help="scale: trials left to train (64)")
     p.add_argument("--repeat", type=int, default=3, help="scale: runs of each command (3)")
+    p.add_argument("--asha", action="store_true", help="full training against ASHA")
+    p.add_argument("--designs", type=int, default=64, help="asha: designs (64)")
+    p.add_argument("--grace-epochs", type=int, default=1, help="asha: first rung (1)")
+    p.add_argument("--reduction-factor", type=float, default=4, help="asha: (4)")
+    p.add_argument("--keep", type=Path, help="asha: keep the two databases in this folder")
     args = p.parse_args(argv)
     if args.scale:
         return scale(args.scale, args.pending, args.repeat)
+    if args.asha:
+        factor = float(args.reduction_factor)
+        factor = int(factor) if factor.is_integer() else factor
+        return asha(args.designs, args.grace_epochs, factor, args.keep)
     with tempfile.TemporaryDirectory() as d:
         folder = Path(d)
         study = resolve(_study(folder, args.trials))

@@ -107,7 +107,7 @@ def test_ctrl_c_then_kill_9_then_resume(tmp_path: Path) -> None:
     result = run_cli("study", "run", str(study), "--db", str(db), "--json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     final = read_study_db(db)
-    assert final.counts() == {"pending": 0, "running": 0, "done": 6, "failed": 0}
+    assert final.counts() == {"pending": 0, "running": 0, "done": 6, "failed": 0, "stopped": 0}
     assert [t.id for t in final.trials] == list(range(6))
     for t in final.trials:
         assert t.attempts == 1  # each trial finished exactly once, before or after the kill

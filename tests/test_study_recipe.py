@@ -30,7 +30,7 @@ BASE: dict[str, Any] = {
 
 def test_shipped_recipes_load_and_state_the_lr_rule() -> None:
     names = sorted(p.stem for p in RECIPES.glob("*.yaml"))
-    assert names == ["cifar10", "digits", "imagenet-10ep"]
+    assert names == ["cifar10", "digits", "digits-8px", "imagenet-10ep"]
     for path in RECIPES.glob("*.yaml"):
         recipe = load_recipe(path)
         assert recipe.name == path.stem

@@ -35,7 +35,7 @@ def local_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_local_run_records_every_trial(local_run: Path) -> None:
     db = read_study_db(local_run)
-    assert db.counts() == {"pending": 0, "running": 0, "done": 4, "failed": 0}
+    assert db.counts() == {"pending": 0, "running": 0, "done": 4, "failed": 0, "stopped": 0}
     for t in db.trials:
         assert t.attempts == 1 and t.message is None and t.device == "cpu"
         assert t.epochs == 1 and len(t.curve) == 1 and t.curve[0]["test_error"] == t.error

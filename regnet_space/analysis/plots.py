@@ -327,7 +327,9 @@ def trial_rows(study: ResultSet) -> tuple[list[str], list[list[tuple[str, str]]]
     others = [k for s in study.spaces for k in s.parameters if k not in varying]
     params = varying + list(dict.fromkeys(others))
     unit = f" ({study.unit})" if study.unit else ""
-    headers = ["space", "model", f"{study.metric}{unit}", *COMPLEXITY, *params]
+    flagged = any(s.flags for s in study.spaces)  # study trials: stopped early, diverged
+    headers = ["space", "model", f"{study.metric}{unit}", *(["flags"] if flagged else [])]
+    headers += [*COMPLEXITY, *params]
     rows = []
     for s in study.spaces:
         metric = np.asarray(s.metric)
@@ -335,6 +337,9 @@ def trial_rows(study: ResultSet) -> tuple[list[str], list[list[tuple[str, str]]]
         for i in order.tolist():
             row = [(s.label, s.label), (s.names[i], s.names[i])]
             row.append((f"{metric[i]:.4g}", _number_key(metric[i])))
+            if flagged:
+                flag = s.flags[i] if s.flags else ""
+                row.append((flag, flag))
             row += [(fmt(s.complexity[k][i]), _number_key(s.complexity[k][i])) for k in COMPLEXITY]
             for k in params:
                 v = s.parameters.get(k, (math.nan,) * s.n)[i]
@@ -382,6 +387,7 @@ def _header(study: ResultSet) -> list[str]:
         line += f". Spaces split by {e(study.split)}"
     sizes = ", ".join(f"{e(s.label)}: n = {s.n}" for s in study.spaces)
     parts.append(f"<p>{line}. Models per space: {sizes}.</p>")
+    parts += [f"<p class='warning'>{e(n)}.</p>" for n in study.notes]
     return parts
 
 
@@ -414,9 +420,10 @@ def _pairs_section(study: ResultSet, a: Analysis) -> list[str]:
     if not a.comparisons:
         return []
     e = html.escape
+    which = "Each pair" if a.pairs == "all" else "Each space against the one before it"
     return [
         "<h2>Do the spaces differ?</h2>",
-        f"<p class='note'>Each pair: the two-sample Kolmogorov-Smirnov test of "
+        f"<p class='note'>{which}: the two-sample Kolmogorov-Smirnov test of "
         f"{e(a.metric)} (D: the largest gap between the EDFs); the same on EDFs normalized "
         f"on the pair's shared {e(a.normalize_by)} range, its p-value from "
         f"{a.resamples:,} bootstrap draws within complexity bins (seed {a.seed}); and "

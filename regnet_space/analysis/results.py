@@ -33,7 +33,16 @@ from ..infra.reading import open_regular
 from ..infra.text import short as short_repr
 from ..space.bulk import count_specs
 from .filters import Filter, as_number, parse_filter, resolve_field
-from .studydb import RECIPE_PREFIX, StudyDb, analysis_records, is_study_db, read_study_db
+from .studydb import (
+    RECIPE_PREFIX,
+    StudyDb,
+    analysis_records,
+    diverged_rule,
+    is_study_db,
+    read_study_db,
+    scheduler_of,
+    scheduler_text,
+)
 
 REGNET_FIELDS = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 STAGE_KEYS = (("d", "depth"), ("w", "width"), ("g", "group_width"), ("bm", "bottleneck_multiplier"))
@@ -58,6 +67,7 @@ class SpaceModels:
     metric: tuple[float, ...]
     parameters: Mapping[str, tuple[float, ...]]  # parameter -> value per model (nan: absent)
     complexity: Mapping[str, tuple[float, ...]]  # flops, params, acts per model
+    flags: tuple[str, ...] = ()  # per model: "", "diverged", "stopped", "stopped, diverged"
 
     @property
     def n(self) -> int:
@@ -87,6 +97,7 @@ class ResultSet:
     filters: tuple[str, ...] = ()  # the filters applied, as written
     split: str | None = None  # the field spaces were split by
     inputs: tuple[InputFile, ...] = ()
+    notes: tuple[str, ...] = ()  # what a reader must know about the inputs (left out, flagged)
 
 
 @dataclass(frozen=True)
@@ -399,14 +410,41 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
     return out
 
 
-def _read_db(p: Path, allow_synthetic: bool) -> tuple[list[Record], StudyDb]:
+def _read_db(p: Path, allow_synthetic: bool, include_stopped: bool) -> tuple[list[Record], StudyDb]:
     db = read_study_db(p)
-    rows = analysis_records(db, allow_synthetic)
+    rows = analysis_records(db, allow_synthetic, include_stopped)
     return [Record(f"{p}: trial {r['id']}", r) for r in rows], db
 
 
+def db_notes(db: StudyDb, include_stopped: bool) -> list[str]:
+    """The stopped trials left out (or kept) and the diverged ones, one line each."""
+    counts = db.counts()
+    notes = []
+    if counts["stopped"] and not include_stopped:
+        notes.append(
+            f"{db.path}: {counts['stopped']} trial(s) stopped early by the scheduler left out "
+            "(not trained to the end; --include-stopped keeps them)"
+        )
+    elif counts["stopped"]:
+        notes.append(
+            f"{db.path}: {counts['stopped']} trial(s) stopped early by the scheduler included "
+            "(--include-stopped): their errors are of fewer epochs"
+        )
+    flagged = [t for t in db.diverged() if t.state == "done" or include_stopped]
+    if flagged:
+        names = ", ".join(t.name for t in flagged[:10]) + (", ..." if len(flagged) > 10 else "")
+        classes = db.meta.get("classes", "")
+        rule = f" ({diverged_rule(int(classes))})" if classes.isdigit() else ""
+        notes.append(
+            f"{db.path}: {len(flagged)} trial(s) diverged{rule}: {names}; their errors "
+            "measure the optimizer, not the design (--filter diverged!=true leaves them out)"
+        )
+    return notes
+
+
 def study_facts(db: StudyDb) -> dict[str, str]:
-    """What a study database records about its trials: space, recipe, data, constraints."""
+    """What a study database records about its trials: space, recipe, data, constraints,
+    scheduler, trials by state and the diverged ones."""
     try:
         study = json.loads(db.meta.get("study", ""))
     except json.JSONDecodeError:
@@ -427,8 +465,17 @@ def study_facts(db: StudyDb) -> dict[str, str]:
         or "the space's own",
         "search": ", ".join(f"{k} {_search_text(v)}" for k, v in search.items()) or "none",
     }
+    sched = scheduler_of(db.meta)
+    if sched["kind"] != "none":
+        facts["scheduler"] = scheduler_text(sched)
     counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
     facts["trials"] = counts or "none"
+    if any(t.diverged is not None for t in db.trials):
+        flagged = db.diverged()
+        shown = ", ".join(t.name for t in flagged[:10]) + (", ..." if len(flagged) > 10 else "")
+        facts["diverged"] = f"{len(flagged)}: {shown}" if flagged else "none"
+    else:
+        facts["diverged"] = "not judged (a schema-1 database; `study run` upgrades it)"
     return facts
 
 
@@ -499,12 +546,15 @@ def _read_input(
     sample_path: Path | None,
     cache: dict[Path, list[Record]],
     allow_synthetic: bool,
-) -> tuple[list[Record], str, dict[str, str]]:
+    include_stopped: bool,
+) -> tuple[list[Record], str, dict[str, str], list[str]]:
     """One results file's records (joined with its sample file when they carry no design),
-    the kind of file and what it records about its models."""
+    the kind of file, what it records about its models and what a reader must know."""
+    notes: list[str] = []
     if is_study_db(p):
-        recs, db = _read_db(p, allow_synthetic)
+        recs, db = _read_db(p, allow_synthetic, include_stopped)
         kind, facts = "study database", study_facts(db)
+        notes = db_notes(db, include_stopped)
     else:
         recs = read_records(p)
         kind, facts = "results file", _file_facts(recs)
@@ -523,7 +573,7 @@ def _read_input(
         if sample_path not in cache:
             cache[sample_path] = read_records(sample_path)
         recs = _join(recs, cache[sample_path], str(p))
-    return recs, kind, facts
+    return recs, kind, facts, notes
 
 
 def _label(rec: Record, given: str | None, default: str) -> str:
@@ -546,15 +596,16 @@ def load_study(
     allow_synthetic: bool = False,
     filters: Sequence[str | Filter] = (),
     split: str | None = None,
+    include_stopped: bool = False,
 ) -> ResultSet:
     """Read result files (joined with sample files where needed) into a result set, by space.
 
     A study database (`regnet-space study run`) is read directly: its finished trials, as
-    `study export` writes them (synthetic-data trials only with allow_synthetic).
+    `study export` writes them (synthetic-data trials only with allow_synthetic; trials its
+    scheduler stopped early only with include_stopped).
     Spaces: the given labels (one per results file), else a `space` column, else file names;
     with `split`, each space divided by that field's values ("LABEL FIELD=VALUE").
-    Samples: none, one for every results file, or one per results file.
-    Filters (`FIELD OP VALUE`, see `filters`) keep the records that pass them all.
+    Samples: none, one for all, or one per results file. Filters keep what passes them all.
     """
     parsed = [f if isinstance(f, Filter) else parse_filter(f) for f in filters]
     paths, sample_paths = _input_paths(results, samples, labels)
@@ -562,9 +613,13 @@ def load_study(
     groups: dict[str, list[Record]] = {}
     defaults = _unique_labels(paths)
     files: list[tuple[Path, str, list[Record], dict[str, str]]] = []
+    notes: list[str] = []
     for i, p in enumerate(paths):
         sample_path = sample_paths[i] if sample_paths else None
-        recs, kind, facts = _read_input(p, metric, sample_path, cache, allow_synthetic)
+        recs, kind, facts, told = _read_input(
+            p, metric, sample_path, cache, allow_synthetic, include_stopped
+        )
+        notes += told
         for rec in recs:
             label = _label(rec, labels[i] if labels else None, defaults[i])
             groups.setdefault(label, []).append(rec)
@@ -589,6 +644,7 @@ def load_study(
         unit="%" if percent else _unit(metric, study),
         split=split,
         inputs=tuple(inputs),
+        notes=tuple(notes),
     )
 
 
@@ -649,12 +705,14 @@ def _space_models(
         return None
     keys = list(dict.fromkeys(k for p in params for k in p))
     columns = {k: tuple(p.get(k, math.nan) for p in params) for k in keys}
+    flags = tuple(_flags(r.data) for r in rs)
     return SpaceModels(
         label=label,
         names=tuple(str(r.data.get("name") or r.source) for r in rs),
         metric=tuple(_metric(r, metric) for r in rs),
         parameters=MappingProxyType(_collapse_shared(columns)),
         complexity=MappingProxyType({k: tuple(c[k] for c in comps) for k in COMPLEXITY}),
+        flags=flags if any(flags) else (),
     )
 
 
@@ -697,6 +755,16 @@ def study_from_records(
         _varying(spaces),
         filters=tuple(f.text for f in parsed),
     )
+
+
+def _flags(data: Mapping[str, Any]) -> str:
+    """A study trial's flags: stopped early by the scheduler, diverged."""
+    flags = []
+    if data.get("state") == "stopped":
+        flags.append("stopped")
+    if data.get("diverged") is True:
+        flags.append("diverged")
+    return ", ".join(flags)
 
 
 def _collapse_shared(columns: dict[str, tuple[float, ...]]) -> dict[str, tuple[float, ...]]:

@@ -36,6 +36,7 @@ from .compare import Comparison, compare_pair, dkw_band, effective_n, few_models
 from .results import COMPLEXITY, AnalysisError, ResultSet, SpaceModels
 
 Complexity = Literal["flops", "params", "acts"]
+Pairs = Literal["all", "adjacent"]  # every pair of spaces, or each with the one before it
 RESAMPLES = 2500
 FRACTION = 0.25
 PERCENTILES = (2.5, 50.0, 97.5)
@@ -130,6 +131,7 @@ class Analysis:
     notes: tuple[str, ...]
     comparisons: tuple[Comparison, ...] = ()
     warnings: tuple[str, ...] = ()
+    pairs: Pairs = "all"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready numbers."""
@@ -168,6 +170,7 @@ class Analysis:
             ],
             "good_ranges": [vars(g) | {"verdict": g.verdict()} for g in self.good_ranges],
             "correlations": [vars(c).copy() for c in self.correlations],
+            "pairs": self.pairs,
             "comparisons": [c.to_dict() for c in self.comparisons],
             "warnings": list(self.warnings),
             "notes": list(self.notes),
@@ -405,10 +408,14 @@ def analyze(
     fraction: float = FRACTION,
     bins: int | None = None,
     normalize_by: Complexity = "flops",
+    pairs: Pairs = "all",
 ) -> Analysis:
-    """EDFs, complexity-normalized EDFs, bootstrap good ranges and rank correlations."""
+    """EDFs, complexity-normalized EDFs, bootstrap good ranges, rank correlations and the
+    pair statistics (of every pair of spaces, or of each space with the one before it)."""
     if normalize_by not in COMPLEXITY:
         raise AnalysisError(f"normalize by one of {', '.join(COMPLEXITY)}, got {normalize_by!r}")
+    if pairs not in ("all", "adjacent"):
+        raise AnalysisError(f"pairs: all or adjacent, got {pairs!r}")
     if not isinstance(resamples, int) or not 1 <= resamples <= 1_000_000:
         raise AnalysisError(f"resamples must be from 1 to 1,000,000, got {resamples!r}")
     if not 0 < fraction <= 1:
@@ -442,20 +449,27 @@ def analyze(
         good_ranges=tuple(ranges),
         correlations=tuple(corrs),
         notes=tuple(notes),
-        comparisons=_comparisons(study, (seed, resamples), bins, normalize_by),
+        comparisons=_comparisons(study, (seed, resamples), bins, normalize_by, pairs),
         warnings=(warning,) if warning else (),
+        pairs=pairs,
     )
 
 
 def _comparisons(
-    study: ResultSet, bootstrap: tuple[int, int], bins: int | None, normalize_by: Complexity
+    study: ResultSet,
+    bootstrap: tuple[int, int],
+    bins: int | None,
+    normalize_by: Complexity,
+    pairs: Pairs,
 ) -> tuple[Comparison, ...]:
-    """Every pair of spaces (in input order), each normalized on its own shared range."""
+    """Pairs of spaces (a before b in input order: every pair, or each space's predecessor
+    with it), each normalized on its own shared range."""
     seed, resamples = bootstrap
     spaces = study.spaces
     out = []
     for i in range(len(spaces)):
-        for j in range(i + 1, len(spaces)):
+        last = min(i + 2, len(spaces)) if pairs == "adjacent" else len(spaces)
+        for j in range(i + 1, last):
             a, b = spaces[i], spaces[j]
             cx = [np.asarray(s.complexity[normalize_by]) for s in (a, b)]
             weights, kept, edges, _ = complexity_bins(cx, bins)

@@ -3,9 +3,11 @@
 A study database is one SQLite file (WAL mode) with two tables: ``meta`` (key/value text:
 schema version, the study file's canonical hash, its name and canonical content) and
 ``trials`` (one row per sampled design: the `sample` record, the sampled recipe fields, the
-state machine pending -> running -> done | failed, the attempt counter and the measured
-results). `regnet-space study run` writes it (the driver alone); `study status`, `study
-export` and `analyze` read it here, while a run may still be writing.
+state machine pending -> running -> done | failed | stopped (ended early by the study's
+scheduler), the attempt counter, the measured results and the `diverged` flag).
+`regnet-space study run` writes it (the driver alone); `study status`, `study export` and
+`analyze` read it here, while a run may still be writing. Schema 1 (before stopped trials
+and the flag) is read as well: its `diverged` is unknown (None) until a run upgrades it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import json
 import math
 import sqlite3
 import stat
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -23,10 +25,10 @@ from typing import Any
 from ..infra.errors import RegNetSpaceError
 from ..infra.reading import open_regular
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 META_TABLE = "meta"
 TRIALS_TABLE = "trials"
-STATES = ("pending", "running", "done", "failed")
+STATES = ("pending", "running", "done", "failed", "stopped")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
 # Columns of the trials table, in order (the reader and the writer share this list).
@@ -53,7 +55,11 @@ TRIAL_COLUMNS = (
     "message",  # why the last attempt failed
     "started_at",  # unix time the last attempt started
     "finished_at",  # unix time the last attempt finished
+    "diverged",  # 1 when its training loss blew up (DIVERGED_FACTOR), 0 if not, NULL unknown
 )
+# A finished trial diverged when some epoch's mean training loss exceeds this many times
+# ln(classes): the loss of the uniform guess every trial starts at (small initial logits).
+DIVERGED_FACTOR = 2.0
 
 SCHEMA = (
     f"CREATE TABLE IF NOT EXISTS {META_TABLE} (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -79,7 +85,8 @@ SCHEMA = (
         synthetic INTEGER,
         message TEXT,
         started_at REAL,
-        finished_at REAL
+        finished_at REAL,
+        diverged INTEGER
     )""",
 )
 
@@ -116,6 +123,7 @@ class Trial:
     message: str | None
     started_at: float | None
     finished_at: float | None
+    diverged: bool | None = None  # None: not judged (not finished, or schema 1)
 
     def export_row(self) -> dict[str, Any]:
         """Every `sample` record field (id included), the sampled recipe fields, the results."""
@@ -133,6 +141,7 @@ class Trial:
             host=self.host,
             synthetic=self.synthetic,
             message=self.message,
+            diverged=self.diverged,
             curve=[dict(c) for c in self.curve],
         )
         return row
@@ -161,6 +170,24 @@ class StudyDb:
         """Finished trials with a finite error, best (lowest error) first, ties by id."""
         ok = [t for t in self.trials if t.state == "done" and _finite(t.error)]
         return sorted(ok, key=lambda t: (t.error, t.id))
+
+    def diverged(self) -> list[Trial]:
+        """Trials (done or stopped) flagged diverged, in id order."""
+        return [t for t in self.trials if t.diverged]
+
+
+def is_diverged(curve: Iterable[Mapping[str, Any]], classes: int) -> bool:
+    """Whether some epoch's mean training loss exceeds DIVERGED_FACTOR x ln(classes)."""
+    if classes < 2:
+        return False
+    limit = DIVERGED_FACTOR * math.log(classes)
+    return any(float(c["train_loss"]) > limit for c in curve)
+
+
+def diverged_rule(classes: int) -> str:
+    """The divergence rule in words, for messages and reports."""
+    limit = DIVERGED_FACTOR * math.log(max(classes, 2))
+    return f"mean training loss above {DIVERGED_FACTOR:g} ln {classes} = {limit:.2f} in an epoch"
 
 
 def _finite(x: float | None) -> bool:
@@ -271,7 +298,35 @@ def trial_from_row(row: tuple[Any, ...]) -> Trial:
         message=d["message"],
         started_at=d["started_at"],
         finished_at=d["finished_at"],
+        diverged=None if d["diverged"] is None else bool(d["diverged"]),
     )
+
+
+def trial_columns(con: sqlite3.Connection) -> set[str]:
+    """The columns the trials table has (schema 1 lacks `diverged`)."""
+    return {r[1] for r in con.execute(f"PRAGMA table_info({TRIALS_TABLE})")}
+
+
+def trial_select(con: sqlite3.Connection, columns: Iterable[str] = TRIAL_COLUMNS) -> str:
+    """Columns of the trials table for a SELECT, NULL for those an older schema lacks."""
+    have = trial_columns(con)
+    return ", ".join(c if c in have else f"NULL AS {c}" for c in columns)
+
+
+def scheduler_of(meta: Mapping[str, str]) -> dict[str, Any]:
+    """The study's scheduler as recorded ({"kind": "none"} when it has none)."""
+    try:
+        study = json.loads(meta.get("study", ""))
+    except ValueError:
+        study = None
+    config = study.get("scheduler") if isinstance(study, dict) else None
+    return dict(config) if isinstance(config, dict) else {"kind": "none"}
+
+
+def scheduler_text(config: Mapping[str, Any]) -> str:
+    """A scheduler in words: "asha (grace_epochs 1, reduction_factor 4)"."""
+    rest = ", ".join(f"{k} {v}" for k, v in config.items() if k != "kind")
+    return f"{config.get('kind', '?')}" + (f" ({rest})" if rest else "")
 
 
 def read_study_db(path: str | Path) -> StudyDb:
@@ -281,9 +336,7 @@ def read_study_db(path: str | Path) -> StudyDb:
     try:
         con.execute("BEGIN")
         meta = read_meta(con, str(p))
-        rows = con.execute(
-            f"SELECT {', '.join(TRIAL_COLUMNS)} FROM {TRIALS_TABLE} ORDER BY id"
-        ).fetchall()
+        rows = con.execute(f"SELECT {trial_select(con)} FROM {TRIALS_TABLE} ORDER BY id").fetchall()
         con.execute("COMMIT")
         trials = tuple(trial_from_row(r) for r in rows)
     except sqlite3.DatabaseError as exc:
@@ -295,15 +348,22 @@ def read_study_db(path: str | Path) -> StudyDb:
     return StudyDb(p, MappingProxyType(meta), trials)
 
 
-def analysis_records(db: StudyDb, allow_synthetic: bool = False) -> list[dict[str, Any]]:
-    """Records for analysis: the finished trials' export rows (sample record + results).
+def analysis_records(
+    db: StudyDb, allow_synthetic: bool = False, include_stopped: bool = False
+) -> list[dict[str, Any]]:
+    """Records for analysis: the finished trials' export rows (sample record + results);
+    trials a scheduler stopped early (not trained to the end) only with include_stopped.
 
     Synthetic-data results measure speed, not accuracy: refused unless allowed.
     """
-    done = [t for t in db.trials if t.state == "done" and _finite(t.error)]
+    states = ("done", "stopped") if include_stopped else ("done",)
+    done = [t for t in db.trials if t.state in states and _finite(t.error)]
     if not done:
         counts = ", ".join(f"{v} {k}" for k, v in db.counts().items() if v)
-        raise StudyDbError(f"{db.path}: no finished trials to analyze ({counts or 'no trials'})")
+        also = " (--include-stopped takes the stopped ones)" if db.counts()["stopped"] else ""
+        raise StudyDbError(
+            f"{db.path}: no finished trials to analyze ({counts or 'no trials'}){also}"
+        )
     synthetic = sum(t.synthetic for t in done)
     if synthetic and not allow_synthetic:
         raise StudyDbError(

@@ -97,7 +97,7 @@ def draw_study(dbs: Sequence[StudyDb]) -> dict[str, bytes]:
 def trial_table(trials: Sequence[Trial]) -> tuple[list[str], list[list[str]]]:
     """Trials with their error, counts and measured cost."""
     headers = ["trial", "error %", "epochs", "flops", "params", "acts", "train s", "images/s"]
-    headers += ["peak memory", "device"]
+    headers += ["peak memory", "device", "diverged"]
     rows = [
         [
             t.name,
@@ -110,6 +110,7 @@ def trial_table(trials: Sequence[Trial]) -> tuple[list[str], list[list[str]]]:
             fmt(t.images_per_second),
             fmt(t.peak_memory_bytes),
             t.device or "",
+            {True: "yes", False: "no", None: "?"}[t.diverged],
         ]
         for t in trials
     ]

@@ -36,6 +36,9 @@ intervals, in the metric's units (percent points for a study's error). EDFs carr
 bands; a good range is shown only where it spans at most half of the observed range, else
 "not resolved at n = ..."; fewer than 100 models in a space is a one-line warning on stderr.
 
+--pairs adjacent compares each space with the one before it instead (the paper's
+progression: analyze a.db b.db c.db --pairs adjacent compares a-b and b-c).
+
 --filter FIELD<OP>VALUE (repeatable; all must hold) keeps the records that pass before
 anything else, like pycls's PRE_FILTERS: OP is < <= > >= == !=; FIELD a column (a recipe
 field by its own name: base_lr finds recipe.base_lr), flops, params, acts or space; VALUE a
@@ -45,7 +48,10 @@ pycls's SPLIT_FILTERS ("RegNetX epochs=10", "RegNetX epochs=50").
 A RESULTS file may be a study database (`regnet-space study run`): its finished trials are
 read directly, and the report adds the training curves of the best and worst trials and
 their measured cost (train seconds, images/s) beside flops, params and acts. Trials trained
-on synthetic data are refused unless --allow-synthetic.
+on synthetic data are refused unless --allow-synthetic; trials its scheduler stopped early
+are left out (they were not trained to the end; one line on stderr says how many) unless
+--include-stopped; trials whose training loss diverged are flagged (stderr, the report's
+header and trial table; --filter diverged!=true leaves them out).
 
 With -o DIR: report.html (self-contained, PNGs embedded; it states each input's space,
 recipe, data, n and the filters, and lists every model in a sortable table), the PNGs and
@@ -61,7 +67,8 @@ examples:
   regnet-space analyze runs.csv --samples x.jsonl --metric top1_err --json
   regnet-space analyze acc.csv --metric acc --higher-is-better --no-plots -o out
   regnet-space analyze a.db b.db --filter "flops<4e8" --filter "epochs==10" --json
-  regnet-space analyze sweep.db --split base_lr -o by_lr"""
+  regnet-space analyze sweep.db --split base_lr -o by_lr
+  regnet-space analyze anynetx-cifar-?.db regnetx-cifar.db --pairs adjacent -o progression"""
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -139,6 +146,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     a.add_argument(
         "--split", metavar="FIELD", help="divide each space by the values of FIELD (e.g. epochs)"
     )
+    a.add_argument(
+        "--pairs",
+        choices=("all", "adjacent"),
+        default="all",
+        help="spaces compared: every pair (default), or each with the one before it in the "
+        "order given (a progression: A B C ... compares A-B, B-C, ...)",
+    )
+    a.add_argument(
+        "--include-stopped",
+        action="store_true",
+        help="keep the trials a study's scheduler stopped early (left out by default: they "
+        "were not trained to the end)",
+    )
     a.set_defaults(func=run_analyze)
 
 
@@ -173,6 +193,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         allow_synthetic=args.allow_synthetic,
         filters=filters,
         split=args.split,
+        include_stopped=args.include_stopped,
     )
     dbs = _study_dbs(args.results)
     result = analyze(
@@ -182,6 +203,7 @@ def run_analyze(args: argparse.Namespace) -> int:
         fraction=args.fraction,
         bins=args.bins,
         normalize_by=args.normalize_by,
+        pairs=args.pairs,
     )
     data, extra_images, extra_html = _results_data(result, study, dbs, plots)
     written: list[Path] = []
@@ -206,6 +228,7 @@ def _results_data(
 ) -> tuple[dict[str, Any], dict[str, bytes], str]:
     """results.json's data, and the study databases' pictures and report section."""
     data = result.to_dict() | {"filters": list(study.filters), "split": study.split}
+    data["notes"] = [*study.notes, *data["notes"]]
     data["inputs"] = [
         {"path": f.path, "kind": f.kind, "records": f.records, "spaces": list(f.labels)}
         | {"facts": dict(f.facts)}
@@ -230,7 +253,9 @@ def _print_results(
     dbs: Sequence[Any],
     written: list[Path],
 ) -> None:
-    """The warnings on stderr, then the tables (or --json) on stdout."""
+    """The notes and warnings on stderr, then the tables (or --json) on stdout."""
+    for note in study.notes:  # stopped trials left out, diverged ones: said once, on stderr
+        sys.stderr.write(clean(f"analyze: note: {note}") + "\n")
     for warning in result.warnings:  # with the results: a failed run says one line only
         sys.stderr.write(f"analyze: warning: {warning}\n")
     if args.json:
@@ -303,8 +328,9 @@ def _analysis_text(result: Any, study: Any, sources: Sequence[str], written: lis
         render_table(*space_table(a), markdown=False),
     ]
     if a.comparisons:
+        which = "pairs" if a.pairs == "all" else "each space against the one before it"
         lines += [
-            f"pairs: two-sample KS of {a.metric}, plain and complexity-normalized (bootstrap "
+            f"{which}: two-sample KS of {a.metric}, plain and complexity-normalized (bootstrap "
             f"within bins, {a.resamples:,} draws, seed {a.seed})",
             render_table(*comparison_table(a), markdown=False),
             f"difference a - b at the EDF's percentiles, {a.metric}{unit}, bootstrap 95 % "

@@ -39,22 +39,31 @@ inline); search (recipe fields drawn per trial: {lr: {dist: log_uniform, low: 0.
 synthetic, root: PATH}); executor ({kind: local, workers: 2} or {kind: ray, address: auto,
 cpus_per_trial: 4, gpus_per_trial: 1}); retries (attempts after a failure, default 0);
 storage (the folder of the run folders); keep (weights kept once trials end: all, none or
-best-K; default best-5); trial_timeout (minutes an attempt may take; default none). Designs
-are sampled (and counted) at the recipe's test size.
+best-K; default best-5); trial_timeout (minutes an attempt may take; default none);
+scheduler (early stopping, default {kind: none}: {kind: asha, grace_epochs: 1,
+reduction_factor: 4} or {kind: median, grace_epochs: 1, min_samples: 3}, Ray Tune's ASHA and
+median stopping rules judged by this driver on each finished epoch; a stopped trial is
+recorded `stopped` with its curve so far). Designs are sampled (and counted) at the recipe's
+test size.
 
 Rerunning on an existing database resumes it: finished trials are kept, pending, interrupted
 and failed-with-retries-left trials run again, from their last epoch; a raised n adds the
 next designs of the same sample; a database of a different study is refused (executor,
-retries, storage, keep and trial_timeout may change between runs, nothing else). One driver
-holds a database at a time (a second gets exit status 2 naming the holder). Each event is
-committed on its own, so Ctrl-C or kill -9 loses no finished trial or epoch.
-Exit status: 0 when every trial is done, 1 when some failed or remain, 2 for bad input."""
+retries, storage, keep and trial_timeout may change between runs, nothing else: not the
+scheduler, whose recorded decisions a resumed run keeps). One driver holds a database at a
+time (a second gets exit status 2 naming the holder). Each event is committed on its own, so
+Ctrl-C or kill -9 loses no finished trial, epoch or decision.
+Several study files (the design-space progression: examples/progression/*.yaml) are all
+checked first, then run one after another, each into <its stem>.db in the current folder.
+Exit status: 0 when every trial is done (or stopped early), 1 when some failed or remain, 2
+for bad input."""
 
 RUN_EPILOG = """\
 examples:
   regnet-space study run examples/study-digits.yaml
   regnet-space study run examples/study-digits.yaml --workers 2 --db runs/digits.db
-  regnet-space study run examples/study-cifar10.yaml --executor ray --address auto"""
+  regnet-space study run examples/study-cifar10.yaml --executor ray --address auto
+  regnet-space study run examples/progression/*.yaml     # six studies, six databases"""
 
 
 def _positive_int(text: str) -> int:
@@ -91,8 +100,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=RUN_DESCRIPTION,
         epilog=RUN_EPILOG,
     )
-    r.add_argument("study_file", metavar="STUDYFILE", help="study file (YAML)")
-    r.add_argument("--db", metavar="PATH", help="study database (default: <STUDYFILE stem>.db)")
+    r.add_argument(
+        "study_files",
+        nargs="+",
+        metavar="STUDYFILE",
+        help="study file (YAML); several run one after another, each into <stem>.db",
+    )
+    r.add_argument(
+        "--db", metavar="PATH", help="study database (one STUDYFILE; default: <STUDYFILE stem>.db)"
+    )
     r.add_argument(
         "--executor",
         choices=("local", "ray"),
@@ -124,7 +140,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     r.add_argument(
         "--json",
         action="store_true",
-        help="print the summary as one JSON object (Ray's own output goes to a log file)",
+        help="print the summary as one JSON object, a list of them for several STUDYFILEs "
+        "(Ray's own output goes to a log file)",
     )
     r.add_argument("--quiet", action="store_true", help="no progress line, no summary text")
     r.set_defaults(func=run_run)
@@ -132,11 +149,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     s = sub.add_parser(
         "status",
         help="trials by state, live trials, best trials, failures, ETA",
-        description="Counts of trials by state (pending, running, done, failed), the driver "
-        "holding the database (or none: its running trials were interrupted), each running "
-        "trial's last finished epoch, the best trials, failures and retried trials with the "
-        "message of every failed attempt, and an ETA. Reads the database read-only, also "
-        "while a run writes it.",
+        description="Counts of trials by state (pending, running, done, failed, stopped: "
+        "ended early by the study's scheduler), the driver holding the database (or none: its "
+        "running trials were interrupted), each running trial's last finished epoch, the best "
+        "trials, failures and retried trials with the message of every failed attempt, the "
+        "trials that diverged, and an ETA. Reads the database read-only, also while a run "
+        "writes it.",
     )
     s.add_argument("db", metavar="DB", help="study database")
     s.add_argument("--top", type=_positive_int, default=5, metavar="K", help="best trials shown")
@@ -149,7 +167,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description="One record per trial: every `sample` record field (id, spec fields, "
         "input_size, widths, depths, group_widths, flops, params, acts), the sampled recipe "
         "fields (recipe.NAME), error (top-1 %%), epochs, train_seconds, images_per_second, "
-        "state, attempts, peak_memory_bytes, device, host, synthetic, message and curve "
+        "state (done, stopped, ...), attempts, peak_memory_bytes, device, host, synthetic, "
+        "message, diverged (the training loss blew up; empty: not judged) and curve "
         "(per-epoch metrics). The format follows the -o suffix (.csv, else JSONL).",
     )
     e.add_argument("db", metavar="DB", help="study database")
@@ -236,22 +255,40 @@ def duration(seconds: float | None) -> str:
 
 
 def run_run(args: argparse.Namespace) -> int:
-    """Resolve the study file, then run or resume it."""
+    """Resolve every study file, then run or resume each in turn."""
     from ..study.driver import check_executor
+    from ..study.errors import StudyError
     from ..study.studyfile import default_db_path, resolve
 
-    study = resolve(args.study_file)
-    executor = _executor(args, study.file.executor)
-    check_executor(executor.kind)  # imports Ray before its output is routed away
-    db = Path(args.db) if args.db else default_db_path(args.study_file)
-    if executor.kind != "ray":
-        summary = _run_with_progress(study, db, executor, args, sys.stderr, None)
-    else:
-        storage = study.storage(db)
-        with _ray_output_to(storage) as (terminal, log):
-            summary = _run_with_progress(study, db, executor, args, terminal, log)
-    _print_summary(study.name, summary, db, args)
-    return 0 if summary.done == summary.total else 1
+    files = args.study_files
+    if args.db and len(files) > 1:
+        raise StudyError("--db names one database: with several study files each writes "
+                         "<study file stem>.db in the current folder")  # fmt: skip
+    dbs = [Path(args.db) if args.db else default_db_path(f) for f in files]
+    for i, db in enumerate(dbs):
+        if db in dbs[:i]:
+            raise StudyError(f"{files[dbs.index(db)]} and {files[i]} would both write {db}")
+    # Every file is checked (space, designs, recipe, data, executor) before the first runs.
+    plans = []
+    for f, db in zip(files, dbs, strict=True):
+        study = resolve(f)
+        executor = _executor(args, study.file.executor)
+        check_executor(executor.kind)  # imports Ray before its output is routed away
+        plans.append((study, executor, db))
+    summaries = []
+    for study, executor, db in plans:
+        if executor.kind != "ray":
+            summary = _run_with_progress(study, db, executor, args, sys.stderr, None)
+        else:
+            with _ray_output_to(study.storage(db)) as (terminal, log):
+                summary = _run_with_progress(study, db, executor, args, terminal, log)
+        summaries.append(summary)
+        if not args.json:
+            _print_summary(study.name, summary, db, args)
+    if args.json:
+        out = [_summary_dict(s) for s in summaries]
+        sys.stdout.write(json.dumps(out[0] if len(out) == 1 else out) + "\n")
+    return 0 if all(s.done + s.stopped == s.total for s in summaries) else 1
 
 
 def _run_with_progress(
@@ -270,8 +307,9 @@ def _run_with_progress(
             stream.flush()
 
     def show(p: RunProgress) -> None:
+        stopped = f", {p.stopped} stopped" if p.stopped else ""
         bar.step(
-            f"{p.done}/{p.total} done, {p.failed} failed, {p.running} running, "
+            f"{p.done}/{p.total} done{stopped}, {p.failed} failed, {p.running} running, "
             f"ETA {duration(p.eta)}"
         )
 
@@ -329,15 +367,16 @@ def _ray_output_to(storage: Path) -> Iterator[tuple[Any, Path]]:
         terminal.close()
 
 
+def _summary_dict(summary: Any) -> dict[str, Any]:
+    return {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
+
+
 def _print_summary(name: str, summary: Any, db: Path, args: argparse.Namespace) -> None:
-    if args.json:
-        out = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(summary).items()}
-        sys.stdout.write(json.dumps(out) + "\n")
-        return
     if args.quiet:
         return
+    stopped = f", {summary.stopped} stopped early" if summary.stopped else ""
     head = (
-        f"{name}: {summary.done}/{summary.total} done, {summary.failed} failed, "
+        f"{name}: {summary.done}/{summary.total} done{stopped}, {summary.failed} failed, "
         f"{summary.pending} not run; "
     )
     if summary.slots == 0:
@@ -379,9 +418,15 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
         f"{st['name']} ({st['db']}): {st['total']} trials: {st['done']} done, "
         f"{st['running']} running, {st['pending']} pending, {st['failed']} failed"
     )
+    if st["stopped"] or st["scheduler"]["kind"] != "none":
+        head += f", {st['stopped']} stopped early"
     if st["eta_seconds"] is not None:
         head += f"; ETA {duration(st['eta_seconds'])}"
     lines = [clean(head)]
+    if st["scheduler"]["kind"] != "none":
+        from ..analysis.studydb import scheduler_text
+
+        lines.append(clean(f"scheduler: {scheduler_text(st['scheduler'])}"))
     driver = st["driver"]
     if driver is not None:
         lines.append(f"driver: pid {driver['pid']} on {driver['host']}, "
@@ -400,6 +445,10 @@ def _status_lines(st: dict[str, Any]) -> list[str]:
     if st["best"]:
         lines += ["", f"best {len(st['best'])}:", _best_table(st["best"])]
     lines += _failure_lines(st)
+    if st["diverged"]:
+        ids = ", ".join(str(d["id"]) for d in st["diverged"])
+        rule = f" ({st['diverged_rule']})" if st["diverged_rule"] else ""
+        lines.append(clean(f"diverged: {len(st['diverged'])} trial(s){rule}: {ids}"))
     return lines
 
 
@@ -466,7 +515,7 @@ def run_export(args: argparse.Namespace) -> int:
         return 0
     atomic_write_text(args.output, text, args.force)
     st = read_status(args.db, 0)
-    states = ("pending", "running", "interrupted", "done", "failed")
+    states = ("pending", "running", "interrupted", "done", "stopped", "failed")
     counts = ", ".join(f"{st[k]} {k}" for k in states if st[k])
     sys.stderr.write(clean(f"wrote {args.output}: {st['total']} trial(s) ({counts})") + "\n")
     return 0

@@ -7,7 +7,8 @@ and leaves the file readable. The file is built beside its target under the proj
 names (the next writer in the folder removes a killed build) and linked into place only when
 complete. One driver at a time holds it: a lease recorded in the database (host, pid,
 heartbeat: drivers on two machines sharing a file system exclude each other) beside an
-advisory lock on the file (which the kernel drops if the driver dies).
+advisory lock on the file (which the kernel drops if the driver dies). A database of an
+older schema is upgraded, in one transaction, by the next driver that opens it.
 Never imports torch: the schema and the reader live in `analysis.studydb`.
 """
 
@@ -29,16 +30,22 @@ from ..analysis.studydb import (
     META_TABLE,
     SCHEMA,
     SCHEMA_VERSION,
+    TRIAL_COLUMNS,
     TRIALS_TABLE,
     StudyDbError,
     connect_readonly,
+    is_diverged,
     read_meta,
+    scheduler_text,
 )
 from ..infra.atomic import TMP_PREFIX, umask_mode
 from ..infra.paths import check_target
+from .data import num_classes
 from .errors import StudyError
+from .scheduler import Decision
 from .studyfile import ResolvedStudy, TrialPlan
 from .tables import (
+    DECISIONS_TABLE,
     EXTRA_SCHEMA,
     HEARTBEAT_SECONDS,
     HISTORY_TABLE,
@@ -155,11 +162,66 @@ def _growth(meta: Mapping[str, str], n: int, p: Path, study: ResolvedStudy) -> i
         raise StudyError(
             f"{p}: holds {n} trials; n may rise, never fall (the study file has n: {wanted})"
         )
+    before = _scheduler_change(meta, study)
+    if before is not None:
+        raise StudyError(
+            f"{p}: was run with scheduler {before}, the study file asks for "
+            f"{scheduler_text(study.file.scheduler.model_dump(mode='json'))}: the scheduler "
+            "decides which trials stop early, so it cannot change between runs of one "
+            "database; use another --db"
+        )
     raise StudyError(
         f"{p}: holds study {meta.get('name', '?')!r} made from a different study file "
-        "(space, seed, constraints, recipe, search or data differ; only n may rise); "
-        "use another --db"
+        "(space, seed, constraints, recipe, search, data or scheduler differ; only n may "
+        "rise); use another --db"
     )
+
+
+def _scheduler_change(meta: Mapping[str, str], study: ResolvedStudy) -> str | None:
+    """The recorded scheduler, in words, when nothing else of the study differs; else None."""
+    try:
+        recorded = json.loads(meta.get("study", ""))
+    except ValueError:
+        return None
+    if not isinstance(recorded, dict):
+        return None
+    ours = json.loads(study.canonical)
+    before, after = recorded.pop("scheduler", None), ours.pop("scheduler", None)
+    recorded.pop("n", None)
+    ours.pop("n", None)
+    if recorded != ours or before == after:
+        return None
+    return scheduler_text(before if isinstance(before, dict) else {"kind": "none"})
+
+
+def _upgrade(con: sqlite3.Connection, meta: Mapping[str, str], classes: int) -> None:
+    """Schema 1 -> 2 (the `stopped` state, the `diverged` flag) inside the caller's
+    transaction. SQLite cannot change a CHECK constraint in place: the trials table is
+    rebuilt, its rows copied, and the finished trials judged for divergence."""
+    if int(meta.get("schema_version", SCHEMA_VERSION)) >= SCHEMA_VERSION:
+        return
+    old = f"{TRIALS_TABLE}_schema1"
+    con.execute(f"ALTER TABLE {TRIALS_TABLE} RENAME TO {old}")  # its index goes with it
+    for statement in SCHEMA:
+        con.execute(statement)
+    columns = ", ".join(c for c in TRIAL_COLUMNS if c != "diverged")
+    con.execute(f"INSERT INTO {TRIALS_TABLE} ({columns}) SELECT {columns} FROM {old}")
+    con.execute(f"DROP TABLE {old}")
+    rows = con.execute(f"SELECT id, curve FROM {TRIALS_TABLE} WHERE state = 'done'").fetchall()
+    con.executemany(
+        f"UPDATE {TRIALS_TABLE} SET diverged = ? WHERE id = ?",
+        [(int(_curve_diverged(curve, classes)), i) for i, curve in rows],
+    )
+    con.execute(
+        f"INSERT OR REPLACE INTO {META_TABLE} VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),)
+    )
+
+
+def _curve_diverged(text: str | None, classes: int) -> bool:
+    try:
+        return is_diverged(json.loads(text or "[]"), classes)
+    except (ValueError, TypeError, KeyError):
+        return False  # a damaged curve says nothing; `analyze` names it when it reads it
 
 
 def inspect(path: Path, study: ResolvedStudy, retries: int) -> Existing | None:
@@ -194,10 +256,13 @@ def _held(path: Path, who: str, since: float) -> StudyError:
 class StudyDatabase:
     """An open study database held by this driver; every method commits before returning."""
 
-    def __init__(self, path: Path, con: sqlite3.Connection, lock_fd: int | None) -> None:
+    def __init__(
+        self, path: Path, con: sqlite3.Connection, lock_fd: int | None, classes: int
+    ) -> None:
         self.path = path
         self._con = con
         self._lock_fd = lock_fd
+        self.classes = classes  # of the study's data: the divergence rule's ln(classes)
         self.token = secrets.token_hex(8)
         self._beat: _Heartbeat | None = None
 
@@ -213,7 +278,7 @@ class StudyDatabase:
             _create(p, study, study_id or secrets.token_hex(8))
         lock_fd = cls._lock(p)
         try:
-            db = cls(p, _connect(p), lock_fd)
+            db = cls(p, _connect(p), lock_fd, num_classes(study.data))
         except sqlite3.Error as exc:
             cls._unlock(lock_fd)
             raise StudyDbError(f"{p}: cannot open: {exc}") from None
@@ -229,10 +294,11 @@ class StudyDatabase:
         con = self._con
         con.execute("BEGIN IMMEDIATE")
         try:
-            for statement in EXTRA_SCHEMA:
-                con.execute(statement)
             meta = read_meta(con, str(self.path))
             n = _growth(meta, _trial_count(con), self.path, study)
+            _upgrade(con, meta, self.classes)
+            for statement in EXTRA_SCHEMA:
+                con.execute(statement)
             lease = read_lease(con)
             if lease is not None and lease.alive(time.time()):
                 raise _held(self.path, lease.describe(), lease.since)
@@ -344,9 +410,19 @@ class StudyDatabase:
         return [(float(e), int(i)) for e, i in rows]
 
     def done_ids(self) -> list[int]:
-        """Every finished trial's id."""
-        rows = self._con.execute(f"SELECT id FROM {TRIALS_TABLE} WHERE state = 'done'")
+        """Every finished trial's id (trained to the end or stopped early)."""
+        rows = self._con.execute(
+            f"SELECT id FROM {TRIALS_TABLE} WHERE state IN ('done', 'stopped')"
+        )
         return [r[0] for r in rows.fetchall()]
+
+    def decisions(self) -> list[tuple[int, int, float, bool]]:
+        """The scheduler's recorded decisions, in the order it made them: (id, epoch, error,
+        stop)."""
+        rows = self._con.execute(
+            f"SELECT id, epoch, error, stop FROM {DECISIONS_TABLE} ORDER BY seq"
+        ).fetchall()
+        return [(int(i), int(e), float(err), bool(s)) for i, e, err, s in rows]
 
     # -- writing: one committed transaction each -----------------------------------------------
 
@@ -372,7 +448,7 @@ class StudyDatabase:
             [
                 (
                     f"UPDATE {TRIALS_TABLE} SET state = 'running', started_at = ?, "
-                    "finished_at = NULL WHERE id = ? AND state != 'done'",
+                    "finished_at = NULL WHERE id = ? AND state NOT IN ('done', 'stopped')",
                     (time.time(), trial_id),
                 )
             ]
@@ -388,9 +464,18 @@ class StudyDatabase:
         now = time.time()
         self._transaction((sql, (*r, now, r[0])) for r in rows)
 
+    def record_decision(self, trial_id: int, epoch: int, error: float, d: Decision) -> None:
+        """One decision of the scheduler (before the worker hears it, so a resumed driver
+        keeps it)."""
+        sql = (
+            f"INSERT OR IGNORE INTO {DECISIONS_TABLE} (id, epoch, error, stop, reason, at) "
+            "VALUES (?, ?, ?, ?, ?, ?)"
+        )
+        self._transaction([(sql, (trial_id, epoch, error, int(d.stop), d.reason, time.time()))])
+
     def finish(self, trial_id: int, result: Mapping[str, Any], meta: Mapping[str, str]) -> bool:
-        """Store a trial's result (done) and `meta` with it; False when the trial was not
-        running (ignored)."""
+        """Store a trial's result (done, or stopped when a scheduler ended it early) and
+        `meta` with it; False when the trial was not running (ignored)."""
         sql = (
             f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, finished_at = ? "
             "WHERE id = ? AND state = 'running'"
@@ -398,7 +483,7 @@ class StudyDatabase:
         put = f"INSERT OR REPLACE INTO {META_TABLE} VALUES (?, ?)"
         counts = self._transaction(
             [
-                (sql, (*_result_values(result), time.time(), trial_id)),
+                (sql, (*_result_values(result, self.classes), time.time(), trial_id)),
                 (f"DELETE FROM {LIVE_TABLE} WHERE id = ?", (trial_id,)),
                 *((put, kv) for kv in meta.items()),
             ]
@@ -406,15 +491,18 @@ class StudyDatabase:
         return counts[0] == 1
 
     def record_results(self, results: Iterable[tuple[int, Mapping[str, Any]]]) -> None:
-        """Store many trials' results (done) in one transaction: results obtained elsewhere
-        (an import, a benchmark filling a large database)."""
+        """Store many trials' results (done or stopped) in one transaction: results obtained
+        elsewhere (an import, a benchmark filling a large database)."""
         sql = (
             f"UPDATE {TRIALS_TABLE} SET {_SET_RESULT}, started_at = ?, finished_at = ? "
-            "WHERE id = ? AND state != 'done'"
+            "WHERE id = ? AND state NOT IN ('done', 'stopped')"
         )
         now = time.time()
         self._transaction(
-            (sql, (*_result_values(r), now - float(r["train_seconds"]), now, trial_id))
+            (
+                sql,
+                (*_result_values(r, self.classes), now - float(r["train_seconds"]), now, trial_id),
+            )
             for trial_id, r in results
         )
 
@@ -458,15 +546,16 @@ class StudyDatabase:
 
 
 _SET_RESULT = (
-    "state = 'done', attempts = attempts + 1, error = ?, epochs = ?, curve = ?, "
+    "state = ?, attempts = attempts + 1, error = ?, epochs = ?, curve = ?, "
     "train_seconds = ?, images_per_second = ?, peak_memory_bytes = ?, device = ?, host = ?, "
-    "synthetic = ?, message = NULL"
+    "synthetic = ?, diverged = ?, message = NULL"
 )
 
 
-def _result_values(result: Mapping[str, Any]) -> tuple[Any, ...]:
+def _result_values(result: Mapping[str, Any], classes: int) -> tuple[Any, ...]:
     """A trainer result's values for _SET_RESULT's placeholders."""
     return (
+        "stopped" if result.get("stopped") else "done",
         float(result["error"]),
         int(result["epochs"]),
         json.dumps(list(result["curve"])),
@@ -476,6 +565,7 @@ def _result_values(result: Mapping[str, Any]) -> tuple[Any, ...]:
         str(result["device"]),
         str(result["host"]),
         int(bool(result["synthetic"])),
+        int(is_diverged(result["curve"], classes)),
     )
 
 

@@ -9,6 +9,11 @@ while it has retries left), a timeout. Each trial trains into its run folder on 
 storage, so an interrupted attempt resumes from its last epoch. Interrupting the driver
 returns unfinished trials to pending (a kill -9 leaves them `running`, which the next run
 treats the same way). Weights beyond the `keep` policy are removed as better trials finish.
+
+Under a scheduler (`scheduler` in the study file), each epoch report is judged in the order
+it arrives, the decision committed, then sent to the waiting trial; a stopped trial's result
+is recorded `stopped`. A run starts by replaying the recorded decisions in their order, so a
+resumed study keeps them and its scheduler picks up where it was.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from pathlib import Path
 from ..analysis.studydb import StudyDbError
 from .database import StudyDatabase, check_db_path, inspect
 from .executors import Executor, LocalExecutor, RayExecutor, import_ray
+from .scheduler import Scheduler, make_scheduler
 from .storage import drop_weights, prepare_storage, remove_new_storage, trial_folder
 from .studyfile import (
     LocalExecutorConfig,
@@ -38,7 +44,7 @@ from .studyfile import (
     keep_count,
     threads_per_trial,
 )
-from .worker import EpochReport, TrialOutcome, TrialTask
+from .worker import EpochReport, TrialOutcome, TrialTask, Verdict
 
 POLL_SECONDS = 0.5
 
@@ -53,6 +59,7 @@ class RunProgress:
     running: int
     elapsed: float
     eta: float | None  # seconds, from this run's mean trial time and parallelism
+    stopped: int = 0  # ended early by the study's scheduler
 
 
 @dataclass(frozen=True)
@@ -65,7 +72,8 @@ class RunSummary:
     done: int
     failed: int
     pending: int
-    attempts: int  # attempts finished in this run (done or failed)
+    stopped: int  # ended early by the study's scheduler
+    attempts: int  # attempts finished in this run (done, stopped or failed)
     wall_seconds: float  # from the first trial handed out to the last outcome recorded
     train_seconds: float  # the trials' own training time, summed over this run's done trials
     driver_seconds: float  # the driver's own work (database, scheduling), waits excluded
@@ -196,7 +204,13 @@ class _Run:
         self.queue = deque(db.runnable(self.retries))
         self.states = db.states()
         values = list(self.states.values())
-        self.counts = {s: values.count(s) for s in ("done", "failed", "running")}
+        self.counts = {s: values.count(s) for s in ("done", "failed", "running", "stopped")}
+        self.scheduler: Scheduler | None = make_scheduler(study.file.scheduler, study.recipe.epochs)
+        self.verdicts: dict[tuple[int, int], bool] = {}
+        if self.scheduler is not None:
+            for trial_id, epoch, error, stop in db.decisions():  # replayed in their order
+                self.scheduler.observe(trial_id, epoch, error)
+                self.verdicts[(trial_id, epoch)] = stop
         self.running: dict[int, _Attempt] = {}
         self.live: dict[int, EpochReport] = {}
         self.kept: list[tuple[float, int]] = []
@@ -218,6 +232,7 @@ class _Run:
             "run_started_at": repr(time.time()),
             "storage": str(self.storage),
             "keep": self.study.file.keep,
+            "classes": str(self.db.classes),  # the divergence rule's, for `status` and analyze
         }
         before = self.db.meta()
         if self.keep is not None:
@@ -248,6 +263,7 @@ class _Run:
             done=counts.get("done", 0),
             failed=counts.get("failed", 0),
             pending=counts.get("pending", 0) + counts.get("running", 0),
+            stopped=counts.get("stopped", 0),
             attempts=self.attempts,
             wall_seconds=self.wall,
             train_seconds=self.train_seconds,
@@ -296,16 +312,21 @@ class _Run:
             folder = str(trial_folder(self.storage, trial_id))
             keep_weights = self.keep != 0
             pool.submit(TrialTask(trial_id, spec, recipe, self.data, self.threads,
-                                  run_dir=folder, keep_weights=keep_weights))  # fmt: skip
+                                  run_dir=folder, keep_weights=keep_weights,
+                                  ask=self.scheduler is not None))  # fmt: skip
             self.running[trial_id] = _Attempt(time.monotonic())
             self._count(trial_id, "running")
 
     def handle(self, event: EpochReport | TrialOutcome) -> None:
         """Record one event: an epoch of a running trial, or an attempt's outcome."""
         if isinstance(event, EpochReport):
-            if event.id in self.running:
-                self.running[event.id].host = event.host
-                self.live[event.id] = event
+            if event.id not in self.running:
+                return  # cancelled (a timeout): its worker is gone
+            self.running[event.id].host = event.host
+            self.live[event.id] = event
+            if self.scheduler is not None and self.pool is not None:
+                stop = self.judge(self.scheduler, event)
+                self.pool.answer(Verdict(event.id, event.epoch, stop))
             return
         attempt = self.running.pop(event.id, None)
         if attempt is None:
@@ -318,10 +339,27 @@ class _Run:
         else:
             self.fail(event.id, event.message or "failed", event.host or attempt.host)
 
+    def judge(self, scheduler: Scheduler, report: EpochReport) -> bool:
+        """The scheduler's decision on one epoch (a recorded one is kept), committed before
+        the trial hears it."""
+        key = (report.id, report.epoch)
+        if key not in self.verdicts:
+            decision = scheduler.observe(report.id, report.epoch, report.error)
+            self.db.record_decision(report.id, report.epoch, report.error, decision)
+            self.verdicts[key] = decision.stop
+        return self.verdicts[key]
+
     def finish(self, trial_id: int, result: dict) -> None:
-        """A result: stored with the weights kept; weights that fell out of `keep` go."""
+        """A result: stored with the weights kept; weights that fell out of `keep` go (a
+        stopped trial's at once: it was not trained to the end)."""
         dropped: list[tuple[float, int]] = []
         meta = {}
+        if result.get("stopped"):
+            self.db.finish(trial_id, result, meta)
+            drop_weights([trial_folder(self.storage, trial_id)])
+            self.train_seconds += float(result["train_seconds"])
+            self._count(trial_id, "stopped")
+            return
         if self.keep is not None:
             ranked = sorted([*self.kept, (float(result["error"]), trial_id)])
             self.kept, dropped = ranked[: self.keep], ranked[self.keep :]
@@ -365,12 +403,13 @@ class _Run:
             mean = sum(self.durations) / len(self.durations)
             eta = mean * (len(self.queue) + len(self.running)) / self.slots
         return RunProgress(
-            self.counts["done"],
-            self.counts["failed"],
-            len(self.states),
-            len(self.running),
-            time.perf_counter() - self.t0,
-            eta,
+            done=self.counts["done"],
+            failed=self.counts["failed"],
+            total=len(self.states),
+            running=len(self.running),
+            elapsed=time.perf_counter() - self.t0,
+            eta=eta,
+            stopped=self.counts["stopped"],
         )
 
 

@@ -2,11 +2,12 @@
 
 Both executors have the same small interface: `slots` (trials that can run at once, which on
 Ray follows the cluster as nodes join and leave), `submit(task)`, `wait(timeout)` -> epoch
-reports and finished outcomes, `cancel(trial_id)`, `check_storage(folder)` and `close()`. A
-worker that dies (a crash, the kernel's out-of-memory killer, a lost Ray node) fails its
-attempt only; the local pool starts a fresh worker in its place. Workers never touch the
-database: they report each finished epoch through the executor's channel (a pipe, or a small
-Ray actor on the driver's node) and return the outcome.
+reports and finished outcomes, `answer(verdict)` (to a trial that asks after each epoch),
+`cancel(trial_id)`, `check_storage(folder)` and `close()`. A worker that dies (a crash, the
+kernel's out-of-memory killer, a lost Ray node) fails its attempt only; the local pool starts
+a fresh worker in its place. Workers never touch the database: they report each finished
+epoch through the executor's channel (a pipe, or a small Ray actor on the driver's node),
+hear verdicts the same way, and return the outcome.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from typing import Any, Protocol
 from .errors import StudyError
 from .storage import check_node_probe, node_probe, write_driver_probe
 from .studyfile import RayExecutorConfig, cores
-from .worker import EpochReport, TrialOutcome, TrialTask, pick_device, run_trial
+from .worker import EpochReport, TrialOutcome, TrialTask, Verdict, pick_device, run_trial
 
 RAY_HINT = "pip install 'regnet-space[ray]' (or pip install -e \".[ray]\" in a checkout)"
 Event = EpochReport | TrialOutcome
@@ -44,6 +45,8 @@ class Executor(Protocol):
     def submit(self, task: TrialTask) -> None: ...
 
     def wait(self, timeout: float) -> list[Event]: ...
+
+    def answer(self, verdict: Verdict) -> None: ...
 
     def cancel(self, trial_id: int) -> None: ...
 
@@ -82,6 +85,12 @@ def _worker_main(conn: Any, index: int, threads: int, parent: int) -> None:
         with contextlib.suppress(OSError):  # the driver is gone: the watcher ends us
             conn.send(r)
 
+    def ask(trial_id: int, epoch: int) -> bool:
+        while True:  # only verdicts come while a trial runs; a stale one is skipped
+            msg = conn.recv()
+            if isinstance(msg, Verdict) and (msg.id, msg.epoch) == (trial_id, epoch):
+                return msg.stop
+
     while True:
         try:
             task = conn.recv()
@@ -91,7 +100,7 @@ def _worker_main(conn: Any, index: int, threads: int, parent: int) -> None:
             return
         if device is not None and task.device is None:
             task = TrialTask(**{**task.__dict__, "device": device})
-        conn.send(run_trial(task, report))
+        conn.send(run_trial(task, report, ask))
 
 
 @dataclass
@@ -176,6 +185,13 @@ class LocalExecutor:
             return False
         return w.task is None or w.process.is_alive()
 
+    def answer(self, verdict: Verdict) -> None:
+        """Send a verdict to the worker running its trial (gone: nothing to do)."""
+        for w in self._workers:
+            if w.task == verdict.id:
+                with contextlib.suppress(BrokenPipeError, OSError):
+                    w.conn.send(verdict)
+
     def _replace(self, w: _Worker) -> TrialOutcome:
         """A dead worker fails its trial; a fresh one takes its place."""
         w.process.join(timeout=5)
@@ -242,10 +258,12 @@ def import_ray() -> Any:
 
 
 class _Inbox:
-    """A Ray actor on the driver's node collecting the trials' epoch reports."""
+    """A Ray actor on the driver's node collecting the trials' epoch reports and holding the
+    driver's verdicts until their trials collect them."""
 
     def __init__(self) -> None:
         self.items: list[EpochReport] = []
+        self.verdicts: dict[tuple[int, int], bool] = {}
 
     def put(self, item: EpochReport) -> None:
         self.items.append(item)
@@ -254,14 +272,30 @@ class _Inbox:
         out, self.items = self.items, []
         return out
 
+    def answer(self, verdict: Verdict) -> None:
+        self.verdicts[(verdict.id, verdict.epoch)] = verdict.stop
+
+    def verdict(self, trial_id: int, epoch: int) -> bool | None:
+        return self.verdicts.pop((trial_id, epoch), None)
+
+
+VERDICT_POLL_SECONDS = 0.05  # how often a Ray trial that asks looks for its verdict
+
 
 def _ray_trial(task: TrialTask, inbox: Any) -> TrialOutcome:
-    """A trial as a Ray task: epoch reports go to the driver's inbox actor."""
+    """A trial as a Ray task: epoch reports go to the driver's inbox actor, verdicts come
+    from it."""
+    import ray
 
     def report(r: EpochReport) -> None:
         inbox.put.remote(r)  # fire and forget: a lost report only delays `status`
 
-    return run_trial(task, report)
+    def ask(trial_id: int, epoch: int) -> bool:
+        while (stop := ray.get(inbox.verdict.remote(trial_id, epoch))) is None:
+            time.sleep(VERDICT_POLL_SECONDS)
+        return stop
+
+    return run_trial(task, report, ask)
 
 
 RAY_REFRESH_SECONDS = 2.0  # how often the cluster's resources are read again
@@ -281,6 +315,7 @@ class RayExecutor:
         self._ray = ray
         self._started = False
         self._refs: dict[Any, int] = {}  # before any close(): it cancels these
+        self._asking = False  # some task waits for verdicts: look for reports more often
         self._cpus, self._gpus = config.cpus_per_trial, config.gpus_per_trial
         if not ray.is_initialized():
             self._init(address)
@@ -393,18 +428,28 @@ class RayExecutor:
     def submit(self, task: TrialTask) -> None:
         """Start one Ray task."""
         self._refs[self._remote.remote(task, self._inbox)] = task.id
+        self._asking |= task.ask
 
     def wait(self, timeout: float) -> list[Event]:
-        """Epoch reports, then the outcomes of the tasks that finished within `timeout`."""
+        """Epoch reports, then the outcomes of the tasks that finished within `timeout`
+        (returning early at the first report when trials wait for verdicts)."""
         ray = self._ray
-        ready = []
-        if self._refs:
-            ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=timeout)
-            if ready:
-                ready, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
-        else:
-            time.sleep(timeout)
-        out: list[Event] = list(self._reports())
+        ready: list[Any] = []
+        reports: list[EpochReport] = []
+        deadline = time.monotonic() + timeout
+        while True:
+            left = max(0.0, deadline - time.monotonic())
+            step = min(left, VERDICT_POLL_SECONDS * 2) if self._asking else left
+            if self._refs:
+                ready, _ = ray.wait(list(self._refs), num_returns=1, timeout=step)
+                if ready:
+                    ready, _ = ray.wait(list(self._refs), num_returns=len(self._refs), timeout=0)
+            else:
+                time.sleep(step)
+            reports += self._reports()
+            if ready or reports or time.monotonic() >= deadline:
+                break
+        out: list[Event] = list(reports)
         for ref in ready:
             trial_id = self._refs.pop(ref)
             try:
@@ -413,6 +458,10 @@ class RayExecutor:
                 text = " ".join(str(exc).split())[:500]
                 out.append(TrialOutcome(trial_id, None, f"Ray task failed: {text}"))
         return out
+
+    def answer(self, verdict: Verdict) -> None:
+        """Leave a verdict in the inbox, where its trial looks for it."""
+        self._inbox.answer.remote(verdict)
 
     def _reports(self) -> list[EpochReport]:
         ray = self._ray

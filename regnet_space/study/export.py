@@ -24,11 +24,13 @@ from ..analysis.studydb import (
     StudyDbError,
     connect_readonly,
     read_meta,
+    trial_select,
 )
 from ..infra.text import csv_cell
 
 RESULTS = ("error", "epochs", "train_seconds", "images_per_second", "state", "attempts",
-           "peak_memory_bytes", "device", "host", "synthetic", "message")  # fmt: skip
+           "peak_memory_bytes", "device", "host", "synthetic", "message",
+           "diverged")  # fmt: skip
 
 
 def _is(column: str, kind: str) -> str:
@@ -54,6 +56,7 @@ def _rows(con: sqlite3.Connection, p: Path, columns: str) -> Iterator[tuple[Any,
 def _results(values: tuple[Any, ...]) -> dict[str, Any]:
     out = dict(zip(RESULTS, values, strict=True))
     out["synthetic"] = bool(out["synthetic"])
+    out["diverged"] = None if out["diverged"] is None else bool(out["diverged"])
     return out
 
 
@@ -65,7 +68,7 @@ def jsonl_lines(path: str | Path) -> Iterator[str]:
         con.execute("BEGIN")
         read_meta(con, str(p))
         for record, recipe, curve, *values in _rows(
-            con, p, f"record, recipe, curve, {', '.join(RESULTS)}"
+            con, p, f"record, recipe, curve, {trial_select(con, RESULTS)}"
         ):
             body = record.strip()[1:-1].strip()
             parts = [body] if body else []
@@ -108,7 +111,7 @@ def csv_text(path: str | Path) -> str:
         con.execute("BEGIN")
         read_meta(con, str(p))
         curve = "CASE WHEN json_valid(curve) THEN json(curve) END"
-        columns = f"record, recipe, {curve}, {', '.join(RESULTS)}"
+        columns = f"record, recipe, {curve}, {trial_select(con, RESULTS)}"
         rows = [
             (json.loads(record), json.loads(recipe), curve, values)
             for record, recipe, curve, *values in _rows(con, p, columns)

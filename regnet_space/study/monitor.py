@@ -12,7 +12,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from ..analysis.studydb import STATES, TRIALS_TABLE, StudyDbError, connect_readonly, read_meta
+from ..analysis.studydb import (
+    STATES,
+    TRIALS_TABLE,
+    StudyDbError,
+    connect_readonly,
+    diverged_rule,
+    read_meta,
+    scheduler_of,
+    trial_columns,
+)
 from .tables import HISTORY_TABLE, LIVE_TABLE, has_table, read_lease
 
 MAX_FAILURES_SHOWN = 1000  # failures listed with their messages (the count is always exact)
@@ -61,9 +70,25 @@ def _status(con: sqlite3.Connection, meta: Mapping[str, str], p: Path, top: int)
         "keep": meta.get("keep"),
         "driver": driver,
         "live": _live(con) if driver is not None else [],
+        "scheduler": scheduler_of(meta),
+        **_diverged(con, meta),
     }
     out.update(_failures(con))
     return out
+
+
+def _diverged(con: sqlite3.Connection, meta: Mapping[str, str]) -> dict[str, Any]:
+    """Finished trials flagged diverged (None: the database does not say, schema 1)."""
+    if "diverged" not in trial_columns(con):
+        return {"diverged": None, "diverged_rule": None}
+    rows = con.execute(
+        f"SELECT id, name, error, state FROM {TRIALS_TABLE} WHERE diverged = 1 ORDER BY id LIMIT ?",
+        (MAX_FAILURES_SHOWN,),
+    ).fetchall()
+    classes = meta.get("classes", "")
+    rule = diverged_rule(int(classes)) if classes.isdigit() else None
+    keys = ("id", "name", "error", "state")
+    return {"diverged": [dict(zip(keys, r, strict=True)) for r in rows], "diverged_rule": rule}
 
 
 def best_trials(con: sqlite3.Connection, top: int) -> list[dict[str, Any]]:

@@ -32,6 +32,7 @@ from ..space.space import Space, load_space, parse_bounds
 from .data import DataSpec, check_data
 from .errors import StudyError
 from .recipe import Recipe, load_recipe, recipe_with
+from .scheduler import NONE, SchedulerConfig
 
 _CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
 MAX_TRIALS = 100_000
@@ -138,6 +139,9 @@ class StudyFile(BaseModel):
     )
     trial_timeout: Number | None = Field(
         None, gt=0, le=10**7, description="minutes one attempt of a trial may take"
+    )
+    scheduler: SchedulerConfig = Field(
+        NONE, description="early stopping: {kind: none | asha | median, grace_epochs, ...}"
     )
 
 
@@ -279,6 +283,25 @@ def draw_search(
     return [{f: columns[f][i] for f in search} for i in range(n)]
 
 
+def _check_scheduler(
+    file: StudyFile, recipe: Recipe, search: Mapping[str, Any], where: Path
+) -> None:
+    """A scheduler compares trials epoch by epoch: one epoch count, and a stop before it."""
+    sched = file.scheduler
+    if sched.kind == "none":
+        return
+    if "epochs" in search:
+        raise StudyError(
+            f"{where}: scheduler: {sched.kind} compares trials at equal epochs of one "
+            "schedule; it cannot be combined with searching epochs"
+        )
+    if sched.grace_epochs >= recipe.epochs:
+        raise StudyError(
+            f"{where}: scheduler.grace_epochs: {sched.grace_epochs} leaves no epoch to stop "
+            f"at (the recipe trains {recipe.epochs}); give fewer than {recipe.epochs}"
+        )
+
+
 def _bounds(c: StudyConstraints, where: Path) -> dict[str, Any]:
     """The constraints the study file overrides, parsed as `sample` parses them."""
     bounds = {}
@@ -309,6 +332,7 @@ def resolve(path: str | Path) -> ResolvedStudy:
         sampled = sample(space, file.n, seed=file.seed, input_size=recipe.test_size, **bounds)
     except RegNetSpaceError as exc:
         raise StudyError(f"{where}: {exc}") from None
+    _check_scheduler(file, recipe, search, where)
     fields = draw_search(search, file.n, file.seed)
     for i, f in enumerate(fields):
         try:
@@ -327,6 +351,8 @@ def resolve(path: str | Path) -> ResolvedStudy:
         "search": {k: v.model_dump(mode="json") for k, v in search.items()},
         "data": file.data.model_dump(mode="json"),
     }
+    if file.scheduler.kind != "none":  # studies without one keep the hash they always had
+        canonical_data["scheduler"] = file.scheduler.model_dump(mode="json")
     canonical = _canonical(canonical_data)
     return ResolvedStudy(
         path=where,

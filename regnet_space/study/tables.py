@@ -6,6 +6,8 @@
 - `live`: one row per running trial, updated as each epoch ends: epoch, epochs, test error,
   training loss, seconds since the attempt started, host and pid of the process training it.
 - `history`: one row per failed attempt: its message, host and times (`status` shows them).
+- `decisions`: the study scheduler's answer to each finished epoch it saw (`seq`: the order
+  the driver saw the reports in), stop or go on, and why; a resumed driver replays them.
 
 A database made before these tables existed gains them from its next `study run`; readers
 treat a missing table as empty.
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LEASE_TABLE, LIVE_TABLE, HISTORY_TABLE = "lease", "live", "history"
+DECISIONS_TABLE = "decisions"
 LEASE_SECONDS = 30.0  # a lease not renewed for this long is free (the holder is gone)
 HEARTBEAT_SECONDS = 5.0  # how often the holder renews it
 
@@ -52,6 +55,16 @@ EXTRA_SCHEMA = (
         started_at REAL,
         finished_at REAL,
         PRIMARY KEY (id, attempt)
+    )""",
+    f"""CREATE TABLE IF NOT EXISTS {DECISIONS_TABLE} (
+        seq INTEGER PRIMARY KEY,
+        id INTEGER NOT NULL,
+        epoch INTEGER NOT NULL,
+        error REAL NOT NULL,
+        stop INTEGER NOT NULL,
+        reason TEXT,
+        at REAL NOT NULL,
+        UNIQUE (id, epoch)
     )""",
     "CREATE INDEX IF NOT EXISTS trials_by_state ON trials (state, error)",
 )

@@ -412,7 +412,8 @@ def train(
     `run_dir`: write epoch checkpoints, metrics.jsonl, the weights, spec and recipe there, and
     resume from its last checkpoint (another run's folder is refused unless `force`); one
     process at a time trains into a folder. `on_epoch` sees every finished epoch and may
-    return "stop" to end training after it (the result is then marked `stopped`).
+    return "stop" to end training after it (the result is then marked `stopped`); a resumed
+    run shows it the epoch it resumes from first.
     Bad input raises StudyError (or another RegNetSpaceError); other exceptions mean that the
     trial itself failed (for example a diverged loss or out of memory). Threads, RNG state and
     cuDNN's benchmark flag are restored when it returns.
@@ -531,7 +532,12 @@ def _loop(
     recipe, loader = session.recipe, session.loader
     bar = _Progress(stream, recipe.epochs, loader.steps_per_epoch())
     stopped = False
-    for epoch in range(len(session.curve), recipe.epochs):
+    start = len(session.curve)
+    if start and on_epoch is not None and start < recipe.epochs:
+        # A resumed run shows the hook the epoch it resumes from first: a decision on it that
+        # the interrupted process did not live to act on is made (or repeated) now.
+        stopped = on_epoch(session.curve[-1]) == "stop"
+    for epoch in range(start, recipe.epochs if not stopped else start):
         metrics = _epoch(session, epoch, bar)
         session.curve.append(metrics)
         bar.end(metrics)

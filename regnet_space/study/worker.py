@@ -1,10 +1,12 @@
 """One trial, as a worker runs it: rebuild the design and recipe, train into its run folder.
 
-Tasks, epoch reports and outcomes are plain frozen dataclasses of JSON-able values, so they
-cross process and Ray boundaries unchanged. A trial trains into its run folder on the study's
-storage, so an attempt that is interrupted (a killed worker, a lost node, a timeout) resumes
-from its last finished epoch wherever it runs next. A trial that raises returns its message
-(the trial failed); only the driver turns reports and outcomes into database rows.
+Tasks, epoch reports, verdicts and outcomes are plain frozen dataclasses of JSON-able values,
+so they cross process and Ray boundaries unchanged. A trial trains into its run folder on the
+study's storage, so an attempt that is interrupted (a killed worker, a lost node, a timeout)
+resumes from its last finished epoch wherever it runs next. A trial that raises returns its
+message (the trial failed); only the driver turns reports and outcomes into database rows.
+Under a scheduler (`ask`), a trial waits after each reported epoch for the driver's verdict,
+so that it stops exactly after the epoch the decision was made on.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ class TrialTask:
     device: str | None = None  # None: the trainer's choice (CUDA, then MPS, then CPU)
     run_dir: str | None = None  # the trial's run folder (None: train without one)
     keep_weights: bool = True  # write model.safetensors when the trial ends
+    ask: bool = False  # wait for the driver's verdict after each epoch (a scheduler runs)
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,15 @@ class EpochReport:
 
 
 @dataclass(frozen=True)
+class Verdict:
+    """The driver's answer to one reported epoch of a trial that asks: stop after it or not."""
+
+    id: int
+    epoch: int
+    stop: bool
+
+
+@dataclass(frozen=True)
 class TrialOutcome:
     """A finished attempt: the trainer's result (as_dict), or why it failed."""
 
@@ -62,6 +74,7 @@ class TrialOutcome:
 
 
 Report = Callable[[EpochReport], None]
+Ask = Callable[[int, int], bool]  # (trial id, epoch) -> stop: blocks until the driver answers
 
 
 def one_line(exc: BaseException) -> str:
@@ -81,9 +94,12 @@ def pick_device(worker_index: int) -> str | None:
     return None
 
 
-def run_trial(task: TrialTask, report: Report | None = None) -> TrialOutcome:
-    """Train one design, sending each finished epoch to `report`; every exception becomes a
-    failed outcome with its message."""
+def run_trial(
+    task: TrialTask, report: Report | None = None, ask: Ask | None = None
+) -> TrialOutcome:
+    """Train one design, sending each finished epoch to `report` (and, when the task asks,
+    stopping after it if `ask` says so); every exception becomes a failed outcome with its
+    message."""
     host = socket.gethostname()
     try:
         from ..core.spec import spec_from_dict
@@ -96,11 +112,14 @@ def run_trial(task: TrialTask, report: Report | None = None) -> TrialOutcome:
         data = DataSpec.model_validate(dict(task.data))
         start = time.time()
 
-        def on_epoch(m: Any) -> None:
+        def on_epoch(m: Any) -> str | None:
             if report is not None:
                 seconds = time.time() - start
                 report(EpochReport(task.id, m.epoch, recipe.epochs, m.test_error, m.train_loss,
                                    seconds, host, os.getpid()))  # fmt: skip
+            if task.ask and ask is not None and ask(task.id, m.epoch):
+                return "stop"
+            return None
 
         result = train(
             spec,
