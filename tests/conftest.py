@@ -10,6 +10,12 @@ from types import ModuleType
 
 import pytest
 
+# The tests live in one folder per side (tests/core, tests/study, ...); the helpers they share
+# (study_helpers.py) stay here, importable from every folder.
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread() -> Iterator[None]:
