@@ -10,7 +10,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_complexity import random_explicit_specs, random_specs
-from test_spec import TEXT_CASES
+from test_spec_hostile import TEXT_CASES
 
 from regnet_space.core.errors import SpecError
 from regnet_space.core.reader import load_spec
