@@ -325,3 +325,18 @@ def test_explicit_stage_records_give_per_stage_parameters() -> None:
     assert study.parameters == ("group_width", "d1", "d2", "w1", "w2", "w3")
     first = {"name": "a", "block": "x", "stages": recs[0]["stages"]}
     assert space.complexity["flops"][0] == count(load_spec(first)).flops
+
+
+def test_good_range_integers_print_as_integers() -> None:
+    from regnet_space import analyze, load_study
+    from regnet_space.analysis.stats import range_table
+
+    a = analyze(load_study([ROOT / "examples" / "zoo_errors.csv"]), resamples=200)
+    _, rows = range_table(a)
+    whole = [r for r in rows if r[1] in ("depth", "w0", "group_width")]
+    assert whole
+    for _, _, good, median, best, observed in whole:
+        # A range is shown only where resolved; at n = 12 most are not.
+        assert good == "not resolved at n = 12" or all(x.isdigit() for x in good.split(" .. "))
+        assert median == "" if good.startswith("not") else median.isdigit()
+        assert best.isdigit() and all(x.isdigit() for x in observed.split(" .. "))

@@ -13,11 +13,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import TINY
 
 from regnet_space.cli.progress import Progress
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = "name: tiny\nblock: x\ndepth: 3\nw0: 16\nwa: 8.0\nwm: 2.0\ngroup_width: 8\nnum_classes: 10\n"
 
 
 def _read_all(fd: int) -> str:

@@ -450,3 +450,11 @@ def test_a_band_below_the_cifar_stem_is_refused_before_drawing() -> None:
     stem = 9 * 3 * 16 * 32 * 32
     with pytest.raises(SpaceError, match=f"the stem alone has {stem} flops at input size 32"):
         sample(SPACES / "regnetx-cifar.yaml", 1, flops=f"0:{stem - 1}")
+
+
+def test_sample_result_has_len_iteration_and_a_short_repr() -> None:
+    import regnet_space as rs
+
+    result = rs.sample(rs.load_space(SPACES / "regnetx.yaml"), 5, seed=1)
+    assert len(result) == 5 and list(result) == list(result.records)
+    assert len(repr(result)) < 200 and "5/5 designs" in repr(result)
