@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -141,48 +140,3 @@ def test_scaled_zoo_models_build_and_run() -> None:
             out = model(torch.zeros(1, 3, s.input_size, s.input_size)).last_hidden_state
         assert tuple(out.shape) == plan(s.spec, s.input_size).output_shape
         assert sum(p.numel() for p in model.parameters()) < s.params  # no classifier here
-
-
-# ---------------------------------------------------------------------------------------------
-# CLI
-
-
-def test_cli_scale_writes_a_spec_the_other_commands_accept(
-    capsys: pytest.CaptureFixture[str], tmp_path: Path
-) -> None:
-    from regnet_space.cli import main
-
-    out = tmp_path / "y040x4.yaml"
-    assert main(["scale", str(SPECS / "y040.yaml"), "--flops-factor", "4", "-o", str(out)]) == 0
-    text = capsys.readouterr().out
-    assert "achieved x3.928" in text and "input size: 240" in text and str(out) in text
-    assert "\ninput_size: 240\n" in out.read_text()
-    assert main(["report", str(out), "--format", "json"]) == 0
-    (row,) = json.loads(capsys.readouterr().out)
-    assert row["flops"] == scale_spec(load_spec(SPECS / "y040.yaml"), 4).flops
-    # No overwrite without --force; one line, exit 2.
-    assert main(["scale", str(SPECS / "y040.yaml"), "--flops-factor", "2", "-o", str(out)]) == 2
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "already exists" in err
-    args = ["scale", str(SPECS / "y040.yaml"), "--flops-factor", "2", "-o", str(out), "--force"]
-    assert main([*args, "--json"]) == 0
-    data = json.loads(capsys.readouterr().out)
-    assert data["asked_flop_factor"] == 2 and abs(data["achieved_flop_factor"] / 2 - 1) < 0.1
-    assert load_spec(out).model_dump(mode="json") == data["spec"]
-
-
-def test_cli_scale_errors(capsys: pytest.CaptureFixture[str]) -> None:
-    from regnet_space.cli import main
-
-    spec = str(SPECS / "x002.yaml")
-    assert main(["scale", spec, "--flops-factor", "2", "--weights", "q9"]) == 2
-    assert "--weights" in capsys.readouterr().err
-    for bad in (
-        ["--flops-factor", "0"],
-        ["--flops-factor", "2", "--weights", "dw", "--alpha", "1"],
-    ):
-        with pytest.raises(SystemExit) as exc:
-            main(["scale", spec, *bad])
-        assert exc.value.code == 2
-    assert main(["scale", "missing.yaml", "--flops-factor", "2"]) == 2
-    assert "no such file" in capsys.readouterr().err
