@@ -9,9 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from cli_helpers import run
 
 from regnet_space import PlanError, load_spec, plan
-from regnet_space.cli import main
 from regnet_space.core import reader as core_reader
 from regnet_space.core.errors import SpecError
 from regnet_space.core.hf import hf_config_from_spec
@@ -22,12 +22,6 @@ ROOT = Path(__file__).resolve().parents[2]
 SPECS = ROOT / "specs"
 PYCLS = ROOT / "tests" / "data" / "pycls"
 STEMS = sorted(p.stem for p in SPECS.glob("*.yaml"))
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    status = main(list(argv))
-    out, err = capsys.readouterr()
-    return status, out, err
 
 
 def test_every_shipped_spec_has_names_and_every_name_a_spec() -> None:
