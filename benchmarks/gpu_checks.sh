@@ -54,7 +54,7 @@ step "$py" -m regnet_space train specs/y002.yaml --recipe "$out/digits-bf16.yaml
 cp "$run/metrics.jsonl" "$run/result.json" "$out/" 2>/dev/null
 
 # 2. The tests that use CUDA where it is present.
-step "$py" -m pytest -q -p no:cacheprovider tests/test_train.py
+step "$py" -m pytest -q -p no:cacheprovider tests/study/test_train.py
 
 # 3. One training step, ours against Hugging Face's (and timm's), bf16 and channels-last.
 step "$py" benchmarks/bench_train.py --device cuda --channels-last --bf16 \

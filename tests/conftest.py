@@ -10,6 +10,14 @@ from types import ModuleType
 
 import pytest
 
+# The tests live in one folder per side (tests/core, tests/cli, ..., tests/system); the helpers
+# they share (cli_helpers, config_helpers, spec_helpers, study_helpers) live here, importable
+# from every folder. Test file names stay unique across folders: pytest's default import mode
+# imports each test file by its bare name, with its folder put on sys.path (no packages).
+HERE = str(Path(__file__).resolve().parent)
+if HERE not in sys.path:
+    sys.path.insert(0, HERE)
+
 
 @pytest.fixture(autouse=True, scope="session")
 def one_torch_thread() -> Iterator[None]:
