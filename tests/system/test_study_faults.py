@@ -42,16 +42,19 @@ def _one_line(proc: Any, code: int = 2) -> str:
 
 def test_a_trial_past_its_time_limit_fails_is_retried_and_resumes(tmp_path: Path) -> None:
     recipe = {**FAST["recipe"], "epochs": 10_000}  # never ends within the limit
-    study = write_study(tmp_path / "t.yaml", **FAST | {"recipe": recipe, "trial_timeout": 0.2})
+    # 30 s an attempt: a loaded machine still finishes an epoch of it, so that the retry has a
+    # checkpoint to go on from.
+    study = write_study(tmp_path / "t.yaml", **FAST | {"recipe": recipe, "trial_timeout": 0.5})
     db, trial = tmp_path / "t.db", tmp_path / "t.runs" / "trial-00000"
     driver = start_cli("study", "run", str(study), "--db", str(db), "--json", cwd=tmp_path)
     try:
 
         def first_timeout() -> list[str] | None:
             st = read_status(db, 1) if db.exists() else None
-            return metrics_lines(trial) if st and st["retried"] + st["failures"] else None
+            # The lines (possibly none yet) in a tuple: the moment is seen even without them.
+            return (metrics_lines(trial),) if st and st["retried"] + st["failures"] else None
 
-        snapshot = wait_until(first_timeout, 240, "the first timeout", driver)
+        (snapshot,) = wait_until(first_timeout, 240, "the first timeout", driver)
         out, err = driver.communicate(timeout=240)
     finally:
         if driver.poll() is None:
@@ -59,7 +62,7 @@ def test_a_trial_past_its_time_limit_fails_is_retried_and_resumes(tmp_path: Path
     assert driver.returncode == 1, err
     assert json.loads(out)["failed"] == 1
     (failure,) = read_status(db, 1)["failures"]
-    message = "trial timed out after 0.2 minutes (trial_timeout)"
+    message = "trial timed out after 0.5 minutes (trial_timeout)"
     assert failure["attempts"] == 2 and failure["message"] == message
     assert [h["message"] for h in failure["history"]] == [message, message]
     final = metrics_lines(trial)
