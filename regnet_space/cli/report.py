@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.limits import CONVENTIONS, FORMATS
 from ..infra.text import clean
-from .args import COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size
+from .args import COMMANDS, COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -109,7 +109,7 @@ def register(sub: Any) -> None:
     """Add `report` to the command's subparsers."""
     r = sub.add_parser(
         "report",
-        help="counts of specs or folders of specs, without building models",
+        help=COMMANDS["report"],
         description="Flops, params and activations of each spec (folders: their *.yaml files), "
         "counted analytically. Every spec that loads is reported, then one line on stderr for "
         "each file that does not (exit status 2 if any); design-space files in a folder are "
