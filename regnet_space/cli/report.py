@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -83,6 +82,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             s.as_dict() | {"torch_counter": c.as_dict()}
             for s, c in zip(summaries, checks, strict=True)
         ]
+        import json  # only for --json: a table's start-up does without it
+
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif summaries or fmt in ("json", "csv"):
         sys.stdout.write(render_report(summaries, fmt))

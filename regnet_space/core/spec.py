@@ -62,7 +62,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from ..infra.errors import RegNetSpaceError
 from ..infra.parsing import parse_yaml
@@ -417,6 +417,8 @@ _PARAMETRIC_ONLY += ("q", "rounding")
 
 def spec_json_schema() -> dict[str, Any]:
     """JSON Schema of the spec file format (either form), for editor validation."""
+    from pydantic import TypeAdapter  # only for the schema
+
     schema = TypeAdapter(Spec).json_schema()
     schema["title"] = "regnet-space spec"
     return schema

@@ -10,7 +10,6 @@ refuses NaN, duplicate keys, overlong numbers and deep nesting. Every failure is
 from __future__ import annotations
 
 import functools
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -258,6 +257,8 @@ def _check_depth(data: Any, source: str, error: type[RegNetSpaceError]) -> None:
 def parse_json(text: str, source: str, *, error: type[RegNetSpaceError] = InputError) -> Any:
     """JSON with limits: no NaN/Infinity or duplicate keys, finite floats, numbers of at most
     MAX_DIGITS digits, nesting at most MAX_DEPTH; every failure is one line `source: ...`."""
+    import json  # where JSON is read: a command reading YAML starts without it
+
     try:
         return _load_json(text, source, error)
     except json.JSONDecodeError as exc:
@@ -270,6 +271,8 @@ def parse_json_or_yaml(
     """JSON text as parse_json reads it; anything else, such as a flow-style YAML mapping
     (`{name: a}` starts with a brace too), as parse_yaml reads it."""
     if text.lstrip().startswith(("{", "[")):
+        import json
+
         try:
             return _load_json(text, source, error)
         except json.JSONDecodeError:
@@ -301,6 +304,8 @@ def _load_json(text: str, source: str, error: type[RegNetSpaceError]) -> Any:
                     raise error(f"{source}: duplicate key {short(key)}")
                 seen.add(key)
         return obj
+
+    import json
 
     try:
         data = json.loads(
