@@ -7,7 +7,8 @@ the commands so that machine load hits all alike, and each figure is the median 
 (after one warm-up round, which also writes the bytecode caches an installed package has) of
 the wall-clock time and of the CPU time (user + system) of the process. Ratios are to the floor
 `python -c "import numpy, pydantic, yaml"`, the packages a spec's report loads (the goal:
-`report specs/y040.yaml` and `build --help` within 1.3x of it), and to a bare interpreter.
+`report specs/y040.yaml` and `build --help` within 1.3x of it), and to a bare interpreter; a
+row for the floor plus one pydantic model shows what validating with pydantic adds to it.
 `--baseline DIR` also runs the regnet-space commands from another checkout (a `git worktree`
 of an earlier commit), interleaved, rows marked "(baseline)". Then `python -X importtime`
 names the slowest imports of each command, and the heavy packages each one loads (none for
@@ -29,11 +30,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 HEAVY = ("numpy", "pydantic", "yaml", "torch")
 FLOOR = 'python -c "import numpy, pydantic, yaml"'
+MODEL = "import numpy, pydantic, yaml\nclass A(pydantic.BaseModel):\n    x: int\nA(x=1)"
 
 COMMANDS = {
     "python -c pass": [PY, "-c", "pass"],
     'python -c "import numpy"': [PY, "-c", "import numpy"],
     FLOOR: [PY, "-c", "import numpy, pydantic, yaml"],
+    # What any reader that validates with a pydantic model pays first: pydantic's model
+    # machinery (`import pydantic` alone loads none of it) and one model's validator.
+    "the floor + one pydantic model": [PY, "-c", MODEL],
     "regnet-space --help": [PY, "-m", "regnet_space", "--help"],
     "regnet-space --version": [PY, "-m", "regnet_space", "--version"],
     "regnet-space build --help": [PY, "-m", "regnet_space", "build", "--help"],
