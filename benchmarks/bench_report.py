@@ -6,7 +6,10 @@ alternating, several rounds; prints the median wall-clock time of each and their
 goal: report of 1,000 files within 2x the start-up cost of --help). In-process, it also
 splits one report into reading + parsing + validating the files and the rest.
 
-    python benchmarks/bench_report.py [--files 1000] [--rounds 7]
+    python benchmarks/bench_report.py [--files 1000] [--rounds 7] [--baseline DIR]
+
+`--baseline DIR` also runs the report from another checkout (a `git worktree` of an earlier
+commit) in the same rounds, and prints this checkout's time over it.
 """
 
 from __future__ import annotations
@@ -36,9 +39,9 @@ def write_specs(folder: Path, n: int) -> None:
         (folder / f"spec{i:05d}.yaml").write_text(texts[i % len(texts)])
 
 
-def run(argv: list[str]) -> float:
-    """Seconds one `python -m regnet_space ARGS` takes, output discarded."""
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+def run(argv: list[str], root: Path = ROOT) -> float:
+    """Seconds one `python -m regnet_space ARGS` takes (from checkout `root`), output discarded."""
+    env = dict(os.environ, PYTHONPATH=str(root) + os.pathsep + os.environ.get("PYTHONPATH", ""))
     start = time.perf_counter()
     subprocess.run(
         [sys.executable, "-m", "regnet_space", *argv],
@@ -53,16 +56,21 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--files", type=int, default=1000, help="spec files (default 1000)")
     parser.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    parser.add_argument("--baseline", type=Path, help="another checkout to time alongside")
     args = parser.parse_args(argv)
     folder = Path(tempfile.mkdtemp(prefix="bench_report_"))
     try:
         write_specs(folder, args.files)
-        commands = {"report": ["report", str(folder)], "--help": ["--help"]}
+        commands = {"report": (["report", str(folder)], ROOT), "--help": (["--help"], ROOT)}
+        if args.baseline is not None:
+            commands["baseline report"] = (["report", str(folder)], args.baseline.resolve())
+            run(*commands["baseline report"])
         times: dict[str, list[float]] = {k: [] for k in commands}
-        run(commands["report"])  # warm-up: bytecode, page cache
+        run(*commands["report"])  # warm-up: bytecode, page cache
         for r in range(args.rounds):
-            for name in list(commands)[r % 2 :] + list(commands)[: r % 2]:
-                times[name].append(run(commands[name]))
+            names = list(commands)
+            for name in names[r % len(names) :] + names[: r % len(names)]:
+                times[name].append(run(*commands[name]))
         paths = collect_spec_paths([folder])
         start = time.perf_counter()
         for p in paths:
@@ -81,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
         f"  ratio {report / helps:.2f}x (goal <= {GOAL:.1f}x: "
         f"{'met' if report / helps <= GOAL else 'NOT met'})"
     )
+    if args.baseline is not None:
+        base = statistics.median(times["baseline report"])
+        print(f"  baseline report FOLDER  {base:.3f} s; this / baseline {report / base:.2f}")
     print(
         f"in process: loading the {len(paths)} files {loading:.3f} s "
         f"({loading / len(paths) * 1e3:.3f} ms each) of a whole report of {whole:.3f} s"

@@ -11,34 +11,25 @@ from __future__ import annotations
 import argparse
 import contextlib
 import errno
+import importlib
 import os
 import signal
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from .. import __version__
 from ..infra.errors import RegNetSpaceError
 from ..infra.text import SafeStream, clean
-from . import (
-    analyze,
-    build,
-    convert,
-    export,
-    fit,
-    presets,
-    report,
-    sample,
-    scale,
-    schema,
-    study,
-    train,
-)
-from .args import PROG, Parser
+from .args import COMMANDS, PROG, Parser
+
+# The module that registers and runs each command, where it is not the command's name.
+_MODULES = {"list": "presets"}
 
 
-def make_parser() -> argparse.ArgumentParser:
-    """The full argument parser: every command, in the order --help lists them."""
+def make_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser:
+    """The argument parser: every command, in the order --help lists them; those not in `full`
+    (default: all) only by name and help, without their module or options."""
     parser = Parser(
         prog=PROG,
         description="Turn RegNet design-space parameters into exact networks and numbers.",
@@ -56,23 +47,22 @@ def make_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     # Each command registers itself; none of these modules imports torch, numpy or pydantic
-    # at import time (tests/test_ux_startup.py checks it).
-    for command in (
-        build,
-        report,
-        schema,
-        sample,
-        analyze,
-        scale,
-        fit,
-        convert,
-        export,
-        presets,
-        train,
-        study,
-    ):
-        command.register(sub)
+    # at import time (tests/test_ux_startup.py checks it). A command that does not run is
+    # only listed: importing every module and adding every option is most of --help's time.
+    for name, help_text in COMMANDS.items():
+        if full is None or name in full:
+            module = importlib.import_module(f".{_MODULES.get(name, name)}", __name__)
+            module.register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> set[str]:
+    """The command an argument list runs (its first word: the command line has no option
+    that takes a value before it), or none."""
+    words = [a for a in argv if not a.startswith("-")]
+    return {words[0]} if words and words[0] in COMMANDS else set()
 
 
 class _Interrupts:
@@ -158,7 +148,8 @@ def _interrupted() -> int:
 
 def _run(argv: Sequence[str] | None) -> int:
     try:
-        parser = make_parser()
+        argv = sys.argv[1:] if argv is None else list(argv)
+        parser = make_parser(full=_command_of(argv))
         args = parser.parse_args(argv)
         return int(args.func(args))
     except RegNetSpaceError as exc:

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..infra.text import clean
-from .args import JSON_HELP, int_in, unit_float
+from .args import COMMANDS, JSON_HELP, int_in, unit_float
 
 ANALYZE_DESCRIPTION = """\
 Compare design spaces from trained samples. Each RESULTS file (.jsonl, .csv or a JSON list)
@@ -75,7 +75,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `analyze` to the command's subparsers."""
     a = subparsers.add_parser(
         "analyze",
-        help="compare design spaces: EDFs, good ranges, rank correlations, HTML report",
+        help=COMMANDS["analyze"],
         description=ANALYZE_DESCRIPTION,
         epilog=ANALYZE_EPILOG,
     )

@@ -19,6 +19,23 @@ from ..core.limits import MAX_INPUT_SIZE
 PROG = "regnet-space"
 STDIO = "-"
 
+# The commands in the order --help lists them, each with its one line of help; each is
+# registered by the module of its name (`list`: presets) and in full only when it runs.
+COMMANDS: dict[str, str] = {
+    "build": "build the PyTorch model of a spec and describe it",
+    "report": "counts of specs or folders of specs, without building models",
+    "schema": "print the JSON Schema of the spec format",
+    "sample": "draw designs from a design space under complexity constraints",
+    "analyze": "compare design spaces: EDFs, good ranges, rank correlations, HTML report",
+    "scale": "scale a model's flops by the rules of 'Fast and Accurate Model Scaling'",
+    "fit": "fit d, w0, wa, wm to per-block widths (a spec's or a list)",
+    "convert": "convert a timm / torchvision / pycls / Hugging Face checkpoint to another layout",
+    "export": "export a model to ONNX or a torch.export program",
+    "list": "the shipped specs, spaces and example data",
+    "train": "train one design under a recipe on a data set (resumable run folder)",
+    "study": "train sampled designs into a resumable study database (run, status, export, best)",
+}
+
 INPUT_SIZE_HELP = "square input side (default: the spec's input_size, 224 when it has none)"
 JSON_HELP = "print machine-readable JSON on stdout (human text, if any, goes to stderr)"
 FORCE_HELP = "overwrite existing outputs"

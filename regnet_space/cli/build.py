@@ -14,6 +14,7 @@ from ..core.errors import BuildError
 from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
+    COMMANDS,
     COUNTER_HELP,
     COUNTERS,
     INPUT_SIZE_HELP,
@@ -301,7 +302,7 @@ def register(sub: Any) -> None:
     """Add `build` to the command's subparsers."""
     b = sub.add_parser(
         "build",
-        help="build the PyTorch model of a spec and describe it",
+        help=COMMANDS["build"],
         description="Build the model of SPEC, run one image through it and print the design, "
         "a per-stage table, the totals (paper convention) and the output shape.",
     )

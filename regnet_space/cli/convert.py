@@ -12,7 +12,7 @@ import sys
 from typing import Any
 
 from ..infra.text import clean
-from .args import FORCE_HELP, LIBRARIES, SPEC_HELP
+from .args import COMMANDS, FORCE_HELP, LIBRARIES, SPEC_HELP
 
 CONVERT_EXAMPLES = """\
 examples:
@@ -32,7 +32,7 @@ def register(subparsers: Any) -> None:
     """Add `convert` to the command's subparsers."""
     c = subparsers.add_parser(
         "convert",
-        help="convert a timm / torchvision / pycls / Hugging Face checkpoint to another layout",
+        help=COMMANDS["convert"],
         description="Re-key a RegNet checkpoint from one library's layout to another's "
         "(default: this package's, which is Hugging Face's), checking every key and shape "
         "against the model SPEC describes.",

@@ -15,6 +15,7 @@ from ..core.errors import BuildError
 from ..infra.text import clean
 from .args import (
     ALLOW_LARGE_HELP,
+    COMMANDS,
     FORCE_HELP,
     INPUT_SIZE_HELP,
     LIBRARIES,
@@ -45,7 +46,7 @@ def register(subparsers: Any) -> None:
     """Add `export` to the command's subparsers."""
     e = subparsers.add_parser(
         "export",
-        help="export a model to ONNX or a torch.export program",
+        help=COMMANDS["export"],
         description="Build the model of SPEC (optionally with converted weights) and export it "
         "as ONNX (.onnx) or a torch.export program (.pt2), checked for equal outputs.",
         epilog=EXPORT_EXAMPLES,

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..infra.text import clean
 from .args import (
+    COMMANDS,
     FORCE_HELP,
     JSON_HELP,
     SPEC_HELP,
@@ -48,7 +49,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `fit` to the command's subparsers."""
     f = subparsers.add_parser(
         "fit",
-        help="fit d, w0, wa, wm to per-block widths (a spec's or a list)",
+        help=COMMANDS["fit"],
         description=FIT_DESCRIPTION,
         epilog=FIT_EPILOG,
     )

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from .args import JSON_HELP
+from .args import COMMANDS, JSON_HELP
 
 DESCRIPTION = """\
 The specs, design spaces and example data shipped with the package. Their names work in
@@ -18,9 +18,7 @@ convention at each spec's input size."""
 
 def register(subparsers: Any) -> None:
     """Add `list` to the CLI's subparsers."""
-    p = subparsers.add_parser(
-        "list", help="the shipped specs, spaces and example data", description=DESCRIPTION
-    )
+    p = subparsers.add_parser("list", help=COMMANDS["list"], description=DESCRIPTION)
     p.add_argument("--json", action="store_true", help=JSON_HELP)
     p.set_defaults(func=run_list)
 

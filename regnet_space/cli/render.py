@@ -3,9 +3,7 @@ JSON or Markdown."""
 
 from __future__ import annotations
 
-import csv
 import io
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -161,8 +159,12 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]], markdown
 def render_report(summaries: Sequence[SpecSummary], fmt: Format) -> str:
     """One row per spec in the chosen format."""
     if fmt == "json":
+        import json
+
         return json.dumps([s.as_dict() for s in summaries], indent=2) + "\n"
     if fmt == "csv":
+        import csv
+
         buf = io.StringIO()
         keys = list(summaries[0].as_dict()) if summaries else ["name"]
         writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")

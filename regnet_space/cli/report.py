@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..core.limits import CONVENTIONS, FORMATS
 from ..infra.text import clean
-from .args import COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size
+from .args import COMMANDS, COUNTER_HELP, COUNTERS, INPUT_SIZE_HELP, input_size
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -83,6 +82,8 @@ def cmd_report(args: argparse.Namespace) -> int:
             s.as_dict() | {"torch_counter": c.as_dict()}
             for s, c in zip(summaries, checks, strict=True)
         ]
+        import json  # only for --json: a table's start-up does without it
+
         sys.stdout.write(json.dumps(rows, indent=2) + "\n")
     elif summaries or fmt in ("json", "csv"):
         sys.stdout.write(render_report(summaries, fmt))
@@ -109,7 +110,7 @@ def register(sub: Any) -> None:
     """Add `report` to the command's subparsers."""
     r = sub.add_parser(
         "report",
-        help="counts of specs or folders of specs, without building models",
+        help=COMMANDS["report"],
         description="Flops, params and activations of each spec (folders: their *.yaml files), "
         "counted analytically. Every spec that loads is reported, then one line on stderr for "
         "each file that does not (exit status 2 if any); design-space files in a folder are "

@@ -16,7 +16,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 from ..infra.errors import OutputError, RegNetSpaceError
 from ..infra.text import clean
-from .args import FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
+from .args import COMMANDS, FORCE_HELP, JSON_HELP, STDIO, input_size, int_in, write_output
 from .progress import Progress
 
 if TYPE_CHECKING:
@@ -88,7 +88,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `sample` subcommand to a CLI's subparsers."""
     p = subparsers.add_parser(
         "sample",
-        help="draw designs from a design space under complexity constraints",
+        help=COMMANDS["sample"],
         description=DESCRIPTION,
         epilog=EPILOG,
     )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ..infra.errors import RegNetSpaceError
 from ..infra.text import clean
 from .args import (
+    COMMANDS,
     FORCE_HELP,
     INPUT_SIZE_HELP,
     JSON_HELP,
@@ -61,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add `scale` to the command's subparsers."""
     s = subparsers.add_parser(
         "scale",
-        help="scale a model's flops by the rules of 'Fast and Accurate Model Scaling'",
+        help=COMMANDS["scale"],
         description=SCALE_DESCRIPTION,
         epilog=SCALE_EPILOG,
     )

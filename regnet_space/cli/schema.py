@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from .args import COMMANDS
+
 
 def cmd_schema(args: argparse.Namespace) -> int:
     """Print the JSON Schema of the spec format."""
@@ -20,7 +22,7 @@ def register(sub: Any) -> None:
     """Add `schema` to the command's subparsers."""
     s = sub.add_parser(
         "schema",
-        help="print the JSON Schema of the spec format",
+        help=COMMANDS["schema"],
         description="Print the JSON Schema of the spec file format (both forms), for editors.",
     )
     s.set_defaults(func=cmd_schema)

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..infra.errors import OutputError
 from ..infra.text import clean
+from .args import COMMANDS
 from .progress import Progress
 
 RUN_DESCRIPTION = """\
@@ -86,7 +87,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add the `study` command group (run, status, export, best) to a CLI's subparsers."""
     study = subparsers.add_parser(
         "study",
-        help="train sampled designs into a resumable study database (run, status, export, best)",
+        help=COMMANDS["study"],
         description="Design-space studies: train every sampled design, locally or on Ray, "
         "into one SQLite database; watch it and export it.",
         epilog="Run `regnet-space study COMMAND --help` for each command's options.",

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from ..study import DATA_NAMES
-from .args import PROG
+from .args import COMMANDS, PROG
 
 TRAIN_EXAMPLES = """examples:
   regnet-space train specs/y002.yaml --recipe recipes/digits.yaml -o runs/y002
@@ -31,7 +31,7 @@ def register(subparsers: Any) -> None:
     """Add `train` to the CLI's subparsers."""
     t = subparsers.add_parser(
         "train",
-        help="train one design under a recipe on a data set (resumable run folder)",
+        help=COMMANDS["train"],
         description="Train the model of SPEC under RECIPE on a data set and report its final "
         "top-1 test error; per-epoch metrics, checkpoints and the weights go to RUNDIR.",
         epilog=TRAIN_EXAMPLES,

@@ -145,8 +145,9 @@ def bottleneck(b: BlockPlan, o: BlockOptions) -> BlockLayers:
     )
     c = Conv(wb, b.out_width, 1, b.out_size, b.out_size)
     # The branch is layer.0, layer.1, ...: SE (where on) is layer.2, what follows it after.
-    se = [SqueezeExcite("layer.2", "se", wb, b.se_width, b.out_size, o.se_activation)]
-    se, k = (se, 3) if b.se_width else ([], 2)
+    se, k = [], 2
+    if b.se_width:
+        se, k = [SqueezeExcite("layer.2", "se", wb, b.se_width, b.out_size, o.se_activation)], 3
     if o.preact:
         layer: tuple[Unit, ...] = (
             ConvLayer("layer.0", "pre_a", a, norm=True, act=True),

@@ -23,21 +23,23 @@ built from.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .blocks import (
+    DEFINITIONS,
     BlockLayers,
     ConvLayer,
+    Definition,
     NormAct,
     Pool,
     SqueezeExcite,
     Unit,
-    block_layers,
     head_layers,
     stem_layers,
 )
 from .errors import PlanError
-from .generator import Plan, make_plan
+from .generator import BlockOptions, Plan, StagePlan, make_plan
 from .limits import CONVENTIONS, Convention
 from .spec import Spec
 
@@ -152,6 +154,28 @@ def _block(t: _Tally, layers: BlockLayers) -> None:
     _units(t, layers.shortcut or ())
 
 
+# A stage's counts are a function of its plan, its kind's definition (the function itself, so
+# a definition registered anew is counted anew), the switches and the convention, all frozen
+# and hashable: stages met again (a spec counted again, specs that share designs, a model's
+# size guard after its report) are counted once.
+@functools.lru_cache(maxsize=4096)
+def _stage_counts(
+    definition: Definition, s: StagePlan, options: BlockOptions, convention: Convention
+) -> tuple[int, int, int]:
+    """Flops, params and acts of a stage: its first block, and the others, all alike, counted
+    once and multiplied."""
+    t = _Tally(convention, options.norm)
+    _block(t, definition(s.block(0), options))
+    later = s.depth - 1
+    if later:
+        one = _Tally(convention, options.norm)
+        _block(one, definition(s.block(1), options))
+        t.flops += one.flops * later
+        t.params += one.params * later
+        t.acts += one.acts * later
+    return t.flops, t.params, t.acts
+
+
 def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
     """Counts of a resolved plan (its own input size) under `convention`."""
     if convention not in CONVENTIONS:
@@ -162,16 +186,8 @@ def count_plan(p: Plan, convention: Convention = "paper") -> Complexity:
     _units(stem, stem_layers(p).units)
     parts.append(stem.part("stem"))
     for s in p.stages:
-        t = _Tally(convention, norm)
-        _block(t, block_layers(p, s.block(0)))
-        later = s.depth - 1
-        if later:  # the blocks after the first are all alike: count one, depth - 1 times
-            one = _Tally(convention, norm)
-            _block(one, block_layers(p, s.block(1)))
-            t.flops += one.flops * later
-            t.params += one.params * later
-            t.acts += one.acts * later
-        parts.append(t.part(f"stage{s.index + 1}"))
+        flops, params, acts = _stage_counts(DEFINITIONS[p.block], s, p.options, convention)
+        parts.append(PartCount(f"stage{s.index + 1}", flops, params, acts))
     head = _Tally(convention, norm)
     _units(head, head_layers(p))
     head.pool(p.out_width, p.stages[-1].out_size)

@@ -397,10 +397,11 @@ def make_plan(spec: Spec, input_size: int | None = None) -> Plan:
     stem_stride = STEM_STRIDES[spec.stem]
     stem_size = _out_size(input_size, stem_stride)
     stages = _stage_plans(spec, stage_list, strides, options, stem_size)
-    widths = [*stem_widths(spec.stem, spec.stem_width), *(s.bottleneck_width_first for s in stages)]
-    widths += [w for s in stages for w in (s.bottleneck_width, s.width, s.in_width)]
     if options.norm == "group":
-        for w in {*widths, spec.head_width} - {0}:
+        widths = {*stem_widths(spec.stem, spec.stem_width), spec.head_width}
+        widths |= {w for s in stages for w in (s.bottleneck_width_first, s.bottleneck_width)}
+        widths |= {w for s in stages for w in (s.width, s.in_width)}
+        for w in widths - {0}:
             options.norm_groups_of(w)
     return Plan(
         name=spec.name,

@@ -7,7 +7,6 @@ without regard to case; timm's pretrained tag (`regnety_040.ra3_in1k`) and hub p
 
 from __future__ import annotations
 
-import difflib
 import importlib.resources
 import re
 from functools import cache
@@ -73,5 +72,7 @@ def suggest_name(text: str) -> str | None:
     """The closest known name, for a 'did you mean' hint (None when nothing is close)."""
     spelled = {n.lower(): n for row in _rows().values() for ns in row.values() for n in ns}
     spelled |= {stem.lower(): stem for stem in _rows()}
+    import difflib  # only for a hint
+
     close = difflib.get_close_matches(_key(text), list(spelled), n=1, cutoff=0.8)
     return spelled[close[0]] if close else None

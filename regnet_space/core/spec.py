@@ -62,9 +62,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from ..infra.dumping import dump_yaml
 from ..infra.errors import RegNetSpaceError
 from ..infra.parsing import parse_yaml
 from ..infra.reading import open_regular
@@ -142,7 +141,11 @@ def kind_defaults(data: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-_CONFIG = ConfigDict(frozen=True, extra="forbid", strict=True, allow_inf_nan=False)
+# defer_build: a model's validator is made when it first validates, so a command that reads
+# parametric specs never builds the explicit form's (nor the base's, which never validates).
+_CONFIG = ConfigDict(
+    frozen=True, extra="forbid", strict=True, allow_inf_nan=False, defer_build=True
+)
 
 Width = Annotated[int, Field(ge=1, le=MAX_WIDTH)]
 Depth = Annotated[int, Field(ge=1, le=MAX_DEPTH)]
@@ -410,12 +413,13 @@ Spec = ParametricSpec | ExplicitSpec
 # Fields only the parametric form has: with `stages`, they mean the file mixes both forms.
 _PARAMETRIC_ONLY = ("depth", "w0", "wa", "wm", "group_width", "bottleneck_multiplier")
 _PARAMETRIC_ONLY += ("q", "rounding")
-_SPEC_ADAPTER: TypeAdapter[Spec] = TypeAdapter(Spec)
 
 
 def spec_json_schema() -> dict[str, Any]:
     """JSON Schema of the spec file format (either form), for editor validation."""
-    schema = _SPEC_ADAPTER.json_schema()
+    from pydantic import TypeAdapter  # only for the schema
+
+    schema = TypeAdapter(Spec).json_schema()
     schema["title"] = "regnet-space spec"
     return schema
 
@@ -502,4 +506,6 @@ def dump_spec(spec: Spec) -> str:
         and "downsample_in_first_stage" not in spec.model_fields_set
     ):  # the first stage's stride says it; both would read back as a contradiction
         data.pop("downsample_in_first_stage", None)
+    from ..infra.dumping import dump_yaml  # the YAML writer: only where a spec is written
+
     return dump_yaml(data)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import math
 import re
 import typing
@@ -59,6 +58,8 @@ def format_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
     msg = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         known = sorted(_fields_at(model, loc[:-1]))
+        import difflib  # only for a message
+
         close = difflib.get_close_matches(str(loc[-1]), known, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return (f"{where}: " if where else "") + "unknown field" + hint

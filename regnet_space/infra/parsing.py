@@ -9,7 +9,7 @@ refuses NaN, duplicate keys, overlong numbers and deep nesting. Every failure is
 
 from __future__ import annotations
 
-import json
+import functools
 import math
 import re
 from collections.abc import Mapping
@@ -158,14 +158,29 @@ _KEY_TAGS = {_TAG + "str"} | _PLAIN
 # tabs, explicit tags, "?" (a key to PyYAML in flow context even unspaced), byte-order marks
 # and Unicode line breaks, a block scalar header running into a comment, and what the Python
 # reader refuses as non-printable.
-_C_DISAGREES = re.compile(
+_C_DISAGREES = (
     r"[\t!?\ufeff\x85\u2028\u2029]|[|>][-+0-9]*#|" + yaml.reader.Reader.NON_PRINTABLE.pattern
 )
+# The same places in ASCII text: compiling the full pattern's classes over all of Unicode takes
+# longer than a spec takes to read, so it is compiled only for text that is not ASCII.
+_C_DISAGREES_ASCII = re.compile(r"[\t!?\x00-\x08\x0b\x0c\x0e-\x1f\x7f]|[|>][-+0-9]*#")
+
+
+def c_disagrees(text: str) -> bool:
+    """Whether `text` has a place where libyaml was seen to differ from PyYAML's parser."""
+    if text.isascii():
+        return _C_DISAGREES_ASCII.search(text) is not None
+    return _c_disagrees_full().search(text) is not None
+
+
+@functools.cache
+def _c_disagrees_full() -> re.Pattern[str]:
+    return re.compile(_C_DISAGREES)
 
 
 def _load_c(text: str) -> Any:
     """Parse with libyaml where it gives what the Python loader gives; else raise _Fallback."""
-    if _CBase is None or _C_DISAGREES.search(text):
+    if _CBase is None or c_disagrees(text):
         raise _Fallback
     loader = CSafeLoader(text)
     try:
@@ -242,6 +257,8 @@ def _check_depth(data: Any, source: str, error: type[RegNetSpaceError]) -> None:
 def parse_json(text: str, source: str, *, error: type[RegNetSpaceError] = InputError) -> Any:
     """JSON with limits: no NaN/Infinity or duplicate keys, finite floats, numbers of at most
     MAX_DIGITS digits, nesting at most MAX_DEPTH; every failure is one line `source: ...`."""
+    import json  # where JSON is read: a command reading YAML starts without it
+
     try:
         return _load_json(text, source, error)
     except json.JSONDecodeError as exc:
@@ -254,6 +271,8 @@ def parse_json_or_yaml(
     """JSON text as parse_json reads it; anything else, such as a flow-style YAML mapping
     (`{name: a}` starts with a brace too), as parse_yaml reads it."""
     if text.lstrip().startswith(("{", "[")):
+        import json
+
         try:
             return _load_json(text, source, error)
         except json.JSONDecodeError:
@@ -285,6 +304,8 @@ def _load_json(text: str, source: str, error: type[RegNetSpaceError]) -> Any:
                     raise error(f"{source}: duplicate key {short(key)}")
                 seen.add(key)
         return obj
+
+    import json
 
     try:
         data = json.loads(
