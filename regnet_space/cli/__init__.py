@@ -47,7 +47,7 @@ def make_parser(full: Collection[str] | None = None) -> argparse.ArgumentParser:
     sub.required = True
 
     # Each command registers itself; none of these modules imports torch, numpy or pydantic
-    # at import time (tests/test_ux_startup.py checks it). A command that does not run is
+    # at import time (tests/cli/test_startup.py checks it). A command that does not run is
     # only listed: importing every module and adding every option is most of --help's time.
     for name, help_text in COMMANDS.items():
         if full is None or name in full:

@@ -15,7 +15,7 @@ from regnet_space.core import blocks, complexity
 from regnet_space.core.complexity import count_plan
 from regnet_space.core.spec import spec_from_dict
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def _uncached(p: Any, convention: str) -> Any:
