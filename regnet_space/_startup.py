@@ -22,10 +22,16 @@ def quiet_exit(signum: int, frame: object) -> None:
 
 
 def main() -> int:
-    """Run the command: the start-up Ctrl-C handler first, then `regnet_space.cli.main`,
-    which handles Ctrl-C itself while the command runs."""
+    """Run the command: the start-up Ctrl-C handler first, the cycle collector's thresholds,
+    then `regnet_space.cli.main`, which handles Ctrl-C itself while the command runs."""
     if _signal.getsignal(_signal.SIGINT) is _signal.default_int_handler:
         _signal.signal(_signal.SIGINT, quiet_exit)
+    import gc
+
+    # A command holds up to millions of objects without cycles (a study's trials, records,
+    # curves): at the interpreter's default thresholds the cycle collector walks them again
+    # and again as they are built. Rarer collections, in the command's own process only.
+    gc.set_threshold(100_000, 50, 100)
     from .cli import main as run
 
     return run(own_process=True)

@@ -410,10 +410,9 @@ def _join(results: list[Record], samples: list[Record], where: str) -> list[Reco
     return out
 
 
-def _read_db(p: Path, allow_synthetic: bool, include_stopped: bool) -> tuple[list[Record], StudyDb]:
-    db = read_study_db(p)
+def _db_records(db: StudyDb, allow_synthetic: bool, include_stopped: bool) -> list[Record]:
     rows = analysis_records(db, allow_synthetic, include_stopped)
-    return [Record(f"{p}: trial {r['id']}", r) for r in rows], db
+    return [Record(f"{db.path}: trial {r['id']}", r) for r in rows]
 
 
 def db_notes(db: StudyDb, include_stopped: bool) -> list[str]:
@@ -545,14 +544,17 @@ def _read_input(
     metric: str,
     sample_path: Path | None,
     cache: dict[Path, list[Record]],
+    db: StudyDb | None,
     allow_synthetic: bool,
     include_stopped: bool,
 ) -> tuple[list[Record], str, dict[str, str], list[str]]:
     """One results file's records (joined with its sample file when they carry no design),
-    the kind of file, what it records about its models and what a reader must know."""
+    the kind of file, what it records about its models and what a reader must know (`db`:
+    this study database, already read)."""
     notes: list[str] = []
-    if is_study_db(p):
-        recs, db = _read_db(p, allow_synthetic, include_stopped)
+    if db is not None or is_study_db(p):
+        db = db if db is not None else read_study_db(p)
+        recs = _db_records(db, allow_synthetic, include_stopped)
         kind, facts = "study database", study_facts(db)
         notes = db_notes(db, include_stopped)
     else:
@@ -597,12 +599,14 @@ def load_study(
     filters: Sequence[str | Filter] = (),
     split: str | None = None,
     include_stopped: bool = False,
+    databases: Sequence[StudyDb] = (),
 ) -> ResultSet:
     """Read result files (joined with sample files where needed) into a result set, by space.
 
     A study database (`regnet-space study run`) is read directly: its finished trials, as
     `study export` writes them (synthetic-data trials only with allow_synthetic; trials its
-    scheduler stopped early only with include_stopped).
+    scheduler stopped early only with include_stopped); one in `databases` (read already,
+    matched by path) is not read again.
     Spaces: the given labels (one per results file), else a `space` column, else file names;
     with `split`, each space divided by that field's values ("LABEL FIELD=VALUE").
     Samples: none, one for all, or one per results file. Filters keep what passes them all.
@@ -616,8 +620,9 @@ def load_study(
     notes: list[str] = []
     for i, p in enumerate(paths):
         sample_path = sample_paths[i] if sample_paths else None
+        read = next((db for db in databases if db.path == p), None)
         recs, kind, facts, told = _read_input(
-            p, metric, sample_path, cache, allow_synthetic, include_stopped
+            p, metric, sample_path, cache, read, allow_synthetic, include_stopped
         )
         notes += told
         for rec in recs:
@@ -633,19 +638,26 @@ def load_study(
         filters=parsed,
         check_counts=True,
     )
-    inputs = []
-    for p, kind, recs, facts in files:
-        mine = {id(r) for r in recs}
-        own = tuple(label for label, rs in groups.items() if any(id(r) in mine for r in rs))
-        inputs.append(InputFile(str(p), kind, len(recs), own, MappingProxyType(facts)))
     percent = all(kind == "study database" for _, kind, _, _ in files)
     return replace(
         study,
         unit="%" if percent else _unit(metric, study),
         split=split,
-        inputs=tuple(inputs),
+        inputs=_inputs(files, groups),
         notes=tuple(notes),
     )
+
+
+def _inputs(
+    files: list[tuple[Path, str, list[Record], dict[str, str]]], groups: dict[str, list[Record]]
+) -> tuple[InputFile, ...]:
+    """Each input file: its kind, its records' count, the spaces they went to, its facts."""
+    inputs = []
+    for p, kind, recs, facts in files:
+        mine = {id(r) for r in recs}
+        own = tuple(label for label, rs in groups.items() if any(id(r) in mine for r in rs))
+        inputs.append(InputFile(str(p), kind, len(recs), own, MappingProxyType(facts)))
+    return tuple(inputs)
 
 
 def _unit(metric: str, study: ResultSet) -> str:

@@ -184,6 +184,7 @@ def run_analyze(args: argparse.Namespace) -> int:
     ks_2samp()  # scipy present, before any work
     if args.output is not None:
         prepare_dir(args.output, args.force)
+    dbs = _study_dbs(args.results)  # read once: for the analysis and the study report
     study = load_study(
         args.results,
         metric=args.metric,
@@ -194,8 +195,8 @@ def run_analyze(args: argparse.Namespace) -> int:
         filters=filters,
         split=args.split,
         include_stopped=args.include_stopped,
+        databases=dbs,
     )
-    dbs = _study_dbs(args.results)
     result = analyze(
         study,
         seed=args.seed,
