@@ -30,6 +30,14 @@ def one_torch_thread() -> Iterator[None]:
     torch.set_num_threads(before)
 
 
+@pytest.fixture(autouse=True)
+def patient_ray(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ray's head waits 30 s for its GCS server to bind a port, then fails: a loaded machine
+    (these tests on 2 busy cores) can take longer. Every Ray cluster a test starts, in this
+    process or a subprocess, waits up to 120 s (Ray's own setting for slow GCS back-ends)."""
+    monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "120")
+
+
 @pytest.fixture
 def bench_forward(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """benchmarks/bench_forward.py loaded as the module `bench_forward` (for this test only)."""

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_helpers import execed
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
@@ -33,7 +34,7 @@ stages:
 
 
 def _start(*argv: str, cwd: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "regnet_space", *argv],
         cwd=cwd,
         env=ENV,
@@ -41,6 +42,7 @@ def _start(*argv: str, cwd: Path) -> subprocess.Popen[str]:
         stderr=subprocess.PIPE,
         text=True,
     )
+    return execed(proc)
 
 
 def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:

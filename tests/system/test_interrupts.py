@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+from process_helpers import execed
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
@@ -51,9 +52,10 @@ if __name__ == '__main__':
 
 def _start(*argv: str, cwd: Path, script: Path | None = None) -> subprocess.Popen[str]:
     head = [sys.executable, str(script)] if script else [sys.executable, "-m", "regnet_space"]
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [*head, *argv], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
+    return execed(proc)
 
 
 def _temps(folder: Path) -> list[Path]:

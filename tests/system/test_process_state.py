@@ -151,7 +151,10 @@ print(json.dumps(out))
 def test_the_library_leaves_the_process_as_it_was(tmp_path: Path) -> None:
     script = tmp_path / "regnet-space"  # the command's name: the library must not care
     script.write_text(PROBE)
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    # A clean environment: what earlier tests of this session left in os.environ (thread
+    # counts, Ray's and torch's variables) must not reach the probe's allocator or threads.
+    keep = ("PATH", "HOME", "LANG", "TMPDIR")
+    env = {k: os.environ[k] for k in keep if k in os.environ} | {"PYTHONPATH": str(ROOT)}
     done = subprocess.run(
         [sys.executable, str(script), str(ROOT)],
         capture_output=True,
