@@ -38,6 +38,14 @@ def patient_ray(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RAY_gcs_server_port_wait_time_s", "120")
 
 
+@pytest.fixture(scope="session")
+def ray_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One home for every Ray cluster this test process starts: Ray keeps its token under
+    ~/.ray (not the home of whoever runs the tests), and a process that has started one
+    cluster looks for the token there again when it starts the next."""
+    return tmp_path_factory.mktemp("ray-home")
+
+
 @pytest.fixture
 def bench_forward(monkeypatch: pytest.MonkeyPatch) -> ModuleType:
     """benchmarks/bench_forward.py loaded as the module `bench_forward` (for this test only)."""

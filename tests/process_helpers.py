@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import time
 from pathlib import Path
@@ -20,3 +21,9 @@ def execed(proc: subprocess.Popen[str]) -> subprocess.Popen[str]:
             break
         time.sleep(0.0002)
     return proc
+
+
+def default_sigint() -> None:
+    """In the child before exec: Ctrl-C's default disposition, as a shell gives its foreground
+    commands (tests run as a background job inherit SIGINT ignored, and so would the child)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)

@@ -367,12 +367,12 @@ def test_median_stopping_on_two_workers(tmp_path: Path) -> None:
 
 
 def test_ray_runs_the_scheduler_like_the_local_pool(
-    asha_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    asha_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_home: Path
 ) -> None:
     """On a local Ray with one CPU the reports come in the same order as on one local worker:
     the same decisions, the same stopped trials, the same errors."""
     ray = pytest.importorskip("ray")
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))  # Ray's token under a home of its own
+    monkeypatch.setenv("HOME", str(ray_home))  # Ray's token under the tests' own home
     db = tmp_path / "ray.db"
     ray.init(num_cpus=1, include_dashboard=False, log_to_driver=False)
     try:

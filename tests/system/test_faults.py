@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import execed
+from process_helpers import default_sigint, execed
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
@@ -41,6 +41,7 @@ def _start(*argv: str, cwd: Path) -> subprocess.Popen[str]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        preexec_fn=default_sigint,
     )
     return execed(proc)
 

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import execed
+from process_helpers import default_sigint, execed
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
@@ -53,7 +53,13 @@ if __name__ == '__main__':
 def _start(*argv: str, cwd: Path, script: Path | None = None) -> subprocess.Popen[str]:
     head = [sys.executable, str(script)] if script else [sys.executable, "-m", "regnet_space"]
     proc = subprocess.Popen(
-        [*head, *argv], cwd=cwd, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        [*head, *argv],
+        cwd=cwd,
+        env=ENV,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        preexec_fn=default_sigint,
     )
     return execed(proc)
 

@@ -144,13 +144,11 @@ def test_failing_trial_is_retried_then_failed(tmp_path: Path) -> None:
 
 
 def test_ray_gives_the_local_errors(
-    local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    local_run: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, ray_home: Path
 ) -> None:
     """A real local Ray cluster runs the same study: the same error for every trial."""
     ray = pytest.importorskip("ray")
-    # Ray keeps a token-authentication secret under ~/.ray: this cluster's goes to a home of
-    # its own, not the home of whoever runs the tests.
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("HOME", str(ray_home))  # Ray's token under the tests' own home
     db = tmp_path / "ray.db"
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
