@@ -15,27 +15,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from process_helpers import ENV, run_command, temps
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 DEAD = "3999999"  # above the kernel's pid_max: no process has this id
-
-
-def _cli(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "regnet_space", *argv],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _temps(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX)]
 
 
 def _victims(j: Path) -> None:
@@ -63,13 +48,13 @@ def test_the_issues_planted_journal_touches_nothing(tmp_path: Path) -> None:
     }
     journal = tmp_path / "out" / f"{TMP_PREFIX}{DEAD}-0-commit.journal"
     journal.write_text(json.dumps([row]))
-    proc = _cli("scale", "y002", "--flops-factor", "2", "-o", "x.yaml", cwd=tmp_path / "out")
+    proc = run_command("scale", "y002", "--flops-factor", "2", "-o", "x.yaml", cwd=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     _untouched(tmp_path)
     # One line names what was ignored (and the journal); the planted file itself is gone.
     assert proc.stderr.count("\n") == 1, proc.stderr
     assert "ignored" in proc.stderr and f"{tmp_path}/victim/c.txt" in proc.stderr
-    assert _temps(tmp_path) == []
+    assert temps(tmp_path) == []
     assert (tmp_path / "out" / "x.yaml").is_file()
 
 
@@ -94,7 +79,7 @@ def test_a_planted_pointer_to_a_journal_elsewhere_is_not_followed(tmp_path: Path
         )
     )
     (tmp_path / "out" / f"{name}commit.pointer").write_text(str(far))
-    proc = _cli("fit", "--widths", "24,56", "-o", "f.yaml", cwd=tmp_path / "out")
+    proc = run_command("fit", "--widths", "24,56", "-o", "f.yaml", cwd=tmp_path / "out")
     assert proc.returncode == 0, proc.stderr
     _untouched(tmp_path)
     assert far.exists()  # a journal in another folder is that folder's writers' business
@@ -132,7 +117,7 @@ def test_entries_in_the_folder_that_are_not_its_own_temp_files_are_ignored(
     (out / f"{name}commit.journal").write_text(
         json.dumps({"folders": [str(out)], "primary": True, "entries": rows})
     )
-    proc = _cli("fit", "--widths", "24,56", "-o", "f.yaml", cwd=out)
+    proc = run_command("fit", "--widths", "24,56", "-o", "f.yaml", cwd=out)
     assert proc.returncode == 0, proc.stderr
     assert (out / "keep.txt").read_text() == "mine\n"
     assert (out / "other.txt").read_text() == "other\n"
@@ -152,7 +137,7 @@ def test_a_journal_owned_by_another_user_is_ignored(tmp_path: Path) -> None:
     journal.write_text(json.dumps({"folders": [str(out)], "primary": True, "entries": [row]}))
     for p in (backup, journal):
         os.chown(p, 65534, 65534)  # nobody's files, as another user would plant them
-    proc = _cli("fit", "--widths", "24,56", "-o", "f.yaml", cwd=out)
+    proc = run_command("fit", "--widths", "24,56", "-o", "f.yaml", cwd=out)
     assert proc.returncode == 0, proc.stderr
     assert (out / "c.txt").read_text() == "old\n"
     assert "ignored" in proc.stderr and proc.stderr.count("\n") == 1, proc.stderr
@@ -253,18 +238,18 @@ def test_a_three_folder_commit_killed_at_any_step_is_whole(tmp_path: Path, visit
         )
         assert proc.returncode == 9, proc.stderr
         # The next writer in one of the three folders decides for all of them.
-        nxt = _cli("fit", "--widths", "24,56", "-o", str(where / "fit.yaml"), cwd=tmp_path)
+        nxt = run_command("fit", "--widths", "24,56", "-o", str(where / "fit.yaml"), cwd=tmp_path)
         assert nxt.returncode == 0 and nxt.stderr == "", nxt.stderr
         (where / "fit.yaml").unlink()
         state = _tree(root)
         assert state == (new if step == steps else old), (step, state)
-        assert _temps(where) == []
+        assert temps(where) == []
         # Writers in the other folders then find nothing more to do there either.
         for f in folders:
-            again = _cli("fit", "--widths", "24,56", "-o", str(f / "fit.yaml"), cwd=tmp_path)
+            again = run_command("fit", "--widths", "24,56", "-o", str(f / "fit.yaml"), cwd=tmp_path)
             assert again.returncode == 0 and again.stderr == "", again.stderr
             (f / "fit.yaml").unlink()
-        assert _tree(root) == state and _temps(root) == []
+        assert _tree(root) == state and temps(root) == []
 
 
 # ---------------------------------------------------------------------------------------------

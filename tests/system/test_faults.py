@@ -8,7 +8,6 @@ status 130 at any moment, start-up included; of two writers racing for one outpu
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess
@@ -17,12 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import default_sigint, execed
+from process_helpers import ENV, run_command, start_command, temps
 
 from regnet_space.infra.atomic import TMP_PREFIX
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 REGNETX = str(ROOT / "specs" / "spaces" / "regnetx.yaml")
 SPEC = """\
 name: mid
@@ -33,39 +31,11 @@ stages:
 """
 
 
-def _start(*argv: str, cwd: Path) -> subprocess.Popen[str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "regnet_space", *argv],
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_sigint,
-    )
-    return execed(proc)
-
-
-def _run(*argv: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "regnet_space", *argv],
-        cwd=cwd,
-        env=ENV,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-
-
-def _temps(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX)]
-
-
 def _wait_for_temp(proc: subprocess.Popen[str], folder: Path, limit: float = 60.0) -> bool:
     """Poll until a temp file of the writer appears (True) or the process ends (False)."""
     end = time.monotonic() + limit
     while time.monotonic() < end and proc.poll() is None:
-        if any(not p.name.endswith("probe") for p in _temps(folder)):
+        if any(not p.name.endswith("probe") for p in temps(folder)):
             return True
         time.sleep(0.002)
     return False
@@ -103,7 +73,7 @@ def sample_states(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]
     states = []
     for seed in (0, 1):
         d = tmp_path_factory.mktemp(f"seed{seed}")
-        proc = _run(*_sample_argv(seed), "-o", "s.jsonl", "--specs-dir", "specs", cwd=d)
+        proc = run_command(*_sample_argv(seed), "-o", "s.jsonl", "--specs-dir", "specs", cwd=d)
         assert proc.returncode == 0, proc.stderr
         states.append(_state(d))
     return states[0], states[1]
@@ -111,7 +81,7 @@ def sample_states(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, dict]
 
 def _staged(folder: Path) -> int:
     """Staged output files of a writer (its temp files but probes and journals)."""
-    return sum(1 for p in _temps(folder) if not p.name.endswith(("probe", "journal", "pointer")))
+    return sum(1 for p in temps(folder) if not p.name.endswith(("probe", "journal", "pointer")))
 
 
 # Moments of a writer's run, each an observable event: the process exists; it has staged
@@ -120,7 +90,7 @@ EVENTS = {
     "started": lambda d: True,
     "staging": lambda d: _staged(d) >= 1,
     "half staged": lambda d: _staged(d) >= 50,
-    "committing": lambda d: any(p.name.endswith("commit.journal") for p in _temps(d)),
+    "committing": lambda d: any(p.name.endswith("commit.journal") for p in temps(d)),
 }
 
 
@@ -145,7 +115,9 @@ def test_kill_9_during_sample_leaves_old_or_new_whole(
         d = tmp_path / f"r{round_}"
         d.mkdir()
         _put(d, old)
-        proc = _start(*_sample_argv(1), "-o", "s.jsonl", "--specs-dir", "specs", "--force", cwd=d)
+        proc = start_command(
+            *_sample_argv(1), "-o", "s.jsonl", "--specs-dir", "specs", "--force", cwd=d
+        )
         killed = _kill_at(proc, d, event)
         proc.communicate()
         if killed:
@@ -153,28 +125,28 @@ def test_kill_9_during_sample_leaves_old_or_new_whole(
     assert killed, f"the writer always ended before {event}"
     # The next writer of these outputs rolls back or removes what the dead one left while
     # checking its targets; here it then stops (no design has 1 or 2 flops).
-    nxt = _run(*NEXT_SAMPLE, cwd=d)
+    nxt = run_command(*NEXT_SAMPLE, cwd=d)
     assert nxt.returncode == 2 and "no design can meet" in nxt.stderr, nxt.stderr
     state = _state(d)
     if event == "committing":  # rolled back, or committed just before the kill
         assert state in (old, new), sorted(set(state) ^ set(old))
     else:  # killed before its commit: the previous result, whole
         assert state == old, sorted(set(state) ^ set(old))
-    assert _temps(d) == []
+    assert temps(d) == []
 
 
 def test_kill_9_during_build_save_keeps_the_previous_weights(tmp_path: Path) -> None:
     (tmp_path / "mid.yaml").write_text(SPEC)
     argv = ["build", "mid.yaml", "--input-size", "32", "--save", "w.pt"]
-    assert _run(*argv, cwd=tmp_path).returncode == 0
+    assert run_command(*argv, cwd=tmp_path).returncode == 0
     old = _state(tmp_path)
     ref = tmp_path.parent / f"{tmp_path.name}-ref.pt"
     ref.write_bytes(old["w.pt"])
     for event in ("staging", "committing"):
-        proc = _start(*argv, "--force", cwd=tmp_path)
+        proc = start_command(*argv, "--force", cwd=tmp_path)
         killed = _kill_at(proc, tmp_path, event)  # (or it ended first: the new result, whole)
         proc.communicate()
-        nxt = _run("fit", "--widths", "24,56", "-o", "fit.yaml", cwd=tmp_path)
+        nxt = run_command("fit", "--widths", "24,56", "-o", "fit.yaml", cwd=tmp_path)
         assert nxt.returncode == 0, nxt.stderr
         (tmp_path / "fit.yaml").unlink()
         state = _state(tmp_path)
@@ -183,7 +155,7 @@ def test_kill_9_during_build_save_keeps_the_previous_weights(tmp_path: Path) -> 
         # Both files, each the old or a complete new one (the weights are random per run).
         assert set(state) == set(old)
         assert state["w.resolved.yaml"] == old["w.resolved.yaml"]
-        assert _temps(tmp_path) == []
+        assert temps(tmp_path) == []
         import torch
 
         loaded = torch.load(tmp_path / "w.pt", weights_only=True)  # complete: it loads
@@ -212,7 +184,9 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path: Path, sample_states: tuple[d
         d = tmp_path / f"c{i}"
         d.mkdir()
         _put(d, old)
-        proc = _start(*_sample_argv(1), "-o", "s.jsonl", "--specs-dir", "specs", "--force", cwd=d)
+        proc = start_command(
+            *_sample_argv(1), "-o", "s.jsonl", "--specs-dir", "specs", "--force", cwd=d
+        )
         if isinstance(moment, str):
             _kill_at(proc, d, moment, signal.SIGINT)
         else:
@@ -232,7 +206,7 @@ def test_ctrl_c_at_any_moment_is_one_line(tmp_path: Path, sample_states: tuple[d
         else:
             assert proc.returncode == 0, err  # finished before the signal
         assert _state(d) in (old, new)
-        assert _temps(d) == []  # an interrupted writer removes its own temp files
+        assert temps(d) == []  # an interrupted writer removes its own temp files
     assert interrupted, "every writer ended before its signal"
 
 
@@ -244,7 +218,9 @@ def test_two_writers_racing_for_one_output_one_wins(
         d = tmp_path / f"r{round_}"
         d.mkdir()
         extra = ["--specs-dir", "specs"] if with_specs else []
-        procs = [_start(*_sample_argv(seed), "-o", "s.jsonl", *extra, cwd=d) for seed in (0, 1)]
+        procs = [
+            start_command(*_sample_argv(seed), "-o", "s.jsonl", *extra, cwd=d) for seed in (0, 1)
+        ]
         results = [(p.wait(timeout=120), p.stderr.read() if p.stderr else "") for p in procs]
         for p in procs:
             p.communicate()
@@ -255,7 +231,7 @@ def test_two_writers_racing_for_one_output_one_wins(
         winner = next(seed for seed, (code, _) in zip((0, 1), results, strict=True) if code == 0)
         whole = {k: v for k, v in sample_states[winner].items() if with_specs or "/" not in k}
         assert _state(d) == whole  # the winner's result, whole
-        assert _temps(d) == []
+        assert temps(d) == []
 
 
 CRASH_MID_COMMIT = """\
@@ -303,12 +279,15 @@ def test_a_commit_killed_halfway_is_rolled_back_by_the_next_writer(
     assert (a.read_text(), b.read_text()) == ("new a", "old b")  # half a commit, for now
     # The next writer in the second folder finds the dead writer's journal (or a pointer to
     # it) and restores both files before its own work.
-    nxt = _run("fit", "--widths", "24,56", "-o", str(d2 / "fit.yaml"), cwd=tmp_path)
+    nxt = run_command("fit", "--widths", "24,56", "-o", str(d2 / "fit.yaml"), cwd=tmp_path)
     assert nxt.returncode == 0, nxt.stderr
     assert (a.read_text(), b.read_text()) == ("old a", "old b")
-    assert _temps(d2) == []
+    assert temps(d2) == []
     if not same_folder:  # the journal's own folder is cleaned by its next writer
         assert (
-            _run("fit", "--widths", "24,56", "-o", str(d1 / "f.yaml"), cwd=tmp_path).returncode == 0
+            run_command(
+                "fit", "--widths", "24,56", "-o", str(d1 / "f.yaml"), cwd=tmp_path
+            ).returncode
+            == 0
         )
-        assert _temps(d1) == []
+        assert temps(d1) == []

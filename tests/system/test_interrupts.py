@@ -17,12 +17,9 @@ import time
 from pathlib import Path
 
 import pytest
-from process_helpers import default_sigint, execed
-
-from regnet_space.infra.atomic import TMP_PREFIX
+from process_helpers import COMMAND, start_command, temps
 
 ROOT = Path(__file__).resolve().parents[2]
-ENV = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONDONTWRITEBYTECODE": "1"}
 ZOO = str(ROOT / "examples" / "zoo_errors.csv")
 SPEC = "name: mid\nblock: x\nstages:\n  - {width: 64, depth: 2, group_width: 8}\n"
 INTERRUPTED = "regnet-space: interrupted\n"
@@ -51,21 +48,8 @@ if __name__ == '__main__':
 
 
 def _start(*argv: str, cwd: Path, script: Path | None = None) -> subprocess.Popen[str]:
-    head = [sys.executable, str(script)] if script else [sys.executable, "-m", "regnet_space"]
-    proc = subprocess.Popen(
-        [*head, *argv],
-        cwd=cwd,
-        env=ENV,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        preexec_fn=default_sigint,
-    )
-    return execed(proc)
-
-
-def _temps(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.startswith(TMP_PREFIX)]
+    head = (sys.executable, str(script)) if script else COMMAND
+    return start_command(*argv, cwd=cwd, head=head)
 
 
 def test_ctrl_c_during_start_up_shows_no_line_of_the_package(tmp_path: Path) -> None:
@@ -164,7 +148,7 @@ def test_ctrl_c_during_a_commit_finishes_it_then_says_interrupted(
     assert (proc.returncode, err) == (130, INTERRUPTED)
     for name in made:  # committed whole
         assert (out / name).is_file() and (out / name).stat().st_size > 0
-    assert _temps(tmp_path) == []
+    assert temps(tmp_path) == []
 
 
 HARNESS_MPL = """\
@@ -206,7 +190,7 @@ def test_an_interrupt_swallowed_in_a_matplotlib_callback_still_ends_the_command(
     report = tmp_path / "report"
     if report.exists():  # the interrupt came during the commit: complete, else nothing
         assert (report / "report.html").is_file() and (report / "results.json").is_file()
-    assert _temps(tmp_path) == []
+    assert temps(tmp_path) == []
 
 
 def test_ctrl_c_during_pythons_shutdown_changes_nothing(tmp_path: Path) -> None:
